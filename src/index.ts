@@ -1,0 +1,2 @@
+export { WeftError, ErrorCodes, isWeftError } from './errors.js';
+export type { WeftErrorCode, SerializedError } from './errors.js';
