@@ -1,2 +1,23 @@
+/**
+ * weft — Stateful Functions for Node.js. The public surface (API.md §1–§3); internals are not
+ * exported.
+ */
+export { Weft } from './weft.js';
+export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics } from './weft.js';
+export type { RemoteEndpointOptions } from './options.js';
+export { defineModule } from './module.js';
+export { type } from './state/types.js';
+export type {
+  Address,
+  Context,
+  Message,
+  TypedMessage,
+  ModuleDefinition,
+  FunctionSpec,
+  StateSpec,
+  ValueType,
+  CustomCodec,
+  ValueOf,
+} from './module.js';
 export { WeftError, ErrorCodes, isWeftError } from './errors.js';
 export type { WeftErrorCode, SerializedError } from './errors.js';

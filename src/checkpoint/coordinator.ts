@@ -1,0 +1,213 @@
+/**
+ * The checkpoint coordinator (main thread): exactly-once state through unaligned asynchronous
+ * barrier snapshots (Chandy–Lamport, as in Flink's unaligned checkpoints), committed in two phases.
+ *
+ * THE PROTOCOL, for epoch e
+ *
+ *   1. The coordinator writes BARRIER(e) into every main→shard ring. Host messages queued before
+ *      it belong to epoch e; those after it to e+1.
+ *   2. A shard, on the FIRST BARRIER(e) it receives (from main or from another shard), snapshots:
+ *      the instances changed since its last snapshot (incremental), its timer changes, and its
+ *      mailboxes, including the message of every invocation still running (it will run again on
+ *      recovery, and its effects, not yet applied, are in no snapshot). It then forwards
+ *      BARRIER(e) on every outbound ring — behind everything it sent before, spills included.
+ *   3. From then until BARRIER(e) arrives on an inbound ring, the shard RECORDS every message
+ *      arriving on that ring: they were sent before the sender's snapshot (so the sender's state
+ *      already reflects having sent them) and arrive after ours (so our state does not reflect
+ *      having processed them) — the channel state of Chandy–Lamport. Cycles need nothing more.
+ *   4. When BARRIER(e) has arrived on every inbound ring, the shard writes its part — delta,
+ *      mailboxes + recorded messages, timer changes — as PENDING(e) in ONE LMDB transaction, and
+ *      reports DONE(e) on its ring to main once that is durable.
+ *   5. When every shard reported DONE(e) (each after its BARRIER(e) on the same ring), the
+ *      coordinator writes COMMITTED(e) to its metadata store. Only then: `send()` promises of
+ *      host messages whose invocations completed in e resolve, egress records of e are handed to
+ *      the host, durable replies are released, and COMMITTED(e) goes to the shards, which fold
+ *      PENDING(e) into their base.
+ *   6. Recovery (a restart, or a shard worker dying): every shard folds PENDING ≤ E (the last
+ *      committed epoch) and drops PENDING > E, replays the mailboxes of E before new input, and
+ *      re-arms its timers; main re-sends the host messages it accepted after BARRIER(E) (it
+ *      keeps them until their epoch commits). Nothing accepted is lost, nothing applied twice.
+ *
+ * Why the host's view is exactly-once: everything the host can observe (send() resolution,
+ * egress, durable replies) is released only after the epoch that contains it is committed, and
+ * a committed epoch is never rolled back. Non-durable replies are the documented exception.
+ *
+ * Only one epoch is in flight at a time; a checkpoint requested meanwhile runs right after.
+ */
+
+export interface CoordinatorHooks {
+  /** Write BARRIER(epoch) into every main→shard ring (and flush). */
+  injectBarrier(epoch: number): void;
+  /** Every shard is done with `epoch`: persist COMMITTED(epoch); resolves when durable. */
+  commit(epoch: number, figures: { bytes: number; states: number; ms: number }): Promise<void>;
+  /** COMMITTED(epoch) is durable: release what the host may now see, tell the shards. */
+  committed(epoch: number): void;
+  /** Nothing happened since the last checkpoint: an epoch may be skipped. */
+  quiescent(): boolean;
+  failed(err: unknown): void;
+}
+
+interface Waiter {
+  resolve(epoch: number): void;
+  reject(err: unknown): void;
+}
+
+export class Coordinator {
+  readonly #shards: number;
+  readonly #hooks: CoordinatorHooks;
+  readonly #intervalMs: number;
+  #committed: number;
+  #next: number;
+  #inFlight = 0;
+  #started = 0;
+  #done = new Set<number>();
+  #figures = { bytes: 0, states: 0, ms: 0 };
+  /** Waiters for the epoch in flight. */
+  #current: Waiter[] = [];
+  /** Waiters for the next epoch (requested while one was in flight). */
+  #queued: Waiter[] = [];
+  #forced = false;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  /** A recovery is under way: no new epoch starts, no DONE counts. */
+  #halted = false;
+  /** The COMMITTED write in progress, if any. */
+  #committing: Promise<void> | undefined;
+
+  constructor(shards: number, committed: number, intervalMs: number, hooks: CoordinatorHooks) {
+    this.#shards = shards;
+    this.#committed = committed;
+    this.#next = committed + 1;
+    this.#intervalMs = intervalMs;
+    this.#hooks = hooks;
+  }
+
+  get committedEpoch(): number {
+    return this.#committed;
+  }
+
+  /** The epoch host messages queued now belong to. */
+  get openEpoch(): number {
+    return this.#next;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  start(): void {
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#stopped || this.#intervalMs === 0 || this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#trigger(false);
+    }, this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Forces a checkpoint; resolves with its epoch once committed. */
+  checkpoint(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      if (this.#inFlight !== 0) {
+        this.#queued.push({ resolve, reject });
+        this.#forced = true;
+        return;
+      }
+      this.#current.push({ resolve, reject });
+      this.#trigger(true);
+    });
+  }
+
+  #trigger(forced: boolean): void {
+    if (this.#stopped || this.#halted || this.#inFlight !== 0) return;
+    if (!forced && this.#current.length === 0 && this.#hooks.quiescent()) {
+      this.#arm();
+      return;
+    }
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const epoch = this.#next++;
+    this.#inFlight = epoch;
+    this.#started = performance.now();
+    this.#done.clear();
+    this.#figures = { bytes: 0, states: 0, ms: 0 };
+    this.#hooks.injectBarrier(epoch);
+  }
+
+  /** A shard reported DONE(epoch). */
+  onDone(shard: number, epoch: number, figures: { bytes: number; states: number }): void {
+    if (this.#halted || epoch !== this.#inFlight || this.#done.has(shard)) return;
+    this.#done.add(shard);
+    this.#figures.bytes += figures.bytes;
+    this.#figures.states += figures.states;
+    if (this.#done.size < this.#shards) return;
+    this.#figures.ms = performance.now() - this.#started;
+    // A commit that started completes even if a recovery begins meanwhile: every shard's part is
+    // durable, so the epoch is valid; the recovery waits for it (halt) and starts from it.
+    const committing = this.#hooks.commit(epoch, this.#figures).then(
+      () => {
+        this.#committing = undefined;
+        this.#committed = epoch;
+        this.#inFlight = 0;
+        this.#hooks.committed(epoch);
+        const waiters = this.#current;
+        this.#current = this.#queued;
+        this.#queued = [];
+        for (const w of waiters) w.resolve(epoch);
+        if (this.#halted) return;
+        if (this.#forced || this.#current.length > 0) {
+          this.#forced = false;
+          this.#trigger(true);
+        } else this.#arm();
+      },
+      (err: unknown) => {
+        this.#committing = undefined;
+        this.#hooks.failed(err);
+      },
+    );
+    this.#committing = committing;
+  }
+
+  /**
+   * A recovery begins: stop starting epochs and counting DONEs, and wait for a COMMITTED write
+   * already under way, so the recovery reads the final committed epoch.
+   */
+  async halt(): Promise<void> {
+    this.#halted = true;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#committing !== undefined) await this.#committing.catch(() => {});
+  }
+
+  /**
+   * Every shard is back at the committed epoch: the epoch that was in flight is abandoned (its
+   * PENDING parts were dropped by the shards) and its waiters get the next one.
+   */
+  resume(): void {
+    this.#halted = false;
+    const retry = this.#inFlight !== 0 || this.#current.length > 0 || this.#queued.length > 0;
+    this.#inFlight = 0;
+    this.#done.clear();
+    this.#current.push(...this.#queued);
+    this.#queued = [];
+    if (retry) this.#trigger(true);
+    else this.#arm();
+  }
+
+  /** Stops scheduling; rejects waiters. */
+  stop(err: unknown): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const w of [...this.#current, ...this.#queued]) w.reject(err);
+    this.#current = [];
+    this.#queued = [];
+  }
+}

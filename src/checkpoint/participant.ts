@@ -1,0 +1,264 @@
+/**
+ * The shard's side of the checkpoint protocol (the coordinator's side is coordinator.ts; the
+ * whole protocol is explained there). In short, for epoch `e`:
+ *
+ *   1. On the FIRST BARRIER(e) to arrive on any inbound ring, take the snapshot: the state records
+ *      changed since the last one (incremental), the timer changes, and every mailbox — queued
+ *      messages and the messages of invocations still running (they will run again on recovery).
+ *      Then forward BARRIER(e) on every outbound ring (behind everything sent before it).
+ *   2. Until BARRIER(e) arrives on an inbound ring, every message arriving on that ring was in
+ *      flight at the snapshot: record it (it is also processed as usual; its effects belong to
+ *      the next epoch, and recovery replays it).
+ *   3. When BARRIER(e) has arrived on every inbound ring, write the snapshot — delta, mailboxes,
+ *      recorded in-flight messages, timer changes — as PENDING(e) in ONE partition transaction,
+ *      and report DONE(e) once it is durable.
+ *   4. On COMMITTED(e) from the coordinator, fold PENDING(e) into the partition base (a later,
+ *      separate transaction: if it is lost in a crash, recovery folds again from PENDING(e)).
+ *   5. Recovery: fold every pending epoch up to the last committed one, drop the later ones,
+ *      reload timers, and replay the committed mailbox before any new input.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import type { Envelope } from '../shard/envelope.js';
+import type { StateChange } from '../state/instance-cache.js';
+import type { Partition, WriteOps } from '../state/partition.js';
+import type { Timer, TimerDelta } from '../timers/timer-service.js';
+
+/** Kinds of entries under `pending[epoch, kind, ...]`. Part of the on-disk format: never renumber. */
+export const enum PendingKind {
+  State = 1,
+  StateDelete = 2,
+  TimerPut = 3,
+  TimerDelete = 4,
+  Mailbox = 5,
+  Meta = 6,
+}
+
+export const META_FOLDED_EPOCH = 'foldedEpoch';
+export const META_MAILBOX = 'mailbox';
+export const META_TIMER_SEQ = 'timerSeq';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+export function encodeTimer(t: Pick<Timer, 'env' | 'senderKey' | 'token'>): Uint8Array {
+  return packr.pack([t.env, t.senderKey, t.token]);
+}
+
+export function decodeTimer(kg: number, due: number, seq: number, bytes: Uint8Array): Omit<Timer, 'cancelled'> {
+  const [env, senderKey, token] = unpackr.unpack(bytes) as [Envelope, string, string | null];
+  return { kg, due, seq, env, senderKey, token };
+}
+
+export function encodeEnvelopes(envs: Envelope[]): Uint8Array {
+  return packr.pack(envs);
+}
+
+export function decodeEnvelopes(bytes: Uint8Array | undefined): Envelope[] {
+  if (bytes === undefined || bytes.byteLength === 0) return [];
+  const envs = unpackr.unpack(bytes) as Envelope[];
+  for (const e of envs) {
+    const p = e[6] as Uint8Array;
+    // msgpackr may hand back Buffers; the engine's payloads are plain Uint8Array views.
+    if (!(p instanceof Uint8Array)) throw new TypeError('snapshot envelope payload is not bytes');
+  }
+  return envs;
+}
+
+/** What a shard captures at the first barrier of an epoch. */
+export interface Snapshot {
+  readonly epoch: number;
+  readonly states: StateChange[];
+  readonly timers: TimerDelta;
+  readonly mailbox: Envelope[];
+  readonly inflight: Envelope[];
+  readonly timerSeq: number;
+  bytes: number;
+}
+
+export interface ParticipantHooks {
+  /** Capture state delta, timer delta and mailboxes (step 1). */
+  takeSnapshot(epoch: number): Omit<Snapshot, 'inflight' | 'bytes'>;
+  /** Forward BARRIER(epoch) on every outbound ring, after reporting the host-ack watermark. */
+  forwardBarrier(epoch: number): void;
+  /** PENDING(epoch) is durable. */
+  done(epoch: number, snapshot: Snapshot, writeMs: number): void;
+  /** PENDING(epoch) is folded into the base. */
+  folded(epoch: number): void;
+  /** A partition write failed: the shard cannot go on. */
+  fatal(err: unknown): void;
+}
+
+export class Participant {
+  readonly #partition: Partition;
+  readonly #hooks: ParticipantHooks;
+  /** Per inbound ring: BARRIER(current) not yet received. */
+  readonly #awaiting: boolean[];
+  #awaitingCount = 0;
+  #current: Snapshot | null = null;
+  /** Snapshots written as PENDING, waiting for COMMITTED, by epoch. */
+  readonly #unfolded = new Map<number, Snapshot>();
+  /** Highest epoch whose barrier this shard has seen. */
+  lastEpoch = 0;
+  lastCommitted = 0;
+
+  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number) {
+    this.#partition = partition;
+    this.#hooks = hooks;
+    this.#awaiting = new Array<boolean>(inboundRings).fill(false);
+    this.lastCommitted = lastCommitted;
+    this.lastEpoch = lastCommitted;
+  }
+
+  /** Messages from inbound ring `ring` must be recorded as in flight right now. */
+  isRecording(ring: number): boolean {
+    return this.#current !== null && this.#awaiting[ring] === true;
+  }
+
+  record(env: Envelope): void {
+    this.#current?.inflight.push(env);
+  }
+
+  /**
+   * BARRIER(epoch) arrived on inbound ring `ring`. `ringsInUse` marks the rings that carry
+   * barriers (all of them in a full mesh; a shard's ring to itself does not exist).
+   */
+  onBarrier(ring: number, epoch: number, ringsInUse: readonly boolean[]): void {
+    if (this.#current === null || this.#current.epoch !== epoch) {
+      if (epoch <= this.lastEpoch) return; // a duplicate from before a recovery: ignore
+      const snap = this.#hooks.takeSnapshot(epoch);
+      this.#current = { ...snap, inflight: [], bytes: 0 };
+      this.lastEpoch = epoch;
+      this.#awaitingCount = 0;
+      for (let i = 0; i < this.#awaiting.length; i++) {
+        const wait = ringsInUse[i] === true && i !== ring;
+        this.#awaiting[i] = wait;
+        if (wait) this.#awaitingCount++;
+      }
+      this.#hooks.forwardBarrier(epoch);
+    } else if (this.#awaiting[ring] === true) {
+      this.#awaiting[ring] = false;
+      this.#awaitingCount--;
+    }
+    if (this.#awaitingCount === 0) this.#complete();
+  }
+
+  #complete(): void {
+    const snap = this.#current as Snapshot;
+    this.#current = null;
+    const e = snap.epoch;
+    const started = performance.now();
+    let bytes = 0;
+    this.#partition
+      .write((ops) => {
+        for (const [kg, type, id, record] of snap.states) {
+          if (record === null) ops.putPending([e, PendingKind.StateDelete, kg, type, id], new Uint8Array(0));
+          else {
+            ops.putPending([e, PendingKind.State, kg, type, id], record);
+            bytes += record.byteLength;
+          }
+        }
+        for (const t of snap.timers.puts) {
+          const b = encodeTimer(t);
+          bytes += b.byteLength;
+          ops.putPending([e, PendingKind.TimerPut, t.kg, t.due, t.seq], b);
+        }
+        for (const [kg, due, seq] of snap.timers.deletes) ops.putPending([e, PendingKind.TimerDelete, kg, due, seq], new Uint8Array(0));
+        const mailbox = encodeEnvelopes(snap.mailbox.concat(snap.inflight));
+        bytes += mailbox.byteLength;
+        ops.putPending([e, PendingKind.Mailbox], mailbox);
+        ops.putPending([e, PendingKind.Meta], packr.pack({ timerSeq: snap.timerSeq }));
+      })
+      .then(
+        () => {
+          snap.bytes = bytes;
+          this.#unfolded.set(e, snap);
+          this.#hooks.done(e, snap, performance.now() - started);
+        },
+        (err: unknown) => this.#hooks.fatal(err),
+      );
+  }
+
+  /** The coordinator committed `epoch`: fold it (and anything older still unfolded). */
+  onCommitted(epoch: number): void {
+    if (epoch <= this.lastCommitted) return;
+    this.lastCommitted = epoch;
+    const ready = [...this.#unfolded.keys()].filter((e) => e <= epoch).sort((a, b) => a - b);
+    for (const e of ready) {
+      const snap = this.#unfolded.get(e) as Snapshot;
+      this.#unfolded.delete(e);
+      this.#partition
+        .write((ops) => foldSnapshot(ops, snap))
+        .then(
+          () => this.#hooks.folded(e),
+          (err: unknown) => this.#hooks.fatal(err),
+        );
+    }
+  }
+}
+
+function foldSnapshot(ops: WriteOps, snap: Snapshot): void {
+  for (const [kg, type, id, record] of snap.states) {
+    if (record === null) ops.deleteState(kg, type, id);
+    else ops.putState(kg, type, id, record);
+  }
+  for (const t of snap.timers.puts) ops.putTimer(t.kg, t.due, t.seq, encodeTimer(t));
+  for (const [kg, due, seq] of snap.timers.deletes) ops.deleteTimer(kg, due, seq);
+  ops.putMeta(META_MAILBOX, encodeEnvelopes(snap.mailbox.concat(snap.inflight)));
+  ops.putMeta(META_TIMER_SEQ, snap.timerSeq);
+  ops.putMeta(META_FOLDED_EPOCH, snap.epoch);
+  ops.deletePendingEpoch(snap.epoch);
+}
+
+/**
+ * Brings a partition to the last committed epoch before a shard starts: folds the pending epochs
+ * up to `committed` (in order) and drops the later ones, which no coordinator committed.
+ * Returns what the shard must restore.
+ */
+export async function recoverPartition(partition: Partition, committed: number): Promise<{ mailbox: Envelope[]; timers: Array<Omit<Timer, 'cancelled'>>; timerSeq: number; folded: number }> {
+  let folded = (partition.getMeta(META_FOLDED_EPOCH) as number | undefined) ?? 0;
+  for (const epoch of partition.pendingEpochs()) {
+    if (epoch > folded && epoch <= committed) {
+      folded = epoch;
+      await partition.write((ops) => {
+        for (const { key, value } of partition.pendingEntries(epoch)) {
+          const kind = key[1] as PendingKind;
+          switch (kind) {
+            case PendingKind.State:
+              ops.putState(key[2] as number, key[3] as string, key[4] as string, value);
+              break;
+            case PendingKind.StateDelete:
+              ops.deleteState(key[2] as number, key[3] as string, key[4] as string);
+              break;
+            case PendingKind.TimerPut:
+              ops.putTimer(key[2] as number, key[3] as number, key[4] as number, value);
+              break;
+            case PendingKind.TimerDelete:
+              ops.deleteTimer(key[2] as number, key[3] as number, key[4] as number);
+              break;
+            case PendingKind.Mailbox:
+              ops.putMeta(META_MAILBOX, value);
+              break;
+            case PendingKind.Meta: {
+              const meta = unpackr.unpack(value) as { timerSeq: number };
+              ops.putMeta(META_TIMER_SEQ, meta.timerSeq);
+              break;
+            }
+          }
+        }
+        ops.putMeta(META_FOLDED_EPOCH, epoch);
+        ops.deletePendingEpoch(epoch);
+      });
+    } else {
+      await partition.write((ops) => ops.deletePendingEpoch(epoch));
+    }
+  }
+  const mailboxBytes = partition.getMeta(META_MAILBOX) as Uint8Array | undefined;
+  const timers: Array<Omit<Timer, 'cancelled'>> = [];
+  for (const { kg, due, seq, value } of partition.timers()) timers.push(decodeTimer(kg, due, seq, value));
+  return {
+    mailbox: decodeEnvelopes(mailboxBytes),
+    timers,
+    timerSeq: (partition.getMeta(META_TIMER_SEQ) as number | undefined) ?? 1,
+    folded,
+  };
+}

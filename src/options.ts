@@ -1,0 +1,245 @@
+import { availableParallelism } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WeftError, describe } from './errors.js';
+
+/** A remote StateFun endpoint serving some function types (see README "Calling StateFun functions"). */
+export interface RemoteEndpointOptions {
+  /** `'ns/*'` (every function of a namespace) or `'ns/name'`. */
+  functions: string;
+  /** `http://` or `https://` URL of the endpoint. */
+  url: string;
+  /** Per-request timeout in ms. Default 10_000. */
+  timeoutMs?: number;
+  /** Most invocations sent in one batch. Default 100. */
+  maxBatch?: number;
+}
+
+/** Options of {@link Weft.start}. Every field is documented with its unit and default. */
+export interface WeftOptions {
+  /** The function module: a `file:` URL or a path (resolved against the working directory). Required. */
+  module: URL | string;
+  /**
+   * Shard worker threads: a positive integer, `'auto'` (one per core: `os.availableParallelism()`;
+   * the `WEFT_SHARDS` environment variable overrides `'auto'`), or `{ perCore: n }`.
+   * Default `'auto'`.
+   */
+  shards?: number | 'auto' | { perCore: number };
+  /** Directory for the LMDB partitions and checkpoint metadata; created (mode 0700) if missing. Default `'./weft-data'`. */
+  dataDir?: string;
+  /**
+   * Milliseconds between checkpoints (consistent incremental snapshots). `0` disables periodic
+   * checkpoints: then only `weft.checkpoint()` and `close()` commit. Default 50.
+   */
+  checkpointIntervalMs?: number;
+  /** `'fsync'`: commits survive power loss; `'process'`: they survive a killed process. Default `'fsync'`. */
+  durability?: 'fsync' | 'process';
+  /** Threads of the compute pool used by `ctx.compute`. Default 1. */
+  computeThreads?: number;
+  /** StateFun endpoints whose functions weft calls over HTTP. Default none. */
+  remote?: RemoteEndpointOptions[];
+  /** Key groups: fixed at the data dir's first start (stored there). Default 128. */
+  keyGroups?: number;
+  /** Instances each shard keeps decoded in memory; dirty ones stay until checkpointed. Default 100_000. */
+  cacheSize?: number;
+  /** Attempts of an invocation whose function throws, before the message goes to `weft/dead-letters`. Default 3. */
+  maxAttempts?: number;
+  /** Backoff before the first retry in ms, doubling each attempt. Default 10. */
+  retryBackoffMs?: number;
+  /** Largest encoded message value, in bytes. Default 512 KiB. */
+  maxMessageBytes?: number;
+  /** Largest encoded state value, in bytes. Default 1 MiB. */
+  maxStateValueBytes?: number;
+  /** Bytes of each shared-memory ring (power of two, at least 4 × maxMessageBytes). Default 4 MiB. */
+  ringBytes?: number;
+  /** Default timeout of `request()` in ms. Default 30_000. */
+  requestTimeoutMs?: number;
+  /** How long `close()` waits for in-flight work before it stops anyway, in ms. Default 30_000. */
+  closeTimeoutMs?: number;
+}
+
+/** Options after validation and defaults. */
+export interface ResolvedOptions {
+  readonly moduleUrl: string;
+  readonly shards: number;
+  readonly dataDir: string;
+  readonly checkpointIntervalMs: number;
+  readonly durability: 'fsync' | 'process';
+  readonly computeThreads: number;
+  readonly remote: readonly Required<RemoteEndpointOptions>[];
+  readonly keyGroups: number;
+  readonly cacheSize: number;
+  readonly maxAttempts: number;
+  readonly retryBackoffMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  readonly ringBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly closeTimeoutMs: number;
+}
+
+export const DEFAULTS = Object.freeze({
+  dataDir: './weft-data',
+  checkpointIntervalMs: 50,
+  durability: 'fsync' as const,
+  computeThreads: 1,
+  keyGroups: 128,
+  cacheSize: 100_000,
+  maxAttempts: 3,
+  retryBackoffMs: 10,
+  maxMessageBytes: 512 * 1024,
+  maxStateValueBytes: 1024 * 1024,
+  ringBytes: 4 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  closeTimeoutMs: 30_000,
+  remoteTimeoutMs: 10_000,
+  remoteMaxBatch: 100,
+});
+
+/** Most shard threads weft will start: each costs a thread, an LMDB environment and rings. */
+export const MAX_SHARDS = 256;
+const MAX_KEY_GROUPS = 32_768;
+
+const KNOWN = new Set([
+  'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
+  'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
+  'ringBytes', 'requestTimeoutMs', 'closeTimeoutMs',
+]);
+
+function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
+  return new WeftError('ERR_WEFT_INVALID_OPTION', message);
+}
+
+function int(name: string, value: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return def;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    throw bad(`options.${name} must be ${range} (got ${describe(value)})`);
+  }
+  return value;
+}
+
+/** Resolves the shard count: explicit numbers win; `'auto'` yields to `WEFT_SHARDS`. */
+export function resolveShards(value: unknown, env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): number {
+  if (value === undefined || value === 'auto') {
+    const fromEnv = env.WEFT_SHARDS;
+    if (fromEnv !== undefined && fromEnv !== '') {
+      const n = Number(fromEnv);
+      if (!Number.isInteger(n) || n < 1 || n > MAX_SHARDS) {
+        throw bad(`environment variable WEFT_SHARDS must be an integer from 1 to ${MAX_SHARDS} (got ${describe(fromEnv)})`);
+      }
+      return n;
+    }
+    return Math.min(Math.max(1, cores), MAX_SHARDS);
+  }
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 1 || value > MAX_SHARDS) {
+      throw bad(`options.shards must be a positive integer up to ${MAX_SHARDS}, 'auto' or { perCore: n } (got ${describe(value)})`);
+    }
+    return value;
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const perCore = (value as { perCore?: unknown }).perCore;
+    const keys = Object.keys(value);
+    if (keys.length !== 1 || keys[0] !== 'perCore' || typeof perCore !== 'number' || !(perCore > 0) || !Number.isFinite(perCore)) {
+      throw bad(`options.shards.perCore must be a positive number (got ${describe(value)})`);
+    }
+    return Math.min(Math.max(1, Math.round(perCore * cores)), MAX_SHARDS);
+  }
+  throw bad(`options.shards must be a positive integer up to ${MAX_SHARDS}, 'auto' or { perCore: n } (got ${describe(value)})`);
+}
+
+function moduleUrl(value: unknown): string {
+  if (value instanceof URL) {
+    if (value.protocol !== 'file:') throw bad(`options.module must be a file: URL or a path (got ${describe(value.href)})`);
+    return value.href;
+  }
+  if (typeof value === 'string' && value.length > 0) {
+    if (value.startsWith('file:')) {
+      try {
+        fileURLToPath(value);
+      } catch (cause) {
+        throw new WeftError('ERR_WEFT_INVALID_OPTION', `options.module is not a valid file: URL (got ${describe(value)})`, { cause });
+      }
+      return value;
+    }
+    const abs = resolvePath(value);
+    return new URL(`file://${abs.split('/').map(encodeURIComponent).join('/')}`).href;
+  }
+  throw bad(`options.module must be a file: URL or a non-empty path string (got ${describe(value)})`);
+}
+
+function remotes(value: unknown): Required<RemoteEndpointOptions>[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw bad(`options.remote must be an array of { functions, url } (got ${describe(value)})`);
+  return value.map((r: unknown, i) => {
+    if (typeof r !== 'object' || r === null) throw bad(`options.remote[${i}] must be an object { functions, url } (got ${describe(r)})`);
+    const { functions, url, timeoutMs, maxBatch, ...rest } = r as Record<string, unknown>;
+    const extra = Object.keys(rest);
+    if (extra.length > 0) throw bad(`options.remote[${i}] has an unknown key ${describe(extra[0])}`);
+    if (typeof functions !== 'string' || !/^[A-Za-z0-9_.-]+\/(\*|[A-Za-z0-9_.-]+)$/.test(functions)) {
+      throw bad(`options.remote[${i}].functions must be 'namespace/*' or 'namespace/name' (got ${describe(functions)})`);
+    }
+    let parsed: URL | undefined;
+    try {
+      parsed = typeof url === 'string' ? new URL(url) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+      throw bad(`options.remote[${i}].url must be an http:// or https:// URL (got ${describe(url)})`);
+    }
+    return {
+      functions,
+      url: parsed.href,
+      timeoutMs: int(`remote[${i}].timeoutMs`, timeoutMs, DEFAULTS.remoteTimeoutMs, 1),
+      maxBatch: int(`remote[${i}].maxBatch`, maxBatch, DEFAULTS.remoteMaxBatch, 1, 10_000),
+    };
+  });
+}
+
+/** Validates `Weft.start` options; every message names the option and the value it got. */
+export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw bad(`Weft.start options must be an object (got ${describe(options)})`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key)) throw bad(`unknown option ${describe(key)}`);
+  }
+  if (o.module === undefined) throw bad('options.module is required: the URL or path of the function module');
+  const dataDir = o.dataDir ?? DEFAULTS.dataDir;
+  if (typeof dataDir !== 'string' || dataDir.length === 0) {
+    throw bad(`options.dataDir must be a non-empty path string (got ${describe(dataDir)})`);
+  }
+  const durability = o.durability ?? DEFAULTS.durability;
+  if (durability !== 'fsync' && durability !== 'process') {
+    throw bad(`options.durability must be 'fsync' or 'process' (got ${describe(durability)})`);
+  }
+  const keyGroups = int('keyGroups', o.keyGroups, DEFAULTS.keyGroups, 1, MAX_KEY_GROUPS);
+  const shards = resolveShards(o.shards, env);
+  const maxMessageBytes = int('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024);
+  const ringBytes = int('ringBytes', o.ringBytes, DEFAULTS.ringBytes, 64 * 1024, 1024 * 1024 * 1024);
+  if ((ringBytes & (ringBytes - 1)) !== 0) throw bad(`options.ringBytes must be a power of two (got ${ringBytes})`);
+  if (ringBytes < maxMessageBytes * 4) {
+    throw bad(`options.ringBytes (${ringBytes}) must be at least 4 × options.maxMessageBytes (${maxMessageBytes})`);
+  }
+  return Object.freeze({
+    moduleUrl: moduleUrl(o.module),
+    shards,
+    dataDir: resolvePath(dataDir),
+    checkpointIntervalMs: int('checkpointIntervalMs', o.checkpointIntervalMs, DEFAULTS.checkpointIntervalMs, 0, 24 * 3600 * 1000),
+    durability,
+    computeThreads: int('computeThreads', o.computeThreads, DEFAULTS.computeThreads, 0, 1024),
+    remote: Object.freeze(remotes(o.remote)),
+    keyGroups,
+    cacheSize: int('cacheSize', o.cacheSize, DEFAULTS.cacheSize, 16),
+    maxAttempts: int('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
+    retryBackoffMs: int('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
+    maxMessageBytes,
+    maxStateValueBytes: int('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
+    ringBytes,
+    requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
+    closeTimeoutMs: int('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
+  });
+}

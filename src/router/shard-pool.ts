@@ -1,0 +1,168 @@
+/**
+ * Shard handles: the shared memory of one engine generation (the ring mesh, the doorbells, the
+ * control block) and the worker threads that use it — spawn, wait until ready, notice a crash.
+ *
+ * Rings form a full mesh of single-producer/single-consumer pairs: main→shard, shard→main and
+ * shard→shard for every ordered pair, so every thread's input comes through rings that can carry
+ * a checkpoint barrier. A recovery discards a whole generation and builds a fresh one: no ring
+ * has to be "cleaned" of half-consumed frames from a dead thread.
+ */
+import { Worker } from 'node:worker_threads';
+import { WeftError, deserializeError, type SerializedError } from '../errors.js';
+import { compiledUrl } from '../internal/paths.js';
+import type { ShardBoot } from '../shard/shard-loop.js';
+import { Doorbell } from '../transport/doorbell.js';
+import { Ring } from '../transport/ring.js';
+import { ControlBlock } from './control-block.js';
+
+export interface PoolConfig {
+  readonly shards: number;
+  readonly keyGroups: number;
+  readonly ringBytes: number;
+  readonly moduleUrl: string;
+  readonly durability: 'fsync' | 'process';
+  readonly cacheSize: number;
+  readonly maxAttempts: number;
+  readonly retryBackoffMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  partitionPath(shard: number): string;
+}
+
+export interface PoolEvents {
+  /** A shard worker failed (fatal error, exit, or crash) after it was ready. */
+  onShardFailed(shard: number, err: Error): void;
+}
+
+const READY_TIMEOUT_MS = 60_000;
+const CLOSE_TIMEOUT_MS = 30_000;
+
+export class ShardPool {
+  readonly bells: Doorbell;
+  readonly control: ControlBlock;
+  /** main→shard rings, by shard */
+  readonly toShard: Ring[];
+  /** shard→main rings, by shard */
+  readonly fromShard: Ring[];
+  readonly workers: Worker[] = [];
+  readonly #config: PoolConfig;
+  readonly #events: PoolEvents;
+  #closing = false;
+  #dead = false;
+  readonly #closed: Array<Promise<void>> = [];
+
+  constructor(config: PoolConfig, events: PoolEvents) {
+    this.#config = config;
+    this.#events = events;
+    const n = config.shards;
+    this.bells = Doorbell.create(n + 1);
+    this.control = ControlBlock.create(n);
+    this.toShard = Array.from({ length: n }, () => Ring.create(config.ringBytes));
+    this.fromShard = Array.from({ length: n }, () => Ring.create(config.ringBytes));
+  }
+
+  /** Spawns every shard (recovering from `committedEpoch`) and waits until all are ready. */
+  async start(committedEpoch: number, sameHost: boolean): Promise<void> {
+    const n = this.#config.shards;
+    // between[i][j]: shard i → shard j
+    const between: Array<Array<SharedArrayBuffer | null>> = Array.from({ length: n }, (_, i) =>
+      Array.from({ length: n }, (_, j) => (i === j ? null : Ring.create(this.#config.ringBytes).buffer)),
+    );
+    const entry = compiledUrl('shard/worker.js');
+    const ready: Array<Promise<void>> = [];
+    for (let s = 0; s < n; s++) {
+      const boot: ShardBoot = {
+        shard: s,
+        shards: n,
+        keyGroups: this.#config.keyGroups,
+        moduleUrl: this.#config.moduleUrl,
+        partitionPath: this.#config.partitionPath(s),
+        durability: this.#config.durability,
+        inbound: [this.toShard[s]!.buffer, ...between.map((row) => row[s] ?? null)],
+        outbound: [this.fromShard[s]!.buffer, ...(between[s] as Array<SharedArrayBuffer | null>)],
+        bells: this.bells.buffer,
+        control: this.control.buffer,
+        committedEpoch,
+        sameHost,
+        cacheSize: this.#config.cacheSize,
+        maxAttempts: this.#config.maxAttempts,
+        retryBackoffMs: this.#config.retryBackoffMs,
+        maxMessageBytes: this.#config.maxMessageBytes,
+        maxStateValueBytes: this.#config.maxStateValueBytes,
+      };
+      const worker = new Worker(entry, { workerData: boot, name: `weft-shard-${s}` });
+      this.workers.push(worker);
+      ready.push(this.#watch(worker, s));
+    }
+    try {
+      await Promise.all(ready);
+    } catch (err) {
+      await this.terminate();
+      throw err;
+    }
+  }
+
+  #watch(worker: Worker, shard: number): Promise<void> {
+    let isReady = false;
+    let closedResolve!: () => void;
+    this.#closed[shard] = new Promise<void>((r) => {
+      closedResolve = r;
+    });
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} did not start within ${READY_TIMEOUT_MS} ms`));
+      }, READY_TIMEOUT_MS);
+      timer.unref();
+      let fatal: Error | undefined;
+      worker.on('message', (m: { type: string; error?: SerializedError }) => {
+        if (m.type === 'ready') {
+          isReady = true;
+          clearTimeout(timer);
+          resolve();
+        } else if (m.type === 'fatal') {
+          fatal = deserializeError(m.error as SerializedError);
+        } else if (m.type === 'closed') {
+          closedResolve();
+        }
+      });
+      worker.on('error', (err) => {
+        fatal ??= err;
+      });
+      worker.on('exit', (code) => {
+        clearTimeout(timer);
+        closedResolve();
+        const err =
+          fatal ??
+          new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} worker exited with code ${code}`);
+        if (!isReady) {
+          const wrapped =
+            err instanceof WeftError && err.code === 'ERR_WEFT_INVALID_MODULE'
+              ? err
+              : new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} failed to start: ${err.message}`, { cause: err });
+          reject(wrapped);
+          return;
+        }
+        if (this.#closing || this.#dead) return;
+        this.#events.onShardFailed(shard, err);
+      });
+    });
+  }
+
+  /** Waits for every shard to report closed (after main sent Close), bounded. */
+  async waitClosed(): Promise<void> {
+    this.#closing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+      timer.unref();
+    });
+    await Promise.race([Promise.all(this.#closed), timeout]);
+    clearTimeout(timer);
+  }
+
+  /** Ends every worker at once (after close, or to discard a failed generation). */
+  async terminate(): Promise<void> {
+    this.#dead = true;
+    await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)));
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * The invocation context (`ctx`) and the message (`msg`) a function receives.
+ *
+ * Every effect is BUFFERED in an {@link Effects} record and applied by the dispatcher when the
+ * function returns (or its promise resolves); if it throws, the record is dropped and nothing
+ * happened. This is what makes an invocation atomic, and what lets a checkpoint treat "the
+ * message of an invocation still running" as simply "a message still in the mailbox".
+ *
+ * Arguments are validated and values encoded AT THE CALL, so a bad call throws inside the user's
+ * function (where the stack points at it) and the stored bytes are a copy the caller can no
+ * longer mutate.
+ */
+import type { Address } from '../address.js';
+import { validateAddress } from '../address.js';
+import { WeftError, describe } from '../errors.js';
+import type { ValueType } from '../module.js';
+import { Slot, type Instance } from '../state/instance.js';
+import { envelope, type Envelope } from './envelope.js';
+import type { CompiledFunction, CompiledSpec, RuntimeModule, StateAccess } from './runtime-module.js';
+
+/** What the context needs from the dispatcher that runs it. */
+export interface ContextHost {
+  readonly module: RuntimeModule;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  hasPendingToken(senderKey: string, token: string): boolean;
+  compute(task: string, input: unknown): Promise<unknown>;
+}
+
+export interface DelayedOp {
+  /** `undefined` for a cancellation */
+  env: Envelope | undefined;
+  delayMs: number;
+  token: string | null;
+}
+
+/** The buffered effects of one invocation, applied together at its end. */
+export class Effects {
+  /** name → new slot, or null to delete */
+  writes: Map<string, Slot | null> | null = null;
+  sends: Envelope[] | null = null;
+  /** sendAfter and cancelDelayed, in call order (a cancel may free a token a later send reuses) */
+  timerOps: DelayedOp[] | null = null;
+  egress: Array<[name: string, typename: string, payload: Uint8Array]> | null = null;
+  reply: [typename: string, payload: Uint8Array] | null = null;
+  /** token → pending after this invocation's own timer ops so far */
+  tokens: Map<string, boolean> | null = null;
+}
+
+const MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000;
+const MAX_TOKEN_LENGTH = 1024;
+
+function frozenAddress(type: string, id: string): Address {
+  return Object.freeze({ type, id });
+}
+
+export class MessageImpl {
+  readonly typename: string;
+  readonly #payload: Uint8Array;
+  readonly #module: RuntimeModule;
+  #value: unknown;
+  #decoded = false;
+
+  constructor(typename: string, payload: Uint8Array, module: RuntimeModule) {
+    this.typename = typename;
+    this.#payload = payload;
+    this.#module = module;
+  }
+
+  /** The decoded value, by the type its typename names; raw bytes when the module does not know it. */
+  get value(): unknown {
+    if (!this.#decoded) {
+      const t = this.#module.typeOf(this.typename);
+      this.#value = t === undefined ? this.#payload : t.decode(this.#payload);
+      this.#decoded = true;
+    }
+    return this.#value;
+  }
+
+  is(type: ValueType<unknown>): boolean {
+    return type.typename === this.typename;
+  }
+
+  as<T>(type: ValueType<T>): T {
+    if (type.typename !== this.typename) {
+      throw new WeftError('ERR_WEFT_TYPE_MISMATCH', `message has type ${describe(this.typename)}, not ${describe(type.typename)}`);
+    }
+    return type.decode(this.#payload);
+  }
+
+  /** The encoded bytes (for forwarding and for the StateFun protocol). */
+  get payload(): Uint8Array {
+    return this.#payload;
+  }
+}
+
+export class InvocationContext implements StateAccess {
+  readonly #host: ContextHost;
+  readonly #fn: CompiledFunction;
+  readonly #inst: Instance;
+  readonly #env: Envelope;
+  readonly #fx: Effects;
+  readonly #now: number;
+  #ended = false;
+  #self: Address | undefined;
+  #state: object | undefined;
+
+  constructor(host: ContextHost, fn: CompiledFunction, inst: Instance, env: Envelope, fx: Effects, now: number) {
+    this.#host = host;
+    this.#fn = fn;
+    this.#inst = inst;
+    this.#env = env;
+    this.#fx = fx;
+    this.#now = now;
+  }
+
+  /** Marks the invocation over: later calls on this context throw ERR_WEFT_INVOCATION_ENDED. */
+  end(): void {
+    this.#ended = true;
+  }
+
+  get self(): Address {
+    return (this.#self ??= frozenAddress(this.#inst.type, this.#inst.id));
+  }
+
+  get caller(): Address | undefined {
+    const t = this.#env[3];
+    return t === null ? undefined : frozenAddress(t, this.#env[4] as string);
+  }
+
+  get state(): Record<string, unknown> {
+    return (this.#state ??= new this.#fn.StateView(this)) as Record<string, unknown>;
+  }
+
+  set state(_value: unknown) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', 'ctx.state cannot be replaced: assign its declared names instead (ctx.state.name = value)');
+  }
+
+  #live(what: string): void {
+    if (this.#ended) {
+      throw new WeftError('ERR_WEFT_INVOCATION_ENDED', `ctx.${what}() called after the invocation of ${this.#inst.type}/${this.#inst.id} ended (did you forget to await?)`);
+    }
+  }
+
+  #expired(spec: CompiledSpec, slot: Slot): boolean {
+    if (spec.expireAfterWrite > 0 && this.#now - slot.writtenAt >= spec.expireAfterWrite) return true;
+    if (spec.expireAfterCall > 0 && this.#inst.calledAt > 0 && this.#now - this.#inst.calledAt >= spec.expireAfterCall) return true;
+    return false;
+  }
+
+  readState(spec: CompiledSpec): unknown {
+    this.#live(`state.${spec.name} read`);
+    const w = this.#fx.writes;
+    let slot: Slot | null | undefined;
+    if (w !== null && w.has(spec.name)) {
+      slot = w.get(spec.name);
+      if (slot === null) return undefined;
+    } else {
+      slot = this.#inst.slots.get(spec.name);
+      if (slot === undefined || this.#expired(spec, slot)) return undefined;
+    }
+    if (slot === undefined) return undefined;
+    if (slot.hasDecoded) return slot.decoded;
+    const value = spec.type.decode(slot.bytes);
+    if (spec.type.immutable) {
+      slot.decoded = value;
+      slot.hasDecoded = true;
+    }
+    return value;
+  }
+
+  writeState(spec: CompiledSpec, value: unknown): void {
+    this.#live(`state.${spec.name} write`);
+    const w = (this.#fx.writes ??= new Map());
+    if (value === undefined) {
+      w.set(spec.name, null);
+      return;
+    }
+    const bytes = spec.type.encode(value, `ctx.state.${spec.name}`);
+    if (bytes.byteLength > this.#host.maxStateValueBytes) {
+      throw new WeftError('ERR_WEFT_TOO_LARGE', `state ${describe(spec.name)} of ${this.#inst.type}/${this.#inst.id} encodes to ${bytes.byteLength} bytes, over the limit of ${this.#host.maxStateValueBytes} (maxStateValueBytes)`);
+    }
+    w.set(spec.name, new Slot(bytes, this.#now, value, spec.type.immutable));
+  }
+
+  #target(to: unknown, what: string): Address {
+    const a = to as Address;
+    if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string') {
+      validateAddress(to, `${what} address`);
+    }
+    if (!this.#host.module.isKnownFunction(a.type)) {
+      validateAddress(to, `${what} address`);
+      throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `${what}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
+    }
+    if (a.id.length === 0 || a.id.length > 256) validateAddress(to, `${what} address`);
+    return a;
+  }
+
+  #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
+    const t = type ?? this.#host.module.defaultType;
+    const payload = t.encode(value, `${what} value`);
+    if (payload.byteLength > this.#host.maxMessageBytes) {
+      throw new WeftError('ERR_WEFT_TOO_LARGE', `${what} value encodes to ${payload.byteLength} bytes, over the limit of ${this.#host.maxMessageBytes} (maxMessageBytes)`);
+    }
+    return [t.typename, payload];
+  }
+
+  send(to: Address, value: unknown, opts?: { type?: ValueType<unknown> }): void {
+    this.#live('send');
+    const a = this.#target(to, 'ctx.send');
+    const [typename, payload] = this.#encode(value, opts?.type, 'ctx.send');
+    (this.#fx.sends ??= []).push(envelope(a.type, a.id, this.#inst.type, this.#inst.id, typename, payload));
+  }
+
+  sendAfter(delayMs: number, to: Address, value: unknown, opts?: { type?: ValueType<unknown>; cancellationToken?: string }): void {
+    this.#live('sendAfter');
+    if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > MAX_DELAY_MS) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `ctx.sendAfter delayMs must be a finite number from 0 to ${MAX_DELAY_MS} (got ${describe(delayMs)})`);
+    }
+    const a = this.#target(to, 'ctx.sendAfter');
+    const token = opts?.cancellationToken;
+    if (token !== undefined) this.#checkToken(token, 'ctx.sendAfter');
+    const [typename, payload] = this.#encode(value, opts?.type, 'ctx.sendAfter');
+    if (token !== undefined) {
+      if (this.#tokenPending(token)) {
+        throw new WeftError('ERR_WEFT_DUPLICATE_TOKEN', `ctx.sendAfter: cancellation token ${describe(token)} of ${this.#inst.type}/${this.#inst.id} is already used by a pending delayed message`);
+      }
+      (this.#fx.tokens ??= new Map()).set(token, true);
+    }
+    const env = envelope(a.type, a.id, this.#inst.type, this.#inst.id, typename, payload);
+    (this.#fx.timerOps ??= []).push({ env, delayMs: Math.ceil(delayMs), token: token ?? null });
+  }
+
+  cancelDelayed(token: string): void {
+    this.#live('cancelDelayed');
+    this.#checkToken(token, 'ctx.cancelDelayed');
+    (this.#fx.tokens ??= new Map()).set(token, false);
+    (this.#fx.timerOps ??= []).push({ env: undefined, delayMs: 0, token });
+  }
+
+  #checkToken(token: unknown, what: string): void {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `${what}: cancellation token must be a non-empty string of at most ${MAX_TOKEN_LENGTH} characters (got ${describe(token)})`);
+    }
+  }
+
+  #tokenPending(token: string): boolean {
+    const own = this.#fx.tokens?.get(token);
+    return own ?? this.#host.hasPendingToken(this.#inst.key, token);
+  }
+
+  egress(name: string, value: unknown, opts?: { type?: ValueType<unknown> }): void {
+    this.#live('egress');
+    if (typeof name !== 'string' || !this.#host.module.egresses.has(name)) {
+      throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `ctx.egress: egress ${describe(name)} is not declared in the module's egresses (declared: ${[...this.#host.module.egresses].map((e) => JSON.stringify(e)).join(', ')})`);
+    }
+    const [typename, payload] = this.#encode(value, opts?.type, 'ctx.egress');
+    (this.#fx.egress ??= []).push([name, typename, payload]);
+  }
+
+  reply(value: unknown, opts?: { type?: ValueType<unknown> }): void {
+    this.#live('reply');
+    this.#fx.reply = this.#encode(value, opts?.type, 'ctx.reply');
+  }
+
+  compute(task: string, input: unknown): Promise<unknown> {
+    this.#live('compute');
+    if (typeof task !== 'string' || task.length === 0) {
+      return Promise.reject(new WeftError('ERR_WEFT_INVALID_ARG', `ctx.compute task must be the name of an export of the module's compute file (got ${describe(task)})`));
+    }
+    return this.#host.compute(task, input);
+  }
+}

@@ -1,0 +1,457 @@
+/**
+ * The dispatcher: per-address mailboxes and the invocation of functions, independent of threads.
+ * The shard loop drives one per worker thread (state in LMDB, time from the wall clock, other
+ * shards behind rings); the test harness drives one alone (state in memory, virtual time).
+ *
+ * Semantics (API.md §1):
+ * - One invocation at a time per address, in arrival order, also while an async `fn` awaits:
+ *   the address stays `running` until its promise settles; other addresses keep going.
+ * - An invocation's effects are applied together at its end ({@link Effects}); if it throws, none
+ *   are, and it is retried (after a backoff, blocking its address to keep order) up to
+ *   `maxAttempts` times, then its message goes to the egress `weft/dead-letters`.
+ *
+ * Everything here is data a checkpoint can capture: mailboxes are arrays of envelopes (the head
+ * of a running address's mailbox is the message being processed — it will simply run again after
+ * a recovery), timers are a heap of envelopes, and dirty instances are a set.
+ */
+import { WeftError, describe, serializeError } from '../errors.js';
+import type { Instance } from '../state/instance.js';
+import { Slot } from '../state/instance.js';
+import type { Clock, TimerService } from '../timers/timer-service.js';
+import { Effects, InvocationContext, MessageImpl, type ContextHost } from './context.js';
+import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
+import { DEAD_LETTER_EGRESS, type CompiledFunction, type RuntimeModule } from './runtime-module.js';
+
+/** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
+export interface InstanceStore {
+  get(key: string, type: string, id: string, kg: number): Instance;
+  /** The instance changed: it must be part of the next snapshot. */
+  markDirty(inst: Instance): void;
+}
+
+/** Where effects that leave the dispatcher go. */
+export interface Outbox {
+  /** A message whose target another shard owns. */
+  toShard(shard: number, env: Envelope): void;
+  /** `ctx.reply` to a host request. */
+  reply(requestId: number, typename: string, payload: Uint8Array): void;
+  egress(name: string, typename: string, payload: Uint8Array): void;
+}
+
+/** Routing: `(type, id) → keyGroup`, and which shard owns a key group. */
+export interface Routing {
+  keyGroup(type: string, id: string): number;
+  shardOf(keyGroup: number): number;
+}
+
+export interface DispatcherOptions {
+  readonly shard: number;
+  readonly maxAttempts: number;
+  readonly retryBackoffMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  /** Runs a compute task; absent when the module has no compute file. */
+  readonly compute?: (task: string, input: unknown) => Promise<unknown>;
+}
+
+export class Mailbox {
+  readonly key: string;
+  readonly type: string;
+  readonly id: string;
+  readonly kg: number;
+  queue: Envelope[] = [];
+  head = 0;
+  /** An invocation is in progress, or a retry is pending: nothing else may start. */
+  running = false;
+  /** In the runnable queue. */
+  queued = false;
+  attempts = 0;
+
+  constructor(key: string, type: string, id: string, kg: number) {
+    this.key = key;
+    this.type = type;
+    this.id = id;
+    this.kg = kg;
+  }
+
+  get size(): number {
+    return this.queue.length - this.head;
+  }
+}
+
+/**
+ * Low watermark of completed host messages. Host messages carry increasing sequence numbers
+ * (hseq) in their ring's order; invocations complete out of order (async functions), so the
+ * watermark is the oldest hseq still pending — everything below it has completed.
+ */
+export class HostAcks {
+  #seqs: number[] = [];
+  #head = 0;
+  #done = new Set<number>();
+  #maxReceived = 0;
+
+  received(hseq: number): void {
+    this.#seqs.push(hseq);
+    if (hseq > this.#maxReceived) this.#maxReceived = hseq;
+  }
+
+  completed(hseq: number): void {
+    this.#done.add(hseq);
+  }
+
+  /** Every host message with hseq < watermark has completed. */
+  watermark(): number {
+    const seqs = this.#seqs;
+    while (this.#head < seqs.length && this.#done.delete(seqs[this.#head] as number)) this.#head++;
+    if (this.#head === seqs.length) {
+      if (this.#head > 0) {
+        this.#seqs = [];
+        this.#head = 0;
+      }
+      return this.#maxReceived + 1;
+    }
+    if (this.#head > 4096 && this.#head * 2 > seqs.length) {
+      this.#seqs = seqs.slice(this.#head);
+      this.#head = 0;
+      return this.#seqs[0] as number;
+    }
+    return seqs[this.#head] as number;
+  }
+
+  get pending(): number {
+    return this.#seqs.length - this.#head;
+  }
+}
+
+interface Retry {
+  due: number;
+  mb: Mailbox;
+}
+
+const noCompute = (): Promise<unknown> =>
+  Promise.reject(new WeftError('ERR_WEFT_COMPUTE', 'ctx.compute: this module declares no compute file (defineModule({ compute: new URL(...) }))'));
+
+export class Dispatcher implements ContextHost {
+  readonly module: RuntimeModule;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  readonly #opts: DispatcherOptions;
+  readonly #store: InstanceStore;
+  readonly #out: Outbox;
+  readonly #routing: Routing;
+  readonly #timers: TimerService;
+  readonly #clock: Clock;
+  readonly #compute: (task: string, input: unknown) => Promise<unknown>;
+
+  readonly mailboxes = new Map<string, Mailbox>();
+  #runnable: Mailbox[] = [];
+  #runHead = 0;
+  #retries: Retry[] = [];
+  readonly acks = new HostAcks();
+
+  /** Messages created (sent, fired) since the counters were last taken: for idle detection. */
+  created = 0;
+  /** Messages whose invocation completed (or dead-lettered) since the counters were last taken. */
+  completed = 0;
+  /** Invocations awaiting a promise. */
+  parked = 0;
+  /** Messages queued in mailboxes (including running ones). */
+  queuedMessages = 0;
+  /** Called when an async invocation settles: the loop should run again. */
+  onAsyncSettled: () => void = () => {};
+  readonly counters = { invocations: 0, failures: 0, retries: 0, deadLetters: 0, localSends: 0, remoteSends: 0, egress: 0, replies: 0, timersFired: 0 };
+  /** Invocation latencies in µs, fed to a histogram by the loop (null when not collected). */
+  onLatency: ((micros: number) => void) | null = null;
+
+  constructor(module: RuntimeModule, opts: DispatcherOptions, store: InstanceStore, out: Outbox, routing: Routing, timers: TimerService, clock: Clock) {
+    this.module = module;
+    this.#opts = opts;
+    this.maxMessageBytes = opts.maxMessageBytes;
+    this.maxStateValueBytes = opts.maxStateValueBytes;
+    this.#store = store;
+    this.#out = out;
+    this.#routing = routing;
+    this.#timers = timers;
+    this.#clock = clock;
+    this.#compute = opts.compute ?? noCompute;
+  }
+
+  hasPendingToken(senderKey: string, token: string): boolean {
+    return this.#timers.hasToken(senderKey, token);
+  }
+
+  compute(task: string, input: unknown): Promise<unknown> {
+    return this.#compute(task, input);
+  }
+
+  get timers(): TimerService {
+    return this.#timers;
+  }
+
+  /** Something can run now. */
+  get hasRunnable(): boolean {
+    return this.#runHead < this.#runnable.length;
+  }
+
+  /**
+   * Routes a message created on this shard (a send, a reply to a calling function, a fired timer):
+   * to a local mailbox, or to the shard that owns its target.
+   */
+  route(env: Envelope): void {
+    this.created++;
+    const kg = this.#routing.keyGroup(env[1], env[2]);
+    const shard = this.#routing.shardOf(kg);
+    if (shard === this.#opts.shard) {
+      this.counters.localSends++;
+      this.enqueue(env, kg);
+    } else {
+      this.counters.remoteSends++;
+      this.#out.toShard(shard, env);
+    }
+  }
+
+  /** Accepts a message this shard owns (from a ring, a local send, or a replayed snapshot). */
+  enqueue(env: Envelope, kg?: number): void {
+    const type = env[1];
+    const id = env[2];
+    const key = `${type}\u0000${id}`;
+    let mb = this.mailboxes.get(key);
+    if (mb === undefined) {
+      mb = new Mailbox(key, type, id, kg ?? this.#routing.keyGroup(type, id));
+      this.mailboxes.set(key, mb);
+    }
+    mb.queue.push(env);
+    this.queuedMessages++;
+    if (!mb.running && !mb.queued) {
+      mb.queued = true;
+      this.#runnable.push(mb);
+    }
+  }
+
+  /** Runs up to `budget` invocations; returns how many started. */
+  run(budget: number): number {
+    let n = 0;
+    const q = this.#runnable;
+    while (n < budget && this.#runHead < q.length) {
+      const mb = q[this.#runHead++] as Mailbox;
+      mb.queued = false;
+      if (mb.running || mb.head >= mb.queue.length) continue;
+      this.#invoke(mb);
+      n++;
+    }
+    if (this.#runHead === q.length) {
+      q.length = 0;
+      this.#runHead = 0;
+    } else if (this.#runHead > 1024 && this.#runHead * 2 > q.length) {
+      this.#runnable = q.slice(this.#runHead);
+      this.#runHead = 0;
+    }
+    return n;
+  }
+
+  /** Fires due timers and due retries; returns the earliest future due time (or undefined). */
+  fireDue(now: number, max = 10_000): number | undefined {
+    const due = this.#timers.popDue(now, max);
+    for (const t of due) {
+      this.counters.timersFired++;
+      this.route(t.env);
+    }
+    if (this.#retries.length > 0) {
+      const keep: Retry[] = [];
+      for (const r of this.#retries) {
+        if (r.due <= now) {
+          r.mb.running = false;
+          this.#makeRunnable(r.mb);
+        } else keep.push(r);
+      }
+      this.#retries = keep;
+    }
+    let next = this.#timers.nextDue();
+    for (const r of this.#retries) if (next === undefined || r.due < next) next = r.due;
+    return next;
+  }
+
+  #makeRunnable(mb: Mailbox): void {
+    if (!mb.running && !mb.queued && mb.head < mb.queue.length) {
+      mb.queued = true;
+      this.#runnable.push(mb);
+    }
+  }
+
+  #invoke(mb: Mailbox): void {
+    const env = mb.queue[mb.head] as Envelope;
+    const fn = this.module.functions.get(mb.type);
+    if (fn === undefined) {
+      this.#deadLetter(mb, env, new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `no function of type ${describe(mb.type)} is defined`), 1);
+      return;
+    }
+    const inst = this.#store.get(mb.key, mb.type, mb.id, mb.kg);
+    const fx = new Effects();
+    const now = this.#clock.now();
+    const ctx = new InvocationContext(this, fn, inst, env, fx, now);
+    const msg = new MessageImpl(env[E_TYPENAME], env[E_PAYLOAD], this.module);
+    mb.running = true;
+    inst.busy = true;
+    this.counters.invocations++;
+    const started = this.onLatency === null ? 0 : performance.now();
+    let result: unknown;
+    try {
+      result = (fn.fn as (c: unknown, m: unknown) => unknown)(ctx, msg);
+    } catch (err) {
+      inst.busy = false;
+      this.#failed(mb, ctx, env, err);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      // Parked: the address stays running, the instance stays pinned, other addresses go on.
+      this.parked++;
+      (result as PromiseLike<unknown>).then(
+        () => {
+          this.parked--;
+          this.#completed(mb, fn, inst, ctx, env, fx, now, started);
+          this.onAsyncSettled();
+        },
+        (err: unknown) => {
+          this.parked--;
+          inst.busy = false;
+          this.#failed(mb, ctx, env, err);
+          this.onAsyncSettled();
+        },
+      );
+      return;
+    }
+    this.#completed(mb, fn, inst, ctx, env, fx, now, started);
+  }
+
+  #completed(mb: Mailbox, fn: CompiledFunction, inst: Instance, ctx: InvocationContext, env: Envelope, fx: Effects, now: number, started: number): void {
+    ctx.end();
+    inst.busy = false;
+    let dirty = false;
+    if (fx.writes !== null) {
+      for (const [name, slot] of fx.writes) {
+        if (slot === null) {
+          if (inst.slots.delete(name)) dirty = true;
+        } else {
+          inst.slots.set(name, slot);
+          dirty = true;
+        }
+      }
+    }
+    if (fn.hasCallTtl) {
+      // Values that expired before this call stay expired: drop them before the call's time
+      // becomes the new reference, or they would come back to life.
+      for (const spec of fn.specs) {
+        if (spec.expireAfterCall === 0 || inst.calledAt === 0 || now - inst.calledAt < spec.expireAfterCall) continue;
+        if (fx.writes?.has(spec.name) === true) continue;
+        inst.slots.delete(spec.name);
+      }
+      inst.calledAt = now;
+      dirty = true;
+    }
+    if (dirty) this.#store.markDirty(inst);
+    if (fx.sends !== null) for (const s of fx.sends) this.route(s);
+    if (fx.timerOps !== null) {
+      for (const op of fx.timerOps) {
+        if (op.env === undefined) this.#timers.cancel(mb.key, op.token as string);
+        else this.#timers.schedule(now + op.delayMs, mb.kg, op.env, mb.key, op.token);
+      }
+    }
+    if (fx.egress !== null) {
+      for (const [name, typename, payload] of fx.egress) {
+        this.counters.egress++;
+        this.#out.egress(name, typename, payload);
+      }
+    }
+    if (fx.reply !== null) this.#reply(mb, env, fx.reply[0], fx.reply[1]);
+    if (started !== 0 && this.onLatency !== null) this.onLatency((performance.now() - started) * 1000);
+    this.#finish(mb, env);
+  }
+
+  #reply(mb: Mailbox, env: Envelope, typename: string, payload: Uint8Array): void {
+    this.counters.replies++;
+    const requestId = env[E_REPLY_TO];
+    if (requestId > 0) {
+      this.#out.reply(requestId, typename, payload);
+      return;
+    }
+    const callerType = env[E_CALLER_TYPE];
+    if (callerType !== null) {
+      this.route(envelope(callerType, env[E_CALLER_ID] as string, mb.type, mb.id, typename, payload));
+    }
+    // A host `send()` has no one to answer: the reply is dropped, as documented.
+  }
+
+  /** The message at the head of `mb` is done (completed or dead-lettered): move on. */
+  #finish(mb: Mailbox, env: Envelope): void {
+    const hseq = env[E_HSEQ];
+    if (hseq > 0) this.acks.completed(hseq);
+    this.completed++;
+    this.queuedMessages--;
+    mb.attempts = 0;
+    mb.running = false;
+    mb.queue[mb.head] = undefined as unknown as Envelope;
+    mb.head++;
+    if (mb.head >= mb.queue.length) {
+      this.mailboxes.delete(mb.key);
+      return;
+    }
+    if (mb.head > 64 && mb.head * 2 > mb.queue.length) {
+      mb.queue = mb.queue.slice(mb.head);
+      mb.head = 0;
+    }
+    mb.queued = true;
+    this.#runnable.push(mb);
+  }
+
+  #failed(mb: Mailbox, ctx: InvocationContext, env: Envelope, err: unknown): void {
+    ctx.end();
+    this.counters.failures++;
+    mb.attempts++;
+    if (mb.attempts < this.#opts.maxAttempts) {
+      this.counters.retries++;
+      // The address stays blocked (running) until the retry, so later messages keep their order.
+      const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
+      this.#retries.push({ due: this.#clock.now() + backoff, mb });
+      return;
+    }
+    this.#deadLetter(mb, env, err, mb.attempts);
+  }
+
+  #deadLetter(mb: Mailbox, env: Envelope, err: unknown, attempts: number): void {
+    this.counters.deadLetters++;
+    const record = {
+      target: { type: mb.type, id: mb.id },
+      caller: env[E_CALLER_TYPE] === null ? null : { type: env[E_CALLER_TYPE], id: env[E_CALLER_ID] },
+      typename: env[E_TYPENAME],
+      payload: env[E_PAYLOAD],
+      error: serializeError(err),
+      attempts,
+      at: this.#clock.now(),
+    };
+    const t = this.module.defaultType;
+    this.#out.egress(DEAD_LETTER_EGRESS, t.typename, t.encode(record));
+    this.#finish(mb, env);
+  }
+
+  /**
+   * The messages waiting in mailboxes, per address in order, including the message of each
+   * invocation still running or awaiting a retry: what a snapshot must replay on recovery.
+   */
+  snapshotMailboxes(): Envelope[] {
+    const out: Envelope[] = [];
+    for (const mb of this.mailboxes.values()) {
+      for (let i = mb.head; i < mb.queue.length; i++) out.push(mb.queue[i] as Envelope);
+    }
+    return out;
+  }
+
+  /** Takes the idle-detection counters: net messages alive created minus completed. */
+  takeNet(): number {
+    const net = this.created - this.completed;
+    this.created = 0;
+    this.completed = 0;
+    return net;
+  }
+}
+
+export { Slot };

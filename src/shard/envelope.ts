@@ -1,0 +1,84 @@
+/**
+ * The records that travel through the rings, as small arrays (msgpack packs arrays of scalars
+ * compactly and quickly; objects would repeat their keys in every frame). Every thread's input
+ * arrives as a sequence of these, in ring order, so a checkpoint barrier can sit between any two.
+ *
+ * An {@link Envelope} is also how a message waits in a mailbox, a spill queue or a snapshot: it is
+ * plain data, so capturing a mailbox for a checkpoint is copying an array.
+ */
+
+/** Kinds of records. Values are part of the on-disk snapshot format: never renumber. */
+export const enum Kind {
+  /** A message to a function: {@link Envelope}. main→shard, shard→shard. */
+  Msg = 0,
+  /** Checkpoint barrier `[Kind.Barrier, epoch]`. Every ring. */
+  Barrier = 1,
+  /** The coordinator committed an epoch: `[Kind.Committed, epoch]`. main→shard. */
+  Committed = 2,
+  /** `[Kind.Query, requestId, type, id]`. main→shard. */
+  Query = 3,
+  /** `[Kind.QueryResult, requestId, record | null]`. shard→main. */
+  QueryResult = 4,
+  /** `[Kind.Reply, requestId, typename, payload]`: a function answered a host request. shard→main. */
+  Reply = 5,
+  /** `[Kind.Egress, name, typename, payload]`. shard→main. */
+  Egress = 6,
+  /** `[Kind.Ack, watermark]`: every host message with hseq < watermark has completed. shard→main. */
+  Ack = 7,
+  /** `[Kind.Done, epoch, stats]`: this shard's part of `epoch` is written (PENDING). shard→main. */
+  Done = 8,
+  /** `[Kind.Close]`: finish and release resources. main→shard. */
+  Close = 9,
+  /** `[Kind.Closed]`: the shard released its partition. shard→main. */
+  Closed = 10,
+}
+
+/**
+ * A message to a function.
+ *
+ * `hseq` is the host sequence number (> 0) of a message the host sent, 0 otherwise: the owning
+ * shard reports a low watermark of completed host messages (Kind.Ack) so the host can resolve
+ * `send()` once the message's invocation is part of a committed checkpoint.
+ * `replyTo` is the host request id (> 0) awaiting `ctx.reply`, 0 when none.
+ */
+export type Envelope = [
+  kind: Kind.Msg,
+  targetType: string,
+  targetId: string,
+  callerType: string | null,
+  callerId: string | null,
+  typename: string,
+  payload: Uint8Array,
+  replyTo: number,
+  hseq: number,
+];
+
+export const E_TARGET_TYPE = 1;
+export const E_TARGET_ID = 2;
+export const E_CALLER_TYPE = 3;
+export const E_CALLER_ID = 4;
+export const E_TYPENAME = 5;
+export const E_PAYLOAD = 6;
+export const E_REPLY_TO = 7;
+export const E_HSEQ = 8;
+
+export function envelope(
+  targetType: string,
+  targetId: string,
+  callerType: string | null,
+  callerId: string | null,
+  typename: string,
+  payload: Uint8Array,
+  replyTo = 0,
+  hseq = 0,
+): Envelope {
+  return [Kind.Msg, targetType, targetId, callerType, callerId, typename, payload, replyTo, hseq];
+}
+
+/** Bytes an envelope adds to a frame, roughly: used to cut batches into frames of bounded size. */
+export function envelopeWeight(e: Envelope): number {
+  return e[E_PAYLOAD].byteLength + e[E_TARGET_TYPE].length + e[E_TARGET_ID].length + 48;
+}
+
+/** Any record a ring carries. */
+export type Record = Envelope | (readonly [Kind, ...unknown[]]);

@@ -1,0 +1,120 @@
+/**
+ * Outbound batching toward one consumer thread (another shard, or main).
+ *
+ * Records are gathered per destination and cut into frames of bounded size; a flush stages the
+ * frames and publishes them with one index store and at most one doorbell ring. When the ring is
+ * full the frames SPILL into an ordered local queue, retried before anything newer, so internal
+ * traffic is never refused (refusing it could deadlock a cycle of functions across shards, the
+ * ABBA problem Seastar warns of) and never reordered. A checkpoint barrier is just another record
+ * in this order, so messages spilled before it still reach the consumer before it.
+ */
+import type { Doorbell } from '../transport/doorbell.js';
+import { encodeBatch, type MessageTuple } from '../transport/framing.js';
+import type { Ring } from '../transport/ring.js';
+
+/** Frames are cut at about this many bytes, so one frame never hogs a ring. */
+const FRAME_TARGET_BYTES = 64 * 1024;
+/** ...or this many records, which keeps decode batches cache-friendly. */
+const FRAME_MAX_RECORDS = 1024;
+
+export class Outbound {
+  readonly ring: Ring;
+  /** Doorbell index of the consumer thread. */
+  readonly thread: number;
+  readonly #bells: Doorbell;
+  #batch: unknown[] = [];
+  #weight = 0;
+  /** Encoded frames that did not fit, oldest first. */
+  #spill: Uint8Array[] = [];
+  #spillHead = 0;
+  #staged = false;
+  /** Frames that ever had to spill (metrics). */
+  spilled = 0;
+  /** Records sent (metrics). */
+  records = 0;
+
+  constructor(ring: Ring, thread: number, bells: Doorbell) {
+    this.ring = ring;
+    this.thread = thread;
+    this.#bells = bells;
+  }
+
+  /** Queues a record; `weight` approximates its encoded size. */
+  push(record: unknown, weight = 32): void {
+    this.#batch.push(record);
+    this.#weight += weight;
+    this.records++;
+    if (this.#weight >= FRAME_TARGET_BYTES || this.#batch.length >= FRAME_MAX_RECORDS) this.#cut();
+  }
+
+  get pendingRecords(): number {
+    return this.#batch.length;
+  }
+
+  /** Frames waiting for room in the ring. */
+  get spillDepth(): number {
+    return this.#spill.length - this.#spillHead;
+  }
+
+  /** Nothing waits to be written or published. */
+  get isIdle(): boolean {
+    return this.#batch.length === 0 && this.spillDepth === 0 && !this.#staged;
+  }
+
+  /** Encodes the current batch into a frame and stages (or spills) it. */
+  #cut(): void {
+    if (this.#batch.length === 0) return;
+    const frame = encodeBatch(this.#batch as MessageTuple[]);
+    this.#batch = [];
+    this.#weight = 0;
+    if (this.spillDepth === 0 && this.ring.tryWrite(frame)) {
+      this.#staged = true;
+      return;
+    }
+    // The encoder reuses its buffer: a frame that must wait is copied out.
+    this.#spill.push(frame.slice());
+    this.spilled++;
+  }
+
+  /**
+   * Writes what fits (spilled frames first, then the current batch) and publishes it.
+   * `beforePublish` runs right before the index store makes anything visible (the idle counter
+   * must count new messages before another thread can consume them).
+   * @returns true when the ring still holds back frames (the producer asked to be woken for room).
+   */
+  flush(beforePublish: () => void): boolean {
+    this.#drainSpill();
+    this.#cut();
+    if (this.#staged) {
+      beforePublish();
+      this.#staged = false;
+      if (this.ring.publish()) this.#bells.ring(this.thread);
+    }
+    if (this.spillDepth === 0) return false;
+    // Full: ask the consumer to ring us when it frees space, then try once more (see Ring.requestRoom).
+    const next = this.#spill[this.#spillHead] as Uint8Array;
+    if (this.ring.requestRoom(next.byteLength)) {
+      this.#drainSpill();
+      if (this.#staged) {
+        beforePublish();
+        this.#staged = false;
+        if (this.ring.publish()) this.#bells.ring(this.thread);
+      }
+      return this.spillDepth > 0;
+    }
+    return true;
+  }
+
+  #drainSpill(): void {
+    while (this.#spillHead < this.#spill.length) {
+      const frame = this.#spill[this.#spillHead] as Uint8Array;
+      if (!this.ring.tryWrite(frame)) break;
+      this.#spill[this.#spillHead++] = undefined as unknown as Uint8Array;
+      this.#staged = true;
+    }
+    if (this.#spillHead === this.#spill.length) {
+      this.#spill = [];
+      this.#spillHead = 0;
+    }
+  }
+}

@@ -1,0 +1,436 @@
+/**
+ * The shard loop: one per worker thread, owning a set of key groups, their state partition, their
+ * mailboxes and the timers of their addresses.
+ *
+ *   drain inbound rings (bounded) → mailboxes → invoke → apply effects → fire due timers
+ *   → flush outbound batches (one publish + at most one doorbell per destination) → sleep
+ *
+ * Every input of this thread arrives through a ring (from main, or from another shard), so a
+ * checkpoint barrier can sit between any two inputs; the loop never blocks its event loop, so
+ * async functions, LMDB write completions and timers progress between turns. Sleeping is one
+ * `Atomics.waitAsync` on this thread's doorbell word, woken by any producer.
+ *
+ * Thread numbering (doorbells, rings): 0 is main, 1 + k is shard k.
+ */
+import { setImmediate } from 'node:timers';
+import { ControlBlock, METRIC_INDEX, latencyBucket } from '../router/control-block.js';
+import { Partitioner } from '../router/partitioner.js';
+import { InstanceCache } from '../state/instance-cache.js';
+import { toRecord } from '../state/instance.js';
+import type { Partition } from '../state/partition.js';
+import { TimerService, systemClock } from '../timers/timer-service.js';
+import { Doorbell } from '../transport/doorbell.js';
+import { decodeBatch } from '../transport/framing.js';
+import { Ring } from '../transport/ring.js';
+import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
+import { Dispatcher } from './dispatcher.js';
+import { E_HSEQ, E_REPLY_TO, Kind, envelopeWeight, type Envelope } from './envelope.js';
+import { Outbound } from './outbound.js';
+import type { RuntimeModule } from './runtime-module.js';
+
+/** What a shard worker is started with (worker_threads `workerData`). */
+export interface ShardBoot {
+  readonly shard: number;
+  readonly shards: number;
+  readonly keyGroups: number;
+  readonly moduleUrl: string;
+  readonly partitionPath: string;
+  readonly durability: 'fsync' | 'process';
+  /** Rings into this shard: index 0 from main, 1 + k from shard k (null for k = this shard). */
+  readonly inbound: ReadonlyArray<SharedArrayBuffer | null>;
+  /** Rings out of this shard: index 0 to main, 1 + k to shard k (null for k = this shard). */
+  readonly outbound: ReadonlyArray<SharedArrayBuffer | null>;
+  readonly bells: SharedArrayBuffer;
+  readonly control: SharedArrayBuffer;
+  /** Last epoch the coordinator committed: recovery starts from it. */
+  readonly committedEpoch: number;
+  /**
+   * The host that sent the replayed messages is still there (an in-process recovery): keep their
+   * host sequence numbers and request ids. After a process restart they mean nothing any more.
+   */
+  readonly sameHost: boolean;
+  readonly cacheSize: number;
+  readonly maxAttempts: number;
+  readonly retryBackoffMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+}
+
+/** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
+const FRAMES_PER_RING_PER_TURN = 64;
+/** Most invocations started per turn before the loop yields to the event loop. */
+const INVOCATIONS_PER_TURN = 8192;
+
+export class ShardLoop {
+  readonly #boot: ShardBoot;
+  readonly #me: number;
+  readonly #partition: Partition;
+  readonly #bells: Doorbell;
+  readonly #control: ControlBlock;
+  readonly #inbound: Array<Ring | null>;
+  readonly #inUse: boolean[];
+  readonly #outbound: Array<Outbound | null>;
+  readonly #toMain: Outbound;
+  readonly #cache: InstanceCache;
+  readonly #timers: TimerService;
+  readonly #dispatcher: Dispatcher;
+  readonly #participant: Participant;
+  readonly #partitioner: Partitioner;
+  #scheduled = false;
+  #sleeping = false;
+  #closing = false;
+  #closed = false;
+  #lastAck = 0;
+  #turns = 0;
+  #checkpoints = 0;
+  #checkpointBytes = 0;
+  #lastCheckpointMs = 0;
+  #lastCheckpointBytes = 0;
+  readonly #onClosed: () => void;
+  readonly #onFatal: (err: unknown) => void;
+
+  constructor(boot: ShardBoot, module: RuntimeModule, partition: Partition, hooks: { closed(): void; fatal(err: unknown): void }) {
+    this.#boot = boot;
+    this.#me = 1 + boot.shard;
+    this.#partition = partition;
+    this.#onClosed = hooks.closed;
+    this.#onFatal = hooks.fatal;
+    this.#bells = Doorbell.attach(boot.bells);
+    this.#control = new ControlBlock(boot.control, boot.shards);
+    this.#inbound = boot.inbound.map((b) => (b === null ? null : Ring.attach(b)));
+    this.#inUse = this.#inbound.map((r) => r !== null);
+    this.#outbound = boot.outbound.map((b, i) => (b === null ? null : new Outbound(Ring.attach(b), i, this.#bells)));
+    this.#toMain = this.#outbound[0] as Outbound;
+    this.#cache = new InstanceCache(boot.cacheSize, (kg, type, id) => partition.getState(kg, type, id));
+    this.#timers = new TimerService();
+    const partitioner = new Partitioner(boot.shards, boot.keyGroups);
+    this.#partitioner = partitioner;
+    const outbound = this.#outbound;
+    const toMain = this.#toMain;
+    this.#dispatcher = new Dispatcher(
+      module,
+      {
+        shard: boot.shard,
+        maxAttempts: boot.maxAttempts,
+        retryBackoffMs: boot.retryBackoffMs,
+        maxMessageBytes: boot.maxMessageBytes,
+        maxStateValueBytes: boot.maxStateValueBytes,
+      },
+      this.#cache,
+      {
+        toShard(shard: number, env: Envelope) {
+          (outbound[1 + shard] as Outbound).push(env, envelopeWeight(env));
+        },
+        reply(requestId: number, typename: string, payload: Uint8Array) {
+          toMain.push([Kind.Reply, requestId, typename, payload], payload.byteLength + 32);
+        },
+        egress(name: string, typename: string, payload: Uint8Array) {
+          toMain.push([Kind.Egress, name, typename, payload], payload.byteLength + name.length + 32);
+        },
+      },
+      partitioner,
+      this.#timers,
+      systemClock,
+    );
+    this.#dispatcher.onAsyncSettled = () => this.#wake();
+    const histogram = this.#control.f64;
+    const hBase = this.#control.histogramBase(boot.shard);
+    this.#dispatcher.onLatency = (us) => {
+      histogram[hBase + latencyBucket(us)]! += 1;
+    };
+    this.#participant = new Participant(
+      partition,
+      this.#inbound.length,
+      {
+        takeSnapshot: (epoch) => this.#takeSnapshot(epoch),
+        forwardBarrier: (epoch) => this.#forwardBarrier(epoch),
+        done: (epoch, snap, ms) => this.#done(epoch, snap, ms),
+        folded: (epoch) => {
+          this.#cache.foldedEpoch = Math.max(this.#cache.foldedEpoch, epoch);
+        },
+        fatal: (err) => this.#onFatal(err),
+      },
+      boot.committedEpoch,
+    );
+  }
+
+  /** Restores the last committed checkpoint, then starts the loop. */
+  async start(): Promise<void> {
+    const rec = await recoverPartition(this.#partition, this.#boot.committedEpoch);
+    this.#cache.foldedEpoch = rec.folded;
+    this.#timers.restoreSeq(rec.timerSeq);
+    for (const t of rec.timers) this.#timers.restore(t);
+    if (!this.#boot.sameHost) {
+      for (const env of rec.mailbox) {
+        env[E_HSEQ] = 0;
+        env[E_REPLY_TO] = 0;
+      }
+    }
+    // Replayed host messages are tracked for acks in hseq order (ring order for new ones).
+    const hseqs: number[] = [];
+    for (const env of rec.mailbox) if (env[E_HSEQ] > 0) hseqs.push(env[E_HSEQ]);
+    hseqs.sort((a, b) => a - b);
+    for (const h of hseqs) this.#dispatcher.acks.received(h);
+    // The replayed messages are alive again: count them before anything can complete.
+    if (rec.mailbox.length > 0) this.#control.addAlive(rec.mailbox.length);
+    for (const env of rec.mailbox) this.#dispatcher.enqueue(env);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(this.#runTurn);
+  }
+
+  /** Called from promise callbacks on this thread: run again soon, waking the sleeper if needed. */
+  #wake(): void {
+    if (this.#sleeping) this.#bells.ring(this.#me);
+    else this.#schedule();
+  }
+
+  readonly #runTurn = (): void => {
+    this.#scheduled = false;
+    if (this.#closed) return;
+    try {
+      this.#turn();
+    } catch (err) {
+      this.#onFatal(err);
+    }
+  };
+
+  #turn(): void {
+    this.#turns++;
+    let work = 0;
+    // 1. Drain every inbound ring (bounded per ring), in ring order, into mailboxes.
+    const inbound = this.#inbound;
+    for (let r = 0; r < inbound.length; r++) {
+      const ring = inbound[r];
+      if (ring === null || ring === undefined) continue;
+      const n = ring.drain((frame) => this.#onFrame(r, frame), FRAMES_PER_RING_PER_TURN);
+      if (n > 0) {
+        work += n;
+        // The producer found this ring full and sleeps until we free space.
+        if (ring.takeRoomRequest()) this.#bells.ring(r);
+      }
+    }
+    if (this.#closed) return;
+    // 2. Invoke.
+    work += this.#dispatcher.run(INVOCATIONS_PER_TURN);
+    // 3. Fire due timers and retries (their messages run next turn).
+    const now = Date.now();
+    const nextDue = this.#dispatcher.fireDue(now);
+    // 4. Publish.
+    const blocked = this.#flush();
+    this.#publishMetrics();
+    if (this.#closing && this.#dispatcher.parked === 0) {
+      this.#finishClose();
+      return;
+    }
+    if (work > 0 || this.#dispatcher.hasRunnable) {
+      this.#schedule();
+      return;
+    }
+    this.#sleep(nextDue, blocked);
+  }
+
+  #sleep(nextDue: number | undefined, blocked: boolean): void {
+    // Announce the sleep, then look once more: a producer that published before our announcement
+    // is seen here; one that publishes after it sees SLEEPING and rings (Doorbell's argument).
+    this.#bells.prepareSleep(this.#me);
+    if (this.#anyInbound() || this.#dispatcher.hasRunnable) {
+      this.#bells.cancelSleep(this.#me);
+      this.#schedule();
+      return;
+    }
+    let timeout = nextDue === undefined ? Number.POSITIVE_INFINITY : Math.max(1, nextDue - Date.now());
+    // A ring we write to is full: its consumer rings us when it frees space; poll slowly anyway.
+    if (blocked) timeout = Math.min(timeout, 50);
+    this.#sleeping = true;
+    void this.#bells.sleep(this.#me, timeout).then(() => {
+      this.#sleeping = false;
+      this.#schedule();
+    });
+  }
+
+  #anyInbound(): boolean {
+    for (const ring of this.#inbound) if (ring !== null && ring.hasData()) return true;
+    return false;
+  }
+
+  readonly #beforePublish = (): void => {
+    const net = this.#dispatcher.takeNet();
+    if (net !== 0 && this.#control.addAlive(net) === 0) this.#bells.ring(0);
+  };
+
+  /** Flushes every outbound queue; returns true when some ring is full. */
+  #flush(): boolean {
+    this.#emitAck();
+    let blocked = false;
+    for (const out of this.#outbound) {
+      if (out !== null && out.flush(this.#beforePublish)) blocked = true;
+    }
+    // Completions with nothing to publish still count toward idleness.
+    this.#beforePublish();
+    return blocked;
+  }
+
+  #emitAck(): void {
+    const wm = this.#dispatcher.acks.watermark();
+    if (wm !== this.#lastAck) {
+      this.#lastAck = wm;
+      this.#toMain.push([Kind.Ack, wm], 16);
+    }
+  }
+
+  #onFrame(ring: number, frame: Uint8Array): void {
+    const records = decodeBatch(frame) as unknown as unknown[][];
+    for (let i = 0; i < records.length; i++) {
+      const rec = records[i] as unknown[];
+      switch (rec[0] as Kind) {
+        case Kind.Msg: {
+          const env = rec as Envelope;
+          if (this.#participant.isRecording(ring)) this.#participant.record(env);
+          if (ring === 0 && env[E_HSEQ] > 0) this.#dispatcher.acks.received(env[E_HSEQ]);
+          this.#dispatcher.enqueue(env);
+          break;
+        }
+        case Kind.Barrier:
+          this.#participant.onBarrier(ring, rec[1] as number, this.#inUse);
+          break;
+        case Kind.Committed:
+          this.#participant.onCommitted(rec[1] as number);
+          break;
+        case Kind.Query:
+          this.#query(rec[1] as number, rec[2] as string, rec[3] as string);
+          break;
+        case Kind.Close:
+          this.#closing = true;
+          break;
+        default:
+          throw new Error(`shard ${this.#boot.shard}: unexpected record kind ${String(rec[0])} on ring ${ring}`);
+      }
+    }
+  }
+
+  #query(requestId: number, type: string, id: string): void {
+    const key = `${type}\u0000${id}`;
+    const kg = this.#partitioner.keyGroup(type, id);
+    const inst = this.#cache.get(key, type, id, kg);
+    const fn = this.#dispatcher.module.functions.get(type);
+    const now = Date.now();
+    const record = toRecord(inst);
+    // Expired values read as undefined, as they do inside the function.
+    record.slots = record.slots.filter(([name, , writtenAt]) => {
+      const spec = fn?.specByName.get(name);
+      if (spec === undefined) return false;
+      if (spec.expireAfterWrite > 0 && now - writtenAt >= spec.expireAfterWrite) return false;
+      if (spec.expireAfterCall > 0 && record.calledAt > 0 && now - record.calledAt >= spec.expireAfterCall) return false;
+      return true;
+    });
+    this.#toMain.push([Kind.QueryResult, requestId, record.slots.length === 0 ? null : record], 64);
+  }
+
+  #takeSnapshot(epoch: number): Omit<Snapshot, 'inflight' | 'bytes'> {
+    this.#sweepExpired();
+    return {
+      epoch,
+      states: this.#cache.takeChanges(epoch),
+      timers: this.#timers.takeDelta(),
+      mailbox: this.#dispatcher.snapshotMailboxes(),
+      timerSeq: this.#timers.nextSeq,
+    };
+  }
+
+  /**
+   * Frees expired state of cached instances before it is snapshotted (values past their TTL
+   * already read as undefined; this reclaims their space in memory and in the partition).
+   */
+  #sweepExpired(): void {
+    const now = Date.now();
+    const functions = this.#dispatcher.module.functions;
+    for (const inst of this.#cache.values()) {
+      if (inst.busy || inst.slots.size === 0) continue;
+      const fn = functions.get(inst.type);
+      if (fn === undefined) continue;
+      let changed = false;
+      for (const [name, slot] of inst.slots) {
+        const spec = fn.specByName.get(name);
+        if (spec === undefined) continue;
+        if (
+          (spec.expireAfterWrite > 0 && now - slot.writtenAt >= spec.expireAfterWrite) ||
+          (spec.expireAfterCall > 0 && inst.calledAt > 0 && now - inst.calledAt >= spec.expireAfterCall)
+        ) {
+          inst.slots.delete(name);
+          changed = true;
+        }
+      }
+      if (changed) this.#cache.markDirty(inst);
+    }
+  }
+
+  #forwardBarrier(epoch: number): void {
+    // Acks of invocations completed before the snapshot must precede the barrier to main.
+    this.#emitAck();
+    for (const out of this.#outbound) if (out !== null) out.push([Kind.Barrier, epoch], 16);
+  }
+
+  #done(epoch: number, snap: Snapshot, ms: number): void {
+    this.#checkpoints++;
+    this.#lastCheckpointMs = ms;
+    this.#lastCheckpointBytes = snap.bytes;
+    this.#checkpointBytes += snap.bytes;
+    this.#toMain.push([Kind.Done, epoch, { bytes: snap.bytes, states: snap.states.length, ms }], 64);
+    this.#wake();
+  }
+
+  #publishMetrics(): void {
+    const f = this.#control.f64;
+    const b = this.#control.metricsBase(this.#boot.shard);
+    const c = this.#dispatcher.counters;
+    const m = METRIC_INDEX;
+    f[b + m.invocations] = c.invocations;
+    f[b + m.failures] = c.failures;
+    f[b + m.retries] = c.retries;
+    f[b + m.deadLetters] = c.deadLetters;
+    f[b + m.localSends] = c.localSends;
+    f[b + m.remoteSends] = c.remoteSends;
+    f[b + m.egress] = c.egress;
+    f[b + m.replies] = c.replies;
+    f[b + m.timersFired] = c.timersFired;
+    f[b + m.mailboxBacklog] = this.#dispatcher.queuedMessages;
+    f[b + m.parkedInvocations] = this.#dispatcher.parked;
+    f[b + m.pendingTimers] = this.#timers.size;
+    f[b + m.cacheInstances] = this.#cache.size;
+    f[b + m.cacheHits] = this.#cache.hits;
+    f[b + m.cacheMisses] = this.#cache.misses;
+    f[b + m.cacheEvictions] = this.#cache.evictions;
+    f[b + m.dirtyInstances] = this.#cache.dirtyCount;
+    let spilled = 0;
+    let depth = 0;
+    for (const out of this.#outbound) {
+      if (out === null) continue;
+      spilled += out.spilled;
+      depth += out.spillDepth;
+    }
+    f[b + m.ringSpilledFrames] = spilled;
+    f[b + m.ringSpillDepth] = depth;
+    let fill = 0;
+    for (const ring of this.#inbound) if (ring !== null) fill = Math.max(fill, ring.fillRatio());
+    f[b + m.inboundRingFill] = fill;
+    f[b + m.checkpoints] = this.#checkpoints;
+    f[b + m.lastCheckpointMs] = this.#lastCheckpointMs;
+    f[b + m.lastCheckpointBytes] = this.#lastCheckpointBytes;
+    f[b + m.checkpointBytesTotal] = this.#checkpointBytes;
+    f[b + m.hostMessagesPending] = this.#dispatcher.acks.pending;
+    f[b + m.turns] = this.#turns;
+  }
+
+  #finishClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#onClosed();
+  }
+
+}
+

@@ -1,0 +1,987 @@
+/**
+ * The host facade: `Weft.start` / send / request / egress / query / idle / checkpoint / metrics /
+ * close. It runs on the caller's (main) thread and owns the router's host side (encode, route,
+ * batch into main→shard rings), the checkpoint coordinator, and what the host may observe only
+ * after a commit (send acknowledgements, egress records, durable replies).
+ */
+import { setImmediate } from 'node:timers';
+import { validateAddress, type Address } from './address.js';
+import { DataDir } from './checkpoint/data-dir.js';
+import { Coordinator } from './checkpoint/coordinator.js';
+import { repartition } from './checkpoint/repartition.js';
+import { WeftError, deserializeError, describe, type SerializedError } from './errors.js';
+import type { ValueType } from './module.js';
+import { resolveOptions, type ResolvedOptions, type WeftOptions } from './options.js';
+import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName } from './router/control-block.js';
+import { Partitioner } from './router/partitioner.js';
+import { ShardPool } from './router/shard-pool.js';
+import { E_HSEQ, Kind, envelope, envelopeWeight, type Envelope } from './shard/envelope.js';
+import { Outbound } from './shard/outbound.js';
+import { DEAD_LETTER_EGRESS, compileModule, loadModule, type RuntimeModule } from './shard/runtime-module.js';
+import type { InstanceRecord } from './state/instance.js';
+import { decodeBatch } from './transport/framing.js';
+
+export type { WeftOptions } from './options.js';
+
+/** Options of {@link Weft.send}. */
+export interface SendOptions {
+  /** The value's type; default: msgpack. */
+  type?: ValueType<unknown>;
+}
+
+/** Options of {@link Weft.request}. */
+export interface RequestOptions extends SendOptions {
+  /** Reject with ERR_WEFT_TIMEOUT after this many ms. Default: options.requestTimeoutMs. */
+  timeoutMs?: number;
+  /** Resolve only once the invocation that replied is committed. Default false. */
+  durable?: boolean;
+}
+
+/** A record of the `weft/dead-letters` egress. */
+export interface DeadLetter {
+  target: Address;
+  caller: Address | null;
+  typename: string;
+  /** The message value, decoded when the module knows its type. */
+  value: unknown;
+  error: Error;
+  attempts: number;
+  /** ms since the Unix epoch */
+  at: number;
+}
+
+/** Per-shard figures of {@link Weft.metrics}. */
+export interface ShardMetrics extends Record<MetricName, number> {
+  shard: number;
+  /** Invocation latency histogram: `[upperBoundMicros, count]`, log2 buckets. */
+  latencyHistogram: Array<[number, number]>;
+  latencyP50Micros: number;
+  latencyP99Micros: number;
+}
+
+export interface WeftMetrics {
+  shards: ShardMetrics[];
+  hostMessagesSent: number;
+  hostMessagesUncommitted: number;
+  requestsPending: number;
+  egressBuffered: number;
+  committedEpoch: number;
+  checkpointsCommitted: number;
+  lastCheckpoint: { epoch: number; ms: number; bytes: number; states: number } | null;
+  recoveries: number;
+  messagesAlive: number;
+}
+
+interface AckGroup {
+  /** highest hseq in the group: the group resolves when the committed watermark passes it */
+  hseq: number;
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface LogEntry {
+  env: Envelope;
+  epoch: number;
+}
+
+interface PendingRequest {
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+  timer: NodeJS.Timeout;
+  durable: boolean;
+  ack: Promise<void> | null;
+}
+
+interface PendingQuery {
+  type: string;
+  id: string;
+  shard: number;
+  resolve(value: Record<string, unknown> | undefined): void;
+  reject(err: unknown): void;
+}
+
+type EgressRecord = [name: string, typename: string, payload: Uint8Array];
+
+const INGRESS_HIGH_WATER_FRAMES = 32;
+
+/** An async iterable of committed egress records; each record is delivered to one iterator once. */
+class EgressChannel {
+  readonly #buffer: unknown[] = [];
+  #head = 0;
+  readonly #waiting: Array<(r: IteratorResult<unknown>) => void> = [];
+  #ended = false;
+
+  get buffered(): number {
+    return this.#buffer.length - this.#head;
+  }
+
+  push(value: unknown): void {
+    const w = this.#waiting.shift();
+    if (w !== undefined) w({ value, done: false });
+    else this.#buffer.push(value);
+  }
+
+  end(): void {
+    this.#ended = true;
+    for (const w of this.#waiting.splice(0)) w({ value: undefined, done: true });
+  }
+
+  iterator(): AsyncIterableIterator<unknown> {
+    const next = (): Promise<IteratorResult<unknown>> => {
+      if (this.#head < this.#buffer.length) {
+        const value = this.#buffer[this.#head];
+        this.#buffer[this.#head++] = undefined;
+        if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
+          this.#buffer.splice(0, this.#head);
+          this.#head = 0;
+        }
+        return Promise.resolve({ value, done: false });
+      }
+      if (this.#ended) return Promise.resolve({ value: undefined, done: true });
+      return new Promise((resolve) => this.#waiting.push(resolve));
+    };
+    const it: AsyncIterableIterator<unknown> = {
+      next,
+      return: () => Promise.resolve({ value: undefined, done: true }),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+}
+
+/**
+ * A running weft engine.
+ *
+ * @example
+ * ```ts
+ * import { Weft } from 'weft';
+ * const weft = await Weft.start({ module: new URL('./functions.js', import.meta.url), dataDir: './data' });
+ * await weft.send({ type: 'example/greeter', id: 'ada' }, { name: 'Ada' });
+ * console.log(await weft.request({ type: 'example/greeter', id: 'ada' }, { name: 'Ada' }));
+ * await weft.close();
+ * ```
+ */
+export class Weft {
+  readonly #opts: ResolvedOptions;
+  readonly #module: RuntimeModule;
+  readonly #dir: DataDir;
+  readonly #partitioner: Partitioner;
+  readonly #coordinator: Coordinator;
+  #pool!: ShardPool;
+  #out: Outbound[] = [];
+  #flushScheduled = false;
+  #sleeping = false;
+  #generation = 0;
+
+  #hseq = 0;
+  #unpublished = 0;
+  #activity = 0;
+  #activityAtLastCheckpoint = -1;
+  readonly #log: LogEntry[][];
+  readonly #logHead: number[];
+  readonly #openAck: Array<AckGroup | null>;
+  readonly #ackGroups: AckGroup[][];
+  readonly #lastAck: number[];
+  readonly #committedAck: number[];
+  readonly #ackAtBarrier = new Map<number, number[]>();
+
+  readonly #egressSince: EgressRecord[][];
+  readonly #egressByEpoch = new Map<number, EgressRecord[]>();
+  readonly #egress = new Map<string, EgressChannel>();
+  readonly #replySince: Array<Array<[requestId: number, typename: string, payload: Uint8Array]>>;
+
+  #requestSeq = 0;
+  readonly #requests = new Map<number, PendingRequest>();
+  readonly #queries = new Map<number, PendingQuery>();
+  #idleWaiters: Array<() => void> = [];
+  #ingressWaiters: Array<() => void> = [];
+
+  #closing = false;
+  #closed = false;
+  #closePromise: Promise<void> | undefined;
+  #failure: Error | undefined;
+  #recovering: Promise<void> | undefined;
+  /** Between the old generation's end and the re-send: nothing may be published. */
+  #rollingBack = false;
+  #recoveries = 0;
+  #checkpointsCommitted = 0;
+  #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
+
+  private constructor(opts: ResolvedOptions, module: RuntimeModule, dir: DataDir) {
+    this.#opts = opts;
+    this.#module = module;
+    this.#dir = dir;
+    const n = opts.shards;
+    this.#partitioner = new Partitioner(n, dir.info.keyGroups);
+    this.#log = Array.from({ length: n }, () => []);
+    this.#logHead = new Array<number>(n).fill(0);
+    this.#openAck = new Array<AckGroup | null>(n).fill(null);
+    this.#ackGroups = Array.from({ length: n }, () => []);
+    this.#lastAck = new Array<number>(n).fill(0);
+    this.#committedAck = new Array<number>(n).fill(0);
+    this.#egressSince = Array.from({ length: n }, () => []);
+    this.#replySince = Array.from({ length: n }, () => []);
+    this.#coordinator = new Coordinator(n, dir.info.committedEpoch, opts.checkpointIntervalMs, {
+      injectBarrier: (epoch) => {
+        this.#activityAtLastCheckpoint = this.#currentActivity();
+        for (const out of this.#out) out.push([Kind.Barrier, epoch], 16);
+        this.#flush();
+      },
+      commit: (epoch, figures) => this.#dir.commit({ epoch, at: Date.now(), ...figures }),
+      committed: (epoch) => this.#onCommitted(epoch),
+      quiescent: () => this.#currentActivity() === this.#activityAtLastCheckpoint && this.#pool.control.alive() === 0,
+      failed: (err) => this.#fail(err),
+    });
+  }
+
+  /**
+   * Starts an engine: validates options, opens (or creates) and locks the data dir, repartitions
+   * it when the shard count changed, spawns the shard workers, and recovers the last committed
+   * checkpoint.
+   */
+  static async start(options: WeftOptions): Promise<Weft> {
+    const opts = resolveOptions(options);
+    const definition = await loadModule(opts.moduleUrl);
+    const module = compileModule(definition);
+    const dir = await DataDir.open(opts.dataDir, opts.keyGroups, opts.shards, opts.durability);
+    try {
+      if (dir.info.shards !== opts.shards) await repartition(dir, opts.shards, opts.durability);
+      const weft = new Weft(opts, module, dir);
+      await weft.#startPool();
+      weft.#coordinator.start();
+      return weft;
+    } catch (err) {
+      await dir.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  async #startPool(): Promise<void> {
+    const generation = ++this.#generation;
+    const pool = new ShardPool(
+      {
+        shards: this.#opts.shards,
+        keyGroups: this.#dir.info.keyGroups,
+        ringBytes: this.#opts.ringBytes,
+        moduleUrl: this.#opts.moduleUrl,
+        durability: this.#opts.durability,
+        cacheSize: this.#opts.cacheSize,
+        maxAttempts: this.#opts.maxAttempts,
+        retryBackoffMs: this.#opts.retryBackoffMs,
+        maxMessageBytes: this.#opts.maxMessageBytes,
+        maxStateValueBytes: this.#opts.maxStateValueBytes,
+        partitionPath: (s) => this.#dir.partitionPath(s),
+      },
+      { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
+    );
+    this.#pool = pool;
+    this.#out = pool.toShard.map((ring, s) => new Outbound(ring, 1 + s, pool.bells));
+    await pool.start(this.#coordinator.committedEpoch, generation > 1);
+    this.#sleep();
+  }
+
+  /** Changes whenever anything happened that a checkpoint could capture. */
+  #currentActivity(): number {
+    let n = this.#activity;
+    for (let s = 0; s < this.#opts.shards; s++) {
+      const base = this.#pool.control.metricsBase(s);
+      const f = this.#pool.control.f64;
+      n += (f[base + METRIC_INDEX.invocations] ?? 0) + (f[base + METRIC_INDEX.timersFired] ?? 0);
+    }
+    return n;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Ingress
+  // ------------------------------------------------------------------------------------------
+
+  #checkOpen(what: string): void {
+    if (this.#closing) throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() called after close()`);
+    if (this.#failure !== undefined) {
+      throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() called on an engine that failed: ${this.#failure.message}`, { cause: this.#failure });
+    }
+  }
+
+  #target(to: unknown, what: string): Address {
+    const a = to as Address;
+    if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string' || a.id.length === 0 || a.id.length > 256) {
+      validateAddress(to, `weft.${what} address`);
+    }
+    if (!this.#module.isKnownFunction(a.type)) {
+      validateAddress(to, `weft.${what} address`);
+      throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.${what}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
+    }
+    return a;
+  }
+
+  #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
+    const t = type ?? this.#module.defaultType;
+    const payload = t.encode(value, `weft.${what} value`);
+    if (payload.byteLength > this.#opts.maxMessageBytes) {
+      throw new WeftError('ERR_WEFT_TOO_LARGE', `weft.${what} value encodes to ${payload.byteLength} bytes, over the limit of ${this.#opts.maxMessageBytes} (maxMessageBytes)`);
+    }
+    return [t.typename, payload];
+  }
+
+  /** Accepts a host message: routes it, logs it for re-sending until its epoch commits. */
+  #accept(a: Address, typename: string, payload: Uint8Array, requestId: number): AckGroup {
+    const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(a.type, a.id));
+    const hseq = ++this.#hseq;
+    const env = envelope(a.type, a.id, null, null, typename, payload, requestId, hseq);
+    this.#unpublished++;
+    this.#activity++;
+    this.#log[shard]!.push({ env, epoch: this.#coordinator.openEpoch });
+    this.#out[shard]!.push(env, envelopeWeight(env));
+    let group = this.#openAck[shard];
+    if (group === null || group === undefined) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      group = { hseq, promise, resolve, reject };
+      this.#openAck[shard] = group;
+      this.#ackGroups[shard]!.push(group);
+    } else group.hseq = hseq;
+    this.#scheduleFlush();
+    return group;
+  }
+
+  #throttled(): boolean {
+    if (this.#ingressWaiters.length > 0) return true;
+    let depth = 0;
+    for (const out of this.#out) depth += out.spillDepth;
+    return depth > INGRESS_HIGH_WATER_FRAMES;
+  }
+
+  #waitForRoom(): Promise<void> {
+    return new Promise<void>((resolve) => this.#ingressWaiters.push(resolve));
+  }
+
+  /**
+   * Sends `value` to the function at `to`. Resolves once the message's invocation and all its
+   * effects are part of a committed checkpoint: from then on no crash loses it and it is applied
+   * exactly once. When the engine is behind, the message waits for room first (backpressure).
+   */
+  send(to: Address, value: unknown, opts?: SendOptions): Promise<void> {
+    try {
+      this.#checkOpen('send');
+      const a = this.#target(to, 'send');
+      const [typename, payload] = this.#encode(value, opts?.type, 'send');
+      if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0).promise);
+      return this.#accept(a, typename, payload, 0).promise;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number): AckGroup {
+    this.#checkOpen('send');
+    return this.#accept(a, typename, payload, requestId);
+  }
+
+  /**
+   * Sends `value` and resolves with the value the target passes to `ctx.reply`. Rejects with
+   * ERR_WEFT_TIMEOUT after `timeoutMs`. With `durable: true`, resolves only once the replying
+   * invocation is committed.
+   */
+  request(to: Address, value: unknown, opts?: RequestOptions): Promise<unknown> {
+    try {
+      this.#checkOpen('request');
+      const a = this.#target(to, 'request');
+      const timeoutMs = opts?.timeoutMs ?? this.#opts.requestTimeoutMs;
+      if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+        throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request timeoutMs must be a positive number of ms (got ${describe(timeoutMs)})`);
+      }
+      const durable = opts?.durable ?? false;
+      if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
+      const [typename, payload] = this.#encode(value, opts?.type, 'request');
+      const requestId = ++this.#requestSeq;
+      return new Promise<unknown>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.#requests.delete(requestId);
+          reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${a.type}/${a.id} got no reply within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const pending: PendingRequest = { resolve, reject, timer, durable, ack: null };
+        this.#requests.set(requestId, pending);
+        const go = (): void => {
+          try {
+            const group = this.#acceptChecked(a, typename, payload, requestId);
+            if (durable) pending.ack = group.promise;
+          } catch (err) {
+            clearTimeout(timer);
+            this.#requests.delete(requestId);
+            reject(err);
+          }
+        };
+        if (this.#throttled()) void this.#waitForRoom().then(go);
+        else go();
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * The committed records of egress `name`, each delivered once (to one iterator).
+   * `weft/dead-letters` yields {@link DeadLetter}s.
+   */
+  egress(name: string): AsyncIterableIterator<unknown> {
+    if (typeof name !== 'string' || !this.#module.egresses.has(name)) {
+      throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `weft.egress: egress ${describe(name)} is not declared in the module's egresses`);
+    }
+    return this.#channel(name).iterator();
+  }
+
+  #channel(name: string): EgressChannel {
+    let ch = this.#egress.get(name);
+    if (ch === undefined) {
+      ch = new EgressChannel();
+      this.#egress.set(name, ch);
+      if (this.#closed) ch.end();
+    }
+    return ch;
+  }
+
+  /** The instance's current state as a plain object of its declared specs, or undefined. */
+  query(address: Address): Promise<Record<string, unknown> | undefined> {
+    try {
+      this.#checkOpen('query');
+      validateAddress(address, 'weft.query address');
+      if (!this.#module.functions.has(address.type)) {
+        throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.query: no function of type ${describe(address.type)} is defined`);
+      }
+      const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(address.type, address.id));
+      const requestId = ++this.#requestSeq;
+      return new Promise((resolve, reject) => {
+        this.#queries.set(requestId, { type: address.type, id: address.id, shard, resolve, reject });
+        this.#out[shard]!.push([Kind.Query, requestId, address.type, address.id], 64);
+        this.#scheduleFlush();
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Resolves when no message is queued or in flight (pending delayed messages excepted). */
+  idle(): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #isIdle(): boolean {
+    return this.#recovering === undefined && this.#unpublished === 0 && this.#ingressWaiters.length === 0 && this.#pool.control.alive() === 0;
+  }
+
+  /** Forces a checkpoint; resolves with its epoch number once committed. */
+  checkpoint(): Promise<number> {
+    try {
+      this.#checkOpen('checkpoint');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#coordinator.checkpoint();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The main thread's loop: drain shard→main rings, flush main→shard rings
+  // ------------------------------------------------------------------------------------------
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    queueMicrotask(this.#flushTask);
+  }
+
+  readonly #flushTask = (): void => {
+    this.#flushScheduled = false;
+    this.#flush();
+  };
+
+  readonly #beforePublish = (): void => {
+    if (this.#unpublished !== 0) {
+      this.#pool.control.addAlive(this.#unpublished);
+      this.#unpublished = 0;
+    }
+  };
+
+  #flush(): void {
+    if (this.#rollingBack) return;
+    for (let s = 0; s < this.#out.length; s++) {
+      this.#out[s]!.flush(this.#beforePublish);
+      this.#openAck[s] = null;
+    }
+    if (this.#ingressWaiters.length > 0 && !this.#throttledByRings()) {
+      const waiters = this.#ingressWaiters;
+      this.#ingressWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #throttledByRings(): boolean {
+    let depth = 0;
+    for (const out of this.#out) depth += out.spillDepth;
+    return depth > INGRESS_HIGH_WATER_FRAMES / 2;
+  }
+
+  #sleep(): void {
+    if (this.#closed || this.#sleeping) return;
+    const bells = this.#pool.bells;
+    const generation = this.#generation;
+    bells.prepareSleep(0);
+    for (const ring of this.#pool.fromShard) {
+      if (ring.hasData()) {
+        bells.cancelSleep(0);
+        setImmediate(() => this.#wake(generation));
+        this.#sleeping = true;
+        return;
+      }
+    }
+    this.#sleeping = true;
+    void bells.sleep(0).then(() => this.#wake(generation));
+  }
+
+  #wake(generation: number): void {
+    if (generation !== this.#generation) return;
+    this.#sleeping = false;
+    if (this.#closed) return;
+    try {
+      this.#drain();
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    this.#sleep();
+  }
+
+  #drain(): void {
+    const pool = this.#pool;
+    for (let s = 0; s < pool.fromShard.length; s++) {
+      const ring = pool.fromShard[s]!;
+      let n: number;
+      do {
+        n = ring.drain((frame) => this.#onFrame(s, frame), 256);
+        if (n > 0 && ring.takeRoomRequest()) pool.bells.ring(1 + s);
+      } while (n === 256);
+    }
+    this.#flush();
+    if (this.#idleWaiters.length > 0 && this.#isIdle()) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #onFrame(shard: number, frame: Uint8Array): void {
+    const records = decodeBatch(frame) as unknown as unknown[][];
+    for (const rec of records) {
+      switch (rec[0] as Kind) {
+        case Kind.Reply:
+          this.#onReply(shard, rec[1] as number, rec[2] as string, rec[3] as Uint8Array);
+          break;
+        case Kind.Egress:
+          this.#activity++;
+          this.#egressSince[shard]!.push([rec[1] as string, rec[2] as string, rec[3] as Uint8Array]);
+          break;
+        case Kind.Ack: {
+          const wm = rec[1] as number;
+          if (wm > this.#lastAck[shard]!) this.#lastAck[shard] = wm;
+          break;
+        }
+        case Kind.Barrier: {
+          const epoch = rec[1] as number;
+          let acks = this.#ackAtBarrier.get(epoch);
+          if (acks === undefined) {
+            acks = new Array<number>(this.#opts.shards).fill(0);
+            this.#ackAtBarrier.set(epoch, acks);
+          }
+          acks[shard] = this.#lastAck[shard]!;
+          const since = this.#egressSince[shard]!;
+          if (since.length > 0) {
+            const bucket = this.#egressByEpoch.get(epoch);
+            if (bucket === undefined) this.#egressByEpoch.set(epoch, since);
+            else bucket.push(...since);
+            this.#egressSince[shard] = [];
+          }
+          const replies = this.#replySince[shard]!;
+          if (replies.length > 0) {
+            this.#durableRepliesByEpoch(epoch).push(...replies);
+            this.#replySince[shard] = [];
+          }
+          break;
+        }
+        case Kind.Done: {
+          const figures = rec[2] as { bytes: number; states: number };
+          this.#coordinator.onDone(shard, rec[1] as number, figures);
+          break;
+        }
+        case Kind.QueryResult:
+          this.#onQueryResult(rec[1] as number, rec[2] as InstanceRecord | null);
+          break;
+        default:
+          throw new WeftError('ERR_WEFT_INTERNAL', `main: unexpected record kind ${String(rec[0])} from shard ${shard}`);
+      }
+    }
+  }
+
+  readonly #durableReplies = new Map<number, Array<[number, string, Uint8Array]>>();
+
+  #durableRepliesByEpoch(epoch: number): Array<[number, string, Uint8Array]> {
+    let list = this.#durableReplies.get(epoch);
+    if (list === undefined) {
+      list = [];
+      this.#durableReplies.set(epoch, list);
+    }
+    return list;
+  }
+
+  #decode(typename: string, payload: Uint8Array): unknown {
+    const t = this.#module.typeOf(typename);
+    return t === undefined ? payload : t.decode(payload);
+  }
+
+  #onReply(shard: number, requestId: number, typename: string, payload: Uint8Array): void {
+    const req = this.#requests.get(requestId);
+    if (req === undefined) return; // timed out, or a duplicate after a recovery
+    if (req.durable) {
+      // Held until the epoch holding the replying invocation commits (see #onCommitted).
+      this.#replySince[shard]!.push([requestId, typename, payload]);
+      return;
+    }
+    this.#requests.delete(requestId);
+    clearTimeout(req.timer);
+    try {
+      req.resolve(this.#decode(typename, payload));
+    } catch (err) {
+      req.reject(err);
+    }
+  }
+
+  #onQueryResult(requestId: number, record: InstanceRecord | null): void {
+    const q = this.#queries.get(requestId);
+    if (q === undefined) return;
+    this.#queries.delete(requestId);
+    if (record === null) {
+      q.resolve(undefined);
+      return;
+    }
+    try {
+      const fn = this.#module.functions.get(q.type);
+      const out: Record<string, unknown> = {};
+      for (const [name, bytes] of record.slots) {
+        const spec = fn?.specByName.get(name);
+        if (spec !== undefined) out[name] = spec.type.decode(bytes);
+      }
+      q.resolve(Object.keys(out).length === 0 ? undefined : out);
+    } catch (err) {
+      q.reject(err);
+    }
+  }
+
+  /** COMMITTED(epoch) is durable: release what the host may now observe. */
+  #onCommitted(epoch: number): void {
+    this.#checkpointsCommitted++;
+    const acks = this.#ackAtBarrier.get(epoch);
+    for (const [e] of this.#ackAtBarrier) if (e <= epoch) this.#ackAtBarrier.delete(e);
+    for (let s = 0; s < this.#opts.shards; s++) {
+      if (acks !== undefined && acks[s]! > this.#committedAck[s]!) this.#committedAck[s] = acks[s]!;
+      const wm = this.#committedAck[s]!;
+      const groups = this.#ackGroups[s]!;
+      let i = 0;
+      while (i < groups.length && groups[i]!.hseq < wm && groups[i] !== this.#openAck[s]) groups[i++]!.resolve();
+      if (i > 0) groups.splice(0, i);
+      // The resend log keeps host messages until the epoch they were queued in commits.
+      const log = this.#log[s]!;
+      let h = this.#logHead[s]!;
+      while (h < log.length && log[h]!.epoch <= epoch) log[h++] = undefined as unknown as LogEntry;
+      if (h === log.length) {
+        this.#log[s] = [];
+        this.#logHead[s] = 0;
+      } else if (h > 4096 && h * 2 > log.length) {
+        this.#log[s] = log.slice(h);
+        this.#logHead[s] = 0;
+      } else this.#logHead[s] = h;
+    }
+    for (const [e, records] of this.#egressByEpoch) {
+      if (e > epoch) continue;
+      this.#egressByEpoch.delete(e);
+      for (const [name, typename, payload] of records) this.#deliverEgress(name, typename, payload);
+    }
+    for (const [e, replies] of this.#durableReplies) {
+      if (e > epoch) continue;
+      this.#durableReplies.delete(e);
+      for (const [requestId, typename, payload] of replies) this.#releaseDurableReply(requestId, typename, payload);
+    }
+    const last = this.#dir.checkpoints().at(-1);
+    if (last !== undefined) this.#lastCheckpoint = { epoch: last.epoch, ms: last.ms, bytes: last.bytes, states: last.states };
+    for (const out of this.#out) out.push([Kind.Committed, epoch], 16);
+    this.#flush();
+  }
+
+  #releaseDurableReply(requestId: number, typename: string, payload: Uint8Array): void {
+    const req = this.#requests.get(requestId);
+    if (req === undefined) return;
+    this.#requests.delete(requestId);
+    clearTimeout(req.timer);
+    let value: unknown;
+    try {
+      value = this.#decode(typename, payload);
+    } catch (err) {
+      req.reject(err);
+      return;
+    }
+    // The reply's invocation is committed; the ack of the request message resolves with it or
+    // right after (same epoch), so waiting for it keeps "durable" strict.
+    (req.ack ?? Promise.resolve()).then(() => req.resolve(value), req.reject);
+  }
+
+  #deliverEgress(name: string, typename: string, payload: Uint8Array): void {
+    let value: unknown;
+    try {
+      value = this.#decode(typename, payload);
+      if (name === DEAD_LETTER_EGRESS) value = this.#deadLetter(value as Record<string, unknown>);
+    } catch (err) {
+      value = payload;
+      process.emitWarning(`weft: egress ${name} record could not be decoded: ${(err as Error).message}`);
+    }
+    this.#channel(name).push(value);
+  }
+
+  #deadLetter(raw: Record<string, unknown>): DeadLetter {
+    const typename = raw.typename as string;
+    let value: unknown = raw.payload;
+    try {
+      value = this.#decode(typename, raw.payload as Uint8Array);
+    } catch {
+      /* keep the bytes */
+    }
+    return {
+      target: raw.target as Address,
+      caller: (raw.caller as Address | null) ?? null,
+      typename,
+      value,
+      error: deserializeError(raw.error as SerializedError),
+      attempts: raw.attempts as number,
+      at: raw.at as number,
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Failure and recovery
+  // ------------------------------------------------------------------------------------------
+
+  #onShardFailed(generation: number, shard: number, err: Error): void {
+    if (generation !== this.#generation || this.#closed) return;
+    process.emitWarning(`weft: shard ${shard} failed (${err.message}); rolling back to checkpoint ${this.#coordinator.committedEpoch}`);
+    this.#recovering ??= this.#recover().finally(() => {
+      this.#recovering = undefined;
+    });
+  }
+
+  /**
+   * Rolls every shard back to the last committed checkpoint inside this process: a fresh
+   * generation of workers and rings recovers from the partitions, then the host messages accepted
+   * after that checkpoint's barrier are sent again, in their original order.
+   */
+  async #recover(): Promise<void> {
+    this.#recoveries++;
+    this.#rollingBack = true;
+    const old = this.#pool;
+    this.#generation++;
+    this.#sleeping = false;
+    await Promise.all([old.terminate(), this.#coordinator.halt()]);
+    const committed = this.#coordinator.committedEpoch;
+    // Uncommitted observations are void: they will happen again.
+    for (const [e] of this.#egressByEpoch) if (e > committed) this.#egressByEpoch.delete(e);
+    for (const [e] of this.#durableReplies) if (e > committed) this.#durableReplies.delete(e);
+    for (const [e] of this.#ackAtBarrier) if (e > committed) this.#ackAtBarrier.delete(e);
+    for (let s = 0; s < this.#opts.shards; s++) {
+      this.#egressSince[s] = [];
+      this.#replySince[s] = [];
+      this.#lastAck[s] = this.#committedAck[s]!;
+      this.#openAck[s] = null;
+    }
+    this.#rollingBack = true;
+    try {
+      await this.#startPool();
+    } catch (err) {
+      this.#rollingBack = false;
+      this.#fail(err);
+      return;
+    }
+    this.#rollingBack = false;
+    // Re-send what the snapshot does not hold, re-tagged with the epoch now open.
+    // Every message not yet published is in the log too: the new generation's count starts here.
+    this.#unpublished = 0;
+    const epoch = this.#coordinator.openEpoch;
+    for (let s = 0; s < this.#opts.shards; s++) {
+      const log = this.#log[s]!;
+      for (let i = this.#logHead[s]!; i < log.length; i++) {
+        const entry = log[i]!;
+        entry.epoch = epoch;
+        this.#unpublished++;
+        this.#out[s]!.push(entry.env, envelopeWeight(entry.env));
+      }
+    }
+    for (const [requestId, q] of this.#queries) this.#out[q.shard]!.push([Kind.Query, requestId, q.type, q.id], 64);
+    this.#flush();
+    // The epoch that was in flight is abandoned; the next one starts on the new generation.
+    this.#coordinator.resume();
+  }
+
+  #fail(err: unknown): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = err instanceof Error ? err : new Error(String(err));
+    const failure = new WeftError('ERR_WEFT_SHARD_FAILED', `weft engine failed: ${this.#failure.message}`, { cause: this.#failure });
+    this.#coordinator.stop(failure);
+    this.#rejectAll(failure);
+    void this.close().catch(() => {});
+  }
+
+  #rejectAll(err: Error): void {
+    for (const [, r] of this.#requests) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.#requests.clear();
+    for (const [, q] of this.#queries) q.reject(err);
+    this.#queries.clear();
+    for (const groups of this.#ackGroups) {
+      for (const g of groups) g.reject(err);
+      groups.length = 0;
+    }
+    for (const w of this.#ingressWaiters) w();
+    this.#ingressWaiters = [];
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Metrics and close
+  // ------------------------------------------------------------------------------------------
+
+  /** Per-shard counters, queue depths, latency histograms and checkpoint figures. */
+  metrics(): WeftMetrics;
+  /** The same as Prometheus text exposition. */
+  metrics(format: 'prometheus'): string;
+  metrics(format?: 'prometheus'): WeftMetrics | string {
+    if (format !== undefined && format !== 'prometheus') {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.metrics format must be 'prometheus' or omitted (got ${describe(format)})`);
+    }
+    const shards: ShardMetrics[] = [];
+    for (let s = 0; s < this.#opts.shards; s++) {
+      const { metrics, histogram } = this.#pool.control.readShard(s);
+      const buckets: Array<[number, number]> = histogram.map((count, b) => [b === 0 ? 1 : 2 ** b, count]);
+      shards.push({ shard: s, ...metrics, latencyHistogram: buckets, latencyP50Micros: quantile(histogram, 0.5), latencyP99Micros: quantile(histogram, 0.99) });
+    }
+    let uncommitted = 0;
+    for (let s = 0; s < this.#log.length; s++) uncommitted += this.#log[s]!.length - this.#logHead[s]!;
+    let egressBuffered = 0;
+    for (const ch of this.#egress.values()) egressBuffered += ch.buffered;
+    const m: WeftMetrics = {
+      shards,
+      hostMessagesSent: this.#hseq,
+      hostMessagesUncommitted: uncommitted,
+      requestsPending: this.#requests.size,
+      egressBuffered,
+      committedEpoch: this.#coordinator.committedEpoch,
+      checkpointsCommitted: this.#checkpointsCommitted,
+      lastCheckpoint: this.#lastCheckpoint,
+      recoveries: this.#recoveries,
+      messagesAlive: this.#pool.control.alive(),
+    };
+    return format === 'prometheus' ? toPrometheus(m) : m;
+  }
+
+  /**
+   * Stops intake, finishes in-flight work (up to `closeTimeoutMs`), commits a final checkpoint,
+   * and ends all threads. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    const closedError = new WeftError('ERR_WEFT_CLOSED', 'the engine closed before this completed');
+    if (this.#failure === undefined) {
+      try {
+        await this.#bounded(this.#finishWork(), this.#opts.closeTimeoutMs);
+      } catch {
+        /* timed out or failed: close anyway; what is not committed is recovered at next start */
+      }
+    }
+    this.#coordinator.stop(closedError);
+    if (this.#failure === undefined && this.#recovering === undefined) {
+      for (const out of this.#out) out.push([Kind.Close], 8);
+      this.#flush();
+      await this.#pool.waitClosed();
+    }
+    this.#closed = true;
+    this.#generation++;
+    await this.#pool.terminate();
+    this.#rejectAll(closedError);
+    for (const ch of this.#egress.values()) ch.end();
+    for (const w of this.#idleWaiters) w();
+    this.#idleWaiters = [];
+    await this.#dir.close();
+  }
+
+  async #finishWork(): Promise<void> {
+    while (this.#recovering !== undefined) await this.#recovering;
+    await this.idle();
+    await this.#coordinator.checkpoint();
+  }
+
+  #bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new WeftError('ERR_WEFT_TIMEOUT', `close() waited ${ms} ms for in-flight work`)), ms);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+function quantile(histogram: number[], q: number): number {
+  const total = histogram.reduce((a, b) => a + b, 0);
+  if (total === 0) return 0;
+  let acc = 0;
+  for (let b = 0; b < HISTOGRAM_BUCKETS; b++) {
+    acc += histogram[b]!;
+    if (acc >= total * q) return b === 0 ? 1 : 2 ** b;
+  }
+  return 2 ** (HISTOGRAM_BUCKETS - 1);
+}
+
+function toPrometheus(m: WeftMetrics): string {
+  const lines: string[] = [];
+  for (const name of METRICS) {
+    const metric = `weft_shard_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+    lines.push(`# TYPE ${metric} gauge`);
+    for (const s of m.shards) lines.push(`${metric}{shard="${s.shard}"} ${s[name]}`);
+  }
+  lines.push('# TYPE weft_invocation_latency_microseconds histogram');
+  for (const s of m.shards) {
+    let acc = 0;
+    for (const [le, count] of s.latencyHistogram) {
+      acc += count;
+      lines.push(`weft_invocation_latency_microseconds_bucket{shard="${s.shard}",le="${le}"} ${acc}`);
+    }
+    lines.push(`weft_invocation_latency_microseconds_bucket{shard="${s.shard}",le="+Inf"} ${acc}`);
+    lines.push(`weft_invocation_latency_microseconds_count{shard="${s.shard}"} ${acc}`);
+  }
+  const scalar = (name: string, value: number): void => {
+    lines.push(`# TYPE ${name} gauge`, `${name} ${value}`);
+  };
+  scalar('weft_host_messages_sent', m.hostMessagesSent);
+  scalar('weft_host_messages_uncommitted', m.hostMessagesUncommitted);
+  scalar('weft_requests_pending', m.requestsPending);
+  scalar('weft_egress_buffered', m.egressBuffered);
+  scalar('weft_committed_epoch', m.committedEpoch);
+  scalar('weft_checkpoints_committed', m.checkpointsCommitted);
+  scalar('weft_recoveries', m.recoveries);
+  scalar('weft_messages_alive', m.messagesAlive);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,56 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Weft, type WeftOptions } from '../../src/index.js';
+
+/** A compiled fixture module (npm test builds test/fixtures into dist/test/fixtures). */
+export function fixture(name: string): URL {
+  return new URL(`../../dist/test/fixtures/${name}.js`, import.meta.url);
+}
+
+export function tempDir(prefix = 'weft-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Starts an engine on a fresh temp dir; `cleanup` closes it and removes the dir. */
+export async function startEngine(options: Partial<WeftOptions> & { module: URL | string }): Promise<{ weft: Weft; dir: string; cleanup: () => Promise<void> }> {
+  const dir = options.dataDir ?? tempDir();
+  const weft = await Weft.start({ durability: 'process', ...options, dataDir: dir });
+  return {
+    weft,
+    dir,
+    cleanup: async () => {
+      await weft.close();
+      removeDir(dir);
+    },
+  };
+}
+
+/** Rejects if `p` does not settle within `ms` (a bound on a wait, not a timing assertion). */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Takes `n` records from an async iterator, bounded by `ms`. */
+export async function take<T>(it: AsyncIterator<T>, n: number, ms = 10_000): Promise<T[]> {
+  const out: T[] = [];
+  const run = async (): Promise<T[]> => {
+    while (out.length < n) {
+      const r = await it.next();
+      if (r.done === true) break;
+      out.push(r.value);
+    }
+    return out;
+  };
+  return within(run(), ms, `taking ${n} records`);
+}
