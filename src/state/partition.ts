@@ -1,0 +1,1073 @@
+/**
+ * A shard's state partition: ONE LMDB environment (lmdb-js) holding the durable part of the
+ * shard's key groups — instance state, delayed messages (timers), checkpoint epochs written but
+ * not yet committed (pending) and a little metadata.
+ *
+ * ```
+ *   <path>/data.mdb, lock.mdb          (directory 0700, files 0600)
+ *   sub-database  key (ordered-binary array)          value
+ *   state         [kg, type, id]                      encoded state record (bytes)
+ *   timers        [kg, due, seq]                      encoded delayed message (bytes)
+ *   pending       [epoch, kind, ...rest]              checkpoint entry (bytes)
+ *   meta          string                              msgpack value
+ * ```
+ * The key group comes first, so one key group is one contiguous key range in `state` and `timers`:
+ * rescaling moves whole ranges between partitions ({@link Partition.copyKeyGroupsFrom}).
+ *
+ * ## Writes: one queue, one transaction in flight, a committed PREFIX of the calls
+ * `write(ops => ...)` records and validates the ops synchronously (copying the value bytes, so the
+ * caller may reuse its buffers at once), then queues them. The partition keeps at most ONE LMDB
+ * transaction in flight: when it commits, every write queued meanwhile goes into the next one
+ * (group commit, like a database's log flusher). Each call's ops land in one transaction, calls
+ * commit in call order, and — the property the checkpoint protocol leans on — the committed
+ * calls are always a PREFIX of the calls made: when a commit fails, that call and everything
+ * queued behind it are rejected and never reach LMDB, and the partition refuses further writes.
+ * (Letting lmdb-js pipeline several transactions would let a later one commit after an earlier
+ * one failed.) It also makes range deletes exact: `deletePendingEpoch(e)` lists the keys when its
+ * transaction is built, when nothing else is in flight, from the committed data plus the puts of
+ * earlier ops in the same transaction.
+ *
+ * The transaction runs on lmdb-js's write thread: ops go in as `db.batch()` instructions (the
+ * puts themselves and the commit happen off the calling thread; the calling thread only encodes
+ * keys into the instruction buffer). `transactionSync` is never used — see "close" below.
+ *
+ * ## Durability
+ * - `'fsync'`: opened with `overlappingSync: false` (plain LMDB): the write thread's
+ *   `mdb_txn_commit` fdatasyncs the data pages and writes the meta page with O_DSYNC before the
+ *   commit returns, and the batch promise resolves only after that — so a resolved `write()` is on
+ *   the disk. (strace: one fdatasync per commit.) lmdb-js's default `overlappingSync` moves the
+ *   sync after the lock and reports it through `db.flushed`; that buys pipelining of several
+ *   transactions, which the single-transaction queue above does not use, and its recovery picks a
+ *   meta page by boot id. Measured here, plain commits were as fast (table below), so the simpler
+ *   contract wins and `db.flushed` is not needed.
+ * - `'process'`: `noSync`: the commit writes the pages into the OS page cache (pwrite) and
+ *   returns without fdatasync. A SIGKILLed process loses nothing the kernel already has, so a
+ *   resolved write survives the process (tested with SIGKILL); a power loss may lose recent
+ *   commits or, LMDB warns, corrupt the file.
+ *
+ * ## Flags and map size, and why
+ * - `mapSizeBytes` (default 256 MiB) is only the INITIAL map: lmdb-js grows the map itself when a
+ *   write transaction needs more pages (to about twice the used size, rounded to 256 KiB), keeping
+ *   the old mappings until close so readers on other threads stay valid. The map is address
+ *   space, not disk: without a writemap the file grows only with the data. A larger start just
+ *   saves early remaps.
+ * - `useWritemap` off: a stray write into the map could corrupt the file, and it makes the file as
+ *   large as the map. `noMemInit` off: the little speed it buys is not worth writing stale heap
+ *   bytes into a file that outlives the process. `compression: false`: records are already msgpack,
+ *   and LZ4 would cost every `getState`. `encoding: 'binary'` on every sub-database (meta values
+ *   are packed here with msgpackr, so the format does not depend on lmdb-js's encoder settings).
+ * - Every Partition of a path opens it with the same flags: lmdb-js shares one environment among
+ *   the threads of a process (matched by inode) and refuses mismatched sync flags.
+ *
+ * ## Reads
+ * `getState` is `getBinary`: it copies the value out of LMDB's reused buffer (`getBinaryFast`
+ * returns that buffer itself, valid only until the next read; large values can even come back as
+ * views of the map). The copy is what makes the bytes safe to keep, and it is cheap (below).
+ * Reads see committed data only: a write is visible once its promise resolves.
+ * Range reads (`states`, `timers`, `pendingEntries`) read in chunks of {@link SCAN_CHUNK} entries,
+ * each chunk a complete cursor pass, so no LMDB cursor is ever left open while user code runs —
+ * an iterator suspended across an `await` cannot pin a snapshot or outlive `close()` (its next
+ * chunk then throws ERR_WEFT_CLOSED). The price: entries committed during an iteration may or may
+ * not be seen; each key is still seen at most once, in key order.
+ *
+ * ## close(): the deadlock, and the safe order
+ * Reproduced with lmdb 3.5.6 (native-bench/partition.ts `--repro-deadlock`; gdb showed the thread
+ * in `pthread_mutex_lock` from `EnvWrap::cleanupStrayTxns`): `transactionSync(cb)` whose callback
+ * returns a promise — e.g. `() => db.put(k, v)`, since `put` inside a transaction returns a
+ * resolved promise — keeps the environment's write lock until a microtask commits it; a
+ * `db.close()` in the same turn runs `cleanupStrayTxns`, which locks the same non-recursive mutex
+ * on the same thread: a self-deadlock, for ever. The safe order used here:
+ *   1. refuse new reads and writes (ERR_WEFT_CLOSED);
+ *   2. let every accepted write settle (the queue drains; nothing is dropped);
+ *   3. yield one macrotask, so no lmdb-js continuation is left on the stack or in the microtask queue;
+ *   4. close the ROOT database only. Sub-databases are never closed: `Database.close()` calls
+ *      `mdb_dbi_close`, which invalidates the handle for every thread sharing the environment
+ *      (closing the root closes the environment, or drops this thread's reference to it).
+ * With no `transactionSync` at all, no write lock is ever held by the calling thread, so step 4
+ * cannot block on one. A regression test closes under load many times in a child process.
+ *
+ * ## Measured (2 vCPU KVM guest, ext4, Node 20.20, lmdb 3.5.6; native-bench/partition.ts)
+ * FIGURES
+ */
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
+import { open as openLmdb, type Database, type Key, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
+import { Packr } from 'msgpackr';
+import { WeftError, describe } from '../errors.js';
+
+/** How durable a resolved write is. */
+export type Durability = 'fsync' | 'process';
+
+/** Options of {@link Partition.open}. */
+export interface PartitionOptions {
+  /**
+   * `'fsync'`: a write's promise resolves once its transaction is on the disk (survives power
+   * loss). `'process'`: once it is in the OS page cache (survives a killed process, not a power
+   * loss). Every opener of one path in one process must use the same value.
+   */
+  durability: Durability;
+  /**
+   * Initial size of the memory map, in bytes. The map grows automatically when the data needs
+   * more, so this is not a limit. Default 268435456 (256 MiB).
+   */
+  mapSizeBytes?: number;
+  /** Open without write access; the partition must exist. `write()` is refused. Default `false`. */
+  readOnly?: boolean;
+}
+
+/** A key of the `pending` sub-database: `[epoch, kind, ...rest]`. */
+export type PendingKey = readonly [epoch: number, kind: number, ...rest: Array<string | number>];
+
+/** One instance's state record, from {@link Partition.states}. */
+export interface StateEntry {
+  readonly kg: number;
+  readonly type: string;
+  readonly id: string;
+  readonly value: Uint8Array;
+}
+
+/** One delayed message, from {@link Partition.timers}. */
+export interface TimerEntry {
+  readonly kg: number;
+  /** When it is due, in epoch milliseconds. */
+  readonly due: number;
+  /** Tie-breaker among timers due at the same millisecond. */
+  readonly seq: number;
+  readonly value: Uint8Array;
+}
+
+/** One entry of an uncommitted checkpoint epoch, from {@link Partition.pendingEntries}. */
+export interface PendingEntry {
+  readonly key: PendingKey;
+  readonly value: Uint8Array;
+}
+
+/**
+ * The operations of one {@link Partition.write} call. They are validated as they are called (an
+ * invalid one throws, and then nothing of the call is written) and applied in call order, in one
+ * transaction. Value bytes are copied when the op is recorded.
+ */
+export interface WriteOps {
+  /** Sets an instance's state record. */
+  putState(kg: number, type: string, id: string, value: Uint8Array): void;
+  /** Removes an instance's state record (a no-op if it has none). */
+  deleteState(kg: number, type: string, id: string): void;
+  /** Stores a delayed message due at `due` (epoch ms); `seq` orders timers due at the same ms. */
+  putTimer(kg: number, due: number, seq: number, value: Uint8Array): void;
+  /** Removes a delayed message (a no-op if absent). */
+  deleteTimer(kg: number, due: number, seq: number): void;
+  /** Stores an entry of checkpoint epoch `key[0]`. */
+  putPending(key: PendingKey, value: Uint8Array): void;
+  /** Removes every pending entry of `epoch`: committed ones and ones put earlier in this call or by earlier calls. */
+  deletePendingEpoch(epoch: number): void;
+  /** Sets a metadata value (anything msgpack carries; not `undefined`). Keys starting with `partition/` are reserved. */
+  putMeta(key: string, value: unknown): void;
+  /** Removes a metadata value. */
+  deleteMeta(key: string): void;
+  /** Removes all state and timers of key group `kg` (committed or put earlier in this or earlier calls). */
+  deleteKeyGroup(kg: number): void;
+}
+
+/** The on-disk format this module writes, stored under {@link FORMAT_KEY}. */
+export const PARTITION_FORMAT_VERSION = 1;
+const FORMAT_KEY = 'partition/format';
+const RESERVED_META_PREFIX = 'partition/';
+
+const DEFAULT_MAP_SIZE = 256 * 1024 * 1024;
+const MAX_KEY_GROUP = 0xffff_ffff;
+const MAX_PENDING_REST = 8;
+/** Entries read per cursor pass by the range iterators; small enough to keep a chunk in cache. */
+const SCAN_CHUNK = 512;
+/** Entries per write when copying or deleting key groups, to bound memory. */
+const COPY_CHUNK = 4096;
+/** A transaction takes queued calls up to this many ops (a larger single call goes alone). */
+const MAX_GROUP_OPS = 100_000;
+/** Value bytes are copied into arenas of this size; bigger values get their own copy. */
+const ARENA_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+
+// LMDB data file layout, as lmdb-js 3 writes it (see checkDataFile).
+const PAGE_FLAGS_OFFSET = 18;
+const P_META = 0x08;
+const META_MAGIC_OFFSET = 24;
+const META_VERSION_OFFSET = 28;
+/** `mm_psize` is `mm_dbs[FREE_DBI].md_pad`, the first field of the first MDB_db. */
+const META_PAGE_SIZE_OFFSET = 48;
+const MDB_MAGIC = 0xbeefc0de;
+const MDB_DATA_VERSION = 2;
+
+const enum Db {
+  State = 0,
+  Timers = 1,
+  Pending = 2,
+  Meta = 3,
+}
+const DB_NAMES = ['state', 'timers', 'pending', 'meta'] as const;
+
+/** Marks a recorded op that deletes every key whose first element is `key` (a number). */
+const PREFIX_DELETE: unique symbol = Symbol('prefix-delete');
+type OpValue = Uint8Array | null | typeof PREFIX_DELETE;
+
+/**
+ * lmdb-js exposes these on every database at run time; its typings do not declare them.
+ * `writeKey` encodes a key with the database's key encoder and returns the end offset.
+ */
+interface LmdbInternals {
+  maxKeySize: number;
+  writeKey(key: Key, target: Uint8Array, start: number): number;
+}
+
+/** Writable paths open in THIS thread (a second writer on one path would break the write queue's guarantees). */
+const openForWrite = new Set<string>();
+
+// useRecords: false writes plain msgpack maps, readable by any msgpack tool (`weft inspect`).
+const metaPackr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+type SubDb = Database<Uint8Array, Key>;
+/** Indexed by {@link Db}. */
+type SubDbs = readonly [SubDb, SubDb, SubDb, SubDb];
+
+interface QueuedWrite {
+  readonly ops: Recorder;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * One LMDB environment: a shard's durable state. See the module comment for the layout, the
+ * write queue and its guarantees, durability and the safe close order.
+ *
+ * @example
+ * const p = await Partition.open('/data/weft/shard-0', { durability: 'fsync' });
+ * await p.write((ops) => {
+ *   ops.putState(7, 'bank/account', 'alice', record);
+ *   ops.putMeta('foldedEpoch', 41);
+ *   ops.deletePendingEpoch(41);
+ * });
+ * const bytes = p.getState(7, 'bank/account', 'alice');
+ * await p.close();
+ */
+export class Partition {
+  /** The environment's directory (absolute). */
+  readonly path: string;
+  readonly durability: Durability;
+  readonly readOnly: boolean;
+
+  readonly #root: RootDatabase<Uint8Array, Key>;
+  readonly #dbs: SubDbs;
+  readonly #maxKeySize: number;
+  readonly #queue: QueuedWrite[] = [];
+  #inFlight = false;
+  #failure: WeftError | undefined;
+  #closed = false;
+  #closePromise: Promise<void> | undefined;
+  #drainWaiters: Array<() => void> = [];
+
+  private constructor(path: string, options: Required<PartitionOptions>, root: RootDatabase<Uint8Array, Key>, dbs: SubDbs) {
+    this.path = path;
+    this.durability = options.durability;
+    this.readOnly = options.readOnly;
+    this.#root = root;
+    this.#dbs = dbs;
+    this.#maxKeySize = (dbs[Db.State] as unknown as LmdbInternals).maxKeySize;
+  }
+
+  /**
+   * Opens (creating if needed, unless `readOnly`) the partition at `path`: a directory, created
+   * with mode 0700. Throws ERR_WEFT_INVALID_ARG for bad options and ERR_WEFT_DATA_DIR when the
+   * directory or its files cannot be used (permissions, not LMDB, another format version, already
+   * open for writing in this thread), naming the path and carrying LMDB's error as `cause`.
+   */
+  static async open(path: string, options: PartitionOptions): Promise<Partition> {
+    if (typeof path !== 'string' || path.length === 0) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `partition path must be a non-empty string (got ${describe(path)})`);
+    }
+    const opts = validateOptions(options);
+    const abs = resolvePath(path);
+    if (!opts.readOnly && openForWrite.has(abs)) {
+      throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(abs)} is already open for writing in this thread`);
+    }
+    try {
+      if (opts.readOnly) statSync(abs);
+      else mkdirSync(abs, { recursive: true, mode: 0o700 });
+    } catch (cause) {
+      throw dataDirError(abs, opts.readOnly ? 'cannot open' : 'cannot create', cause);
+    }
+    checkDataFile(abs);
+    let root: RootDatabase<Uint8Array, Key> | undefined;
+    let partition: Partition;
+    try {
+      const lmdbOptions: RootDatabaseOptions & { permissionsMode: number } = {
+        noSubdir: false, // the path is a directory even when its name has a dot
+        maxDbs: 8, // four used; headroom costs nothing and keeps older builds able to open newer files
+        mapSize: opts.mapSizeBytes,
+        overlappingSync: false,
+        noSync: opts.durability === 'process',
+        readOnly: opts.readOnly,
+        useWritemap: false,
+        noMemInit: false,
+        compression: false,
+        encoding: 'binary',
+        cache: false,
+        // Each write() is an explicit batch (one transaction by itself). Event-turn batching would
+        // add a turn-wide block whose commit promise lmdb-js discards: when a commit fails, that
+        // promise's rejection is unhandled and ends the process.
+        eventTurnBatching: false,
+        permissionsMode: 0o600,
+      };
+      root = openLmdb<Uint8Array, Key>(abs, lmdbOptions);
+      const dbs = DB_NAMES.map((name) => {
+        // openDB returns undefined for a missing sub-database in read-only mode.
+        const db = root?.openDB<Uint8Array, Key>(name, { encoding: 'binary', compression: false, cache: false }) as Database<Uint8Array, Key> | undefined;
+        if (db === undefined) throw new Error(`sub-database "${name}" is missing: not a weft partition`);
+        return db;
+      }) as unknown as SubDbs;
+      partition = new Partition(abs, opts, root, dbs);
+    } catch (cause) {
+      if (root !== undefined) await root.close().catch(() => undefined);
+      throw dataDirError(abs, 'cannot open', cause);
+    }
+    if (!opts.readOnly) openForWrite.add(abs);
+    try {
+      await partition.#checkFormat();
+    } catch (err) {
+      await partition.close().catch(() => undefined);
+      throw err;
+    }
+    return partition;
+  }
+
+  /** Whether {@link close} has been called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * An instance's state record, or `undefined`. The bytes are a copy the caller may keep.
+   * Synchronous; sees committed writes only.
+   */
+  getState(kg: number, type: string, id: string): Uint8Array | undefined {
+    this.#assertOpen();
+    checkKeyGroup(kg);
+    checkString('type', type);
+    checkString('id', id);
+    try {
+      const value = this.#dbs[Db.State].getBinary([kg, type, id]);
+      return value === undefined ? undefined : plain(value);
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+
+  /** A metadata value, or `undefined`. */
+  getMeta(key: string): unknown {
+    this.#assertOpen();
+    checkString('meta key', key);
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = this.#dbs[Db.Meta].getBinary(key);
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    return bytes === undefined ? undefined : metaPackr.unpack(bytes);
+  }
+
+  /** The state records of key group `kg` (or of all key groups, by key group), in key order. */
+  *states(kg?: number): Generator<StateEntry, void, undefined> {
+    const [start, end] = this.#kgRange(kg);
+    for (const { key, value } of this.#scan(Db.State, start, end)) {
+      const k = key as [number, string, string];
+      yield { kg: k[0], type: k[1], id: k[2], value };
+    }
+  }
+
+  /**
+   * The delayed messages of key group `kg` (or of all key groups, key group by key group), each
+   * key group's in due order (`due`, then `seq`). With `dueBeforeMs`, only those due earlier.
+   */
+  *timers(kg?: number, options?: { dueBeforeMs?: number }): Generator<TimerEntry, void, undefined> {
+    const before = options?.dueBeforeMs;
+    if (before !== undefined && !Number.isFinite(before)) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `dueBeforeMs must be a finite number (got ${describe(before)})`);
+    }
+    if (kg === undefined) {
+      for (const g of this.#distinctFirst(Db.Timers)) yield* this.timers(g, options);
+      return;
+    }
+    const [start, end] = this.#kgRange(kg);
+    for (const { key, value } of this.#scan(Db.Timers, start, before === undefined ? end : [kg, before])) {
+      const k = key as [number, number, number];
+      yield { kg: k[0], due: k[1], seq: k[2], value };
+    }
+  }
+
+  /** The entries of pending epoch `epoch` (or of all, by epoch), in key order. */
+  *pendingEntries(epoch?: number): Generator<PendingEntry, void, undefined> {
+    let start: Key = [0];
+    let end: Key | undefined;
+    if (epoch !== undefined) {
+      checkEpoch(epoch);
+      start = [epoch];
+      end = [epoch + 1];
+    }
+    this.#assertOpen();
+    for (const { key, value } of this.#scan(Db.Pending, start, end)) yield { key: key as unknown as PendingKey, value };
+  }
+
+  /** The epochs that have pending entries, ascending. */
+  pendingEpochs(): number[] {
+    this.#assertOpen();
+    return this.#distinctFirst(Db.Pending);
+  }
+
+  /** The key groups that hold any state or timer, ascending. */
+  keyGroups(): number[] {
+    this.#assertOpen();
+    const all = new Set([...this.#distinctFirst(Db.State), ...this.#distinctFirst(Db.Timers)]);
+    return [...all].sort((a, b) => a - b);
+  }
+
+  /** How many state records key group `kg` (or the partition) holds. */
+  countState(kg?: number): number {
+    const [start, end] = this.#kgRange(kg);
+    return this.#count(Db.State, start, end);
+  }
+
+  /** How many delayed messages key group `kg` (or the partition) holds. */
+  countTimers(kg?: number): number {
+    const [start, end] = this.#kgRange(kg);
+    return this.#count(Db.Timers, start, end);
+  }
+
+  /** How many pending entries epoch `epoch` (or the partition) holds. */
+  countPending(epoch?: number): number {
+    if (epoch === undefined) {
+      this.#assertOpen();
+      return this.#count(Db.Pending, [0], undefined);
+    }
+    checkEpoch(epoch);
+    this.#assertOpen();
+    return this.#count(Db.Pending, [epoch], [epoch + 1]);
+  }
+
+  /**
+   * Applies the ops recorded by `build` atomically, in one transaction, after every earlier
+   * call's. Resolves when the transaction is committed and as durable as the partition's
+   * `durability` says. Rejects with the error `build` threw (or an op's validation error) and
+   * writes nothing of this call; rejects with ERR_WEFT_DATA_DIR if the commit fails — then this
+   * call, every call queued behind it and every later call are refused, so the committed calls
+   * are always a prefix of the calls made. ERR_WEFT_CLOSED after {@link close}.
+   */
+  write(build: (ops: WriteOps) => void): Promise<void> {
+    const refused = this.#writeRefusal();
+    if (refused !== undefined) return Promise.reject(refused);
+    if (typeof build !== 'function') {
+      return Promise.reject(new WeftError('ERR_WEFT_INVALID_ARG', `write() needs a function that records the ops (got ${describe(build)})`));
+    }
+    let ops: Recorder;
+    try {
+      ops = this.#record(true, build);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#enqueue(ops);
+  }
+
+  /**
+   * Makes this partition's data of `keyGroups` (state and timers) an exact copy of `source`'s:
+   * for each key group, first deletes what this partition holds, then copies in chunks of
+   * {@link COPY_CHUNK} entries (each one transaction). Not atomic as a whole, but idempotent: after
+   * a crash, run it again. Pending entries are not copied (they are not keyed by key group: fold
+   * or drop them before rescaling). `source` must not be written meanwhile.
+   * @returns how many state records and timers were copied.
+   */
+  async copyKeyGroupsFrom(source: Partition, keyGroups: Iterable<number>): Promise<{ states: number; timers: number }> {
+    if (!(source instanceof Partition) || source === this) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `copyKeyGroupsFrom needs another open Partition (got ${describe(source)})`);
+    }
+    const groups = checkKeyGroupList(keyGroups);
+    const refused = this.#writeRefusal();
+    if (refused !== undefined) throw refused;
+    source.#assertOpen();
+    let states = 0;
+    let timers = 0;
+    for (const kg of groups) {
+      await this.#enqueue(this.#record(true, (ops) => ops.deleteKeyGroup(kg)));
+      for (const db of [Db.State, Db.Timers] as const) {
+        let chunk: Array<{ key: Key; value: Uint8Array }> = [];
+        const flush = async (): Promise<void> => {
+          const entries = chunk;
+          chunk = [];
+          // Values from a range read are fresh copies: hand them over without copying again.
+          await this.#enqueue(this.#record(false, (ops) => {
+            for (const e of entries) ops.raw(db, e.key, e.value);
+          }));
+        };
+        for (const entry of source.#scan(db, [kg], [kg + 1])) {
+          chunk.push(entry);
+          if (db === Db.State) states++;
+          else timers++;
+          if (chunk.length === COPY_CHUNK) await flush();
+        }
+        if (chunk.length > 0) await flush();
+      }
+    }
+    return { states, timers };
+  }
+
+  /** Removes all state and timers of `keyGroups` (one transaction), e.g. from a rescale's source. */
+  async deleteKeyGroups(keyGroups: Iterable<number>): Promise<void> {
+    const groups = checkKeyGroupList(keyGroups);
+    await this.write((ops) => {
+      for (const kg of groups) ops.deleteKeyGroup(kg);
+    });
+  }
+
+  /**
+   * Closes the partition: refuses new calls at once (ERR_WEFT_CLOSED), lets every accepted write
+   * commit, then closes the environment in the order the module comment explains. Calling it
+   * again returns the same promise. Afterwards the path can be opened again, in this thread or
+   * another.
+   */
+  close(): Promise<void> {
+    if (this.#closePromise !== undefined) return this.#closePromise;
+    this.#closed = true;
+    this.#closePromise = (async () => {
+      try {
+        await this.#drained();
+        // No lmdb-js continuation (commit resolution, read-txn reset) may still be pending when
+        // the environment goes away: let one macrotask pass.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        // Only the root: see the module comment on why sub-databases are never closed.
+        await this.#root.close();
+      } catch (cause) {
+        throw dataDirError(this.path, 'cannot close', cause);
+      } finally {
+        if (!this.readOnly) openForWrite.delete(this.path);
+      }
+    })();
+    return this.#closePromise;
+  }
+
+  async #checkFormat(): Promise<void> {
+    const format = this.getMeta(FORMAT_KEY);
+    if (format === PARTITION_FORMAT_VERSION) return;
+    if (format !== undefined) {
+      throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(this.path)} has format version ${describe(format)}; this weft reads version ${PARTITION_FORMAT_VERSION}`);
+    }
+    if (this.readOnly) {
+      throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(this.path)} is not initialised (no format version)`);
+    }
+    await this.#enqueue(this.#record(true, (ops) => ops.putMetaReserved(FORMAT_KEY, PARTITION_FORMAT_VERSION)));
+  }
+
+  /** Runs `build` on a fresh recorder and seals it (also when `build` throws). */
+  #record(copyValues: boolean, build: (ops: Recorder) => void): Recorder {
+    const ops = new Recorder(this.#maxKeySize, this.#dbs[Db.State] as unknown as LmdbInternals, copyValues);
+    try {
+      build(ops);
+    } finally {
+      ops.seal();
+    }
+    return ops;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new WeftError('ERR_WEFT_CLOSED', `partition ${describe(this.path)} is closed`);
+  }
+
+  #writeRefusal(): WeftError | undefined {
+    if (this.#closed) return new WeftError('ERR_WEFT_CLOSED', `partition ${describe(this.path)} is closed`);
+    if (this.readOnly) return new WeftError('ERR_WEFT_INVALID_ARG', `partition ${describe(this.path)} is open read-only`);
+    if (this.#failure !== undefined) return this.#refusedAfterFailure();
+    return undefined;
+  }
+
+  #refusedAfterFailure(): WeftError {
+    return new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(this.path)} refuses writes after a failed commit`, { cause: this.#failure });
+  }
+
+  #enqueue(ops: Recorder): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ ops, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Starts the next transaction if none is in flight: every queued call, up to MAX_GROUP_OPS ops. */
+  #pump(): void {
+    if (this.#inFlight) return;
+    if (this.#queue.length === 0) {
+      this.#notifyDrained();
+      return;
+    }
+    let count = 0;
+    let n = 0;
+    while (n < this.#queue.length) {
+      const size = (this.#queue[n] as QueuedWrite).ops.length;
+      if (n > 0 && count + size > MAX_GROUP_OPS) break;
+      count += size;
+      n++;
+    }
+    const group = this.#queue.splice(0, n);
+    this.#inFlight = true;
+    let committed: Promise<unknown>;
+    try {
+      const plan = this.#plan(group);
+      const dbs = this.#dbs;
+      // Nothing in this callback can throw for validated input: a throw here would still commit
+      // the instructions already queued (lmdb-js ends the batch in a `finally`).
+      committed = this.#root.batch(() => {
+        for (let i = 0; i < plan.dbs.length; i++) {
+          const db = dbs[plan.dbs[i] as Db];
+          const value = plan.values[i];
+          if (value === null || value === undefined) void db.remove(plan.keys[i] as Key);
+          else void db.put(plan.keys[i] as Key, value);
+        }
+      });
+    } catch (cause) {
+      committed = Promise.reject(cause instanceof Error ? cause : new Error(String(cause)));
+    }
+    committed.then(
+      () => {
+        this.#inFlight = false;
+        for (const w of group) w.resolve();
+        this.#pump();
+      },
+      (err: unknown) => {
+        void this.#onCommitFailed(group, err);
+      },
+    );
+  }
+
+  async #onCommitFailed(group: QueuedWrite[], err: unknown): Promise<void> {
+    // lmdb-js rejects with "Commit failed (see commitError for details)" and the LMDB error in a
+    // second promise; that promise must get a handler or the process sees an unhandled rejection.
+    let cause = err;
+    const detail = (err as { commitError?: Promise<unknown> } | null)?.commitError;
+    if (detail !== undefined) cause = await detail.then(() => err, (e: unknown) => e);
+    this.#failure = dataDirError(this.path, 'commit failed', cause);
+    const rest = this.#queue.splice(0);
+    this.#inFlight = false;
+    for (const w of group) w.reject(this.#failure);
+    for (const w of rest) w.reject(this.#refusedAfterFailure());
+    this.#notifyDrained();
+  }
+
+  /**
+   * Flattens a group into put/delete instructions, expanding prefix deletes into the keys that
+   * exist NOW: committed ones (nothing else is in flight, and lmdb-js renews the read snapshot on
+   * each commit) plus those put by earlier ops of this same group.
+   */
+  #plan(group: QueuedWrite[]): { dbs: Db[]; keys: Key[]; values: Array<Uint8Array | null> } {
+    const dbs: Db[] = [];
+    const keys: Key[] = [];
+    const values: Array<Uint8Array | null> = [];
+    for (const w of group) {
+      const ops = w.ops;
+      for (let i = 0; i < ops.length; i++) {
+        const db = ops.dbs[i] as Db;
+        const value = ops.values[i] as OpValue;
+        if (value !== PREFIX_DELETE) {
+          dbs.push(db);
+          keys.push(ops.keys[i] as Key);
+          values.push(value);
+          continue;
+        }
+        const prefix = ops.keys[i] as number;
+        const earlier = dbs.length;
+        for (let j = 0; j < earlier; j++) {
+          const k = keys[j] as unknown[];
+          if (dbs[j] === db && values[j] !== null && k[0] === prefix) {
+            dbs.push(db);
+            keys.push(k as Key);
+            values.push(null);
+          }
+        }
+        for (const key of this.#dbs[db].getKeys({ start: [prefix], end: [prefix + 1] })) {
+          dbs.push(db);
+          keys.push(key);
+          values.push(null);
+        }
+      }
+    }
+    return { dbs, keys, values };
+  }
+
+  #drained(): Promise<void> {
+    if (!this.#inFlight && this.#queue.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #notifyDrained(): void {
+    if (this.#inFlight || this.#queue.length > 0) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #kgRange(kg: number | undefined): [Key, Key | undefined] {
+    this.#assertOpen();
+    if (kg === undefined) return [[0], undefined];
+    checkKeyGroup(kg);
+    return [[kg], [kg + 1]];
+  }
+
+  /**
+   * Reads `[start, end)` in chunks, each a complete cursor pass (see the module comment), and
+   * continues after the last key read.
+   */
+  *#scan(db: Db, start: Key, end: Key | undefined): Generator<{ key: Key; value: Uint8Array }, void, undefined> {
+    let from = start;
+    let exclusive = false;
+    for (;;) {
+      this.#assertOpen();
+      const chunk: Array<{ key: Key; value: Uint8Array }> = [];
+      try {
+        const range = this.#dbs[db].getRange(end === undefined ? { start: from, exclusiveStart: exclusive, limit: SCAN_CHUNK } : { start: from, end, exclusiveStart: exclusive, limit: SCAN_CHUNK });
+        for (const entry of range) chunk.push({ key: entry.key, value: plain(entry.value) });
+      } catch (cause) {
+        throw dataDirError(this.path, 'cannot read', cause);
+      }
+      yield* chunk;
+      const last = chunk[chunk.length - 1];
+      if (chunk.length < SCAN_CHUNK || last === undefined) return;
+      from = last.key;
+      exclusive = true;
+    }
+  }
+
+  /** The distinct first key elements (key groups, epochs) of a sub-database, by skipping. */
+  #distinctFirst(db: Db): number[] {
+    this.#assertOpen();
+    const out: number[] = [];
+    let from: Key = [0];
+    try {
+      for (;;) {
+        let first: number | undefined;
+        for (const key of this.#dbs[db].getKeys({ start: from, limit: 1 })) first = (key as unknown[])[0] as number;
+        if (first === undefined) return out;
+        out.push(first);
+        from = [first + 1];
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+
+  #count(db: Db, start: Key, end: Key | undefined): number {
+    try {
+      return this.#dbs[db].getCount(end === undefined ? { start } : { start, end });
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+}
+
+/**
+ * Records and validates the ops of one write call (three parallel arrays: cheaper than an object
+ * per op at 100k ops), copying value bytes into arenas so the caller keeps ownership of its own.
+ */
+class Recorder implements WriteOps {
+  readonly dbs: Db[] = [];
+  readonly keys: Array<Key | number> = [];
+  readonly values: OpValue[] = [];
+  #sealed = false;
+  #arena: Uint8Array = EMPTY;
+  #arenaUsed = 0;
+  readonly #maxKeySize: number;
+  readonly #keyEncoder: LmdbInternals;
+  readonly #copyValues: boolean;
+
+  constructor(maxKeySize: number, keyEncoder: LmdbInternals, copyValues: boolean) {
+    this.#maxKeySize = maxKeySize;
+    this.#keyEncoder = keyEncoder;
+    this.#copyValues = copyValues;
+  }
+
+  get length(): number {
+    return this.dbs.length;
+  }
+
+  seal(): void {
+    this.#sealed = true;
+  }
+
+  putState(kg: number, type: string, id: string, value: Uint8Array): void {
+    this.#check();
+    const key = this.#stateKey(kg, type, id);
+    this.#push(Db.State, key, this.#value(value));
+  }
+
+  deleteState(kg: number, type: string, id: string): void {
+    this.#check();
+    this.#push(Db.State, this.#stateKey(kg, type, id), null);
+  }
+
+  putTimer(kg: number, due: number, seq: number, value: Uint8Array): void {
+    this.#check();
+    const key = timerKey(kg, due, seq);
+    this.#push(Db.Timers, key, this.#value(value));
+  }
+
+  deleteTimer(kg: number, due: number, seq: number): void {
+    this.#check();
+    this.#push(Db.Timers, timerKey(kg, due, seq), null);
+  }
+
+  putPending(key: PendingKey, value: Uint8Array): void {
+    this.#check();
+    const k = this.#pendingKey(key);
+    this.#push(Db.Pending, k, this.#value(value));
+  }
+
+  deletePendingEpoch(epoch: number): void {
+    this.#check();
+    checkEpoch(epoch);
+    this.#push(Db.Pending, epoch, PREFIX_DELETE);
+  }
+
+  putMeta(key: string, value: unknown): void {
+    this.#check();
+    checkMetaKey(key);
+    this.putMetaReserved(key, value);
+  }
+
+  deleteMeta(key: string): void {
+    this.#check();
+    checkMetaKey(key);
+    this.#push(Db.Meta, key, null);
+  }
+
+  deleteKeyGroup(kg: number): void {
+    this.#check();
+    checkKeyGroup(kg);
+    this.#push(Db.State, kg, PREFIX_DELETE);
+    this.#push(Db.Timers, kg, PREFIX_DELETE);
+  }
+
+  /** putMeta without the reserved-prefix check, for the partition's own keys. */
+  putMetaReserved(key: string, value: unknown): void {
+    this.#check();
+    if (value === undefined) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `meta value for ${describe(key)} must not be undefined (use deleteMeta)`);
+    }
+    let packed: Uint8Array;
+    try {
+      packed = metaPackr.pack(value);
+    } catch (cause) {
+      throw new WeftError('ERR_WEFT_UNSERIALIZABLE', `meta value for ${describe(key)} cannot be encoded as msgpack: ${describe(value)}`, { cause });
+    }
+    this.#checkKeySize(key, key.length, key.length * 3 + 2);
+    this.#push(Db.Meta, key, this.#copy(packed));
+  }
+
+  /** An already validated entry (from a range read of another partition). */
+  raw(db: Db, key: Key, value: Uint8Array): void {
+    this.#push(db, key, value);
+  }
+
+  #check(): void {
+    if (this.#sealed) throw new WeftError('ERR_WEFT_INVALID_ARG', 'write ops were used after the write() callback returned');
+  }
+
+  #push(db: Db, key: Key | number, value: OpValue): void {
+    this.dbs.push(db);
+    this.keys.push(key);
+    this.values.push(value);
+  }
+
+  #stateKey(kg: number, type: string, id: string): Key {
+    checkKeyGroup(kg);
+    checkString('type', type);
+    checkString('id', id);
+    const key: Key = [kg, type, id];
+    // ordered-binary: a number takes at most 10 bytes, a separator 1, a UTF-16 unit at most 3.
+    this.#checkKeySize(key, type.length + id.length + 4, 12 + 3 * (type.length + id.length));
+    return key;
+  }
+
+  #pendingKey(key: PendingKey): Key {
+    if (!Array.isArray(key) || key.length < 2 || key.length > 2 + MAX_PENDING_REST) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `pending key must be an array [epoch, kind, ...rest] of 2 to ${2 + MAX_PENDING_REST} elements (got ${describe(key)})`);
+    }
+    checkEpoch(key[0]);
+    const kind = key[1];
+    if (!Number.isSafeInteger(kind) || kind < 0) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `pending key kind must be a non-negative integer (got ${describe(kind)})`);
+    }
+    let bound = 22;
+    let least = 2;
+    for (let i = 2; i < key.length; i++) {
+      const part: unknown = key[i];
+      if (typeof part === 'string') {
+        bound += 3 * part.length + 1;
+        least += part.length + 1;
+      } else if (typeof part === 'number' && Number.isFinite(part)) bound += 11;
+      else throw new WeftError('ERR_WEFT_INVALID_ARG', `pending key element ${i} must be a string or a finite number (got ${describe(part)})`);
+    }
+    // A copy: the caller may reuse its array.
+    const copy = key.slice() as Key;
+    this.#checkKeySize(copy, least, bound);
+    return copy;
+  }
+
+  /**
+   * Refuses keys longer than LMDB's limit. `lowerBound`/`upperBound` bracket the encoded size (a
+   * UTF-16 unit takes 1 to 3 bytes): only keys between them are encoded to measure.
+   */
+  #checkKeySize(key: Key, lowerBound: number, upperBound: number): void {
+    if (upperBound <= this.#maxKeySize) return;
+    let size = lowerBound;
+    if (lowerBound <= this.#maxKeySize) {
+      // ordered-binary wants room past the end of its target (it builds a DataView one byte longer).
+      const scratch = new Uint8Array(new ArrayBuffer(upperBound + 64), 0, upperBound + 32);
+      try {
+        size = this.#keyEncoder.writeKey(key, scratch, 0);
+      } catch (cause) {
+        throw new WeftError('ERR_WEFT_INVALID_ARG', `key ${describe(key)} cannot be encoded`, { cause });
+      }
+      if (size <= this.#maxKeySize) return;
+    }
+    throw new WeftError('ERR_WEFT_TOO_LARGE', `key ${describe(key)} takes ${size === lowerBound ? 'at least ' : ''}${size} bytes; LMDB keys are limited to ${this.#maxKeySize}`);
+  }
+
+  #value(value: Uint8Array): Uint8Array {
+    if (!(value instanceof Uint8Array)) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `value must be a Uint8Array (got ${describe(value)})`);
+    }
+    return this.#copyValues ? this.#copy(value) : value;
+  }
+
+  /** Copies into the current arena (one ArrayBuffer for many small values: lmdb-js resolves its address once). */
+  #copy(value: Uint8Array): Uint8Array {
+    const n = value.byteLength;
+    if (n === 0) return EMPTY;
+    if (n > ARENA_BYTES / 4) return value.slice();
+    if (this.#arenaUsed + n > this.#arena.byteLength) {
+      this.#arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      this.#arenaUsed = 0;
+    }
+    const out = this.#arena.subarray(this.#arenaUsed, this.#arenaUsed + n);
+    out.set(value);
+    this.#arenaUsed += n;
+    return out;
+  }
+}
+
+/**
+ * A plain Uint8Array view of lmdb-js's Buffer (same bytes, no copy): the declared type, and
+ * `slice()` copies as on any Uint8Array (Buffer's `slice` would return a view).
+ */
+function plain(value: Uint8Array): Uint8Array {
+  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * Refuses a `data.mdb` that is not an LMDB file of the format lmdb-js 3 writes, BEFORE lmdb-js
+ * sees it: lmdb-js 3.5.6 crashes the whole process (SIGSEGV, a double free of its ExtendedEnv in
+ * `EnvWrap::openEnv`'s failure path) when `mdb_env_open` rejects the file (MDB_INVALID,
+ * MDB_VERSION_MISMATCH). Checked: the first meta page — page flags P_META, magic 0xBEEFC0DE,
+ * data format version 2 (24-byte page header, little-endian) — and a file of at least two pages.
+ * An empty or missing file is what a new environment starts from. Every reopen in the tests
+ * passes through here, so a layout change in a future lmdb-js would fail loudly, not silently.
+ */
+function checkDataFile(dir: string): void {
+  const file = join(dir, 'data.mdb');
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (cause) {
+    const code = (cause as { code?: unknown }).code;
+    // Missing: a new environment. A directory or an unreadable file: LMDB reports those cleanly.
+    if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES' || code === 'EPERM') return;
+    throw dataDirError(dir, 'cannot open', cause);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return;
+    const head = Buffer.alloc(64);
+    const n = readSync(fd, head, 0, head.length, 0);
+    const pageSize = n === head.length ? head.readUInt32LE(META_PAGE_SIZE_OFFSET) : 0;
+    const ok =
+      n === head.length &&
+      (head.readUInt16LE(PAGE_FLAGS_OFFSET) & P_META) !== 0 &&
+      head.readUInt32LE(META_MAGIC_OFFSET) === MDB_MAGIC &&
+      (head.readUInt32LE(META_VERSION_OFFSET) & 0xffff) === MDB_DATA_VERSION &&
+      pageSize >= 512 &&
+      pageSize <= 65536 &&
+      (pageSize & (pageSize - 1)) === 0 &&
+      size >= 2 * pageSize;
+    if (!ok) {
+      throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(dir)}: ${describe(file)} is not an LMDB data file of format version ${MDB_DATA_VERSION}; not opening it`);
+    }
+  } catch (cause) {
+    throw dataDirError(dir, 'cannot open', cause);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function timerKey(kg: number, due: number, seq: number): Key {
+  checkKeyGroup(kg);
+  if (!Number.isFinite(due)) throw new WeftError('ERR_WEFT_INVALID_ARG', `timer due must be a finite number of epoch ms (got ${describe(due)})`);
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new WeftError('ERR_WEFT_INVALID_ARG', `timer seq must be a non-negative integer (got ${describe(seq)})`);
+  return [kg, due, seq];
+}
+
+function checkKeyGroup(kg: number): void {
+  if (!Number.isInteger(kg) || kg < 0 || kg > MAX_KEY_GROUP) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `key group must be an integer in [0, ${MAX_KEY_GROUP}] (got ${describe(kg)})`);
+  }
+}
+
+function checkKeyGroupList(keyGroups: Iterable<number>): number[] {
+  if (keyGroups === null || typeof keyGroups !== 'object' || !(Symbol.iterator in keyGroups)) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `keyGroups must be an iterable of key groups (got ${describe(keyGroups)})`);
+  }
+  const groups = [...new Set(keyGroups)];
+  for (const kg of groups) checkKeyGroup(kg);
+  return groups.sort((a, b) => a - b);
+}
+
+function checkEpoch(epoch: number): void {
+  if (!Number.isSafeInteger(epoch) || epoch < 0) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `epoch must be a non-negative integer (got ${describe(epoch)})`);
+  }
+}
+
+function checkString(what: string, s: string): void {
+  if (typeof s !== 'string') throw new WeftError('ERR_WEFT_INVALID_ARG', `${what} must be a string (got ${describe(s)})`);
+}
+
+function checkMetaKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `meta key must be a non-empty string (got ${describe(key)})`);
+  }
+  if (key.startsWith(RESERVED_META_PREFIX)) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `meta key ${describe(key)} is reserved (prefix "${RESERVED_META_PREFIX}")`);
+  }
+}
+
+function validateOptions(options: PartitionOptions): Required<PartitionOptions> {
+  if (options === null || typeof options !== 'object') {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `partition options must be an object (got ${describe(options)})`);
+  }
+  const { durability, mapSizeBytes = DEFAULT_MAP_SIZE, readOnly = false } = options;
+  if (durability !== 'fsync' && durability !== 'process') {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `options.durability must be 'fsync' or 'process' (got ${describe(durability)})`);
+  }
+  if (!Number.isSafeInteger(mapSizeBytes) || mapSizeBytes < 65536) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `options.mapSizeBytes must be an integer of at least 65536 (got ${describe(mapSizeBytes)})`);
+  }
+  if (typeof readOnly !== 'boolean') {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `options.readOnly must be a boolean (got ${describe(readOnly)})`);
+  }
+  return { durability, mapSizeBytes, readOnly };
+}
+
+function dataDirError(path: string, what: string, cause: unknown): WeftError {
+  if (cause instanceof WeftError && cause.code === 'ERR_WEFT_DATA_DIR') return cause;
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(path)}: ${what}: ${detail}`, { cause });
+}
