@@ -104,6 +104,9 @@ interface PendingQuery {
 type EgressRecord = [name: string, typename: string, payload: Uint8Array];
 
 const INGRESS_HIGH_WATER_FRAMES = 32;
+/** Recoveries tolerated within RECOVERY_WINDOW_MS before the engine gives up. */
+const MAX_RECOVERIES = 5;
+const RECOVERY_WINDOW_MS = 60_000;
 
 /** An async iterable of committed egress records; each record is delivered to one iterator once. */
 class EgressChannel {
@@ -205,6 +208,7 @@ export class Weft {
   /** Between the old generation's end and the re-send: nothing may be published. */
   #rollingBack = false;
   #recoveries = 0;
+  #recentRecoveries: number[] = [];
   #checkpointsCommitted = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
 
@@ -775,6 +779,15 @@ export class Weft {
 
   #onShardFailed(generation: number, shard: number, err: Error): void {
     if (generation !== this.#generation || this.#closed) return;
+    // A failure that comes back right after every recovery (a bug, not a crash) must not make
+    // the engine spin: past MAX_RECOVERIES in RECOVERY_WINDOW_MS, the engine fails for good.
+    const now = Date.now();
+    this.#recentRecoveries = this.#recentRecoveries.filter((t) => now - t < RECOVERY_WINDOW_MS);
+    if (this.#recentRecoveries.length >= MAX_RECOVERIES) {
+      this.#fail(new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} failed ${MAX_RECOVERIES + 1} times within ${RECOVERY_WINDOW_MS} ms; last error: ${err.message}`, { cause: err }));
+      return;
+    }
+    this.#recentRecoveries.push(now);
     process.emitWarning(`weft: shard ${shard} failed (${err.message}); rolling back to checkpoint ${this.#coordinator.committedEpoch}`);
     this.#recovering ??= this.#recover().finally(() => {
       this.#recovering = undefined;

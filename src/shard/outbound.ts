@@ -12,7 +12,11 @@ import type { Doorbell } from '../transport/doorbell.js';
 import { encodeBatch, type MessageTuple } from '../transport/framing.js';
 import type { Ring } from '../transport/ring.js';
 
-/** Frames are cut at about this many bytes, so one frame never hogs a ring. */
+/**
+ * Frames are cut at about this many bytes (or a quarter of the ring, if smaller), so one frame
+ * never hogs a ring. A frame may overshoot the target by one message, and messages are at most a
+ * quarter of the ring (options.ts enforces ringBytes >= 4 × maxMessageBytes), so a frame always fits.
+ */
 const FRAME_TARGET_BYTES = 64 * 1024;
 /** ...or this many records, which keeps decode batches cache-friendly. */
 const FRAME_MAX_RECORDS = 1024;
@@ -28,6 +32,7 @@ export class Outbound {
   #spill: Uint8Array[] = [];
   #spillHead = 0;
   #staged = false;
+  readonly #frameTarget: number;
   /** Frames that ever had to spill (metrics). */
   spilled = 0;
   /** Records sent (metrics). */
@@ -37,6 +42,7 @@ export class Outbound {
     this.ring = ring;
     this.thread = thread;
     this.#bells = bells;
+    this.#frameTarget = Math.min(FRAME_TARGET_BYTES, ring.maxFrameBytes >> 2);
   }
 
   /** Queues a record; `weight` approximates its encoded size. */
@@ -44,7 +50,7 @@ export class Outbound {
     this.#batch.push(record);
     this.#weight += weight;
     this.records++;
-    if (this.#weight >= FRAME_TARGET_BYTES || this.#batch.length >= FRAME_MAX_RECORDS) this.#cut();
+    if (this.#weight >= this.#frameTarget || this.#batch.length >= FRAME_MAX_RECORDS) this.#cut();
   }
 
   get pendingRecords(): number {
