@@ -1,0 +1,532 @@
+/**
+ * The test harness: one {@link Dispatcher} — the same invocation core every shard runs — driven
+ * in-process, with instances in a Map, every address routed to itself (one shard), and a
+ * {@link VirtualClock}. No threads, no rings, no LMDB, no checkpoints: what a shard adds around
+ * the dispatcher is transport and durability, not semantics.
+ *
+ * "Runs until quiescent": every call that feeds the dispatcher (`send`, `request`, `advance`)
+ * runs invocations until nothing is runnable and no async invocation is awaiting. Virtual time
+ * stands still meanwhile, so what falls due later (delayed messages, retries, TTL expiry) happens
+ * only when `advance` moves the clock, one due time after another.
+ */
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseAddressKey, validateAddress, type Address } from '../address.js';
+import { WeftError, deserializeError, describe, type SerializedError } from '../errors.js';
+import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module.js';
+import { DEFAULTS } from '../options.js';
+import { keyGroupOf } from '../router/partitioner.js';
+import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
+import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
+import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../shard/runtime-module.js';
+import type { Slot } from '../state/instance.js';
+import { TimerService } from '../timers/timer-service.js';
+import type { DeadLetter, RequestOptions, SendOptions } from '../weft.js';
+import { MemoryInstanceStore } from './memory-store.js';
+import { resolveHarnessOptions, type ResolvedHarnessOptions, type TestHarnessOptions } from './options.js';
+import { VirtualClock } from './virtual-clock.js';
+
+/** A delayed message that has not fired (nor been cancelled), from {@link TestHarness.pendingTimers}. */
+export interface PendingTimer {
+  /** When it fires: virtual ms since the Unix epoch. */
+  readonly due: number;
+  readonly target: Address;
+  /** The address whose `ctx.sendAfter` scheduled it (cancellation tokens are scoped to it). */
+  readonly sender: Address;
+  readonly typename: string;
+  /** The message value, decoded when the module knows its type (else the bytes). */
+  readonly value: unknown;
+  readonly cancellationToken: string | null;
+}
+
+/**
+ * A function module running in-process on a virtual clock. Same invocation semantics as the
+ * engine: one invocation per address at a time in arrival order (also across awaits), effects
+ * applied together when `fn` completes and discarded when it throws, retries with backoff, then
+ * the `weft/dead-letters` egress. Errors are {@link WeftError}s with the engine's codes and, where
+ * the two overlap, the engine's messages (so they start with `weft.send`, `weft.query`, ...).
+ *
+ * What differs, because there is nothing to wait for: `send` resolves when the message and
+ * everything it caused have run (not at a checkpoint commit); egress records are readable at once;
+ * nothing is persisted.
+ */
+export interface TestHarness {
+  /**
+   * Sends `value` to the function at `to` (validated like `weft.send`, same errors) and resolves
+   * once it and everything it caused — follow-up messages, replies to calling functions, async
+   * invocations — has run, i.e. when the harness is quiescent. Delayed messages and retries wait
+   * for {@link advance}.
+   */
+  send(to: Address, value: unknown, opts?: SendOptions): Promise<void>;
+  /**
+   * Sends `value` with a reply expected, runs until quiescent, and resolves with the value the
+   * target passed to `ctx.reply`. Rejects with ERR_WEFT_TIMEOUT when the harness is quiescent and
+   * no reply came (the function did not reply, failed, or its message is waiting for a retry that
+   * only `advance()` can run): with virtual time, waiting longer could not change the outcome.
+   * `opts.timeoutMs` and `opts.durable` are validated as the engine does and have no other effect.
+   */
+  request(to: Address, value: unknown, opts?: RequestOptions): Promise<unknown>;
+  /**
+   * Moves virtual time forward by `ms` (a finite number >= 0). Delayed messages and retries fire
+   * at their due times, in due order (ties in scheduling order), and the harness runs to
+   * quiescence after each due time before moving on, so a message scheduled by a fired one fires
+   * in the same call if it falls due within the window. State TTLs expire by the clock alone.
+   */
+  advance(ms: number): Promise<void>;
+  /** The virtual time: ms since the Unix epoch. */
+  now(): number;
+  /** Resolves when the harness is quiescent (like `weft.idle()`: pending delayed messages excepted). */
+  idle(): Promise<void>;
+  /**
+   * The instance's state as `weft.query` gives it: a plain object of its declared specs, expired
+   * values omitted, `undefined` when nothing is left. Reads the current state; call it after
+   * awaiting `send`/`request`/`advance`.
+   */
+  query(address: Address): Promise<Record<string, unknown> | undefined>;
+  /**
+   * Every record of egress `name` so far, in the order they were recorded, decoded like the
+   * engine's egress iterator yields them (fresh objects on every call).
+   * `weft/dead-letters` yields {@link DeadLetter}s.
+   */
+  egress(name: string): unknown[];
+  /** The records of `weft/dead-letters` so far. */
+  deadLetters(): DeadLetter[];
+  /** The delayed messages not yet fired nor cancelled, in firing order. */
+  pendingTimers(): PendingTimer[];
+  /**
+   * Runs to quiescence (giving up after `settleTimeoutMs`), then refuses further
+   * `send`/`request`/`advance`/`query` with ERR_WEFT_CLOSED. `egress`, `deadLetters`, `pendingTimers` and `now` stay readable. Calling it
+   * again returns the same promise.
+   */
+  close(): Promise<void>;
+}
+
+/** Invocations per batch between two looks at the clock and the due timers. */
+const RUN_BATCH = 1024;
+
+interface PendingRequest {
+  reply: [typename: string, payload: Uint8Array] | null;
+}
+
+class Harness implements TestHarness {
+  readonly #opts: ResolvedHarnessOptions;
+  readonly #module: RuntimeModule;
+  readonly #clock: VirtualClock;
+  readonly #store = new MemoryInstanceStore();
+  readonly #timers = new TimerService();
+  readonly #dispatcher: Dispatcher;
+  readonly #egress = new Map<string, Array<[typename: string, payload: Uint8Array]>>();
+  readonly #requests = new Map<number, PendingRequest>();
+  #requestSeq = 0;
+  /** The loop running invocations, shared by every caller waiting for quiescence. */
+  #running: Promise<void> | undefined;
+  /** Wakes the loop when an async invocation settles. */
+  #onSettled: (() => void) | null = null;
+  /** `advance` calls run one after another, each from the time the previous one reached. */
+  #advancing: Promise<void> = Promise.resolve();
+  #closing = false;
+  #closePromise: Promise<void> | undefined;
+  #computeTasks: Promise<Record<string, unknown>> | undefined;
+
+  constructor(module: RuntimeModule, opts: ResolvedHarnessOptions) {
+    this.#opts = opts;
+    this.#module = module;
+    this.#clock = new VirtualClock(opts.startTime);
+    const keyGroups = DEFAULTS.keyGroups;
+    const routing: Routing = {
+      keyGroup: (type, id) => keyGroupOf(type, id, keyGroups),
+      // One shard: every address is local, so every send goes through the dispatcher's own queue.
+      shardOf: () => 0,
+    };
+    const outbox: Outbox = {
+      toShard(shard) {
+        throw new WeftError('ERR_WEFT_INTERNAL', `test harness: a message was routed to shard ${shard}, but the harness has one shard`);
+      },
+      reply: (requestId, typename, payload) => {
+        const req = this.#requests.get(requestId);
+        if (req !== undefined && req.reply === null) req.reply = [typename, payload];
+      },
+      egress: (name, typename, payload) => {
+        let list = this.#egress.get(name);
+        if (list === undefined) this.#egress.set(name, (list = []));
+        list.push([typename, payload]);
+      },
+    };
+    const dispatcherOpts: DispatcherOptions = {
+      shard: 0,
+      maxAttempts: opts.maxAttempts,
+      retryBackoffMs: opts.retryBackoffMs,
+      maxMessageBytes: opts.maxMessageBytes,
+      maxStateValueBytes: opts.maxStateValueBytes,
+      ...(module.definition.compute === undefined ? {} : { compute: (task: string, input: unknown) => this.#compute(task, input) }),
+    };
+    this.#dispatcher = new Dispatcher(module, dispatcherOpts, this.#store, outbox, routing, this.#timers, this.#clock);
+    this.#dispatcher.onAsyncSettled = () => {
+      const wake = this.#onSettled;
+      this.#onSettled = null;
+      wake?.();
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Ingress: validated exactly like the engine's (src/weft.ts), with its messages
+  // ------------------------------------------------------------------------------------------
+
+  #checkOpen(what: string): void {
+    if (this.#closing) throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() called after close()`);
+  }
+
+  #target(to: unknown, what: string): Address {
+    const a = to as Address;
+    if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string' || a.id.length === 0 || a.id.length > 256) {
+      validateAddress(to, `weft.${what} address`);
+    }
+    if (!this.#module.isKnownFunction(a.type)) {
+      validateAddress(to, `weft.${what} address`);
+      throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.${what}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
+    }
+    return a;
+  }
+
+  #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
+    const t = type ?? this.#module.defaultType;
+    const payload = t.encode(value, `weft.${what} value`);
+    if (payload.byteLength > this.#opts.maxMessageBytes) {
+      throw new WeftError('ERR_WEFT_TOO_LARGE', `weft.${what} value encodes to ${payload.byteLength} bytes, over the limit of ${this.#opts.maxMessageBytes} (maxMessageBytes)`);
+    }
+    return [t.typename, payload];
+  }
+
+  send(to: Address, value: unknown, opts?: SendOptions): Promise<void> {
+    try {
+      this.#checkOpen('send');
+      const a = this.#target(to, 'send');
+      const [typename, payload] = this.#encode(value, opts?.type, 'send');
+      this.#dispatcher.enqueue(envelope(a.type, a.id, null, null, typename, payload));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#settle();
+  }
+
+  request(to: Address, value: unknown, opts?: RequestOptions): Promise<unknown> {
+    let env: Envelope;
+    let requestId: number;
+    let pending: PendingRequest;
+    try {
+      this.#checkOpen('request');
+      const a = this.#target(to, 'request');
+      const timeoutMs = opts?.timeoutMs ?? DEFAULTS.requestTimeoutMs;
+      if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+        throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request timeoutMs must be a positive number of ms (got ${describe(timeoutMs)})`);
+      }
+      const durable = opts?.durable ?? false;
+      if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
+      const [typename, payload] = this.#encode(value, opts?.type, 'request');
+      requestId = ++this.#requestSeq;
+      pending = { reply: null };
+      this.#requests.set(requestId, pending);
+      env = envelope(a.type, a.id, null, null, typename, payload, requestId);
+      this.#dispatcher.enqueue(env);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#settle().then(
+      () => {
+        this.#requests.delete(requestId);
+        if (pending.reply !== null) return this.#decode(pending.reply[0], pending.reply[1]);
+        throw this.#noReply(env);
+      },
+      (err: unknown) => {
+        this.#requests.delete(requestId);
+        throw err;
+      },
+    );
+  }
+
+  #noReply(env: Envelope): WeftError {
+    const type = env[E_TARGET_TYPE];
+    const id = env[E_TARGET_ID];
+    const mb = this.#dispatcher.mailboxes.get(`${type}\u0000${id}`);
+    const waiting = mb !== undefined && mb.queue.indexOf(env, mb.head) >= 0;
+    const why = waiting
+      ? 'its message failed and is waiting for a retry, which only advance() can run'
+      : 'the function did not call ctx.reply (or its invocation failed and was dead-lettered)';
+    return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and ${why}`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Running to quiescence, and virtual time
+  // ------------------------------------------------------------------------------------------
+
+  /**
+   * Resolves when nothing is runnable, nothing is due at the current virtual time and no async
+   * invocation is awaiting. One loop runs at a time and every caller shares it; a caller whose
+   * message arrived after the loop's last look (between its final check and the moment its
+   * promise settles) goes round again.
+   */
+  async #settle(): Promise<void> {
+    const d = this.#dispatcher;
+    do {
+      this.#running ??= this.#runLoop().finally(() => {
+        this.#running = undefined;
+      });
+      await this.#running;
+    } while (d.hasRunnable || d.parked > 0 || (this.#timers.nextDue() ?? Number.POSITIVE_INFINITY) <= this.#clock.now());
+  }
+
+  async #runLoop(): Promise<void> {
+    const d = this.#dispatcher;
+    const limit = this.#opts.settleTimeoutMs;
+    const deadline = performance.now() + limit;
+    for (;;) {
+      // Due timers and retries first: they were scheduled before anything now runnable was sent.
+      d.fireDue(this.#clock.now());
+      if (d.hasRunnable) {
+        d.run(RUN_BATCH);
+        // A message cycle that never ends would otherwise spin here for ever, synchronously.
+        if (performance.now() > deadline) throw this.#notQuiescent(limit);
+        continue;
+      }
+      if (d.parked === 0) return;
+      await this.#nextSettled(deadline, limit);
+    }
+  }
+
+  #nextSettled(deadline: number, limit: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#onSettled = null;
+        reject(this.#notQuiescent(limit));
+      }, Math.max(0, deadline - performance.now()));
+      this.#onSettled = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  #notQuiescent(limit: number): WeftError {
+    const d = this.#dispatcher;
+    const busy: string[] = [];
+    for (const mb of d.mailboxes.values()) {
+      if (busy.length === 5) break;
+      if (mb.running || mb.size > 0) busy.push(`${mb.type}/${mb.id}`);
+    }
+    return new WeftError(
+      'ERR_WEFT_TIMEOUT',
+      `the test harness did not become quiescent within ${limit} ms of real time (settleTimeoutMs): ` +
+        `${d.parked} async invocation(s) still awaiting, ${d.queuedMessages} message(s) queued (at ${busy.join(', ')}); ` +
+        'an awaited promise that never settles, or a message cycle that never ends?',
+    );
+  }
+
+  advance(ms: number): Promise<void> {
+    try {
+      this.#checkOpen('advance');
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+        throw new WeftError('ERR_WEFT_INVALID_ARG', `harness.advance ms must be a finite number >= 0 (got ${describe(ms)})`);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const run = this.#advancing.then(() => this.#advanceBy(ms));
+    this.#advancing = run.catch(() => {});
+    return run;
+  }
+
+  async #advanceBy(ms: number): Promise<void> {
+    await this.#settle();
+    const target = this.#clock.now() + ms;
+    for (;;) {
+      // Nothing is due at the current time after settling: this only reports the next due time.
+      const next = this.#dispatcher.fireDue(this.#clock.now());
+      if (next === undefined || next > target) break;
+      this.#clock.set(next);
+      await this.#settle();
+    }
+    this.#clock.set(target);
+  }
+
+  now(): number {
+    return this.#clock.now();
+  }
+
+  idle(): Promise<void> {
+    return this.#settle();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Observation
+  // ------------------------------------------------------------------------------------------
+
+  query(address: Address): Promise<Record<string, unknown> | undefined> {
+    try {
+      this.#checkOpen('query');
+      validateAddress(address, 'weft.query address');
+      const fn = this.#module.functions.get(address.type);
+      if (fn === undefined) {
+        throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.query: no function of type ${describe(address.type)} is defined`);
+      }
+      const inst = this.#store.peek(`${address.type}\u0000${address.id}`);
+      const now = this.#clock.now();
+      const out: Record<string, unknown> = {};
+      if (inst !== undefined) {
+        for (const [name, slot] of inst.slots) {
+          const spec = fn.specByName.get(name);
+          if (spec === undefined || expired(spec, slot, inst.calledAt, now)) continue;
+          out[name] = spec.type.decode(slot.bytes);
+        }
+      }
+      return Promise.resolve(Object.keys(out).length === 0 ? undefined : out);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  egress(name: string): unknown[] {
+    if (typeof name !== 'string' || !this.#module.egresses.has(name)) {
+      throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `weft.egress: egress ${describe(name)} is not declared in the module's egresses`);
+    }
+    const records = this.#egress.get(name) ?? [];
+    return records.map(([typename, payload]) => this.#decodeEgress(name, typename, payload));
+  }
+
+  deadLetters(): DeadLetter[] {
+    return this.egress(DEAD_LETTER_EGRESS) as DeadLetter[];
+  }
+
+  pendingTimers(): PendingTimer[] {
+    return this.#timers
+      .pending()
+      .sort((a, b) => a.due - b.due || a.seq - b.seq)
+      .map((t) => ({
+        due: t.due,
+        target: { type: t.env[E_TARGET_TYPE], id: t.env[E_TARGET_ID] },
+        sender: parseAddressKey(t.senderKey),
+        typename: t.env[E_TYPENAME],
+        value: this.#decodeOrBytes(t.env[E_TYPENAME], t.env[E_PAYLOAD]),
+        cancellationToken: t.token,
+      }));
+  }
+
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    await this.#advancing;
+    try {
+      await this.#settle();
+    } catch {
+      // Not quiescent within settleTimeoutMs (the caller whose call timed out has already seen
+      // why). Closing goes ahead, as the engine's close() does after its closeTimeoutMs.
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Decoding, as the engine's host facade does it
+  // ------------------------------------------------------------------------------------------
+
+  #decode(typename: string, payload: Uint8Array): unknown {
+    const t = this.#module.typeOf(typename);
+    return t === undefined ? payload : t.decode(payload);
+  }
+
+  #decodeOrBytes(typename: string, payload: Uint8Array): unknown {
+    try {
+      return this.#decode(typename, payload);
+    } catch {
+      return payload;
+    }
+  }
+
+  #decodeEgress(name: string, typename: string, payload: Uint8Array): unknown {
+    let value: unknown;
+    try {
+      value = this.#decode(typename, payload);
+    } catch (err) {
+      process.emitWarning(`weft: egress ${name} record could not be decoded: ${(err as Error).message}`);
+      return payload;
+    }
+    if (name !== DEAD_LETTER_EGRESS) return value;
+    const raw = value as Record<string, unknown>;
+    const letter: DeadLetter = {
+      target: raw.target as Address,
+      caller: (raw.caller as Address | null) ?? null,
+      typename: raw.typename as string,
+      value: this.#decodeOrBytes(raw.typename as string, raw.payload as Uint8Array),
+      error: deserializeError(raw.error as SerializedError),
+      attempts: raw.attempts as number,
+      at: raw.at as number,
+    };
+    return letter;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Compute: in-process, since the harness has no threads
+  // ------------------------------------------------------------------------------------------
+
+  async #compute(task: string, input: unknown): Promise<unknown> {
+    const url = this.#module.definition.compute as URL;
+    this.#computeTasks ??= import(url.href).then(
+      (ns: Record<string, unknown>) => ns,
+      (cause: unknown) => {
+        throw new WeftError('ERR_WEFT_COMPUTE', `compute file ${describe(url.href)} failed to load: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+      },
+    );
+    const tasks = await this.#computeTasks;
+    const f = tasks[task];
+    if (typeof f !== 'function') {
+      throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: task ${describe(task)} is not a function exported by ${url.href}`);
+    }
+    // A pool thread would receive a copy of the input and send back a copy of the result: the
+    // task must not share objects with the invocation here either.
+    const result: unknown = await (f as (input: unknown) => unknown)(structuredClone(input));
+    return structuredClone(result);
+  }
+}
+
+function expired(spec: CompiledSpec, slot: Slot, calledAt: number, now: number): boolean {
+  if (spec.expireAfterWrite > 0 && now - slot.writtenAt >= spec.expireAfterWrite) return true;
+  return spec.expireAfterCall > 0 && calledAt > 0 && now - calledAt >= spec.expireAfterCall;
+}
+
+function moduleSource(m: unknown): string {
+  if (m instanceof URL) {
+    if (m.protocol !== 'file:') throw new WeftError('ERR_WEFT_INVALID_ARG', `createTestHarness module must be a file: URL or a path (got ${describe(m.href)})`);
+    return m.href;
+  }
+  if (typeof m === 'string' && m.length > 0) return m.startsWith('file:') ? m : pathToFileURL(resolvePath(m)).href;
+  throw new WeftError(
+    'ERR_WEFT_INVALID_ARG',
+    `createTestHarness module must be a module definition (the value defineModule returns), a file: URL or a path (got ${describe(m)})`,
+  );
+}
+
+/**
+ * Runs a function module in-process on a virtual clock: no threads, no data dir. Pass the
+ * module's definition (the value of `defineModule`) or the URL or path of its file (loaded like
+ * `Weft.start` loads it).
+ *
+ * @example
+ * ```ts
+ * import { createTestHarness } from 'weft/testing';
+ * import bank from './bank.js';
+ *
+ * const h = await createTestHarness(bank, { retryBackoffMs: 100 });
+ * await h.send({ type: 'bank/account', id: 'ada' }, { op: 'deposit', amount: 5 });
+ * expect(await h.request({ type: 'bank/account', id: 'ada' }, { op: 'get' })).toBe(5);
+ * await h.send({ type: 'bank/account', id: 'ada' }, { op: 'schedule', delayMs: 1000, amount: 1 });
+ * await h.advance(1000);                       // the delayed deposit fires
+ * expect(await h.query({ type: 'bank/account', id: 'ada' })).toEqual({ balance: 6 });
+ * await h.close();
+ * ```
+ */
+export async function createTestHarness(module: ModuleDefinition | URL | string, options?: TestHarnessOptions): Promise<TestHarness> {
+  const opts = resolveHarnessOptions(options);
+  const definition = isModuleDefinition(module) ? module : await loadModule(moduleSource(module));
+  return new Harness(compileModule(definition), opts);
+}

@@ -1,0 +1,84 @@
+/**
+ * Options of {@link createTestHarness}: the engine's invocation and limit options (same names,
+ * defaults and validation messages as `Weft.start`), plus what only a virtual clock needs.
+ */
+import { WeftError, describe } from '../errors.js';
+import { DEFAULTS } from '../options.js';
+
+/** Options of `createTestHarness`. Every field is documented with its unit and default. */
+export interface TestHarnessOptions {
+  /**
+   * Virtual time at start, in ms since the Unix epoch (what `ctx` effects, dead letters' `at` and
+   * TTLs see). A positive integer: the engine records "never invoked" as time 0, so a clock
+   * starting at 0 would make `expireAfterCall` forget the first call.
+   * Default 1_704_067_200_000 (2024-01-01T00:00:00Z), fixed so that runs are reproducible.
+   */
+  startTime?: number;
+  /** Attempts of an invocation whose function throws, before its message is dead-lettered. Default 3 (as the engine). */
+  maxAttempts?: number;
+  /** Backoff before the first retry, in VIRTUAL ms, doubling each attempt: retries fire on `advance()`. Default 10 (as the engine). */
+  retryBackoffMs?: number;
+  /** Largest encoded message value, in bytes. Default 512 KiB (as the engine). */
+  maxMessageBytes?: number;
+  /** Largest encoded state value, in bytes. Default 1 MiB (as the engine). */
+  maxStateValueBytes?: number;
+  /**
+   * How long, in REAL ms, one `send`/`request`/`advance`/`idle` may take to reach quiescence before
+   * it rejects with ERR_WEFT_TIMEOUT: async functions awaiting something that never settles, or
+   * a message cycle that never ends. Default 30_000.
+   */
+  settleTimeoutMs?: number;
+}
+
+export interface ResolvedHarnessOptions {
+  readonly startTime: number;
+  readonly maxAttempts: number;
+  readonly retryBackoffMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  readonly settleTimeoutMs: number;
+}
+
+export const HARNESS_DEFAULTS = Object.freeze({
+  startTime: Date.UTC(2024, 0, 1),
+  settleTimeoutMs: 30_000,
+});
+
+/** Largest time a JS Date can hold (ms since the epoch). */
+const MAX_TIME = 8_640_000_000_000_000;
+
+const KNOWN = new Set(['startTime', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes', 'settleTimeoutMs']);
+
+function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
+  return new WeftError('ERR_WEFT_INVALID_OPTION', message);
+}
+
+// The same wording as the engine's option validation (src/options.ts), so a message users learn
+// from one reads the same in the other.
+function int(name: string, value: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return def;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    throw bad(`options.${name} must be ${range} (got ${describe(value)})`);
+  }
+  return value;
+}
+
+export function resolveHarnessOptions(options: unknown): ResolvedHarnessOptions {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw bad(`createTestHarness options must be an object (got ${describe(options)})`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key)) throw bad(`unknown option ${describe(key)}`);
+  }
+  return Object.freeze({
+    startTime: int('startTime', o.startTime, HARNESS_DEFAULTS.startTime, 1, MAX_TIME),
+    maxAttempts: int('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
+    retryBackoffMs: int('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
+    maxMessageBytes: int('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024),
+    maxStateValueBytes: int('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
+    settleTimeoutMs: int('settleTimeoutMs', o.settleTimeoutMs, HARNESS_DEFAULTS.settleTimeoutMs, 1),
+  });
+}
