@@ -22,9 +22,9 @@ async function produceRing(n: number, ring: Ring, bell: Doorbell, encoder: Frame
     for (let i = 0; i < count; i++) batch.push(makeTuple(sent + i));
     const frame = encoder.encode(batch);
     while (!ring.tryWrite(frame)) {
-      // Full: the engine's protocol (see Ring.requestRoom and Doorbell).
+      // Full: the engine's protocol (see Ring.requestRoom and Doorbell). Every frame is published
+      // right after it is written, so nothing is staged here.
       if (ring.requestRoom(frame.length)) continue;
-      bell.ring(consumer);
       bell.prepareSleep(me);
       if (ring.hasRoomFor(frame.length)) {
         bell.cancelSleep(me);

@@ -94,7 +94,7 @@ function isValidCapacity(capacity: unknown): capacity is number {
  * ```
  */
 export class Ring {
-  /** The shared memory of this ring; transfer it to the other thread and attach there. */
+  /** The ring's shared memory: post it to the other thread (it is shared, not copied), attach there. */
   readonly buffer: SharedArrayBuffer;
   /** Data capacity in bytes (a power of two). */
   readonly capacity: number;
@@ -208,9 +208,8 @@ export class Ring {
    * visible to the consumer at the next {@link publish}.
    *
    * @returns `true` when staged; `false` when the ring has no room now, in which case nothing was
-   *   written and the caller keeps the frame (in its own ordered queue) to retry later. Before
-   *   waiting for room, call {@link requestRoom}: it also publishes what is staged, without which
-   *   the consumer could not free anything.
+   *   written and the caller keeps the frame (in its own ordered queue) to retry later. To wait
+   *   for room: publish (and ring the consumer), then {@link requestRoom}.
    * @throws WeftError `ERR_WEFT_FRAME_TOO_LARGE` when the frame exceeds {@link maxFrameBytes}
    *   (it could never fit); `ERR_WEFT_INVALID_ARG` when `start`/`end` are not a range of `source`.
    */
@@ -272,20 +271,34 @@ export class Ring {
   }
 
   /**
-   * Producer: call after {@link tryWrite} returned `false`, before waiting. Publishes what is
-   * staged, raises the WAITING_FOR_ROOM flag, then checks the room again.
+   * Producer: call after {@link tryWrite} returned `false`, before waiting. Raises the
+   * WAITING_FOR_ROOM flag, then checks the room again.
+   *
+   * Precondition: nothing staged. Publish first, and ring the consumer's doorbell if
+   * {@link publish} returned `true`: the consumer cannot free space it cannot see, and a sleeping
+   * consumer sees nothing until rung — skipping either step can leave both threads asleep.
    *
    * Why this order closes the race: the consumer stores TAIL and *then* reads the flag; we store
    * the flag and *then* read TAIL. Atomics are sequentially consistent, so either the consumer
    * sees our flag (and will ring our doorbell after freeing space), or its TAIL store came first
-   * and our re-check below sees the space. A wake-up can be spurious, never lost.
+   * and our re-check below sees the space. A wake-up can be spurious, never lost. (Before
+   * sleeping on its doorbell the producer must still re-check {@link hasRoomFor} after
+   * `prepareSleep`, as every sleeper re-checks: the consumer may ring before the bell says
+   * SLEEPING.)
    *
    * @returns `true` when a frame of `byteLength` bytes fits now (retry at once; the flag is
    *   lowered again); `false` when the consumer will ring the producer's doorbell once it has
    *   freed space (see {@link takeRoomRequest}).
+   * @throws WeftError `ERR_WEFT_INTERNAL` when frames are staged; `ERR_WEFT_FRAME_TOO_LARGE` as
+   *   {@link tryWrite} does.
    */
   requestRoom(byteLength: number): boolean {
-    this.publish();
+    if (this.#head !== this.#published) {
+      throw new WeftError(
+        'ERR_WEFT_INTERNAL',
+        `requestRoom() with ${this.stagedBytes} staged bytes: publish() them and ring the consumer first`,
+      );
+    }
     Atomics.store(this.#ctl, RING_WAITING_I32, 1);
     if (this.hasRoomFor(byteLength)) {
       Atomics.store(this.#ctl, RING_WAITING_I32, 0);
@@ -309,6 +322,7 @@ export class Ring {
    * After a drain that consumed frames, call {@link takeRoomRequest} to learn whether the producer
    * is waiting for room.
    *
+   * @param maxFrames the most frames to deliver in this pass (a turn budget); 0 delivers nothing.
    * @returns the number of frames delivered.
    * @throws WeftError `ERR_WEFT_CORRUPT_FRAME` when a header fails its check or bounds; frames
    *   before it are delivered and consumed, the corrupt one is not.

@@ -116,7 +116,13 @@ describe('Ring: frames', () => {
     const ring = Ring.create(64);
     expect(ring.tryWrite(makeFrame(0, 41))).toBe(true); // footprint 56 of 64
     expect(ring.tryWrite(makeFrame(1, 8))).toBe(false); // footprint 16
-    // requestRoom publishes the staged frame and finds no room: the flag stays up.
+    // Staged frames must be published (and the consumer rung) before asking for room.
+    expectWeftError(
+      () => ring.requestRoom(8),
+      'ERR_WEFT_INTERNAL',
+      'requestRoom() with 56 staged bytes: publish() them and ring the consumer first',
+    );
+    ring.publish();
     expect(ring.requestRoom(8)).toBe(false);
     expect(ring.hasData()).toBe(true);
     expect(ring.takeRoomRequest()).toBe(true);
