@@ -449,15 +449,44 @@ const HAS_MAP = 1;
 const BAD = 2;
 const hasOwn = Object.prototype.hasOwnProperty;
 
-function isPlainObject(value: object, ctor: unknown): boolean {
-  if (ctor === Object) return true;
-  const proto: unknown = Object.getPrototypeOf(value);
-  // A null prototype, or Object.prototype of another realm (vm contexts).
-  return proto === null || (Object.getPrototypeOf(proto) === null && (ctor as { name?: unknown })?.name === 'Object');
+/** What an object is, for the walks below. */
+const enum Kind {
+  Plain,
+  Array,
+  Map,
+  Set,
+  /** Carried whole by msgpackr (Date, RegExp, typed arrays, ...): nothing inside to check. */
+  Leaf,
+  /** Anything else: a class instance, Error, Promise, WeakMap, boxed primitive, ... */
+  Other,
 }
 
 /**
- * The fast walk: returns 0 (plain), HAS_MAP, or BAD. No strings, no allocations on plain data.
+ * Classifies an object by what it is, the way msgpackr will treat it. `value.constructor` is only
+ * a fast hint: a plain object may have an own `constructor` key (`{ constructor: 'x' }` from
+ * JSON), so whenever the hint is not `Object`, the prototype decides.
+ */
+function kindOf(value: object): Kind {
+  const ctor: unknown = value.constructor;
+  if (ctor === Object) return Kind.Plain;
+  if (!hasOwn.call(value, 'constructor')) {
+    if (ctor === Array) return Kind.Array;
+    if (LEAF_CLASSES.has(ctor)) return Kind.Leaf;
+    if (ctor === Map) return Kind.Map;
+    if (ctor === Set) return Kind.Set;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === null || proto === Object.prototype) return Kind.Plain;
+  // Object.prototype of another realm (a vm context): the end of a chain, with Object's methods.
+  if (Object.getPrototypeOf(proto) === null && typeof (proto as { hasOwnProperty?: unknown }).hasOwnProperty === 'function') {
+    return Kind.Plain;
+  }
+  return Kind.Other;
+}
+
+/**
+ * The fast walk: returns 0 (plain data), HAS_MAP, or BAD. Builds no strings and allocates
+ * nothing on plain data.
  */
 function scan(value: unknown, depth: number): number {
   switch (typeof value) {
@@ -474,37 +503,36 @@ function scan(value: unknown, depth: number): number {
   }
   if (value === null) return 0;
   if (depth >= MAX_VALUE_DEPTH) return BAD;
-  const ctor: unknown = value.constructor;
   let flags = 0;
-  if (ctor === Array) {
-    const array = value as unknown[];
-    for (let i = 0; i < array.length; i++) {
-      flags |= scan(array[i], depth + 1);
-      if (flags & BAD) return BAD;
+  switch (kindOf(value)) {
+    case Kind.Plain:
+      return scanObject(value as Record<string, unknown>, depth);
+    case Kind.Array: {
+      const array = value as unknown[];
+      for (let i = 0; i < array.length; i++) {
+        flags |= scan(array[i], depth + 1);
+        if (flags & BAD) return BAD;
+      }
+      return flags;
     }
-    return flags;
+    case Kind.Leaf:
+      return 0;
+    case Kind.Map:
+      flags = HAS_MAP;
+      for (const [k, v] of value as Map<unknown, unknown>) {
+        flags |= scan(k, depth + 1) | scan(v, depth + 1);
+        if (flags & BAD) return BAD;
+      }
+      return flags;
+    case Kind.Set:
+      for (const v of value as Set<unknown>) {
+        flags |= scan(v, depth + 1);
+        if (flags & BAD) return BAD;
+      }
+      return flags;
+    default:
+      return BAD;
   }
-  if (ctor === Object || (typeof ctor !== 'function' && isPlainObject(value, ctor))) {
-    return scanObject(value as Record<string, unknown>, depth);
-  }
-  if (LEAF_CLASSES.has(ctor)) return 0;
-  if (ctor === Map) {
-    flags = HAS_MAP;
-    for (const [k, v] of value as Map<unknown, unknown>) {
-      flags |= scan(k, depth + 1) | scan(v, depth + 1);
-      if (flags & BAD) return BAD;
-    }
-    return flags;
-  }
-  if (ctor === Set) {
-    for (const v of value as Set<unknown>) {
-      flags |= scan(v, depth + 1);
-      if (flags & BAD) return BAD;
-    }
-    return flags;
-  }
-  if (isPlainObject(value, ctor)) return scanObject(value as Record<string, unknown>, depth);
-  return BAD;
 }
 
 function scanObject(object: Record<string, unknown>, depth: number): number {
@@ -544,57 +572,62 @@ function explain(value: unknown, path: string, ancestors: Map<object, string>): 
   const seenAt = ancestors.get(value);
   if (seenAt !== undefined) return `${path} is a circular reference to ${seenAt}`;
   if (ancestors.size >= MAX_VALUE_DEPTH) return `${path} is nested more than ${MAX_VALUE_DEPTH} levels deep`;
-  const ctor: unknown = value.constructor;
-  if (LEAF_CLASSES.has(ctor)) return undefined;
+  const kind = kindOf(value);
+  if (kind === Kind.Leaf) return undefined;
   ancestors.set(value, path);
   try {
-    if (ctor === Array) {
-      const array = value as unknown[];
-      for (let i = 0; i < array.length; i++) {
-        const found = explain(array[i], `${path}[${i}]`, ancestors);
-        if (found !== undefined) return found;
-      }
-      return undefined;
-    }
-    if (ctor === Map) {
-      let i = 0;
-      for (const [k, v] of value as Map<unknown, unknown>) {
-        const found =
-          explain(k, `${path}.keys()[${i}]`, ancestors) ?? explain(v, `${path}.get(${describe(k)})`, ancestors);
-        if (found !== undefined) return found;
-        i++;
-      }
-      return undefined;
-    }
-    if (ctor === Set) {
-      let i = 0;
-      for (const v of value as Set<unknown>) {
-        const found = explain(v, `${path}.values()[${i}]`, ancestors);
-        if (found !== undefined) return found;
-        i++;
-      }
-      return undefined;
-    }
-    if (isPlainObject(value, ctor)) {
-      const object = value as Record<string, unknown>;
-      for (const key in object) {
-        if (!hasOwn.call(object, key)) continue;
-        if (key === '__proto__') {
-          return `${path} has an own "__proto__" key, which msgpack decoding would not restore`;
+    switch (kind) {
+      case Kind.Array: {
+        const array = value as unknown[];
+        for (let i = 0; i < array.length; i++) {
+          const found = explain(array[i], `${path}[${i}]`, ancestors);
+          if (found !== undefined) return found;
         }
-        const found = explain(object[key], propertyPath(path, key), ancestors);
-        if (found !== undefined) return found;
+        return undefined;
       }
-      return undefined;
+      case Kind.Map: {
+        let i = 0;
+        for (const [k, v] of value as Map<unknown, unknown>) {
+          const found =
+            explain(k, `${path}.keys()[${i}]`, ancestors) ?? explain(v, `${path}.get(${describe(k)})`, ancestors);
+          if (found !== undefined) return found;
+          i++;
+        }
+        return undefined;
+      }
+      case Kind.Set: {
+        let i = 0;
+        for (const v of value as Set<unknown>) {
+          const found = explain(v, `${path}.values()[${i}]`, ancestors);
+          if (found !== undefined) return found;
+          i++;
+        }
+        return undefined;
+      }
+      case Kind.Plain: {
+        const object = value as Record<string, unknown>;
+        for (const key in object) {
+          if (!hasOwn.call(object, key)) continue;
+          if (key === '__proto__') {
+            return `${path} has an own "__proto__" key, which msgpack decoding would not restore`;
+          }
+          const found = explain(object[key], propertyPath(path, key), ancestors);
+          if (found !== undefined) return found;
+        }
+        return undefined;
+      }
+      default: {
+        if (value instanceof Error) {
+          return `${path} is an Error; errors are not serializable (stack and own properties would be lost): send { name, message } instead`;
+        }
+        const ctor: unknown = Object.getPrototypeOf(value)?.constructor;
+        const name = typeof ctor === 'function' && ctor.name !== '' ? ctor.name : 'anonymous class';
+        return (
+          `${path} is an instance of ${name}; only plain objects, arrays, Map, Set, Date, RegExp, ` +
+          'typed arrays, ArrayBuffer and primitives are serializable'
+        );
+      }
     }
-    if (value instanceof Error) {
-      return `${path} is an Error; errors are not serializable (stack and own properties would be lost): send { name, message } instead`;
-    }
-    const name = typeof ctor === 'function' && ctor.name !== '' ? ctor.name : 'anonymous class';
-    return (
-      `${path} is an instance of ${name}; only plain objects, arrays, Map, Set, Date, RegExp, ` +
-      'typed arrays, ArrayBuffer and primitives are serializable'
-    );
   } finally {
     ancestors.delete(value);
   }
@@ -603,19 +636,25 @@ function explain(value: unknown, path: string, ancestors: Map<object, string>): 
 /** Copies the containers of `value` that lead to a Map, replacing each Map with a {@link MapBox}. */
 function boxMaps(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value;
-  const ctor: unknown = value.constructor;
-  if (ctor === Array) return (value as unknown[]).map(boxMaps);
-  if (ctor === Map) {
-    const flat: unknown[] = [];
-    for (const [k, v] of value as Map<unknown, unknown>) flat.push(boxMaps(k), boxMaps(v));
-    return new MapBox(flat);
+  switch (kindOf(value)) {
+    case Kind.Array:
+      return (value as unknown[]).map(boxMaps);
+    case Kind.Map: {
+      const flat: unknown[] = [];
+      for (const [k, v] of value as Map<unknown, unknown>) flat.push(boxMaps(k), boxMaps(v));
+      return new MapBox(flat);
+    }
+    case Kind.Set:
+      return new Set([...(value as Set<unknown>)].map(boxMaps));
+    case Kind.Plain: {
+      const object = value as Record<string, unknown>;
+      const copy: Record<string, unknown> = {};
+      for (const key in object) if (hasOwn.call(object, key)) copy[key] = boxMaps(object[key]);
+      return copy;
+    }
+    default:
+      return value;
   }
-  if (ctor === Set) return new Set([...(value as Set<unknown>)].map(boxMaps));
-  if (LEAF_CLASSES.has(ctor)) return value;
-  const object = value as Record<string, unknown>;
-  const copy: Record<string, unknown> = {};
-  for (const key in object) if (hasOwn.call(object, key)) copy[key] = boxMaps(object[key]);
-  return copy;
 }
 
 /**

@@ -136,6 +136,7 @@ describe('packValue / unpackValue', () => {
     ['strings', ['', 'ascii', 'é😀', 'x'.repeat(1000)]],
     ['booleans and null', [true, false, null]],
     ['nested arrays and objects', { a: [1, { b: [2, [3]] }], 'odd key': { '': 0 } }],
+    ['objects with a "constructor" key', { constructor: 'x', nested: JSON.parse('{"constructor": {"a": 1}}') as unknown }],
     ['undefined inside objects and arrays', { a: undefined, list: [1, undefined, 3] }],
     ['top-level undefined', undefined],
     ['Date', { at: new Date(1_700_000_000_123), before: new Date(-5_000), invalid: new Date(Number.NaN) }],
@@ -222,6 +223,7 @@ describe('packValue / unpackValue', () => {
     ['a function as a Map value', new Map([['k', () => 1]]), 'value.get("k") is a function'],
     ['a function as a Map key', new Map<unknown, unknown>([[1, 1], [() => 1, 2]]), 'value.keys()[1] is a function'],
     ['a symbol in a Set', { s: new Set([1, Symbol('y')]) }, 'value.s.values()[1] is a symbol'],
+    ['a fake constructor', { constructor: Array, length: 2 }, 'value.constructor is a function'],
     ['an odd key', { 'odd key': { 'x-y': Symbol('z') } }, 'value["odd key"]["x-y"] is a symbol'],
     ['deep nesting', deep, `value${'.next'.repeat(MAX_VALUE_DEPTH)} is nested more than ${MAX_VALUE_DEPTH} levels deep`],
   ];
