@@ -80,7 +80,7 @@ const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}
  *
  * @example
  * ```ts
- * // Shard loop: drain every inbound ring, sleep on one word when all are empty.
+ * // Shard loop: drain every inbound ring, sleep on one word when there is nothing to do.
  * for (;;) {
  *   let frames = 0;
  *   for (const r of inbound) {
@@ -88,9 +88,15 @@ const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}
  *     if (n > 0 && r.ring.takeRoomRequest()) doorbell.ring(r.producerThread);
  *     frames += n;
  *   }
+ *   // ... run mailboxes, then publish outbound rings (ring each consumer once per publish) ...
  *   if (frames > 0) continue; // (yield to the event loop now and then, too)
  *   doorbell.prepareSleep(me);
- *   if (inbound.some((r) => r.ring.hasData())) doorbell.cancelSleep(me);
+ *   // Re-check everything a ring(me) stands for: inbound data, and room in any outbound ring
+ *   // we asked room of (requestRoom) — its consumer may have rung before we said SLEEPING.
+ *   const work =
+ *     inbound.some((r) => r.ring.hasData()) ||
+ *     outbound.some((o) => o.spilled.length > 0 && o.ring.hasRoomFor(o.spilled[0].length));
+ *   if (work) doorbell.cancelSleep(me);
  *   else await doorbell.sleep(me, nextTimerDelayMs);
  * }
  * ```
