@@ -58,7 +58,9 @@ export interface ValueType<T = unknown> {
    * ERR_WEFT_UNSERIALIZABLE (a part msgpack/JSON cannot carry, with its path) or
    * ERR_WEFT_TOO_LARGE; messages start with `path` (default `value`), e.g. `ctx.state.balance`.
    *
-   * The returned bytes belong to the caller: weft never writes to them again.
+   * The returned bytes belong to the caller: weft never writes to them again. Mid-sized results
+   * are views into a shared slab ({@link allocEncoded}): use `byteOffset`/`byteLength`, and never
+   * transfer their `.buffer`.
    */
   encode(value: T, path?: string): Uint8Array;
   /**
@@ -118,6 +120,30 @@ function malformed(typename: string, detail: string, cause?: unknown): WeftError
 // ---------------------------------------------------------------------------------------------
 // Protobuf wrapper helpers
 // ---------------------------------------------------------------------------------------------
+
+// Owned output memory. V8 keeps typed arrays of up to 64 bytes on its heap (about 25 ns to
+// make) but gives larger ones an off-heap backing store (about 250 ns each, measured on the
+// 2-vCPU guest of NOTES.md: as much as packing a small message). So mid-sized results are carved
+// from 8 KiB slabs, the way Node's Buffer pool works. A view is never written again once handed
+// out; it shares its slab's ArrayBuffer, so it must not be transferred, and a view kept for long
+// keeps its (at most 8 KiB) slab alive. Larger results amortize their own allocation.
+const ON_HEAP_MAX = 64;
+const POOLED_MAX = 512;
+const SLAB_BYTES = 8192;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/** Memory for `n` bytes of encoded output: exact for small and large sizes, pooled in between. */
+export function allocEncoded(n: number): Uint8Array {
+  if (n <= ON_HEAP_MAX || n > POOLED_MAX) return new Uint8Array(n);
+  if (slabUsed + n > slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const view = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += n;
+  return view;
+}
 
 // One scratch per thread: float bit patterns in explicit little-endian order.
 const scratchBuf = new ArrayBuffer(8);
@@ -412,7 +438,7 @@ const STRING: ValueType<string> = freezeType({
     checkString(value, path);
     if (value.length === 0) return new Uint8Array(0);
     if (value.length > LIMITS.maxValueBytes) throw tooLarge(path, value.length, TYPENAMES.string, true);
-    const out = writer.reset().uint32(TAG_LEN_1).string(value).finish();
+    const out = writer.reset().uint32(TAG_LEN_1).string(value).finish(allocEncoded);
     if (out.length > LIMITS.maxValueBytes) throw tooLarge(path, out.length, TYPENAMES.string);
     return out;
   },
@@ -445,8 +471,11 @@ const BYTES: ValueType<Uint8Array> = freezeType({
     checkBytes(value, path);
     if (value.length > LIMITS.maxValueBytes) throw tooLarge(path, value.length, TYPENAMES.bytes);
     // A copy: the caller may keep mutating its array after handing it over.
-    return copyBytes(value);
+    const out = allocEncoded(value.length);
+    out.set(value);
+    return out;
   },
+  // Decoded values go to user code, which may transfer them: an exact, unshared copy.
   decode: copyBytes,
 });
 
@@ -521,11 +550,10 @@ function objectProblem(o: object, proto: object | null, mode: WalkMode): WalkFai
 }
 
 /**
- * Walks a value and throws a {@link WalkFailure} at the first part the encoding cannot carry
- * unchanged. Returns a lower bound of the encoded size (one byte per node plus string and byte
- * lengths), so oversized values (and shared-reference DAGs that would explode) stop early.
+ * The size estimate of a leaf (one byte per value plus string lengths), after checking it: throws
+ * a {@link WalkFailure} for a leaf the encoding cannot carry unchanged.
  */
-function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): number {
+function leaf(v: unknown, mode: WalkMode, top: boolean, inArray: boolean): number {
   switch (typeof v) {
     case 'number':
       if (mode === JSON_MODE && !Number.isFinite(v)) {
@@ -543,7 +571,7 @@ function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): numb
     case 'undefined':
       // msgpackr carries undefined; JSON drops it from objects (reading the key still gives
       // undefined, so that is allowed) but turns it into null in arrays and fails at the top.
-      if (mode === JSON_MODE && (inArray || depth === 0)) {
+      if (mode === JSON_MODE && (inArray || top)) {
         throw new WalkFailure('ERR_WEFT_UNSERIALIZABLE', 'is undefined', inArray ? ' (it would arrive as null)' : '');
       }
       return 1;
@@ -558,10 +586,18 @@ function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): numb
     case 'symbol':
       throw new WalkFailure('ERR_WEFT_UNSERIALIZABLE', 'is a symbol');
     default:
-      break;
+      // null (objects never reach here)
+      return 1;
   }
-  if (v === null) return 1;
-  const o = v as object;
+}
+
+/**
+ * Checks a container (array, plain object, or a special object) and everything inside it; returns
+ * a lower bound of its encoded size, so oversized values (and shared-reference DAGs that would
+ * explode) stop early. Leaves are checked inline: most values are leaves, and a call per leaf is
+ * what made this walk as slow as packing itself.
+ */
+function node(o: object, mode: WalkMode, depth: number): number {
   if (depth >= LIMITS.maxValueDepth) {
     throw new WalkFailure(
       'ERR_WEFT_UNSERIALIZABLE',
@@ -576,7 +612,8 @@ function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): numb
     let i = 0;
     try {
       for (; i < arr.length; i++) {
-        size += walk(arr[i], mode, depth + 1, true);
+        const c = arr[i];
+        size += typeof c === 'object' && c !== null ? node(c, mode, depth + 1) : leaf(c, mode, false, true);
         if (size > LIMITS.maxValueBytes) throw new WalkFailure('ERR_WEFT_TOO_LARGE', '');
       }
     } catch (f) {
@@ -594,17 +631,19 @@ function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): numb
     if (problem !== undefined) throw problem;
     return size + (o instanceof Uint8Array ? o.length : 8);
   }
-  const keys = Object.keys(o);
+  const rec = o as Record<string, unknown>;
+  // for-in, not Object.keys: no array per object, and the same keys in the same order (a plain
+  // object inherits no enumerable keys); it is also how msgpackr itself enumerates.
   let key = '';
   try {
-    for (let i = 0; i < keys.length; i++) {
-      key = keys[i]!;
+    for (key in rec) {
       if (mode === MSGPACK_MODE) {
         // msgpackr renames "__proto__" (a prototype-pollution guard) and mangles lone surrogates.
         if (key === '__proto__') throw new WalkFailure('ERR_WEFT_UNSERIALIZABLE', 'is a "__proto__" key', ' (it would arrive renamed)');
         if (!isWellFormed(key)) throw new WalkFailure('ERR_WEFT_UNSERIALIZABLE', 'is a key with a lone surrogate', ' (it would arrive changed)');
       }
-      size += key.length + walk((o as Record<string, unknown>)[key], mode, depth + 1, false);
+      const c = rec[key];
+      size += key.length + (typeof c === 'object' && c !== null ? node(c, mode, depth + 1) : leaf(c, mode, false, false));
       if (size > LIMITS.maxValueBytes) throw new WalkFailure('ERR_WEFT_TOO_LARGE', '');
     }
   } catch (f) {
@@ -614,11 +653,12 @@ function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): numb
     }
     throw f;
   }
+  // Both encodings skip symbol keys: an enumerable one is data that would vanish.
   const symbols = Object.getOwnPropertySymbols(o);
-  for (const s of symbols) {
-    // Both encodings skip symbol keys: an enumerable one is data that would vanish.
-    if (Object.prototype.propertyIsEnumerable.call(o, s)) {
-      const f = new WalkFailure('ERR_WEFT_UNSERIALIZABLE', `has a symbol key ${s.toString()}`, ' (it would be dropped)');
+  for (let i = 0; i < symbols.length; i++) {
+    const sym = symbols[i]!;
+    if (Object.prototype.propertyIsEnumerable.call(o, sym)) {
+      const f = new WalkFailure('ERR_WEFT_UNSERIALIZABLE', `has a symbol key ${sym.toString()}`, ' (it would be dropped)');
       f.objs.push(o);
       throw f;
     }
@@ -626,10 +666,11 @@ function walk(v: unknown, mode: WalkMode, depth: number, inArray: boolean): numb
   return size;
 }
 
-/** Runs {@link walk} and turns a failure into the WeftError users see. */
+/** Walks a value ({@link node} / {@link leaf}) and turns a failure into the WeftError users see. */
 function checkCarriable(value: unknown, mode: WalkMode, typename: string, path: string): void {
   try {
-    if (walk(value, mode, 0, false) > LIMITS.maxValueBytes) throw new WalkFailure('ERR_WEFT_TOO_LARGE', '');
+    const size = typeof value === 'object' && value !== null ? node(value, mode, 0) : leaf(value, mode, true, false);
+    if (size > LIMITS.maxValueBytes) throw new WalkFailure('ERR_WEFT_TOO_LARGE', '');
   } catch (f) {
     if (!(f instanceof WalkFailure)) throw f;
     // Frames pushed innermost first.
@@ -669,6 +710,8 @@ function checkCarriable(value: unknown, mode: WalkMode, typename: string, path: 
 // ---------------------------------------------------------------------------------------------
 
 const utf8 = new TextEncoder();
+// Reused for every json encode on this thread; the result is copied out exactly sized.
+let jsonScratch = new Uint8Array(4096);
 const jsonTypes = new Map<string, ValueType<unknown>>();
 
 function makeJson(typename: string): ValueType<unknown> {
@@ -688,8 +731,12 @@ function makeJson(typename: string): ValueType<unknown> {
       // The JS SDK's JsonType writes Buffer.from(JSON.stringify(v)): the same UTF-8 bytes.
       const text = JSON.stringify(value);
       if (text.length > LIMITS.maxValueBytes) throw tooLarge(path, text.length, typename, true);
-      const out = utf8.encode(text);
-      if (out.length > LIMITS.maxValueBytes) throw tooLarge(path, out.length, typename);
+      // JSON.stringify escapes lone surrogates, so the text is well-formed: <= 3 bytes per unit.
+      if (jsonScratch.length < text.length * 3) jsonScratch = new Uint8Array(Math.max(text.length * 3, 2 * jsonScratch.length));
+      const { written } = utf8.encodeInto(text, jsonScratch);
+      if (written > LIMITS.maxValueBytes) throw tooLarge(path, written, typename);
+      const out = allocEncoded(written);
+      out.set(jsonScratch.subarray(0, written));
       return out;
     },
     decode(bytes: Uint8Array): unknown {
@@ -768,9 +815,12 @@ function makeMsgpack(typename: string): ValueType<unknown> {
         throw new WeftError('ERR_WEFT_UNSERIALIZABLE', `${path} cannot be encoded as ${typename}: ${(err as Error).message}`, { cause: err });
       }
       if (packed.length > LIMITS.maxValueBytes) throw tooLarge(path, packed.length, typename);
-      // msgpackr returns a view of a shared slab that other packs keep writing after (and a
-      // long-kept view would pin the whole slab): copy out, exactly sized and owned.
-      return copyBytes(packed);
+      // msgpackr returns a view of its module-wide buffer, which every Packr on this thread
+      // shares and which another one may be told to reuse (useBuffer): copy out before any other
+      // code runs.
+      const out = allocEncoded(packed.length);
+      out.set(packed);
+      return out;
     },
     decode(bytes: Uint8Array): unknown {
       // msgpackr's native decoder rejects views of a SharedArrayBuffer (NOTES.md): copy those.

@@ -445,10 +445,17 @@ export class ProtoWriter {
     return this;
   }
 
-  /** A copy of the bytes written, owned by the caller. The writer keeps its buffer for reuse. */
-  finish(): Uint8Array {
+  /**
+   * A copy of the bytes written, owned by the caller; the writer keeps its buffer for reuse.
+   * `alloc` provides the memory for the copy (default: a fresh exactly-sized Uint8Array), so a
+   * caller with a buffer pool can avoid one allocation per message.
+   */
+  finish(alloc?: (length: number) => Uint8Array): Uint8Array {
     if (this.#forks.length !== 0) throw invalidArg(`ProtoWriter.finish() with ${this.#forks.length} unjoined fork()`);
-    return this.#buf.slice(0, this.#pos);
+    if (alloc === undefined) return this.#buf.slice(0, this.#pos);
+    const out = alloc(this.#pos);
+    out.set(this.#buf.subarray(0, this.#pos));
+    return out;
   }
 }
 

@@ -585,10 +585,9 @@ describe('msgpack', () => {
     );
   });
 
-  it('returns exactly-sized bytes the caller owns, and decodes Uint8Arrays as copies', () => {
+  it('returns bytes the caller owns, and decodes Uint8Arrays as copies', () => {
     const a = t.encode({ x: 1 });
     const b = t.encode({ y: 2 });
-    expect(a.buffer.byteLength).toBe(a.length);
     expect(a.buffer).not.toBe(b.buffer);
     const bin = t.encode({ bin: new Uint8Array([1, 2, 3]) });
     const decoded = t.decode(bin) as { bin: Uint8Array };
@@ -764,6 +763,28 @@ describe('custom', () => {
       'ERR_WEFT_INVALID_ARG',
       'type.custom("a/b") codec must be an object { serialize, deserialize } (got null)',
     );
+  });
+});
+
+describe('encoded bytes', () => {
+  it('are never overwritten by later encodes, whatever their size (pooled or not)', () => {
+    const types: Array<[ValueType<unknown>, (i: number) => unknown]> = [
+      [type.string() as ValueType<unknown>, (i) => `${i}:`.padEnd(i % 700, 'x')],
+      [type.msgpack(), (i) => ({ i, pad: 'y'.repeat(i % 600) })],
+      [type.json(), (i) => ({ i, pad: 'z'.repeat(i % 600) })],
+      [type.bytes() as ValueType<unknown>, (i) => new Uint8Array(i % 900).fill(i & 0xff)],
+    ];
+    for (const [t, make] of types) {
+      const kept = Array.from({ length: 3000 }, (_, i) => t.encode(make(i)));
+      kept.forEach((bytes, i) => expect(t.decode(bytes)).toEqual(make(i)));
+    }
+  });
+
+  it('are exact-sized views: byteLength is the encoding, whatever the backing buffer', () => {
+    const s = 'x'.repeat(200);
+    const bytes = type.string().encode(s);
+    expect(bytes.byteLength).toBe(2 + 1 + 200);
+    expect(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).equals(Buffer.from(sdk.STRING_TYPE.serialize(s)))).toBe(true);
   });
 });
 

@@ -256,6 +256,23 @@ describe('ProtoWriter', () => {
     expect(w.length).toBe(1);
   });
 
+  it('finishes into memory from a caller-supplied allocator', () => {
+    const pool = new Uint8Array(64);
+    let used = 0;
+    const alloc = (n: number): Uint8Array => {
+      const view = pool.subarray(used, used + n);
+      used += n;
+      return view;
+    };
+    const w = new ProtoWriter();
+    const a = w.uint32(300).finish(alloc);
+    const b = w.reset().string('hi').finish(alloc);
+    expect(hex(a)).toBe('ac02');
+    expect(hex(b)).toBe('026869');
+    expect(a.buffer).toBe(pool.buffer);
+    expect(b.byteOffset).toBe(2);
+  });
+
   it('grows from a tiny buffer', () => {
     const w = new ProtoWriter(1);
     for (let i = 0; i < 1000; i++) w.tag(1, WireType.LEN).fork().string('héllo').join();
