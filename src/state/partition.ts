@@ -182,7 +182,8 @@ const SCAN_CHUNK = 512;
 const COPY_CHUNK = 4096;
 /** A transaction takes queued calls up to this many ops (a larger single call goes alone). */
 const MAX_GROUP_OPS = 100_000;
-/** Value bytes are copied into arenas of this size; bigger values get their own copy. */
+/** Value bytes are copied into arenas growing from MIN_ARENA_BYTES to ARENA_BYTES per write call; bigger values get their own copy. */
+const MIN_ARENA_BYTES = 1024;
 const ARENA_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 
@@ -255,6 +256,8 @@ export class Partition {
 
   readonly #root: RootDatabase<Uint8Array, Key>;
   readonly #dbs: SubDbs;
+  /** `#dbs[Db.State]`, kept apart for the hot `getState`. */
+  readonly #stateDb: SubDb;
   readonly #maxKeySize: number;
   readonly #queue: QueuedWrite[] = [];
   #inFlight = false;
@@ -269,6 +272,7 @@ export class Partition {
     this.readOnly = options.readOnly;
     this.#root = root;
     this.#dbs = dbs;
+    this.#stateDb = dbs[Db.State];
     this.#maxKeySize = (dbs[Db.State] as unknown as LmdbInternals).maxKeySize;
   }
 
@@ -297,7 +301,7 @@ export class Partition {
     let root: RootDatabase<Uint8Array, Key> | undefined;
     let partition: Partition;
     try {
-      const lmdbOptions: RootDatabaseOptions & { permissionsMode: number } = {
+      const lmdbOptions: RootDatabaseOptions & { permissionsMode: number; batchStartThreshold: number } = {
         noSubdir: false, // the path is a directory even when its name has a dot
         maxDbs: 8, // four used; headroom costs nothing and keeps older builds able to open newer files
         mapSize: opts.mapSizeBytes,
@@ -313,6 +317,12 @@ export class Partition {
         // add a turn-wide block whose commit promise lmdb-js discards: when a commit fails, that
         // promise's rejection is unhandled and ends the process.
         eventTurnBatching: false,
+        // lmdb-js starts its write thread on a batch after 1000 instructions, before the batch is
+        // complete. If this thread is then stopped (Worker.terminate() mid-write), the write
+        // thread waits for the batch's end for ever, holding the environment's write lock, and
+        // terminate() never finishes (reproduced; test "terminated at arbitrary points"). Start
+        // it only once the batch is whole.
+        batchStartThreshold: 0x7fffffff,
         permissionsMode: 0o600,
       };
       root = openLmdb<Uint8Array, Key>(abs, lmdbOptions);
@@ -352,8 +362,7 @@ export class Partition {
     checkString('type', type);
     checkString('id', id);
     try {
-      const value = this.#dbs[Db.State].getBinary([kg, type, id]);
-      return value === undefined ? undefined : plain(value);
+      return this.#stateDb.getBinary([kg, type, id]);
     } catch (cause) {
       throw dataDirError(this.path, 'cannot read', cause);
     }
@@ -725,7 +734,7 @@ export class Partition {
       const chunk: Array<{ key: Key; value: Uint8Array }> = [];
       try {
         const range = this.#dbs[db].getRange(end === undefined ? { start: from, exclusiveStart: exclusive, limit: SCAN_CHUNK } : { start: from, end, exclusiveStart: exclusive, limit: SCAN_CHUNK });
-        for (const entry of range) chunk.push({ key: entry.key, value: plain(entry.value) });
+        for (const entry of range) chunk.push({ key: entry.key, value: entry.value });
       } catch (cause) {
         throw dataDirError(this.path, 'cannot read', cause);
       }
@@ -775,6 +784,8 @@ class Recorder implements WriteOps {
   #sealed = false;
   #arena: Uint8Array = EMPTY;
   #arenaUsed = 0;
+  /** Small calls get a small arena; each new one doubles, up to ARENA_BYTES. */
+  #nextArenaBytes = MIN_ARENA_BYTES;
   readonly #maxKeySize: number;
   readonly #keyEncoder: LmdbInternals;
   readonly #copyValues: boolean;
@@ -945,7 +956,9 @@ class Recorder implements WriteOps {
     if (n === 0) return EMPTY;
     if (n > ARENA_BYTES / 4) return value.slice();
     if (this.#arenaUsed + n > this.#arena.byteLength) {
-      this.#arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+      while (this.#nextArenaBytes < n) this.#nextArenaBytes *= 2;
+      this.#arena = Buffer.allocUnsafeSlow(this.#nextArenaBytes);
+      this.#nextArenaBytes = Math.min(ARENA_BYTES, this.#nextArenaBytes * 2);
       this.#arenaUsed = 0;
     }
     const out = this.#arena.subarray(this.#arenaUsed, this.#arenaUsed + n);
@@ -953,14 +966,6 @@ class Recorder implements WriteOps {
     this.#arenaUsed += n;
     return out;
   }
-}
-
-/**
- * A plain Uint8Array view of lmdb-js's Buffer (same bytes, no copy): the declared type, and
- * `slice()` copies as on any Uint8Array (Buffer's `slice` would return a view).
- */
-function plain(value: Uint8Array): Uint8Array {
-  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
 }
 
 /**
