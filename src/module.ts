@@ -47,14 +47,17 @@ export type StateValue<D> = D extends { readonly type: infer V } ? ValueOf<V> : 
  */
 export type State<S> = { -readonly [K in keyof S]: S[K] | undefined };
 
-/** Options of `ctx.send`, `ctx.egress`, `ctx.reply`. */
-export interface SendOptions<T = unknown> {
+/**
+ * Options of `ctx.send`, `ctx.egress`, `ctx.reply`. (Not named SendOptions: that is the host's
+ * `weft.send` options type in the public index.)
+ */
+export interface ValueOptions<T = unknown> {
   /** The value type (default `type.msgpack()`): decides the typename and the bytes. */
   readonly type?: ValueType<T>;
 }
 
 /** Options of `ctx.sendAfter`. */
-export interface SendAfterOptions<T = unknown> extends SendOptions<T> {
+export interface SendAfterOptions<T = unknown> extends ValueOptions<T> {
   /**
    * Names this delayed message for `ctx.cancelDelayed(token)`. Scoped to the sending address;
    * reusing a token that is still pending throws ERR_WEFT_DUPLICATE_TOKEN.
@@ -79,15 +82,15 @@ export interface Context<S = Record<string, unknown>, E extends string = string>
   /** The declared state: read a value (or `undefined`), assign to store, assign `undefined` to delete. */
   readonly state: State<S>;
   /** Sends a message to a function (this one included). `opts.type` picks the value type. */
-  send<T = unknown>(to: Address, value: NoInfer<T>, opts?: SendOptions<T>): void;
+  send<T = unknown>(to: Address, value: NoInfer<T>, opts?: ValueOptions<T>): void;
   /** Sends a durable delayed message, due `delayMs` milliseconds after this invocation commits. */
   sendAfter<T = unknown>(delayMs: number, to: Address, value: NoInfer<T>, opts?: SendAfterOptions<T>): void;
   /** Cancels a delayed message this instance sent with `token`; a no-op once it has fired. */
   cancelDelayed(token: string): void;
   /** Records a value to a declared egress. */
-  egress<T = unknown>(name: E, value: NoInfer<T>, opts?: SendOptions<T>): void;
+  egress<T = unknown>(name: E, value: NoInfer<T>, opts?: ValueOptions<T>): void;
   /** Answers the current message: resolves the host's `request()`, or is sent to the calling function. */
-  reply<T = unknown>(value: NoInfer<T>, opts?: SendOptions<T>): void;
+  reply<T = unknown>(value: NoInfer<T>, opts?: ValueOptions<T>): void;
   /** Runs a stateless task (a named export of the module's `compute` file) on the compute pool. */
   compute<R = unknown>(task: string, input: unknown): Promise<R>;
 }

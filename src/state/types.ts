@@ -18,7 +18,7 @@
  * every StateFun SDK writes them (and every SDK reads empty bytes as the default). Decoding is a
  * protobuf parse: unknown fields are skipped and the last occurrence of field 1 wins, so weft
  * reads whatever a conforming encoder wrote; field 1 with the wrong wire type is an error
- * (both official SDKs refuse it too).
+ * (the JS SDK refuses it too, as do the Java SDK's int, long, bool and string readers).
  *
  * Where the official JS SDK's bytes are not what protobuf specifies, weft follows the standard
  * (the SDK still reads weft's bytes, as the nearest value it can represent):
@@ -88,9 +88,9 @@ export const TYPENAMES = Object.freeze({
   bool: 'io.statefun.types/bool',
   string: 'io.statefun.types/string',
   /**
-   * No StateFun SDK defines a bytes type; `io.statefun.types/raw` is the name StateFun's own
-   * runtime uses for untyped remote values. The payload is the bytes themselves, so any SDK
-   * reads it with a pass-through type of that name.
+   * No StateFun SDK (Java, Python, JS, Go) defines a bytes type; `io.statefun.types/raw` is the
+   * name StateFun's own runtime tests give a raw remote value. The payload is the bytes
+   * themselves, so any SDK reads it with a pass-through custom type of that name.
    */
   bytes: 'io.statefun.types/raw',
   /** The JS SDK's JsonType has no default name (it takes one); this is weft's. */
@@ -118,7 +118,7 @@ function malformed(typename: string, detail: string, cause?: unknown): WeftError
 }
 
 // ---------------------------------------------------------------------------------------------
-// Protobuf wrapper helpers
+// Output memory
 // ---------------------------------------------------------------------------------------------
 
 // Owned output memory. V8 keeps typed arrays of up to 64 bytes on its heap (about 25 ns to
@@ -144,6 +144,10 @@ export function allocEncoded(n: number): Uint8Array {
   slabUsed += n;
   return view;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Protobuf wrapper helpers
+// ---------------------------------------------------------------------------------------------
 
 // One scratch per thread: float bit patterns in explicit little-endian order.
 const scratchBuf = new ArrayBuffer(8);
