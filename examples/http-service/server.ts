@@ -140,6 +140,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   });
 
   let closing = false;
+  /** Responses not yet finished: told to close their connection when shutdown starts. */
+  const unfinished = new Set<ServerResponse>();
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { pathname } = new URL(req.url ?? '/', 'http://service');
@@ -180,6 +182,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const server = createServer((req, res) => {
     // While shutting down, finish this request but do not keep its connection for another one.
     if (closing) res.setHeader('connection', 'close');
+    unfinished.add(res);
+    res.once('close', () => unfinished.delete(res));
     route(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
@@ -213,9 +217,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     closed ??= (async () => {
       closing = true;
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Idle keep-alive connections would hold close() open: end them now; busy ones end after
-      // their response (it says `connection: close`), or when the bound runs out.
+      // Idle keep-alive connections would hold close() open: end them now. Busy ones end after
+      // their response, which now says `connection: close`, or when the bound runs out.
       server.closeIdleConnections();
+      for (const res of unfinished) if (!res.headersSent) res.setHeader('connection', 'close');
       let timer: NodeJS.Timeout | undefined;
       const bound = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
