@@ -73,6 +73,8 @@ export interface Snapshot {
   readonly inflight: Envelope[];
   readonly timerSeq: number;
   bytes: number;
+  /** The mailbox and in-flight messages, encoded once for PENDING and reused by the fold. */
+  mailboxBytes?: Uint8Array;
 }
 
 export interface ParticipantHooks {
@@ -164,6 +166,7 @@ export class Participant {
         }
         for (const [kg, due, seq] of snap.timers.deletes) ops.putPending([e, PendingKind.TimerDelete, kg, due, seq], new Uint8Array(0));
         const mailbox = encodeEnvelopes(snap.mailbox.concat(snap.inflight));
+        snap.mailboxBytes = mailbox;
         bytes += mailbox.byteLength;
         ops.putPending([e, PendingKind.Mailbox], mailbox);
         ops.putPending([e, PendingKind.Meta], packr.pack({ timerSeq: snap.timerSeq }));
@@ -203,7 +206,7 @@ function foldSnapshot(ops: WriteOps, snap: Snapshot): void {
   }
   for (const t of snap.timers.puts) ops.putTimer(t.kg, t.due, t.seq, encodeTimer(t));
   for (const [kg, due, seq] of snap.timers.deletes) ops.deleteTimer(kg, due, seq);
-  ops.putMeta(META_MAILBOX, encodeEnvelopes(snap.mailbox.concat(snap.inflight)));
+  ops.putMeta(META_MAILBOX, snap.mailboxBytes ?? encodeEnvelopes(snap.mailbox.concat(snap.inflight)));
   ops.putMeta(META_TIMER_SEQ, snap.timerSeq);
   ops.putMeta(META_FOLDED_EPOCH, snap.epoch);
   ops.deletePendingEpoch(snap.epoch);

@@ -147,6 +147,7 @@ export class Dispatcher implements ContextHost {
   #runnable: Mailbox[] = [];
   #runHead = 0;
   #retries: Retry[] = [];
+  #now = 0;
   readonly acks = new HostAcks();
 
   /** Messages created (sent, fired) since the counters were last taken: for idle detection. */
@@ -231,6 +232,8 @@ export class Dispatcher implements ContextHost {
   /** Runs up to `budget` invocations; returns how many started. */
   run(budget: number): number {
     let n = 0;
+    // One clock read per run: TTL and timer resolution is a millisecond anyway.
+    this.#now = this.#clock.now();
     const q = this.#runnable;
     while (n < budget && this.#runHead < q.length) {
       const mb = q[this.#runHead++] as Mailbox;
@@ -287,7 +290,7 @@ export class Dispatcher implements ContextHost {
     }
     const inst = this.#store.get(mb.key, mb.type, mb.id, mb.kg);
     const fx = new Effects();
-    const now = this.#clock.now();
+    const now = this.#now;
     const ctx = new InvocationContext(this, fn, inst, env, fx, now);
     const msg = new MessageImpl(env[E_TYPENAME], env[E_PAYLOAD], this.module);
     mb.running = true;

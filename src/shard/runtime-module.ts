@@ -74,12 +74,15 @@ function unknownNameTrap(typename: string, specs: readonly CompiledSpec[]): obje
 
 function compileStateView(typename: string, specs: readonly CompiledSpec[]): StateViewClass {
   // One class per function with a real accessor per declared name: reads and writes are plain
-  // property accesses (fast, enumerable, typed).
-  const access = Symbol('access');
+  // property accesses (fast, enumerable, typed). The context sits in a private field: private
+  // fields bypass the prototype chain, so storing it never meets the unknown-name trap below.
   class StateView {
-    declare [access]: StateAccess;
+    readonly #access: StateAccess;
     constructor(a: StateAccess) {
-      Object.defineProperty(this, access, { value: a, enumerable: false });
+      this.#access = a;
+    }
+    static accessOf(view: StateView): StateAccess {
+      return view.#access;
     }
   }
   Object.setPrototypeOf(StateView.prototype, unknownNameTrap(typename, specs));
@@ -87,10 +90,10 @@ function compileStateView(typename: string, specs: readonly CompiledSpec[]): Sta
     Object.defineProperty(StateView.prototype, spec.name, {
       enumerable: true,
       get(this: StateView) {
-        return this[access].readState(spec);
+        return StateView.accessOf(this).readState(spec);
       },
       set(this: StateView, value: unknown) {
-        this[access].writeState(spec, value);
+        StateView.accessOf(this).writeState(spec, value);
       },
     });
   }
@@ -122,12 +125,22 @@ export function compileModule(
   const egresses = new Set(definition.egresses);
   egresses.add(DEAD_LETTERS);
   const defaultType = builtinTypes.msgpack() as ValueType<unknown>;
+  // typename → type, memoized: decoding a message looks its type up on every invocation.
+  const typeCache = new Map<string, ValueType<unknown> | undefined>();
+  const typeOf = (typename: string): ValueType<unknown> | undefined => {
+    let t = typeCache.get(typename);
+    if (t === undefined && !typeCache.has(typename)) {
+      t = definition.typeByName(typename) as ValueType<unknown> | undefined;
+      typeCache.set(typename, t);
+    }
+    return t;
+  };
   return {
     definition,
     functions,
     egresses,
     defaultType,
-    typeOf: (typename) => definition.typeByName(typename) as ValueType<unknown> | undefined,
+    typeOf,
     isKnownFunction: (type) => functions.has(type) || remoteMatchers.some((m) => m(type)),
   };
 }

@@ -58,6 +58,13 @@ export interface ShardBoot {
 
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
 const FRAMES_PER_RING_PER_TURN = 64;
+/**
+ * Intake stops while this many messages wait in mailboxes: the rest stays in the rings, whose
+ * producers then see them full — main's ingress waits (backpressure to the host), other shards
+ * spill. Mailboxes are part of every snapshot, so this also bounds the cost of a checkpoint.
+ * Draining never depends on another shard (sends never block), so this cannot deadlock a cycle.
+ */
+const MAILBOX_HIGH_WATER = 16_384;
 /** Most invocations started per turn before the loop yields to the event loop. */
 const INVOCATIONS_PER_TURN = 8192;
 
@@ -76,6 +83,8 @@ export class ShardLoop {
   readonly #dispatcher: Dispatcher;
   readonly #participant: Participant;
   readonly #partitioner: Partitioner;
+  /** One drain callback per inbound ring, made once (no closure per drain). */
+  readonly #frameHandlers: Array<((frame: Uint8Array) => void) | null>;
   #scheduled = false;
   #sleeping = false;
   #closing = false;
@@ -99,6 +108,7 @@ export class ShardLoop {
     this.#control = new ControlBlock(boot.control, boot.shards);
     this.#inbound = boot.inbound.map((b) => (b === null ? null : Ring.attach(b)));
     this.#inUse = this.#inbound.map((r) => r !== null);
+    this.#frameHandlers = this.#inbound.map((r, i) => (r === null ? null : (frame: Uint8Array) => this.#onFrame(i, frame)));
     this.#outbound = boot.outbound.map((b, i) => (b === null ? null : new Outbound(Ring.attach(b), i, this.#bells)));
     this.#toMain = this.#outbound[0] as Outbound;
     this.#cache = new InstanceCache(boot.cacheSize, (kg, type, id) => partition.getState(kg, type, id));
@@ -207,7 +217,11 @@ export class ShardLoop {
     for (let r = 0; r < inbound.length; r++) {
       const ring = inbound[r];
       if (ring === null || ring === undefined) continue;
-      const n = ring.drain((frame) => this.#onFrame(r, frame), FRAMES_PER_RING_PER_TURN);
+      let n = 0;
+      while (n < FRAMES_PER_RING_PER_TURN && this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER) {
+        if (ring.drain(this.#frameHandlers[r]!, 1) === 0) break;
+        n++;
+      }
       if (n > 0) {
         work += n;
         // The producer found this ring full and sleeps until we free space.
@@ -238,7 +252,8 @@ export class ShardLoop {
     // Announce the sleep, then look once more: a producer that published before our announcement
     // is seen here; one that publishes after it sees SLEEPING and rings (Doorbell's argument).
     this.#bells.prepareSleep(this.#me);
-    if (this.#anyInbound() || this.#dispatcher.hasRunnable) {
+    const intakeOpen = this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER;
+    if ((intakeOpen && this.#anyInbound()) || this.#dispatcher.hasRunnable) {
       this.#bells.cancelSleep(this.#me);
       this.#schedule();
       return;

@@ -91,11 +91,17 @@ for (const shards of [1, 2, 4]) {
 
     it('fires delayed messages in order and cancels them', async () => {
       const id = `timers-${shards}`;
-      await weft.send(acct(id), { op: 'schedule', delayMs: 60, amount: 1, seq: 2 });
-      await weft.send(acct(id), { op: 'schedule', delayMs: 20, amount: 1, seq: 1 });
-      await weft.send(acct(id), { op: 'schedule', delayMs: 40, amount: 100, seq: 99, token: 'tok' });
+      await weft.send(acct(id), {
+        op: 'scheduleMany',
+        items: [
+          { delayMs: 60, amount: 1, seq: 2 },
+          { delayMs: 20, amount: 1, seq: 1 },
+          { delayMs: 60_000, amount: 100, seq: 99, token: 'tok' },
+          { delayMs: 80, amount: 1, seq: 3 },
+        ],
+      });
+      // A cancellation in a later invocation, long before the cancelled one falls due.
       await weft.send(acct(id), { op: 'cancel', token: 'tok' });
-      await weft.send(acct(id), { op: 'schedule', delayMs: 80, amount: 1, seq: 3, token: 'tok' });
       const deadline = Date.now() + 10_000;
       let state = await weft.query(acct(id));
       while ((state?.seen as number[] | undefined)?.length !== 3 && Date.now() < deadline) {
@@ -103,6 +109,9 @@ for (const shards of [1, 2, 4]) {
         state = await weft.query(acct(id));
       }
       expect(state).toEqual({ balance: 3, seen: [1, 2, 3] });
+      expect(weft.metrics().shards.reduce((a, s) => a + s.pendingTimers, 0)).toBe(0);
+      // The token is free again: reusing it is accepted.
+      await weft.send(acct(id), { op: 'schedule', delayMs: 1, amount: 1, seq: 4, token: 'tok' });
     });
 
     it('expires state after write and after call', async () => {

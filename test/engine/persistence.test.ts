@@ -18,12 +18,18 @@ describe('persistence across close() and start()', () => {
     dirs.push(dataDir);
     let weft = await start(dataDir, 2);
     for (let i = 0; i < 50; i++) await weft.send(acct(`p-${i}`), { op: 'deposit', amount: i });
-    // Due while the engine is down, and one far in the future.
-    await weft.send(acct('timer'), { op: 'schedule', delayMs: 150, amount: 1, seq: 2 });
-    await weft.send(acct('timer'), { op: 'schedule', delayMs: 100, amount: 1, seq: 1 });
-    await weft.send(acct('timer'), { op: 'schedule', delayMs: 600_000, amount: 1000, seq: 99, token: 'later' });
+    // Due while the engine is down (scheduled in one invocation, so only the delays order them),
+    // and one far in the future.
+    await weft.send(acct('timer'), {
+      op: 'scheduleMany',
+      items: [
+        { delayMs: 300, amount: 1, seq: 2 },
+        { delayMs: 250, amount: 1, seq: 1 },
+        { delayMs: 600_000, amount: 1000, seq: 99, token: 'later' },
+      ],
+    });
     await weft.close();
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 400));
     weft = await start(dataDir, 2);
     try {
       for (let i = 0; i < 50; i++) expect(await weft.query(acct(`p-${i}`))).toEqual(i === 0 ? { balance: 0 } : { balance: i });
