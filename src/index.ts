@@ -18,6 +18,13 @@ export type {
   ValueType,
   CustomCodec,
   ValueOf,
+  State,
+  StateDecl,
+  StateValue,
+  ValueOptions,
+  SendAfterOptions,
 } from './module.js';
+export { isModuleDefinition } from './module.js';
+export { LIMITS } from './address.js';
 export { WeftError, ErrorCodes, isWeftError } from './errors.js';
 export type { WeftErrorCode, SerializedError } from './errors.js';

@@ -56,6 +56,11 @@ export interface WeftOptions {
   requestTimeoutMs?: number;
   /** How long `close()` waits for in-flight work before it stops anyway, in ms. Default 30_000. */
   closeTimeoutMs?: number;
+  /**
+   * Heap limit of each shard worker in MiB (V8 old generation). A shard that runs out of memory
+   * is ended without taking the process down, and the engine recovers. Default: Node's default.
+   */
+  maxShardHeapMb?: number;
 }
 
 /** Options after validation and defaults. */
@@ -76,6 +81,7 @@ export interface ResolvedOptions {
   readonly ringBytes: number;
   readonly requestTimeoutMs: number;
   readonly closeTimeoutMs: number;
+  readonly maxShardHeapMb: number | undefined;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -103,7 +109,7 @@ const MAX_KEY_GROUPS = 32_768;
 const KNOWN = new Set([
   'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
   'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
-  'ringBytes', 'requestTimeoutMs', 'closeTimeoutMs',
+  'ringBytes', 'requestTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb',
 ]);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
@@ -241,5 +247,6 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     ringBytes,
     requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
     closeTimeoutMs: int('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
+    maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : int('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
   });
 }

@@ -70,6 +70,10 @@ export interface WeftMetrics {
   lastCheckpoint: { epoch: number; ms: number; bytes: number; states: number } | null;
   recoveries: number;
   messagesAlive: number;
+  /** Host sends waiting for room in the main→shard rings (ingress backpressure). */
+  ingressWaiting: number;
+  /** Encoded frames main holds back because a main→shard ring is full (bounded). */
+  ingressSpilledFrames: number;
 }
 
 interface AckGroup {
@@ -103,7 +107,10 @@ interface PendingQuery {
 
 type EgressRecord = [name: string, typename: string, payload: Uint8Array];
 
+/** Frames main may hold back for full main→shard rings before sends wait (about 2 MiB). */
 const INGRESS_HIGH_WATER_FRAMES = 32;
+/** Waiting sends let through per flush once the rings have room again. */
+const INGRESS_RELEASE_BATCH = 4096;
 /** Recoveries tolerated within RECOVERY_WINDOW_MS before the engine gives up. */
 const MAX_RECOVERIES = 5;
 const RECOVERY_WINDOW_MS = 60_000;
@@ -275,6 +282,7 @@ export class Weft {
         retryBackoffMs: this.#opts.retryBackoffMs,
         maxMessageBytes: this.#opts.maxMessageBytes,
         maxStateValueBytes: this.#opts.maxStateValueBytes,
+        maxShardHeapMb: this.#opts.maxShardHeapMb,
         partitionPath: (s) => this.#dir.partitionPath(s),
       },
       { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
@@ -519,9 +527,10 @@ export class Weft {
       this.#openAck[s] = null;
     }
     if (this.#ingressWaiters.length > 0 && !this.#throttledByRings()) {
-      const waiters = this.#ingressWaiters;
-      this.#ingressWaiters = [];
+      // Release waiting sends a slice at a time: all at once would refill what just drained.
+      const waiters = this.#ingressWaiters.splice(0, INGRESS_RELEASE_BATCH);
       for (const w of waiters) w();
+      if (this.#ingressWaiters.length > 0) this.#scheduleFlush();
     }
   }
 
@@ -903,6 +912,8 @@ export class Weft {
       lastCheckpoint: this.#lastCheckpoint,
       recoveries: this.#recoveries,
       messagesAlive: this.#pool.control.alive(),
+      ingressWaiting: this.#ingressWaiters.length,
+      ingressSpilledFrames: this.#out.reduce((a, o) => a + o.spillDepth, 0),
     };
     return format === 'prometheus' ? toPrometheus(m) : m;
   }
@@ -996,5 +1007,7 @@ function toPrometheus(m: WeftMetrics): string {
   scalar('weft_checkpoints_committed', m.checkpointsCommitted);
   scalar('weft_recoveries', m.recoveries);
   scalar('weft_messages_alive', m.messagesAlive);
+  scalar('weft_ingress_waiting', m.ingressWaiting);
+  scalar('weft_ingress_spilled_frames', m.ingressSpilledFrames);
   return `${lines.join('\n')}\n`;
 }

@@ -26,6 +26,7 @@ export interface PoolConfig {
   readonly retryBackoffMs: number;
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
+  readonly maxShardHeapMb: number | undefined;
   partitionPath(shard: number): string;
 }
 
@@ -90,7 +91,12 @@ export class ShardPool {
         maxMessageBytes: this.#config.maxMessageBytes,
         maxStateValueBytes: this.#config.maxStateValueBytes,
       };
-      const worker = new Worker(entry, { workerData: boot, name: `weft-shard-${s}` });
+      const heap = this.#config.maxShardHeapMb;
+      const worker = new Worker(entry, {
+        workerData: boot,
+        name: `weft-shard-${s}`,
+        ...(heap === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: heap } }),
+      });
       this.workers.push(worker);
       ready.push(this.#watch(worker, s));
     }

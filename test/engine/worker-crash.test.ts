@@ -23,12 +23,12 @@ describe('a shard worker dying inside a live engine', () => {
   const dir = tempDir('weft-wcrash-');
   afterAll(() => removeDir(dir));
 
-  for (const how of ['exit', 'uncaught'] as const) {
+  for (const how of ['exit', 'uncaught', 'oom'] as const) {
     it(`rolls every shard back and loses or doubles nothing (${how})`, async () => {
       const dataDir = join(dir, how);
       const flagFile = join(dir, `${how}.flag`);
       writeFileSync(flagFile, 'crash once');
-      const weft = await Weft.start({ module: fixture('xfer'), dataDir, shards: 2, durability: 'process', checkpointIntervalMs: 10 });
+      const weft = await Weft.start({ module: fixture('xfer'), dataDir, shards: 2, durability: 'process', checkpointIntervalMs: 10, maxShardHeapMb: 64 });
       try {
         const sends: Array<Promise<void>> = [];
         let id = 0;
