@@ -1,0 +1,9 @@
+/**
+ * The command table. A new command is one file exporting a {@link Command} and one line here;
+ * `weft --help` lists them in this order.
+ */
+import { bench } from './bench.js';
+import type { Command } from './command.js';
+import { inspect } from './inspect.js';
+
+export const COMMANDS: readonly Command[] = [bench, inspect];

@@ -1,0 +1,262 @@
+/**
+ * The `weft` executable, run as a child process (`node dist/src/cli/main.js`, built by
+ * `npm run build`). Every child is bounded: killed, and the test failed, if it outlives its limit.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Weft } from '../../src/index.js';
+
+const MAIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+const BANK = new URL('../../dist/test/fixtures/bank.js', import.meta.url);
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: string[]): { child: ChildProcess; done: (limitMs: number) => Promise<Result>; stderrSoFar: () => string } {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = (limitMs: number): Promise<Result> => {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`weft ${args.join(' ')} did not exit within ${limitMs} ms; stderr so far:\n${stderr}`));
+      }, limitMs);
+    });
+    return Promise.race([exited, limit]).finally(() => clearTimeout(timer));
+  };
+  return { child, done, stderrSoFar: () => stderr };
+}
+
+const weft = (args: string[], limitMs = 30_000): Promise<Result> => start(args).done(limitMs);
+
+function bounded<T>(p: Promise<T>, what: string, limitMs = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${limitMs} ms`)), limitMs);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves when the child's stderr matches `re`, bounded by `limitMs`. */
+async function waitForStderr(proc: ReturnType<typeof start>, re: RegExp, limitMs: number): Promise<RegExpMatchArray> {
+  const deadline = performance.now() + limitMs;
+  for (;;) {
+    const m = proc.stderrSoFar().match(re);
+    if (m !== null) return m;
+    if (performance.now() > deadline) throw new Error(`stderr did not match ${re} within ${limitMs} ms:\n${proc.stderrSoFar()}`);
+    await new Promise<void>((resolve) => proc.child.stderr!.once('data', () => resolve()));
+  }
+}
+
+const dirs: string[] = [];
+const tempDir = (prefix: string): string => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('help and usage', () => {
+  it('prints help for weft and for each command, exit 0', async () => {
+    const top = await weft(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toContain('Usage: weft <command>');
+    expect(top.stdout).toMatch(/bench\s+run the built-in throughput\/latency benchmark/);
+    expect(top.stdout).toMatch(/inspect\s+show a data dir/);
+    for (const cmd of ['bench', 'inspect']) {
+      const r = await weft([cmd, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.startsWith(`Usage: weft ${cmd}`)).toBe(true);
+      expect(r.stderr).toBe('');
+    }
+    const viaHelp = await weft(['help', 'inspect']);
+    expect(viaHelp.code).toBe(0);
+    expect(viaHelp.stdout.startsWith('Usage: weft inspect')).toBe(true);
+    const version = await weft(['--version']);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('exits 2 with a clear message on bad usage', async () => {
+    const cases: Array<[string[], string]> = [
+      [[], 'weft: missing command'],
+      [['nope'], 'weft: unknown command "nope"'],
+      [['bench', '--bogus'], "weft bench: unknown option '--bogus'"],
+      [['bench', '--seconds'], "weft bench: option '--seconds <value>' argument missing"],
+      [['bench', '--seconds', '0'], 'weft bench: --seconds must be a number from 0.1 to 3600 (got "0")'],
+      [['bench', '--shards', '1.5'], 'weft bench: --shards must be an integer from 1 to 256 (got "1.5")'],
+      [['bench', '--durability', 'maybe'], 'weft bench: --durability must be "process" or "fsync" (got "maybe")'],
+      [['bench', 'extra'], 'weft bench: unexpected argument "extra"'],
+      [['inspect'], 'weft inspect: missing <dataDir>'],
+      [['inspect', 'a', 'b'], 'weft inspect: unexpected argument "b"'],
+      [['inspect', 'a', '--address', 'bank/account'], 'weft inspect: --address must be <namespace>/<name>/<id> (got "bank/account")'],
+      [['inspect', 'a', '--module', 'm.js'], 'weft inspect: --module is only used with --address'],
+    ];
+    for (const [args, message] of cases) {
+      const r = await weft(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr).toContain(message);
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('exits 1 on a runtime failure', async () => {
+    const missing = await weft(['inspect', join(tmpdir(), 'weft-no-such-dir-for-inspect')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('ERR_WEFT_DATA_DIR: data dir');
+    expect(missing.stderr).toContain('does not exist');
+    const notData = await weft(['inspect', tempDir('weft-cli-empty-')]);
+    expect(notData.code).toBe(1);
+    expect(notData.stderr).toContain('is not a weft data dir (it has no meta/ directory)');
+  });
+});
+
+describe('bench', () => {
+  it('--seconds 1 --shards 1 --json prints one JSON object with positive throughput', async () => {
+    const r = await weft(['bench', '--seconds', '1', '--shards', '1', '--json'], 120_000);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as {
+      command: string;
+      shards: number;
+      throughput: { messages: number; msgsPerSec: number };
+      latency: { requests: number; p50Us: number; p90Us: number; p99Us: number };
+      checkpoints: { committed: number };
+    };
+    expect(result.command).toBe('bench');
+    expect(result.shards).toBe(1);
+    expect(result.throughput.messages).toBeGreaterThan(0);
+    expect(result.throughput.msgsPerSec).toBeGreaterThan(0);
+    expect(result.latency.requests).toBeGreaterThan(0);
+    expect(result.latency.p50Us).toBeLessThanOrEqual(result.latency.p90Us);
+    expect(result.latency.p90Us).toBeLessThanOrEqual(result.latency.p99Us);
+    expect(result.checkpoints.committed).toBeGreaterThan(0);
+    const dir = r.stderr.match(/bench: data dir (\S+)/)?.[1];
+    expect(dir).toBeDefined();
+    expect(existsSync(dir!)).toBe(false);
+  });
+
+  it('closes the engine and removes its data dir on SIGINT, exit 130', async () => {
+    const proc = start(['bench', '--seconds', '60', '--shards', '1']);
+    const [, dir] = await waitForStderr(proc, /bench: data dir (\S+)/, 30_000);
+    // The ticker names the phase once the engine is up and sending.
+    await waitForStderr(proc, /bench: (warm-up|throughput|latency) /, 30_000);
+    proc.child.kill('SIGINT');
+    const r = await proc.done(60_000);
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain('weft: SIGINT received, closing');
+    expect(r.stdout).toBe('');
+    expect(existsSync(dir!)).toBe(false);
+  });
+});
+
+describe('inspect', () => {
+  const acct = (id: string) => ({ type: 'bank/account', id });
+
+  /** An engine with some state and one pending timer, and a committed checkpoint holding them. */
+  async function populate(dir: string): Promise<{ engine: Weft; epoch: number }> {
+    // No periodic checkpoints: the one forced below is the only commit, so its epoch is known.
+    const engine = await Weft.start({ module: BANK, shards: 2, dataDir: dir, durability: 'process', checkpointIntervalMs: 0 });
+    const sends = [engine.send(acct('alice'), { op: 'deposit', amount: 42, seq: 1 })];
+    for (let i = 0; i < 20; i++) sends.push(engine.send(acct(`acct-${i}`), { op: 'deposit', amount: i + 1 }));
+    sends.push(engine.send(acct('bob'), { op: 'schedule', delayMs: 3_600_000, amount: 1, token: 'later' }));
+    await bounded(engine.idle(), 'engine idle');
+    const epoch = await bounded(engine.checkpoint(), 'checkpoint');
+    // Sends resolve with the commit of the checkpoint that holds them.
+    await bounded(Promise.all(sends), 'sends');
+    return { engine, epoch };
+  }
+
+  interface Report {
+    committedEpoch: number;
+    shards: number;
+    keyGroups: number;
+    lock: { pid: number; running: boolean } | null;
+    checkpoints: Array<{ epoch: number; at: number; bytes: number; ms: number }>;
+    partitions: Array<{ shard: number; keyGroups: { start: number; end: number }; states: number; timers: number; pendingUncommitted: number[] }>;
+    address?: { found: boolean; shard: number; slots: Array<{ name: string; bytes: number; hex: string; typename?: string; value?: unknown }> };
+  }
+
+  it('shows the committed epoch, checkpoints, partitions and one instance of a closed data dir', async () => {
+    const dir = tempDir('weft-cli-inspect-');
+    const { engine, epoch } = await populate(dir);
+    await bounded(engine.close(), 'close');
+
+    const j = await weft(['inspect', dir, '--json']);
+    expect(j.code).toBe(0);
+    const report = JSON.parse(j.stdout) as Report;
+    expect(report.committedEpoch).toBeGreaterThanOrEqual(epoch);
+    expect(report.checkpoints.at(-1)!.epoch).toBe(report.committedEpoch);
+    expect(report.lock).toBeNull();
+    expect(report.shards).toBe(2);
+    expect(report.partitions.map((p) => p.keyGroups)).toEqual([
+      { start: 0, end: 64 },
+      { start: 64, end: 128 },
+    ]);
+    // alice, bob (its schedule wrote nothing), acct-0..19: 21 instances with state, one timer.
+    expect(report.partitions.reduce((n, p) => n + p.states, 0)).toBe(21);
+    expect(report.partitions.reduce((n, p) => n + p.timers, 0)).toBe(1);
+
+    const t = await weft(['inspect', dir]);
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(new RegExp(`committed\\s+epoch ${report.committedEpoch}\\n`));
+    expect(t.stdout).toContain('engine      not running (no lock)');
+    expect(t.stdout).toMatch(/^\s+shard\s+key groups\s+with data\s+states\s+timers/m);
+    expect(t.stdout).toMatch(/^\s+0\s+0-63\s/m);
+    expect(t.stdout).toMatch(/^\s+1\s+64-127\s/m);
+
+    const raw = await weft(['inspect', dir, '--address', 'bank/account/alice']);
+    expect(raw.code).toBe(0);
+    expect(raw.stdout).toContain('address bank/account/alice (key group');
+    // The int 42 in StateFun's encoding: field 1, fixed32, little-endian.
+    expect(raw.stdout).toMatch(/balance\s+\?\s+5\s+\S+\s+0d 2a 00 00 00/);
+    expect(raw.stdout).toContain('pass --module <path> to decode them');
+
+    const decoded = await weft(['inspect', dir, '--address', 'bank/account/alice', '--module', fileURLToPath(BANK), '--json']);
+    expect(decoded.code).toBe(0);
+    const withModule = JSON.parse(decoded.stdout) as Report;
+    expect(withModule.address!.found).toBe(true);
+    expect(withModule.address!.slots).toEqual([
+      expect.objectContaining({ name: 'balance', typename: 'io.statefun.types/int', value: 42, hex: '0d2a000000' }),
+      expect.objectContaining({ name: 'seen', typename: 'weft.types/json', value: [1] }),
+    ]);
+    const text = await weft(['inspect', dir, '--address', 'bank/account/alice', '--module', fileURLToPath(BANK)]);
+    expect(text.stdout).toMatch(/balance\s+io\.statefun\.types\/int\s+5\s+\S+\s+42\n/);
+
+    const absent = await weft(['inspect', dir, '--address', 'bank/account/nobody', '--json']);
+    expect((JSON.parse(absent.stdout) as Report).address!.found).toBe(false);
+    const unknownType = await weft(['inspect', dir, '--address', 'nope/x/y', '--module', fileURLToPath(BANK)]);
+    expect(unknownType.code).toBe(1);
+    expect(unknownType.stderr).toContain('defines no function of type "nope/x"');
+  });
+
+  it('reads a data dir while an engine runs on it, without disturbing the engine', async () => {
+    const dir = tempDir('weft-cli-live-');
+    const { engine, epoch } = await populate(dir);
+    try {
+      const r = await weft(['inspect', dir, '--address', 'bank/account/alice', '--module', fileURLToPath(BANK)]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`RUNNING: process ${process.pid} holds the lock`);
+      expect(r.stdout).toMatch(new RegExp(`committed\\s+epoch ${epoch}\\n`));
+      expect(r.stdout).toMatch(/balance\s+io\.statefun\.types\/int\s+5\s+\S+\s+42\n/);
+      // The engine goes on as before.
+      await expect(bounded(engine.request(acct('alice'), { op: 'deposit', amount: 1 }), 'request')).resolves.toBe(43);
+      expect(await bounded(engine.checkpoint(), 'checkpoint')).toBeGreaterThan(epoch);
+    } finally {
+      await bounded(engine.close(), 'close');
+    }
+  });
+});
