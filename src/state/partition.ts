@@ -303,7 +303,7 @@ export class Partition {
     try {
       const lmdbOptions: RootDatabaseOptions & { permissionsMode: number; batchStartThreshold: number } = {
         noSubdir: false, // the path is a directory even when its name has a dot
-        maxDbs: 8, // four used; headroom costs nothing and keeps older builds able to open newer files
+        maxDbs: 8, // four used; room for more sub-databases without changing how environments are opened
         mapSize: opts.mapSizeBytes,
         overlappingSync: false,
         noSync: opts.durability === 'process',
@@ -622,16 +622,22 @@ export class Partition {
     this.#inFlight = true;
     let committed: Promise<unknown>;
     try {
-      const plan = this.#plan(group);
+      const expansions = this.#expandPrefixDeletes(group);
       const dbs = this.#dbs;
       // Nothing in this callback can throw for validated input: a throw here would still commit
       // the instructions already queued (lmdb-js ends the batch in a `finally`).
       committed = this.#root.batch(() => {
-        for (let i = 0; i < plan.dbs.length; i++) {
-          const db = dbs[plan.dbs[i] as Db];
-          const value = plan.values[i];
-          if (value === null || value === undefined) void db.remove(plan.keys[i] as Key);
-          else void db.put(plan.keys[i] as Key, value);
+        for (const w of group) {
+          const ops = w.ops;
+          const expanded = expansions.get(ops);
+          for (let i = 0; i < ops.length; i++) {
+            const db = dbs[ops.dbs[i] as Db];
+            const value = ops.values[i];
+            if (value === null) void db.remove(ops.keys[i] as Key);
+            else if (value === PREFIX_DELETE) {
+              for (const key of expanded?.get(i) ?? []) void db.remove(key);
+            } else void db.put(ops.keys[i] as Key, value as Uint8Array);
+          }
         }
       });
     } catch (cause) {
@@ -664,43 +670,36 @@ export class Partition {
   }
 
   /**
-   * Flattens a group into put/delete instructions, expanding prefix deletes into the keys that
-   * exist NOW: committed ones (nothing else is in flight, and lmdb-js renews the read snapshot on
-   * each commit) plus those put by earlier ops of this same group.
+   * Lists the keys each prefix delete of the group removes, as they exist NOW: committed ones
+   * (nothing else is in flight, and lmdb-js renews the read snapshot on each commit) plus those
+   * put by earlier ops of this same group. Keyed by recorder, then op index.
    */
-  #plan(group: QueuedWrite[]): { dbs: Db[]; keys: Key[]; values: Array<Uint8Array | null> } {
-    const dbs: Db[] = [];
-    const keys: Key[] = [];
-    const values: Array<Uint8Array | null> = [];
-    for (const w of group) {
-      const ops = w.ops;
+  #expandPrefixDeletes(group: QueuedWrite[]): Map<Recorder, Map<number, Key[]>> {
+    const expansions = new Map<Recorder, Map<number, Key[]>>();
+    for (let g = 0; g < group.length; g++) {
+      const ops = (group[g] as QueuedWrite).ops;
+      if (!ops.hasPrefixDeletes) continue;
+      const mine = new Map<number, Key[]>();
+      expansions.set(ops, mine);
       for (let i = 0; i < ops.length; i++) {
+        if (ops.values[i] !== PREFIX_DELETE) continue;
         const db = ops.dbs[i] as Db;
-        const value = ops.values[i] as OpValue;
-        if (value !== PREFIX_DELETE) {
-          dbs.push(db);
-          keys.push(ops.keys[i] as Key);
-          values.push(value);
-          continue;
-        }
         const prefix = ops.keys[i] as number;
-        const earlier = dbs.length;
-        for (let j = 0; j < earlier; j++) {
-          const k = keys[j] as unknown[];
-          if (dbs[j] === db && values[j] !== null && k[0] === prefix) {
-            dbs.push(db);
-            keys.push(k as Key);
-            values.push(null);
+        const doomed: Key[] = [];
+        // Earlier puts of this group: in earlier calls, then earlier in this call.
+        for (let h = 0; h <= g; h++) {
+          const earlier = (group[h] as QueuedWrite).ops;
+          const stop = h === g ? i : earlier.length;
+          for (let j = 0; j < stop; j++) {
+            const v = earlier.values[j];
+            if (earlier.dbs[j] === db && v !== null && v !== PREFIX_DELETE && (earlier.keys[j] as unknown[])[0] === prefix) doomed.push(earlier.keys[j] as Key);
           }
         }
-        for (const key of this.#dbs[db].getKeys({ start: [prefix], end: [prefix + 1] })) {
-          dbs.push(db);
-          keys.push(key);
-          values.push(null);
-        }
+        for (const key of this.#dbs[db].getKeys({ start: [prefix], end: [prefix + 1] })) doomed.push(key);
+        mine.set(i, doomed);
       }
     }
-    return { dbs, keys, values };
+    return expansions;
   }
 
   #drained(): Promise<void> {
@@ -781,6 +780,8 @@ class Recorder implements WriteOps {
   readonly dbs: Db[] = [];
   readonly keys: Array<Key | number> = [];
   readonly values: OpValue[] = [];
+  /** Whether any op deletes by prefix (only those groups need the expansion pass). */
+  hasPrefixDeletes = false;
   #sealed = false;
   #arena: Uint8Array = EMPTY;
   #arenaUsed = 0;
@@ -835,6 +836,7 @@ class Recorder implements WriteOps {
   deletePendingEpoch(epoch: number): void {
     this.#check();
     checkEpoch(epoch);
+    this.hasPrefixDeletes = true;
     this.#push(Db.Pending, epoch, PREFIX_DELETE);
   }
 
@@ -853,6 +855,7 @@ class Recorder implements WriteOps {
   deleteKeyGroup(kg: number): void {
     this.#check();
     checkKeyGroup(kg);
+    this.hasPrefixDeletes = true;
     this.#push(Db.State, kg, PREFIX_DELETE);
     this.#push(Db.Timers, kg, PREFIX_DELETE);
   }

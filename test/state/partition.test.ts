@@ -690,6 +690,8 @@ describe('Partition: data directory errors', () => {
     const missing = freshPath();
     await expectWeftError(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: ENOENT/);
     expect(existsSync(missing)).toBe(false);
+    mkdirSync(missing, { mode: 0o700 });
+    await expectWeftError(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: No such file or directory/);
   });
 
   it('fails a commit that cannot be written (file size limit), refusing every later write', async () => {
