@@ -190,7 +190,9 @@ export async function createService(options: ServiceOptions): Promise<Service> {
       } else if (err instanceof HttpError) {
         send(res, err.status, { error: err.message }, err.headers);
       } else if (isWeftError(err) && err.code === 'ERR_WEFT_TIMEOUT') {
-        send(res, 504, { error: 'the engine did not answer in time' });
+        // The message was accepted and may still be applied: a client must not blindly retry a
+        // deposit after a 504 (an idempotency key would make that safe).
+        send(res, 504, { error: 'the engine did not answer in time; the operation may still take effect' });
       } else {
         log(`${req.method ?? '?'} ${req.url ?? '?'} failed:`, err);
         send(res, 500, { error: 'internal error' });

@@ -185,7 +185,7 @@ describe('examples/http-service', () => {
     try {
       const r = await http(silent.url, 'POST', '/accounts/ada/deposit', '{"amount":1}');
       expectCleanError(r, 504);
-      expect(r.json).toEqual({ error: 'the engine did not answer in time' });
+      expect(r.json).toEqual({ error: 'the engine did not answer in time; the operation may still take effect' });
     } finally {
       await silent.close();
       rmSync(d, { recursive: true, force: true });
