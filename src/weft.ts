@@ -9,7 +9,9 @@ import { validateAddress, type Address } from './address.js';
 import { DataDir } from './checkpoint/data-dir.js';
 import { Coordinator } from './checkpoint/coordinator.js';
 import { repartition } from './checkpoint/repartition.js';
-import { WeftError, deserializeError, describe, type SerializedError } from './errors.js';
+import { WeftError, deserializeError, describe, serializeError, type SerializedError } from './errors.js';
+import { ComputePool } from './compute/pool.js';
+import { DEFAULT_TYPE } from './state/types.js';
 import type { ValueType } from './module.js';
 import { resolveOptions, type ResolvedOptions, type WeftOptions } from './options.js';
 import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName } from './router/control-block.js';
@@ -178,6 +180,7 @@ export class Weft {
   readonly #dir: DataDir;
   readonly #partitioner: Partitioner;
   readonly #coordinator: Coordinator;
+  readonly #compute: ComputePool | undefined;
   #pool!: ShardPool;
   #out: Outbound[] = [];
   #flushScheduled = false;
@@ -225,6 +228,8 @@ export class Weft {
     this.#dir = dir;
     const n = opts.shards;
     this.#partitioner = new Partitioner(n, dir.info.keyGroups);
+    const computeFile = module.definition.compute;
+    this.#compute = computeFile !== undefined && opts.computeThreads > 0 ? new ComputePool(computeFile.href, opts.computeThreads) : undefined;
     this.#log = Array.from({ length: n }, () => []);
     this.#logHead = new Array<number>(n).fill(0);
     this.#openAck = new Array<AckGroup | null>(n).fill(null);
@@ -259,7 +264,12 @@ export class Weft {
     try {
       if (dir.info.shards !== opts.shards) await repartition(dir, opts.shards, opts.durability);
       const weft = new Weft(opts, module, dir);
-      await weft.#startPool();
+      try {
+        await weft.#startPool();
+      } catch (err) {
+        await weft.#compute?.close();
+        throw err;
+      }
       weft.#coordinator.start();
       return weft;
     } catch (err) {
@@ -283,6 +293,7 @@ export class Weft {
         maxMessageBytes: this.#opts.maxMessageBytes,
         maxStateValueBytes: this.#opts.maxStateValueBytes,
         maxShardHeapMb: this.#opts.maxShardHeapMb,
+        compute: this.#compute !== undefined,
         partitionPath: (s) => this.#dir.partitionPath(s),
       },
       { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
@@ -634,10 +645,49 @@ export class Weft {
         case Kind.QueryResult:
           this.#onQueryResult(rec[1] as number, rec[2] as InstanceRecord | null);
           break;
+        case Kind.Compute:
+          this.#onCompute(shard, rec[1] as number, rec[2] as string, rec[3] as Uint8Array);
+          break;
         default:
           throw new WeftError('ERR_WEFT_INTERNAL', `main: unexpected record kind ${String(rec[0])} from shard ${shard}`);
       }
     }
+  }
+
+  /** Runs a shard's compute call on the pool; the result goes back through that shard's ring. */
+  #onCompute(shard: number, callId: number, task: string, payload: Uint8Array): void {
+    const generation = this.#generation;
+    const reply = (ok: boolean, value: unknown): void => {
+      // A recovery replaced the shard meanwhile: its invocation will run (and compute) again.
+      if (generation !== this.#generation || this.#closed) return;
+      this.#out[shard]!.push([Kind.ComputeResult, callId, ok, value], 64 + (value instanceof Uint8Array ? value.byteLength : 256));
+      this.#scheduleFlush();
+    };
+    const pool = this.#compute;
+    if (pool === undefined) {
+      reply(false, serializeError(new WeftError('ERR_WEFT_COMPUTE', 'ctx.compute: the compute pool is disabled (computeThreads: 0)')));
+      return;
+    }
+    let input: unknown;
+    try {
+      input = DEFAULT_TYPE.decode(payload);
+    } catch (err) {
+      reply(false, serializeError(err));
+      return;
+    }
+    pool.run(task, input).then(
+      (value) => {
+        let bytes: Uint8Array;
+        try {
+          bytes = DEFAULT_TYPE.encode(value, `ctx.compute(${JSON.stringify(task)}) result`);
+        } catch (err) {
+          reply(false, serializeError(err));
+          return;
+        }
+        reply(true, bytes);
+      },
+      (err: unknown) => reply(false, serializeError(err)),
+    );
   }
 
   readonly #durableReplies = new Map<number, Array<[number, string, Uint8Array]>>();
@@ -946,6 +996,7 @@ export class Weft {
     this.#closed = true;
     this.#generation++;
     await this.#pool.terminate();
+    await this.#compute?.close();
     this.#rejectAll(closedError);
     for (const ch of this.#egress.values()) ch.end();
     for (const w of this.#idleWaiters) w();

@@ -27,6 +27,7 @@ export interface PoolConfig {
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
   readonly maxShardHeapMb: number | undefined;
+  readonly compute: boolean;
   partitionPath(shard: number): string;
 }
 
@@ -90,6 +91,7 @@ export class ShardPool {
         retryBackoffMs: this.#config.retryBackoffMs,
         maxMessageBytes: this.#config.maxMessageBytes,
         maxStateValueBytes: this.#config.maxStateValueBytes,
+        compute: this.#config.compute,
       };
       const heap = this.#config.maxShardHeapMb;
       const worker = new Worker(entry, {

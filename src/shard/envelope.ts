@@ -31,6 +31,10 @@ export const enum Kind {
   Close = 9,
   /** `[Kind.Closed]`: the shard released its partition. shard→main. */
   Closed = 10,
+  /** `[Kind.Compute, callId, task, input]`: run a compute task. shard→main. */
+  Compute = 11,
+  /** `[Kind.ComputeResult, callId, ok, value | serializedError]`: main→shard. */
+  ComputeResult = 12,
 }
 
 /**

@@ -26,6 +26,8 @@ import { Participant, recoverPartition, type Snapshot } from '../checkpoint/part
 import { Dispatcher } from './dispatcher.js';
 import { E_HSEQ, E_REPLY_TO, Kind, envelopeWeight, type Envelope } from './envelope.js';
 import { Outbound } from './outbound.js';
+import { DEFAULT_TYPE } from '../state/types.js';
+import { deserializeError, type SerializedError } from '../errors.js';
 import type { RuntimeModule } from './runtime-module.js';
 
 /** What a shard worker is started with (worker_threads `workerData`). */
@@ -54,6 +56,8 @@ export interface ShardBoot {
   readonly retryBackoffMs: number;
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
+  /** The module declares a compute file and main runs a compute pool. */
+  readonly compute: boolean;
 }
 
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
@@ -86,6 +90,8 @@ export class ShardLoop {
   /** One drain callback per inbound ring, made once (no closure per drain). */
   readonly #frameHandlers: Array<((frame: Uint8Array) => void) | null>;
   #scheduled = false;
+  #computeSeq = 0;
+  readonly #computeCalls = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
   #sleeping = false;
   #closing = false;
   #closed = false;
@@ -125,6 +131,7 @@ export class ShardLoop {
         retryBackoffMs: boot.retryBackoffMs,
         maxMessageBytes: boot.maxMessageBytes,
         maxStateValueBytes: boot.maxStateValueBytes,
+        ...(boot.compute ? { compute: (task: string, input: unknown) => this.#compute(task, input) } : {}),
       },
       this.#cache,
       {
@@ -322,10 +329,45 @@ export class ShardLoop {
         case Kind.Close:
           this.#closing = true;
           break;
+        case Kind.ComputeResult:
+          this.#onComputeResult(rec[1] as number, rec[2] as boolean, rec[3]);
+          break;
         default:
           throw new Error(`shard ${this.#boot.shard}: unexpected record kind ${String(rec[0])} on ring ${ring}`);
       }
     }
+  }
+
+  /**
+   * ctx.compute: the call goes to main (which owns the compute pool) through the ring; the
+   * result comes back through the main→shard ring and resumes the parked invocation.
+   */
+  #compute(task: string, input: unknown): Promise<unknown> {
+    let payload: Uint8Array;
+    try {
+      payload = DEFAULT_TYPE.encode(input, 'ctx.compute input');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const callId = ++this.#computeSeq;
+    return new Promise((resolve, reject) => {
+      this.#computeCalls.set(callId, { resolve, reject });
+      this.#toMain.push([Kind.Compute, callId, task, payload], payload.byteLength + task.length + 32);
+      this.#wake();
+    });
+  }
+
+  #onComputeResult(callId: number, ok: boolean, value: unknown): void {
+    const call = this.#computeCalls.get(callId);
+    if (call === undefined) return;
+    this.#computeCalls.delete(callId);
+    if (ok) {
+      try {
+        call.resolve(DEFAULT_TYPE.decode(value as Uint8Array));
+      } catch (err) {
+        call.reject(err);
+      }
+    } else call.reject(deserializeError(value as SerializedError));
   }
 
   #query(requestId: number, type: string, id: string): void {

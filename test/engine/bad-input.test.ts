@@ -66,6 +66,7 @@ describe('bad input gets a typed error naming the value, and breaks nothing', ()
       ['address', 'ERR_WEFT_INVALID_ADDRESS', 'id'],
       ['big', 'ERR_WEFT_TOO_LARGE', 'maxMessageBytes'],
       ['int', 'ERR_WEFT_TYPE_MISMATCH', '"not a number"'],
+      ['compute', 'ERR_WEFT_COMPUTE', 'no compute file'],
     ];
     for (const [what] of cases) await weft.send({ type: 'test/bad', id: what }, what);
     const letters = (await take(dead, cases.length)) as DeadLetter[];
