@@ -18,6 +18,10 @@
  * about half a minute), 1 warm-up run (JIT) and 5 measured runs, interleaved across variants so
  * drift on this shared 2-vCPU machine hits all of them alike; the median run is reported.
  *
+ * Besides msgs/s, each run records the process's CPU time (both threads) per message: on this
+ * shared machine other processes often take cores away, which lowers msgs/s of every variant but
+ * leaves CPU per message mostly alone.
+ *
  * Not measured: wake-up latency (a loaded ring rarely sleeps), decoding the payload values
  * (`unpackValue`), several producers per consumer, memory and GC pressure of unbounded postMessage
  * queues (postMessage variants have no flow control, the ring does), and the event loop cost of
@@ -26,7 +30,7 @@
  * Run: `npm run bench:transport`. Prints a table and writes native-bench/results/transport.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { Doorbell } from '../src/transport/doorbell.js';
@@ -203,15 +207,22 @@ async function main(): Promise<void> {
   );
   for (const h of harnesses) await h.run(Math.min(h.spec.messages, 100_000));
   const samples = new Map<Variant, number[]>(SPECS.map((s) => [s.variant, []]));
+  const cpuSamples = new Map<Variant, number[]>(SPECS.map((s) => [s.variant, []]));
   for (let run = 0; run < RUNS; run++) {
     for (const h of harnesses) {
+      const cpu0 = process.cpuUsage();
       const ns = await h.run(h.spec.messages);
+      const cpu = process.cpuUsage(cpu0);
       samples.get(h.spec.variant)?.push(h.spec.messages / (ns / 1e9));
+      // Both threads (cpuUsage is per process): the CPU each message cost, however the OS
+      // scheduled us. On a loaded machine this stays put while msgs/s drops.
+      cpuSamples.get(h.spec.variant)?.push(((cpu.user + cpu.system) * 1000) / h.spec.messages);
     }
   }
   for (const h of harnesses) await h.close();
 
   const medianOf = (v: Variant): number => median(samples.get(v) ?? []);
+  const cpuOf = (v: Variant): number => median(cpuSamples.get(v) ?? []);
   const baseline = medianOf('post-one');
   const rows = SPECS.map((s) => ({
     variant: s.label,
@@ -219,6 +230,7 @@ async function main(): Promise<void> {
     'msgs/s (median)': Math.round(medianOf(s.variant)),
     'min..max': `${Math.round(Math.min(...(samples.get(s.variant) ?? [])))}..${Math.round(Math.max(...(samples.get(s.variant) ?? [])))}`,
     'vs (b)': `${(medianOf(s.variant) / baseline).toFixed(2)}x`,
+    'CPU ns/msg (both threads)': Math.round(cpuOf(s.variant)),
   }));
   console.table(rows);
   const ringRate = medianOf('ring');
@@ -226,15 +238,21 @@ async function main(): Promise<void> {
   const ratio = ringRate / baseline;
   const conservative = ringRate / bestSingle;
   const pass = ratio >= 5;
+  const loadAverage = loadavg()[0] ?? 0;
   console.log(
     `acceptance: ring / (b) = ${ratio.toFixed(2)}x (bar: >= 5x) -> ${pass ? 'PASS' : 'FAIL'}; ` +
-      `ring / best one-per-post baseline = ${conservative.toFixed(2)}x`,
+      `ring / best one-per-post baseline = ${conservative.toFixed(2)}x; ` +
+      `CPU per message, (b) / ring = ${(cpuOf('post-one') / cpuOf('ring')).toFixed(2)}x; ` +
+      `1-min load average ${loadAverage.toFixed(2)} on ${cpus().length} CPUs`,
   );
+  if (loadAverage > cpus().length) {
+    console.log('note: the machine is busy with other processes; msgs/s understate, CPU ns/msg hold better');
+  }
 
   const out = {
     bench: 'transport',
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage1m: loadAverage },
     message: { shape: 'engine tuple [0, "bank/account", "acct-<n>", null, null, "deposit", <42 as msgpack>]', msgpackBytes: bytesPerMessage },
     budget: { runs: RUNS, warmupRuns: 1, statistic: 'median', ringBytes: RING_BYTES, batch: BATCH },
     variants: SPECS.map((s) => ({
@@ -244,6 +262,8 @@ async function main(): Promise<void> {
       msgsPerSec: samples.get(s.variant),
       medianMsgsPerSec: medianOf(s.variant),
       ratioToPostOne: medianOf(s.variant) / baseline,
+      cpuNsPerMsg: cpuSamples.get(s.variant),
+      medianCpuNsPerMsg: cpuOf(s.variant),
     })),
     acceptance: { metric: 'ring / post-one', ratio, bar: 5, pass, ratioToBestOnePerPost: conservative },
     checksum: touched,
