@@ -3,6 +3,7 @@
  * built with the official SDK's generated protobuf classes, answers decoded with them, and where
  * the SDK can serve the same function, its answer compared byte for byte with weft's.
  */
+import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/errors.js';
@@ -392,6 +393,40 @@ describe('HTTP protection', () => {
   it('keeps serving many concurrent requests after all of that', async () => {
     const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => postStatefun(weft.url, toFunction(addr('shop/counter', `c${i}`), emptyState('shop/counter'), [{ arg: str('x') }]))));
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+  });
+});
+
+describe('hostile input', () => {
+  const allowed = new Set(['ERR_WEFT_PROTOCOL', 'ERR_WEFT_UNKNOWN_FUNCTION', 'ERR_WEFT_TYPE_MISMATCH', 'ERR_WEFT_USER_CODE']);
+  const invoke = createStatefunInvoker(functions, { batchTimeoutMs: 1_000 });
+
+  async function settles(body: Uint8Array): Promise<void> {
+    try {
+      sdkDecodeFromFunction(await invoke(body));
+    } catch (err) {
+      expect(err).toBeInstanceOf(WeftError);
+      expect(allowed.has((err as WeftError).code), (err as Error).message).toBe(true);
+    }
+  }
+
+  it('answers or refuses random bytes with a request error, never anything else', async () => {
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), settles), { numRuns: 500 });
+  });
+
+  it('answers or refuses corrupted valid requests the same way', async () => {
+    const valid = [
+      toFunction(addr('shop/counter', 'a'), emptyState('shop/counter'), [{ caller: addr('a/b', 'c'), arg: str('x') }]),
+      toFunction(addr('types/echo', 'e'), emptyState('types/echo'), [{ arg: tv('weft.types/json', Buffer.from('{"a":[1,2]}')) }]),
+      toFunction(addr('shop/timer', 'k'), [], [{ arg: str('go') }]),
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }), async (body, edits) => {
+        const bad = Uint8Array.from(body);
+        for (const [at, value] of edits) bad[at % bad.length] = value;
+        await settles(bad);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
