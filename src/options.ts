@@ -61,6 +61,11 @@ export interface WeftOptions {
    * is ended without taking the process down, and the engine recovers. Default: Node's default.
    */
   maxShardHeapMb?: number;
+  /**
+   * Committed records each egress holds for the host until read; past it the oldest are dropped
+   * (counted in metrics `egressDropped`, with a warning). Default 100_000.
+   */
+  egressBufferSize?: number;
 }
 
 /** Options after validation and defaults. */
@@ -82,6 +87,7 @@ export interface ResolvedOptions {
   readonly requestTimeoutMs: number;
   readonly closeTimeoutMs: number;
   readonly maxShardHeapMb: number | undefined;
+  readonly egressBufferSize: number;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -98,6 +104,7 @@ export const DEFAULTS = Object.freeze({
   ringBytes: 4 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   closeTimeoutMs: 30_000,
+  egressBufferSize: 100_000,
   remoteTimeoutMs: 10_000,
   remoteMaxBatch: 100,
 });
@@ -109,7 +116,7 @@ const MAX_KEY_GROUPS = 32_768;
 const KNOWN = new Set([
   'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
   'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
-  'ringBytes', 'requestTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb',
+  'ringBytes', 'requestTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressBufferSize',
 ]);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
@@ -247,6 +254,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     ringBytes,
     requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
     closeTimeoutMs: int('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
+    egressBufferSize: int('egressBufferSize', o.egressBufferSize, DEFAULTS.egressBufferSize, 1),
     maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : int('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
   });
 }

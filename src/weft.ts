@@ -67,6 +67,8 @@ export interface WeftMetrics {
   hostMessagesUncommitted: number;
   requestsPending: number;
   egressBuffered: number;
+  /** Committed egress records dropped because nobody read them (see `egressBufferSize`). */
+  egressDropped: number;
   committedEpoch: number;
   checkpointsCommitted: number;
   lastCheckpoint: { epoch: number; ms: number; bytes: number; states: number } | null;
@@ -117,12 +119,25 @@ const INGRESS_RELEASE_BATCH = 4096;
 const MAX_RECOVERIES = 5;
 const RECOVERY_WINDOW_MS = 60_000;
 
-/** An async iterable of committed egress records; each record is delivered to one iterator once. */
+/**
+ * An async iterable of committed egress records; each record is delivered to one iterator once.
+ * Records wait here until an iterator takes them, at most `limit` of them: past that the OLDEST
+ * are dropped and counted (metrics `egressDropped`), with one warning per egress, so a host that
+ * never reads an egress cannot make weft's memory grow without bound.
+ */
 class EgressChannel {
+  readonly #name: string;
+  readonly #limit: number;
   readonly #buffer: unknown[] = [];
   #head = 0;
   readonly #waiting: Array<(r: IteratorResult<unknown>) => void> = [];
   #ended = false;
+  dropped = 0;
+
+  constructor(name: string, limit: number) {
+    this.#name = name;
+    this.#limit = limit;
+  }
 
   get buffered(): number {
     return this.#buffer.length - this.#head;
@@ -130,8 +145,21 @@ class EgressChannel {
 
   push(value: unknown): void {
     const w = this.#waiting.shift();
-    if (w !== undefined) w({ value, done: false });
-    else this.#buffer.push(value);
+    if (w !== undefined) {
+      w({ value, done: false });
+      return;
+    }
+    this.#buffer.push(value);
+    if (this.buffered > this.#limit) {
+      this.#buffer[this.#head++] = undefined;
+      if (this.dropped++ === 0) {
+        process.emitWarning(`weft: egress ${JSON.stringify(this.#name)} holds ${this.#limit} unread records (egressBufferSize); dropping the oldest. Read it with weft.egress(name).`);
+      }
+      if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
+        this.#buffer.splice(0, this.#head);
+        this.#head = 0;
+      }
+    }
   }
 
   end(): void {
@@ -461,7 +489,7 @@ export class Weft {
   #channel(name: string): EgressChannel {
     let ch = this.#egress.get(name);
     if (ch === undefined) {
-      ch = new EgressChannel();
+      ch = new EgressChannel(name, this.#opts.egressBufferSize);
       this.#egress.set(name, ch);
       if (this.#closed) ch.end();
     }
@@ -606,6 +634,15 @@ export class Weft {
         case Kind.Reply:
           this.#onReply(shard, rec[1] as number, rec[2] as string, rec[3] as Uint8Array);
           break;
+        case Kind.ReplyError: {
+          const req = this.#requests.get(rec[1] as number);
+          if (req !== undefined) {
+            this.#requests.delete(rec[1] as number);
+            clearTimeout(req.timer);
+            req.reject(deserializeError(rec[2] as SerializedError));
+          }
+          break;
+        }
         case Kind.Egress:
           this.#activity++;
           this.#egressSince[shard]!.push([rec[1] as string, rec[2] as string, rec[3] as Uint8Array]);
@@ -950,13 +987,18 @@ export class Weft {
     let uncommitted = 0;
     for (let s = 0; s < this.#log.length; s++) uncommitted += this.#log[s]!.length - this.#logHead[s]!;
     let egressBuffered = 0;
-    for (const ch of this.#egress.values()) egressBuffered += ch.buffered;
+    let egressDropped = 0;
+    for (const ch of this.#egress.values()) {
+      egressBuffered += ch.buffered;
+      egressDropped += ch.dropped;
+    }
     const m: WeftMetrics = {
       shards,
       hostMessagesSent: this.#hseq,
       hostMessagesUncommitted: uncommitted,
       requestsPending: this.#requests.size,
       egressBuffered,
+      egressDropped,
       committedEpoch: this.#coordinator.committedEpoch,
       checkpointsCommitted: this.#checkpointsCommitted,
       lastCheckpoint: this.#lastCheckpoint,
@@ -1054,6 +1096,7 @@ function toPrometheus(m: WeftMetrics): string {
   scalar('weft_host_messages_uncommitted', m.hostMessagesUncommitted);
   scalar('weft_requests_pending', m.requestsPending);
   scalar('weft_egress_buffered', m.egressBuffered);
+  scalar('weft_egress_dropped', m.egressDropped);
   scalar('weft_committed_epoch', m.committedEpoch);
   scalar('weft_checkpoints_committed', m.checkpointsCommitted);
   scalar('weft_recoveries', m.recoveries);

@@ -14,7 +14,7 @@
  * of a running address's mailbox is the message being processed — it will simply run again after
  * a recovery), timers are a heap of envelopes, and dirty instances are a set.
  */
-import { WeftError, describe, serializeError } from '../errors.js';
+import { WeftError, describe, serializeError, type SerializedError } from '../errors.js';
 import type { Instance } from '../state/instance.js';
 import { Slot } from '../state/instance.js';
 import type { Clock, TimerService } from '../timers/timer-service.js';
@@ -35,6 +35,8 @@ export interface Outbox {
   toShard(shard: number, env: Envelope): void;
   /** `ctx.reply` to a host request. */
   reply(requestId: number, typename: string, payload: Uint8Array): void;
+  /** A host request's message was dead-lettered: fail the request with the function's error. */
+  replyError?(requestId: number, error: SerializedError): void;
   egress(name: string, typename: string, payload: Uint8Array): void;
 }
 
@@ -433,6 +435,8 @@ export class Dispatcher implements ContextHost {
     };
     const t = this.module.defaultType;
     this.#out.egress(DEAD_LETTER_EGRESS, t.typename, t.encode(record));
+    // A host waiting in request() hears of the failure now, not at its timeout.
+    if (env[E_REPLY_TO] > 0) this.#out.replyError?.(env[E_REPLY_TO], record.error);
     this.#finish(mb, env);
   }
 

@@ -35,6 +35,8 @@ export const enum Kind {
   Compute = 11,
   /** `[Kind.ComputeResult, callId, ok, value | serializedError]`: main→shard. */
   ComputeResult = 12,
+  /** `[Kind.ReplyError, requestId, serializedError]`: a host request's message was dead-lettered. shard→main. */
+  ReplyError = 13,
 }
 
 /**

@@ -141,6 +141,9 @@ export class ShardLoop {
         reply(requestId: number, typename: string, payload: Uint8Array) {
           toMain.push([Kind.Reply, requestId, typename, payload], payload.byteLength + 32);
         },
+        replyError(requestId: number, error: SerializedError) {
+          toMain.push([Kind.ReplyError, requestId, error], 256);
+        },
         egress(name: string, typename: string, payload: Uint8Array) {
           toMain.push([Kind.Egress, name, typename, payload], payload.byteLength + name.length + 32);
         },

@@ -86,6 +86,21 @@
  * With no `transactionSync` at all, no write lock is ever held by the calling thread, so step 4
  * cannot block on one. A regression test closes under load many times in a child process.
  *
+ * ## Other lmdb-js 3.5.6 hazards found, and what this module does about them
+ * - A `data.mdb` that is not LMDB (or of another data format) makes `mdb_env_open` fail, and
+ *   lmdb-js then frees its ExtendedEnv twice: SIGSEGV, the whole process. {@link checkDataFile}
+ *   reads the header first and refuses such files with ERR_WEFT_DATA_DIR.
+ * - With event-turn batching, a failed commit rejects a promise lmdb-js created for the turn and
+ *   never handed out: an unhandled rejection, which ends the process. Off (`eventTurnBatching:
+ *   false`); each write is an explicit `batch`, atomic by itself.
+ * - A worker thread stopped by `Worker.terminate()` while issuing a batch of more than 1000
+ *   instructions left lmdb-js's write thread (already started on the partial batch) waiting for
+ *   the rest for ever: `terminate()` never resolved and the write lock stayed taken. The write
+ *   thread now starts only on a complete batch (`batchStartThreshold`); tested by terminating
+ *   writing workers at varying points.
+ * - A failed commit is reported twice: as the batch's rejection and with `console.error` on
+ *   stderr from lmdb-js itself (not suppressible without patching lmdb-js).
+ *
  * ## Measured (2 vCPU KVM guest, ext4, Node 20.20, lmdb 3.5.6; native-bench/partition.ts)
  * FIGURES
  */

@@ -71,3 +71,30 @@ describe('what the host sees waits for the commit', () => {
     }
   });
 });
+
+describe('egress buffering and failed requests', () => {
+  it('keeps at most egressBufferSize unread records per egress, dropping the oldest', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, egressBufferSize: 10 });
+    try {
+      await Promise.all(Array.from({ length: 25 }, (_, i) => weft.send({ type: 'bank/account', id: `b-${i}` }, { op: 'transfer', amount: 1, to: 'sink' })));
+      await weft.checkpoint();
+      const m = weft.metrics();
+      expect(m.egressBuffered).toBe(10);
+      expect(m.egressDropped).toBe(15);
+      expect(await take(weft.egress('bank/audit'), 10)).toHaveLength(10);
+      expect(weft.metrics().egressBuffered).toBe(0);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('rejects a request with the function error once its message is dead-lettered', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 1, retryBackoffMs: 1 });
+    try {
+      const err = await within(weft.request({ type: 'bank/account', id: 'x' }, { op: 'boom' }, { timeoutMs: 60_000 }).catch((e: unknown) => e), 10_000, 'request');
+      expect((err as Error).message).toBe('boom at x');
+    } finally {
+      await cleanup();
+    }
+  });
+});
