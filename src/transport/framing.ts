@@ -128,8 +128,11 @@ export class FrameEncoder {
   #bytes = new Uint8Array(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
   #pos = 0;
 
-  /** Encodes `records` as one frame; the result is valid until the next `encode` call. */
-  encode(records: readonly FrameRecord[]): Uint8Array {
+  /**
+   * Encodes `records` (each a {@link FrameRecord}; anything else fails in the decoder) as one
+   * frame; the result is valid until the next `encode` call.
+   */
+  encode(records: readonly unknown[]): Uint8Array {
     this.#pos = 0;
     this.#arrayHeader(records.length);
     for (let i = 0; i < records.length; i++) this.#value(records[i]);
@@ -367,8 +370,11 @@ export class FrameDecoder {
 const defaultEncoder = new FrameEncoder();
 const defaultDecoder = new FrameDecoder();
 
-/** {@link FrameEncoder.encode} with a per-thread default encoder. */
-export function encodeBatch(records: readonly FrameRecord[]): Uint8Array {
+/**
+ * {@link FrameEncoder.encode} with a per-thread default encoder: the frame is valid until the next
+ * `encodeBatch` on this thread.
+ */
+export function encodeBatch(records: readonly unknown[]): Uint8Array {
   return defaultEncoder.encode(records);
 }
 
