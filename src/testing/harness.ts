@@ -172,8 +172,9 @@ class Harness implements TestHarness {
   // Ingress: validated exactly like the engine's (src/weft.ts), with its messages
   // ------------------------------------------------------------------------------------------
 
-  #checkOpen(what: string): void {
-    if (this.#closing) throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() called after close()`);
+  /** `owner` is `weft` for the methods the engine has too (same message), `harness` for the others. */
+  #checkOpen(what: string, owner = 'weft'): void {
+    if (this.#closing) throw new WeftError('ERR_WEFT_CLOSED', `${owner}.${what}() called after close()`);
   }
 
   #target(to: unknown, what: string): Address {
@@ -323,7 +324,7 @@ class Harness implements TestHarness {
 
   advance(ms: number): Promise<void> {
     try {
-      this.#checkOpen('advance');
+      this.#checkOpen('advance', 'harness');
       if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
         throw new WeftError('ERR_WEFT_INVALID_ARG', `harness.advance ms must be a finite number >= 0 (got ${describe(ms)})`);
       }

@@ -50,14 +50,27 @@ function bounded<T>(p: Promise<T>, what: string, limitMs = 20_000): Promise<T> {
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
 
-/** Resolves when the child's stderr matches `re`, bounded by `limitMs`. */
+/** Resolves when the child's stderr matches `re`; rejects if it exits first or `limitMs` passes. */
 async function waitForStderr(proc: ReturnType<typeof start>, re: RegExp, limitMs: number): Promise<RegExpMatchArray> {
   const deadline = performance.now() + limitMs;
   for (;;) {
     const m = proc.stderrSoFar().match(re);
     if (m !== null) return m;
-    if (performance.now() > deadline) throw new Error(`stderr did not match ${re} within ${limitMs} ms:\n${proc.stderrSoFar()}`);
-    await new Promise<void>((resolve) => proc.child.stderr!.once('data', () => resolve()));
+    if (performance.now() > deadline || proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`stderr did not match ${re} within ${limitMs} ms (or the child exited):\n${proc.stderrSoFar()}`);
+    }
+    // Wake on more output, on exit, or at the deadline, whichever comes first.
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        proc.child.stderr!.off('data', wake);
+        proc.child.off('exit', wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, Math.max(0, deadline - performance.now()));
+      proc.child.stderr!.on('data', wake);
+      proc.child.on('exit', wake);
+    });
   }
 }
 
@@ -108,7 +121,8 @@ describe('help and usage', () => {
     ];
     for (const [args, message] of cases) {
       const r = await weft(args);
-      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      // stderr in the comparison only when the code is wrong, to show why.
+      expect({ args, code: r.code, stderr: r.code === 2 ? '' : r.stderr }).toEqual({ args, code: 2, stderr: '' });
       expect(r.stderr).toContain(message);
       expect(r.stdout).toBe('');
     }
@@ -149,18 +163,20 @@ describe('bench', () => {
     expect(existsSync(dir!)).toBe(false);
   });
 
-  it('closes the engine and removes its data dir on SIGINT, exit 130', async () => {
-    const proc = start(['bench', '--seconds', '60', '--shards', '1']);
-    const [, dir] = await waitForStderr(proc, /bench: data dir (\S+)/, 30_000);
-    // The ticker names the phase once the engine is up and sending.
-    await waitForStderr(proc, /bench: (warm-up|throughput|latency) /, 30_000);
-    proc.child.kill('SIGINT');
-    const r = await proc.done(60_000);
-    expect(r.code).toBe(130);
-    expect(r.stderr).toContain('weft: SIGINT received, closing');
-    expect(r.stdout).toBe('');
-    expect(existsSync(dir!)).toBe(false);
-  });
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`closes the engine and removes its data dir on ${signal}, exit ${code}`, async () => {
+      const proc = start(['bench', '--seconds', '60', '--shards', '1']);
+      const [, dir] = await waitForStderr(proc, /bench: data dir (\S+)/, 30_000);
+      // The ticker names the phase once the engine is up and sending.
+      await waitForStderr(proc, /bench: (warm-up|throughput|latency) /, 30_000);
+      proc.child.kill(signal);
+      const r = await proc.done(60_000);
+      expect(r.code).toBe(code);
+      expect(r.stderr).toContain(`weft: ${signal} received, closing`);
+      expect(r.stdout).toBe('');
+      expect(existsSync(dir!)).toBe(false);
+    });
+  }
 });
 
 describe('inspect', () => {

@@ -125,14 +125,16 @@ describe('failures, retries and dead letters in virtual time', () => {
     expect(h.now()).toBe(T0 + 30);
   });
 
-  it('dead-letters at once with retryBackoffMs 0 and maxAttempts 1, and keeps the error code', async () => {
-    h = await createTestHarness(bank, { maxAttempts: 1 });
+  it('retries at once with retryBackoffMs 0, and keeps the error code in the dead letter', async () => {
+    h = await createTestHarness(bank, { retryBackoffMs: 0, maxAttempts: 3 });
     await h.send(acct('dup'), { op: 'schedule', delayMs: 1000, amount: 1, token: 't' });
+    // Reusing a pending token throws inside the function: all three attempts run within send().
     await h.send(acct('dup'), { op: 'schedule', delayMs: 1000, amount: 1, token: 't' });
     const [letter] = h.deadLetters();
     expect(letter!.error).toBeInstanceOf(WeftError);
     expect((letter!.error as WeftError).code).toBe('ERR_WEFT_DUPLICATE_TOKEN');
-    expect(letter!.attempts).toBe(1);
+    expect(letter!.attempts).toBe(3);
+    expect(letter!.at).toBe(T0);
     expect(h.pendingTimers()).toHaveLength(1);
   });
 
@@ -353,7 +355,7 @@ describe('errors', () => {
     expect(err.code).toBe('ERR_WEFT_CLOSED');
     expect(err.message).toBe('weft.send() called after close()');
     expect((await rejection(h.query(acct('c')))).code).toBe('ERR_WEFT_CLOSED');
-    expect((await rejection(h.advance(1))).code).toBe('ERR_WEFT_CLOSED');
+    expect((await rejection(h.advance(1))).message).toBe('harness.advance() called after close()');
     expect(h.egress('bank/audit')).toEqual([]);
   });
 });
