@@ -263,6 +263,13 @@ async function run(argv: string[], io: ServeContext): Promise<number> {
 
 /**
  * The `serve` entry of the CLI's command table (the shape of src/cli/command.ts's `Command`).
+ *
+ * @example
+ * ```ts
+ * // src/cli/commands.ts
+ * import { serve } from './serve.js';
+ * export const COMMANDS: readonly Command[] = [bench, serve, inspect];
+ * ```
  */
 export const serve = {
   name: 'serve',

@@ -23,7 +23,7 @@ import {
 export { statefunHandler, createStatefunInvoker, STATEFUN_HANDLER_DEFAULTS } from './handler.js';
 export type { StatefunHandlerOptions, StatefunInvoker } from './handler.js';
 export { RemoteFunctionClient, REMOTE_CLIENT_DEFAULTS } from './remote-client.js';
-export type { RemoteCall, RemoteResult, RemoteFunctionClientOptions, StateSpecInfo, RemoteValue } from './remote-client.js';
+export type { RemoteCall, RemoteResult, RemoteDelayed, RemoteFunctionClientOptions, StateSpecInfo, RemoteValue } from './remote-client.js';
 export {
   encodeToFunction,
   decodeToFunction,

@@ -352,7 +352,14 @@ export function encodeFromFunction(msg: FromFunction): Uint8Array {
   return w.finish();
 }
 
-/** Encodes a Kafka egress record (the payload of {@link KAFKA_PRODUCER_RECORD_TYPENAME}). */
+/**
+ * Encodes a Kafka egress record (the payload of {@link KAFKA_PRODUCER_RECORD_TYPENAME}).
+ *
+ * @example
+ * ```ts
+ * const bytes = encodeKafkaProducerRecord({ topic: 'orders', key: 'o-1', valueBytes: new TextEncoder().encode('{}') });
+ * ```
+ */
 export function encodeKafkaProducerRecord(r: KafkaProducerRecord): Uint8Array {
   const w = writer.reset();
   str(w, KAFKA.key, r.key);
@@ -361,7 +368,14 @@ export function encodeKafkaProducerRecord(r: KafkaProducerRecord): Uint8Array {
   return w.finish();
 }
 
-/** Encodes a Kinesis egress record (the payload of {@link KINESIS_EGRESS_RECORD_TYPENAME}). */
+/**
+ * Encodes a Kinesis egress record (the payload of {@link KINESIS_EGRESS_RECORD_TYPENAME}).
+ *
+ * @example
+ * ```ts
+ * const bytes = encodeKinesisEgressRecord({ stream: 'clicks', partitionKey: 'u-7', explicitHashKey: '', valueBytes: data });
+ * ```
+ */
 export function encodeKinesisEgressRecord(r: KinesisEgressRecord): Uint8Array {
   const w = writer.reset();
   str(w, KINESIS.partitionKey, r.partitionKey);
@@ -699,7 +713,14 @@ export function decodeFromFunction(bytes: Uint8Array): FromFunction {
   });
 }
 
-/** Decodes a Kafka egress record; throws ERR_WEFT_PROTOCOL on malformed input. */
+/**
+ * Decodes a Kafka egress record; throws ERR_WEFT_PROTOCOL on malformed input.
+ *
+ * @example
+ * ```ts
+ * const { topic, key, valueBytes } = decodeKafkaProducerRecord(typedValue.value);
+ * ```
+ */
 export function decodeKafkaProducerRecord(bytes: Uint8Array): KafkaProducerRecord {
   return decoding('KafkaProducerRecord', () => {
     const r = new ProtoReader(bytes);
@@ -717,7 +738,14 @@ export function decodeKafkaProducerRecord(bytes: Uint8Array): KafkaProducerRecor
   });
 }
 
-/** Decodes a Kinesis egress record; throws ERR_WEFT_PROTOCOL on malformed input. */
+/**
+ * Decodes a Kinesis egress record; throws ERR_WEFT_PROTOCOL on malformed input.
+ *
+ * @example
+ * ```ts
+ * const { stream, partitionKey, valueBytes } = decodeKinesisEgressRecord(typedValue.value);
+ * ```
+ */
 export function decodeKinesisEgressRecord(bytes: Uint8Array): KinesisEgressRecord {
   return decoding('KinesisEgressRecord', () => {
     const r = new ProtoReader(bytes);
@@ -739,6 +767,12 @@ export function decodeKinesisEgressRecord(bytes: Uint8Array): KinesisEgressRecor
 /**
  * Splits a StateFun function or egress typename into namespace and name at its LAST `/`, as the
  * StateFun runtime's `TypeName.parseFrom` does (a StateFun namespace may itself contain `/`).
+ *
+ * @example
+ * ```ts
+ * splitStatefunTypename('com.example/greeter'); // { namespace: 'com.example', name: 'greeter' }
+ * splitStatefunTypename('a/b/c');               // { namespace: 'a/b', name: 'c' }
+ * ```
  */
 export function splitStatefunTypename(typename: string): { namespace: string; name: string } {
   const slash = typename.lastIndexOf('/');
@@ -746,7 +780,14 @@ export function splitStatefunTypename(typename: string): { namespace: string; na
   return { namespace: typename.slice(0, slash), name: typename.slice(slash + 1) };
 }
 
-/** The typename of a protocol address: `namespace/type`. */
+/**
+ * The typename of a protocol address: `namespace/type`.
+ *
+ * @example
+ * ```ts
+ * addressTypename({ namespace: 'shop', type: 'cart', id: 'c-1' }); // 'shop/cart'
+ * ```
+ */
 export function addressTypename(a: PbAddress): string {
   return `${a.namespace}/${a.type}`;
 }
