@@ -12,7 +12,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseAddressKey, validateAddress, type Address } from '../address.js';
-import { WeftError, deserializeError, describe, type SerializedError } from '../errors.js';
+import { WeftError, deserializeError, describe, serializeError, type SerializedError } from '../errors.js';
 import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module.js';
 import { DEFAULTS } from '../options.js';
 import { keyGroupOf } from '../router/partitioner.js';
@@ -60,9 +60,10 @@ export interface TestHarness {
   send(to: Address, value: unknown, opts?: SendOptions): Promise<void>;
   /**
    * Sends `value` with a reply expected, runs until quiescent, and resolves with the value the
-   * target passed to `ctx.reply`. Rejects with ERR_WEFT_TIMEOUT when the harness is quiescent and
-   * no reply came (the function did not reply, failed, or its message is waiting for a retry that
-   * only `advance()` can run): with virtual time, waiting longer could not change the outcome.
+   * target passed to `ctx.reply`. Rejects with the function's error when the message was
+   * dead-lettered (as the engine does), and with ERR_WEFT_TIMEOUT when the harness is quiescent
+   * and no reply came (the function did not reply, or its message is waiting for a retry that only
+   * `advance()` can run): with virtual time, waiting longer could not change the outcome.
    * `opts.timeoutMs` and `opts.durable` are validated as the engine does and have no other effect.
    */
   request(to: Address, value: unknown, opts?: RequestOptions): Promise<unknown>;
@@ -106,6 +107,8 @@ const RUN_BATCH = 1024;
 
 interface PendingRequest {
   reply: [typename: string, payload: Uint8Array] | null;
+  /** The request's message was dead-lettered: the function's error. */
+  error: Error | null;
 }
 
 class Harness implements TestHarness {
@@ -145,6 +148,10 @@ class Harness implements TestHarness {
       reply: (requestId, typename, payload) => {
         const req = this.#requests.get(requestId);
         if (req !== undefined && req.reply === null) req.reply = [typename, payload];
+      },
+      replyError: (requestId, error) => {
+        const req = this.#requests.get(requestId);
+        if (req !== undefined && req.reply === null) req.error = deserializeError(error);
       },
       egress: (name, typename, payload) => {
         let list = this.#egress.get(name);
@@ -225,7 +232,7 @@ class Harness implements TestHarness {
       if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
       const [typename, payload] = this.#encode(value, opts?.type, 'request');
       requestId = ++this.#requestSeq;
-      pending = { reply: null };
+      pending = { reply: null, error: null };
       this.#requests.set(requestId, pending);
       env = envelope(a.type, a.id, null, null, typename, payload, requestId);
       this.#dispatcher.enqueue(env);
@@ -236,7 +243,7 @@ class Harness implements TestHarness {
       () => {
         this.#requests.delete(requestId);
         if (pending.reply !== null) return this.#decode(pending.reply[0], pending.reply[1]);
-        throw this.#noReply(env);
+        throw pending.error ?? this.#noReply(env);
       },
       (err: unknown) => {
         this.#requests.delete(requestId);
@@ -250,9 +257,7 @@ class Harness implements TestHarness {
     const id = env[E_TARGET_ID];
     const mb = this.#dispatcher.mailboxes.get(`${type}\u0000${id}`);
     const waiting = mb !== undefined && mb.queue.indexOf(env, mb.head) >= 0;
-    const why = waiting
-      ? 'its message failed and is waiting for a retry, which only advance() can run'
-      : 'the function did not call ctx.reply (or its invocation failed and was dead-lettered)';
+    const why = waiting ? 'its message failed and is waiting for a retry, which only advance() can run' : 'the function did not call ctx.reply';
     return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and ${why}`);
   }
 
@@ -471,22 +476,25 @@ class Harness implements TestHarness {
   // ------------------------------------------------------------------------------------------
 
   async #compute(task: string, input: unknown): Promise<unknown> {
-    const url = this.#module.definition.compute as URL;
-    this.#computeTasks ??= import(url.href).then(
-      (ns: Record<string, unknown>) => ns,
-      (cause: unknown) => {
-        throw new WeftError('ERR_WEFT_COMPUTE', `compute file ${describe(url.href)} failed to load: ${(cause as Error)?.message ?? String(cause)}`, { cause });
-      },
-    );
-    const tasks = await this.#computeTasks;
-    const f = tasks[task];
-    if (typeof f !== 'function') {
-      throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: task ${describe(task)} is not a function exported by ${url.href}`);
+    const url = (this.#module.definition.compute as URL).href;
+    try {
+      this.#computeTasks ??= import(url) as Promise<Record<string, unknown>>;
+      const tasks = await this.#computeTasks;
+      const f = Object.hasOwn(tasks, task) ? tasks[task] : undefined;
+      if (typeof f !== 'function') {
+        // Sorted, as a real module namespace lists its keys (a TS-aware loader may hand us a plain object).
+        const names = Object.keys(tasks).filter((k) => typeof tasks[k] === 'function').sort();
+        throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: the compute file has no task named ${describe(task)} (its tasks: ${names.map((n) => JSON.stringify(n)).join(', ') || 'none'})`);
+      }
+      // A pool thread receives a copy of the input and sends back a copy of the result: here too
+      // the task must share no objects with the invocation.
+      const result: unknown = await (f as (input: unknown) => unknown)(structuredClone(input));
+      return structuredClone(result);
+    } catch (err) {
+      // The engine's errors cross a thread (src/compute/task-worker.ts): rebuilt from plain data,
+      // they keep name, message, code and stack but not their class. So do they here.
+      throw deserializeError(serializeError(err));
     }
-    // A pool thread would receive a copy of the input and send back a copy of the result: the
-    // task must not share objects with the invocation here either.
-    const result: unknown = await (f as (input: unknown) => unknown)(structuredClone(input));
-    return structuredClone(result);
   }
 }
 

@@ -145,9 +145,16 @@ describe('failures, retries and dead letters in virtual time', () => {
     expect(err.message).toBe('weft.request to bank/account/r got no reply: the test harness ran until quiescent and its message failed and is waiting for a retry, which only advance() can run');
     const none = await rejection(h.request(acct('r2'), { op: 'cancel', token: 'none' }));
     expect(none.code).toBe('ERR_WEFT_TIMEOUT');
-    expect(none.message).toContain('the function did not call ctx.reply');
+    expect(none.message).toBe('weft.request to bank/account/r2 got no reply: the test harness ran until quiescent and the function did not call ctx.reply');
     await h.advance(1000);
     expect(h.deadLetters()).toHaveLength(1);
+  });
+
+  it('rejects a request with the function error once its message is dead-lettered, as the engine does', async () => {
+    h = await createTestHarness(bank, { maxAttempts: 1 });
+    const err = await h.request(acct('x'), { op: 'boom' }).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toBe('boom at x');
   });
 });
 
@@ -284,7 +291,7 @@ describe('module loading and compute', () => {
     const letters = h.deadLetters();
     expect(letters.map((l) => l.error.message)).toEqual([
       'task failed on purpose',
-      `ctx.compute: task "nope" is not a function exported by ${dist('harness-tasks').href}`,
+      'ctx.compute: the compute file has no task named "nope" (its tasks: "fail", "scribble", "square")',
     ]);
     expect((letters[1]!.error as WeftError).code).toBe('ERR_WEFT_COMPUTE');
     expect(await h.query(calc)).toEqual({ last: 3 });

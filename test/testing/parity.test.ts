@@ -128,3 +128,39 @@ describe('harness ↔ engine parity on the bank module', () => {
     }
   });
 });
+
+describe('harness ↔ engine parity on compute tasks', () => {
+  const COMPUTE = new URL('../../dist/test/fixtures/harness-compute.js', import.meta.url);
+  let dir: string;
+  let weft: Weft;
+  let h: TestHarness;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'weft-parity-compute-'));
+    weft = await Weft.start({ module: COMPUTE, shards: 1, dataDir: dir, durability: 'process', maxAttempts: 1 });
+    h = await createTestHarness(COMPUTE, { maxAttempts: 1 });
+  });
+
+  afterAll(async () => {
+    await h?.close();
+    await weft?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('returns the same results and fails the same way', async () => {
+    const calc = { type: 'calc/run', id: 'c' };
+    const cases = [
+      { task: 'square', input: 12 },
+      { task: 'scribble', input: { items: [1, 2] } },
+      { task: 'fail', input: null },
+      { task: 'nope', input: null },
+    ];
+    for (const c of cases) {
+      const outcome = (p: Promise<unknown>) => p.then((value) => ({ value }), (e: unknown) => ({ error: (e as Error).message, code: (e as { code?: string }).code }));
+      const fromEngine = await bounded(outcome(weft.request(calc, c)), 10_000, `engine request ${c.task}`);
+      const fromHarness = await outcome(h.request(calc, c));
+      expect({ task: c.task, ...fromHarness }).toEqual({ task: c.task, ...fromEngine });
+    }
+    expect(await h.query(calc)).toEqual(await weft.query(calc));
+  });
+});
