@@ -65,9 +65,10 @@
  * and symbols could be caught inside msgpackr's pack. The walk is kept cheap: it builds no path
  * strings and allocates nothing; only when it finds trouble does a second, slower walk compute
  * the path for the message, and only when it finds a `Map` is the value copied (a Map must be
- * wrapped to survive, see {@link MAP_EXTENSION_TYPE}). Measured (same bench): packValue vs
- * msgpackr's pack with the same options costs +3% on a number, +9% on `{ amount: 42 }`
- * (100 -> 110 ns) and +30% on a 17-value nested object (340 -> 440 ns).
+ * wrapped to survive, see {@link MAP_EXTENSION_TYPE}). Measured (same bench, several runs on
+ * this busy machine): packValue vs msgpackr's pack with the same options costs +3-9% on a number,
+ * +9-16% on `{ amount: 42 }` (~100 -> ~112 ns) and +5-37% on a 17-value nested object
+ * (~340 -> ~450 ns).
  */
 import { Packr, Unpackr, addExtension } from 'msgpackr';
 import { WeftError, describe } from '../errors.js';
