@@ -24,6 +24,11 @@ export interface Command {
   readonly summary: string;
   /** The full `weft <name> --help` text (usage line, options, notes). */
   readonly help: string;
+  /**
+   * A command that runs until it is stopped (a server): SIGINT/SIGTERM is its normal end, so the
+   * exit code it returns stands. For the others a signal means "interrupted": 128 + its number.
+   */
+  readonly runsUntilSignal?: boolean;
   /** Runs with the arguments after the command name; resolves with the exit code. */
   run(args: string[], ctx: CliContext): Promise<number>;
 }

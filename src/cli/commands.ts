@@ -5,5 +5,6 @@
 import { bench } from './bench.js';
 import type { Command } from './command.js';
 import { inspect } from './inspect.js';
+import { serve } from './serve.js';
 
-export const COMMANDS: readonly Command[] = [bench, inspect];
+export const COMMANDS: readonly Command[] = [bench, { ...serve, runsUntilSignal: true }, inspect];

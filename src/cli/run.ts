@@ -1,6 +1,7 @@
 /**
  * `weft <command> [args]`: finds the command, runs it, and turns the outcome into an exit code
- * (0 ok, 1 runtime failure, 2 bad usage, 128 + signal number when SIGINT/SIGTERM stopped it).
+ * (0 ok, 1 runtime failure, 2 bad usage, 128 + signal number when SIGINT/SIGTERM interrupted it;
+ * a command that runs until stopped, like `serve`, keeps its own code).
  * Kept apart from main.ts so it can be driven with other streams and argument lists.
  */
 import { readFileSync } from 'node:fs';
@@ -36,7 +37,8 @@ function generalHelp(commands: readonly Command[]): string {
     '',
     'Run "weft <command> --help" for a command\'s options.',
     'Other flags: --help, --version.',
-    'Exit codes: 0 success, 1 runtime failure, 2 bad usage, 128+n after signal n (SIGINT 130, SIGTERM 143).',
+    'Exit codes: 0 success, 1 runtime failure, 2 bad usage, 128+n when signal n interrupted a command',
+    '(SIGINT 130, SIGTERM 143); serve, which runs until stopped, exits 0 after SIGINT/SIGTERM.',
   ].join('\n');
 }
 
@@ -86,7 +88,7 @@ export async function runCli(argv: string[], io: CliIo, commands: readonly Comma
   const ctx: CliContext = { stdout: io.stdout, stderr: io.stderr, signal: controller.signal };
   try {
     const code = await command.run(rest, ctx);
-    return received === undefined ? code : 128 + constants.signals[received];
+    return received === undefined || command.runsUntilSignal === true ? code : 128 + constants.signals[received];
   } catch (err) {
     if (err instanceof UsageError) {
       write(io.stderr, `${err.message}\n\n${command.help.split('\n')[0] as string}\nRun "weft ${command.name} --help" for details.`);

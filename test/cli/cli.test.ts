@@ -20,7 +20,7 @@ interface Result {
   stderr: string;
 }
 
-function start(args: string[]): { child: ChildProcess; done: (limitMs: number) => Promise<Result>; stderrSoFar: () => string } {
+function start(args: string[]): { child: ChildProcess; done: (limitMs: number) => Promise<Result>; soFar: (stream: 'stdout' | 'stderr') => string } {
   const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -37,7 +37,7 @@ function start(args: string[]): { child: ChildProcess; done: (limitMs: number) =
     });
     return Promise.race([exited, limit]).finally(() => clearTimeout(timer));
   };
-  return { child, done, stderrSoFar: () => stderr };
+  return { child, done, soFar: (stream) => (stream === 'stdout' ? stdout : stderr) };
 }
 
 const weft = (args: string[], limitMs = 30_000): Promise<Result> => start(args).done(limitMs);
@@ -50,25 +50,26 @@ function bounded<T>(p: Promise<T>, what: string, limitMs = 20_000): Promise<T> {
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
 
-/** Resolves when the child's stderr matches `re`; rejects if it exits first or `limitMs` passes. */
-async function waitForStderr(proc: ReturnType<typeof start>, re: RegExp, limitMs: number): Promise<RegExpMatchArray> {
+/** Resolves when the child's `stream` matches `re`; rejects if it exits first or `limitMs` passes. */
+async function waitFor(proc: ReturnType<typeof start>, stream: 'stdout' | 'stderr', re: RegExp, limitMs: number): Promise<RegExpMatchArray> {
   const deadline = performance.now() + limitMs;
+  const source = stream === 'stdout' ? proc.child.stdout! : proc.child.stderr!;
   for (;;) {
-    const m = proc.stderrSoFar().match(re);
+    const m = proc.soFar(stream).match(re);
     if (m !== null) return m;
     if (performance.now() > deadline || proc.child.exitCode !== null || proc.child.signalCode !== null) {
-      throw new Error(`stderr did not match ${re} within ${limitMs} ms (or the child exited):\n${proc.stderrSoFar()}`);
+      throw new Error(`${stream} did not match ${re} within ${limitMs} ms (or the child exited):\n${proc.soFar(stream)}\nstderr:\n${proc.soFar('stderr')}`);
     }
     // Wake on more output, on exit, or at the deadline, whichever comes first.
     await new Promise<void>((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
-        proc.child.stderr!.off('data', wake);
+        source.off('data', wake);
         proc.child.off('exit', wake);
         resolve();
       };
       const timer = setTimeout(wake, Math.max(0, deadline - performance.now()));
-      proc.child.stderr!.on('data', wake);
+      source.on('data', wake);
       proc.child.on('exit', wake);
     });
   }
@@ -91,7 +92,8 @@ describe('help and usage', () => {
     expect(top.stdout).toContain('Usage: weft <command>');
     expect(top.stdout).toMatch(/bench\s+run the built-in throughput\/latency benchmark/);
     expect(top.stdout).toMatch(/inspect\s+show a data dir/);
-    for (const cmd of ['bench', 'inspect']) {
+    expect(top.stdout).toMatch(/serve\s+serve a function module/);
+    for (const cmd of ['bench', 'serve', 'inspect']) {
       const r = await weft([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout.startsWith(`Usage: weft ${cmd}`)).toBe(true);
@@ -115,6 +117,7 @@ describe('help and usage', () => {
       [['bench', '--durability', 'maybe'], 'weft bench: --durability must be "process" or "fsync" (got "maybe")'],
       [['bench', 'extra'], 'weft bench: unexpected argument "extra"'],
       [['inspect'], 'weft inspect: missing <dataDir>'],
+      [['serve'], 'weft serve: missing the function module'],
       [['inspect', 'a', 'b'], 'weft inspect: unexpected argument "b"'],
       [['inspect', 'a', '--address', 'bank/account'], 'weft inspect: --address must be <namespace>/<name>/<id> (got "bank/account")'],
       [['inspect', 'a', '--module', 'm.js'], 'weft inspect: --module is only used with --address'],
@@ -166,9 +169,9 @@ describe('bench', () => {
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     it(`closes the engine and removes its data dir on ${signal}, exit ${code}`, async () => {
       const proc = start(['bench', '--seconds', '60', '--shards', '1']);
-      const [, dir] = await waitForStderr(proc, /bench: data dir (\S+)/, 30_000);
+      const [, dir] = await waitFor(proc, 'stderr', /bench: data dir (\S+)/, 30_000);
       // The ticker names the phase once the engine is up and sending.
-      await waitForStderr(proc, /bench: (warm-up|throughput|latency) /, 30_000);
+      await waitFor(proc, 'stderr', /bench: (warm-up|throughput|latency) /, 30_000);
       proc.child.kill(signal);
       const r = await proc.done(60_000);
       expect(r.code).toBe(code);
@@ -177,6 +180,21 @@ describe('bench', () => {
       expect(existsSync(dir!)).toBe(false);
     });
   }
+});
+
+describe('serve', () => {
+  it('is in the command table, serves until SIGTERM, and then exits 0', async () => {
+    const proc = start(['serve', fileURLToPath(BANK), '--port', '0']);
+    const [, url] = await waitFor(proc, 'stdout', /at (http:\/\/127\.0\.0\.1:\d+\/)/, 30_000);
+    // Not a StateFun request: answered with a client error, which shows the server is up.
+    const res = await bounded(fetch(url!, { method: 'POST', body: 'not protobuf' }), 'HTTP request');
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    proc.child.kill('SIGTERM');
+    const r = await proc.done(30_000);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('weft serve: stopped');
+  });
 });
 
 describe('inspect', () => {
