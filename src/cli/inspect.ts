@@ -25,7 +25,7 @@ import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
 import { compileModule, loadModule, type RuntimeModule } from '../shard/runtime-module.js';
 import { decodeRecord } from '../state/instance.js';
 import { Partition } from '../state/partition.js';
-import { EXIT_OK, UsageError, parse, write, type CliContext, type Command } from './command.js';
+import { EXIT_OK, UsageError, numberFlag, parse, write, type CliContext, type Command } from './command.js';
 import { bytes, int, table } from './format.js';
 
 const HELP = `Usage: weft inspect <dataDir> [--address <namespace>/<name>/<id>] [--module <path>] [--json]
@@ -42,7 +42,7 @@ Options:
   --address A        an instance, as <namespace>/<name>/<id> (the id may contain "/")
   --module PATH      the function module (file path or file: URL) to decode state values with
   --json             print one JSON object on stdout
-  --checkpoints N    checkpoint history lines to print (default 10; --json prints all)
+  --checkpoints N    checkpoint history lines to print, 0–100 (default 10; --json prints all)
   -h, --help         show this help`;
 
 const ISO = (ms: number): string => new Date(ms).toISOString();
@@ -280,7 +280,7 @@ function text(r: InspectReport, checkpointLines: number): string {
       ['committed', `epoch ${r.committedEpoch}`],
     ]),
   );
-  const shown = r.checkpoints.slice(-checkpointLines);
+  const shown = checkpointLines === 0 ? [] : r.checkpoints.slice(-checkpointLines);
   out.push('', `checkpoints (${shown.length === r.checkpoints.length ? `all ${r.checkpoints.length}` : `last ${shown.length} of ${r.checkpoints.length}`} in meta)`);
   if (shown.length > 0) {
     const rows = [['  epoch', 'committed at (UTC)', 'bytes', 'states', 'ms']];
@@ -329,14 +329,8 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
   const addr = typeof p.values.address === 'string' ? parseAddress(p.values.address) : undefined;
   const modulePath = p.values.module as string | undefined;
   if (modulePath !== undefined && addr === undefined) throw new UsageError('weft inspect: --module is only used with --address');
-  const rawLines = p.values.checkpoints;
-  let checkpointLines = 10;
-  if (rawLines !== undefined) {
-    checkpointLines = Number(rawLines);
-    if (typeof rawLines !== 'string' || !Number.isInteger(checkpointLines) || checkpointLines < 0) {
-      throw new UsageError(`weft inspect: --checkpoints must be an integer >= 0 (got ${JSON.stringify(rawLines)})`);
-    }
-  }
+  // meta keeps the last 100 checkpoints (src/checkpoint/data-dir.ts).
+  const checkpointLines = numberFlag('inspect', 'checkpoints', p.values.checkpoints, 10, 0, 100, true);
   const module = modulePath === undefined ? undefined : compileModule(await loadModule(moduleUrl(modulePath)));
   if (addr !== undefined && module !== undefined && !module.functions.has(addr.type)) {
     throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `the module ${describe(modulePath)} defines no function of type ${describe(addr.type)}`);

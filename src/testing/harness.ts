@@ -96,8 +96,8 @@ export interface TestHarness {
   pendingTimers(): PendingTimer[];
   /**
    * Runs to quiescence (giving up after `settleTimeoutMs`), then refuses further
-   * `send`/`request`/`advance`/`query` with ERR_WEFT_CLOSED. `egress`, `deadLetters`, `pendingTimers` and `now` stay readable. Calling it
-   * again returns the same promise.
+   * `send`/`request`/`advance`/`query` with ERR_WEFT_CLOSED. `egress`, `deadLetters`,
+   * `pendingTimers` and `now` stay readable. Calling it again returns the same promise.
    */
   close(): Promise<void>;
 }

@@ -121,6 +121,7 @@ describe('help and usage', () => {
       [['inspect', 'a', 'b'], 'weft inspect: unexpected argument "b"'],
       [['inspect', 'a', '--address', 'bank/account'], 'weft inspect: --address must be <namespace>/<name>/<id> (got "bank/account")'],
       [['inspect', 'a', '--module', 'm.js'], 'weft inspect: --module is only used with --address'],
+      [['inspect', 'a', '--checkpoints', '1000'], 'weft inspect: --checkpoints must be an integer from 0 to 100 (got "1000")'],
     ];
     for (const [args, message] of cases) {
       const r = await weft(args);
