@@ -20,6 +20,7 @@ import { ShardPool } from './router/shard-pool.js';
 import { E_HSEQ, Kind, envelope, envelopeWeight, type Envelope } from './shard/envelope.js';
 import { Outbound } from './shard/outbound.js';
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, type RuntimeModule } from './shard/runtime-module.js';
+import { remoteMatcher } from './shard/remote-functions.js';
 import type { InstanceRecord } from './state/instance.js';
 import { decodeBatch } from './transport/framing.js';
 
@@ -287,7 +288,7 @@ export class Weft {
   static async start(options: WeftOptions): Promise<Weft> {
     const opts = resolveOptions(options);
     const definition = await loadModule(opts.moduleUrl);
-    const module = compileModule(definition);
+    const module = compileModule(definition, opts.remote.map((r) => remoteMatcher(r.functions)));
     const dir = await DataDir.open(opts.dataDir, opts.keyGroups, opts.shards, opts.durability);
     try {
       if (dir.info.shards !== opts.shards) await repartition(dir, opts.shards, opts.durability);
@@ -322,6 +323,7 @@ export class Weft {
         maxStateValueBytes: this.#opts.maxStateValueBytes,
         maxShardHeapMb: this.#opts.maxShardHeapMb,
         compute: this.#compute !== undefined,
+        remote: this.#opts.remote,
         partitionPath: (s) => this.#dir.partitionPath(s),
       },
       { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
@@ -501,7 +503,7 @@ export class Weft {
     try {
       this.#checkOpen('query');
       validateAddress(address, 'weft.query address');
-      if (!this.#module.functions.has(address.type)) {
+      if (!this.#module.isKnownFunction(address.type)) {
         throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.query: no function of type ${describe(address.type)} is defined`);
       }
       const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(address.type, address.id));
@@ -771,9 +773,14 @@ export class Weft {
     try {
       const fn = this.#module.functions.get(q.type);
       const out: Record<string, unknown> = {};
-      for (const [name, bytes] of record.slots) {
-        const spec = fn?.specByName.get(name);
-        if (spec !== undefined) out[name] = spec.type.decode(bytes);
+      for (const [name, bytes, , typename] of record.slots) {
+        if (fn !== undefined) {
+          const spec = fn.specByName.get(name);
+          if (spec !== undefined) out[name] = spec.type.decode(bytes);
+        } else {
+          // A remote function's state: decoded by its typename when the module knows the type.
+          out[name] = typename === null ? bytes : this.#decode(typename, bytes);
+        }
       }
       q.resolve(Object.keys(out).length === 0 ? undefined : out);
     } catch (err) {

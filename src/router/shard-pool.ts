@@ -14,6 +14,7 @@ import type { ShardBoot } from '../shard/shard-loop.js';
 import { Doorbell } from '../transport/doorbell.js';
 import { Ring } from '../transport/ring.js';
 import { ControlBlock } from './control-block.js';
+import type { RemoteEndpointOptions } from '../options.js';
 
 export interface PoolConfig {
   readonly shards: number;
@@ -28,6 +29,7 @@ export interface PoolConfig {
   readonly maxStateValueBytes: number;
   readonly maxShardHeapMb: number | undefined;
   readonly compute: boolean;
+  readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
   partitionPath(shard: number): string;
 }
 
@@ -92,6 +94,7 @@ export class ShardPool {
         maxMessageBytes: this.#config.maxMessageBytes,
         maxStateValueBytes: this.#config.maxStateValueBytes,
         compute: this.#config.compute,
+        remote: this.#config.remote,
       };
       const heap = this.#config.maxShardHeapMb;
       const worker = new Worker(entry, {

@@ -21,6 +21,8 @@ import type { Clock, TimerService } from '../timers/timer-service.js';
 import { Effects, InvocationContext, MessageImpl, type ContextHost } from './context.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type RuntimeModule } from './runtime-module.js';
+import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
+import type { RemoteResult } from '../statefun/remote-client.js';
 
 /** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
 export interface InstanceStore {
@@ -54,7 +56,16 @@ export interface DispatcherOptions {
   readonly maxStateValueBytes: number;
   /** Runs a compute task; absent when the module has no compute file. */
   readonly compute?: (task: string, input: unknown) => Promise<unknown>;
+  /** Remote (StateFun) endpoints; absent when none are configured. */
+  readonly remote?: RemoteFunctions;
 }
+
+/**
+ * A host request to a REMOTE function: StateFun has no reply channel, so the request travels
+ * with this caller type (id = the request id) and a message the function sends to its caller
+ * becomes the reply. The `weft` namespace is reserved, so no function can have this type.
+ */
+export const REPLY_CALLER_TYPE = 'weft/reply';
 
 export class Mailbox {
   readonly key: string;
@@ -287,6 +298,11 @@ export class Dispatcher implements ContextHost {
     const env = mb.queue[mb.head] as Envelope;
     const fn = this.module.functions.get(mb.type);
     if (fn === undefined) {
+      const remote = this.#opts.remote?.for(mb.type);
+      if (remote !== undefined) {
+        this.#invokeRemote(mb, remote);
+        return;
+      }
       this.#deadLetter(mb, env, new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `no function of type ${describe(mb.type)} is defined`), 1);
       return;
     }
@@ -370,6 +386,142 @@ export class Dispatcher implements ContextHost {
     if (fx.reply !== null) this.#reply(mb, env, fx.reply[0], fx.reply[1]);
     if (started !== 0 && this.onLatency !== null) this.onLatency((performance.now() - started) * 1000);
     this.#finish(mb, env);
+  }
+
+  /**
+   * Acts as the StateFun runtime for a remote function: the address's backlog (up to maxBatch)
+   * goes out as ONE batch with every known state attached; the answer is applied like one
+   * invocation's effects — all of them, or none (then the batch is retried, then dead-lettered).
+   * The batch's messages stay at the head of the mailbox until then, so a checkpoint taken
+   * meanwhile replays them (the remote call is made again after a recovery; state stays exactly-once).
+   */
+  #invokeRemote(mb: Mailbox, remote: RemoteEndpoint): void {
+    const count = Math.min(remote.maxBatch, mb.queue.length - mb.head);
+    const envs = mb.queue.slice(mb.head, mb.head + count);
+    const inst = this.#store.get(mb.key, mb.type, mb.id, mb.kg);
+    mb.running = true;
+    inst.busy = true;
+    this.counters.invocations += count;
+    const now = this.#now;
+    const specs = new Map(remote.client.specsOf(mb.type).map((sp) => [sp.name, sp]));
+    const state = new Map<string, { typename: string; bytes: Uint8Array }>();
+    for (const [name, slot] of inst.slots) {
+      const spec = specs.get(name);
+      if (remoteExpired(spec, slot.writtenAt, inst.calledAt, now)) continue;
+      const typename = slot.typename ?? spec?.typename;
+      if (typename !== undefined) state.set(name, { typename, bytes: slot.bytes });
+    }
+    const invocations = envs.map((e) => ({
+      caller:
+        e[E_REPLY_TO] > 0
+          ? { type: REPLY_CALLER_TYPE, id: String(e[E_REPLY_TO]) }
+          : e[E_CALLER_TYPE] === null
+            ? null
+            : { type: e[E_CALLER_TYPE], id: e[E_CALLER_ID] as string },
+      typename: e[E_TYPENAME],
+      payload: e[E_PAYLOAD],
+    }));
+    this.parked++;
+    remote.client.invoke({ target: { type: mb.type, id: mb.id }, invocations, state }).then(
+      (result) => {
+        this.parked--;
+        inst.busy = false;
+        try {
+          this.#applyRemote(mb, inst, envs, result, remote);
+        } catch (err) {
+          this.#failedBatch(mb, envs, err);
+        }
+        this.onAsyncSettled();
+      },
+      (err: unknown) => {
+        this.parked--;
+        inst.busy = false;
+        this.#failedBatch(mb, envs, err);
+        this.onAsyncSettled();
+      },
+    );
+  }
+
+  #applyRemote(mb: Mailbox, inst: Instance, envs: Envelope[], result: RemoteResult, remote: RemoteEndpoint): void {
+    const now = this.#clock.now();
+    // Validate everything first: the batch's effects are applied together or not at all.
+    for (const m of result.mutations) {
+      if (m.value !== null && m.value.bytes.byteLength > this.maxStateValueBytes) {
+        throw new WeftError('ERR_WEFT_TOO_LARGE', `remote function ${mb.type} wrote state ${describe(m.name)} of ${m.value.bytes.byteLength} bytes, over the limit of ${this.maxStateValueBytes} (maxStateValueBytes)`);
+      }
+    }
+    for (const o of result.outgoing) {
+      if (o.payload.byteLength > this.maxMessageBytes) {
+        throw new WeftError('ERR_WEFT_TOO_LARGE', `remote function ${mb.type} sent a message of ${o.payload.byteLength} bytes, over the limit of ${this.maxMessageBytes} (maxMessageBytes)`);
+      }
+      if (o.target.type !== REPLY_CALLER_TYPE && !this.module.isKnownFunction(o.target.type)) {
+        throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `remote function ${mb.type} sent a message to ${describe(o.target.type)}, which no module or endpoint defines`);
+      }
+    }
+    for (const e of result.egress) {
+      if (!this.module.egresses.has(e.name)) {
+        throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `remote function ${mb.type} wrote to egress ${describe(e.name)}, which the module does not declare`);
+      }
+    }
+    const tokens = new Map<string, boolean>();
+    for (const d of result.delayed) {
+      if (d.cancellationToken === null) continue;
+      if (d.cancel) tokens.set(d.cancellationToken, false);
+      else {
+        const pending = tokens.get(d.cancellationToken) ?? this.#timers.hasToken(mb.key, d.cancellationToken);
+        if (pending) {
+          throw new WeftError('ERR_WEFT_DUPLICATE_TOKEN', `remote function ${mb.type}: cancellation token ${describe(d.cancellationToken)} is already used by a pending delayed message`);
+        }
+        tokens.set(d.cancellationToken, true);
+      }
+    }
+    // Apply.
+    let dirty = false;
+    for (const m of result.mutations) {
+      if (m.value === null) {
+        if (inst.slots.delete(m.name)) dirty = true;
+      } else {
+        inst.slots.set(m.name, new Slot(m.value.bytes, now, undefined, false, m.value.typename));
+        dirty = true;
+      }
+    }
+    if (remote.client.specsOf(mb.type).some((sp) => (sp.expireAfterCall ?? 0) > 0)) {
+      inst.calledAt = now;
+      dirty = true;
+    }
+    if (dirty) this.#store.markDirty(inst);
+    for (const o of result.outgoing) {
+      if (o.target.type === REPLY_CALLER_TYPE) {
+        this.counters.replies++;
+        this.#out.reply(Number(o.target.id), o.typename, o.payload);
+      } else this.route(envelope(o.target.type, o.target.id, mb.type, mb.id, o.typename, o.payload));
+    }
+    for (const d of result.delayed) {
+      if (d.cancel) {
+        if (d.cancellationToken !== null) this.#timers.cancel(mb.key, d.cancellationToken);
+      } else if (d.target !== null && d.typename !== null && d.payload !== null) {
+        const env = envelope(d.target.type, d.target.id, mb.type, mb.id, d.typename, d.payload);
+        this.#timers.schedule(now + Math.max(0, d.delayMs), mb.kg, env, mb.key, d.cancellationToken);
+      }
+    }
+    for (const e of result.egress) {
+      this.counters.egress++;
+      this.#out.egress(e.name, e.typename, e.payload);
+    }
+    for (const env of envs) this.#finish(mb, env);
+  }
+
+  #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown): void {
+    this.counters.failures++;
+    mb.attempts++;
+    if (mb.attempts < this.#opts.maxAttempts) {
+      this.counters.retries++;
+      const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
+      this.#retries.push({ due: this.#clock.now() + backoff, mb });
+      return;
+    }
+    const attempts = mb.attempts;
+    for (const env of envs) this.#deadLetter(mb, env, err, attempts);
   }
 
   #reply(mb: Mailbox, env: Envelope, typename: string, payload: Uint8Array): void {

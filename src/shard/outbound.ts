@@ -62,6 +62,12 @@ export class Outbound {
     return this.#spill.length - this.#spillHead;
   }
 
+  /** Spilled frames wait and the ring now has room for the oldest: a flush would make progress. */
+  canProgress(): boolean {
+    const next = this.#spill[this.#spillHead];
+    return next !== undefined && this.ring.hasRoomFor(next.byteLength);
+  }
+
   /** Nothing waits to be written or published. */
   get isIdle(): boolean {
     return this.#batch.length === 0 && this.spillDepth === 0 && !this.#staged;

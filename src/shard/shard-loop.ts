@@ -26,6 +26,8 @@ import { Participant, recoverPartition, type Snapshot } from '../checkpoint/part
 import { Dispatcher } from './dispatcher.js';
 import { E_HSEQ, E_REPLY_TO, Kind, envelopeWeight, type Envelope } from './envelope.js';
 import { Outbound } from './outbound.js';
+import { RemoteFunctions, remoteExpired } from './remote-functions.js';
+import type { RemoteEndpointOptions } from '../options.js';
 import { DEFAULT_TYPE } from '../state/types.js';
 import { deserializeError, type SerializedError } from '../errors.js';
 import type { RuntimeModule } from './runtime-module.js';
@@ -58,6 +60,8 @@ export interface ShardBoot {
   readonly maxStateValueBytes: number;
   /** The module declares a compute file and main runs a compute pool. */
   readonly compute: boolean;
+  /** StateFun endpoints whose functions this shard calls for the addresses it owns. */
+  readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
 }
 
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
@@ -104,8 +108,11 @@ export class ShardLoop {
   readonly #onClosed: () => void;
   readonly #onFatal: (err: unknown) => void;
 
-  constructor(boot: ShardBoot, module: RuntimeModule, partition: Partition, hooks: { closed(): void; fatal(err: unknown): void }) {
+  readonly #remote: RemoteFunctions;
+
+  constructor(boot: ShardBoot, module: RuntimeModule, partition: Partition, hooks: { closed(): void; fatal(err: unknown): void }, remote: RemoteFunctions) {
     this.#boot = boot;
+    this.#remote = remote;
     this.#me = 1 + boot.shard;
     this.#partition = partition;
     this.#onClosed = hooks.closed;
@@ -132,6 +139,7 @@ export class ShardLoop {
         maxMessageBytes: boot.maxMessageBytes,
         maxStateValueBytes: boot.maxStateValueBytes,
         ...(boot.compute ? { compute: (task: string, input: unknown) => this.#compute(task, input) } : {}),
+        ...(remote.size > 0 ? { remote } : {}),
       },
       this.#cache,
       {
@@ -263,19 +271,24 @@ export class ShardLoop {
     // is seen here; one that publishes after it sees SLEEPING and rings (Doorbell's argument).
     this.#bells.prepareSleep(this.#me);
     const intakeOpen = this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER;
-    if ((intakeOpen && this.#anyInbound()) || this.#dispatcher.hasRunnable) {
+    if ((intakeOpen && this.#anyInbound()) || this.#dispatcher.hasRunnable || (blocked && this.#anyOutboundCanProgress())) {
       this.#bells.cancelSleep(this.#me);
       this.#schedule();
       return;
     }
-    let timeout = nextDue === undefined ? Number.POSITIVE_INFINITY : Math.max(1, nextDue - Date.now());
-    // A ring we write to is full: its consumer rings us when it frees space; poll slowly anyway.
-    if (blocked) timeout = Math.min(timeout, 50);
+    // A full ring's consumer rings us when it frees space (the waiting-for-room flag), and the
+    // check above saw no room after our announcement, so no extra polling is needed.
+    const timeout = nextDue === undefined ? Number.POSITIVE_INFINITY : Math.max(1, nextDue - Date.now());
     this.#sleeping = true;
     void this.#bells.sleep(this.#me, timeout).then(() => {
       this.#sleeping = false;
       this.#schedule();
     });
+  }
+
+  #anyOutboundCanProgress(): boolean {
+    for (const out of this.#outbound) if (out !== null && out.canProgress()) return true;
+    return false;
   }
 
   #anyInbound(): boolean {
@@ -380,9 +393,16 @@ export class ShardLoop {
     const fn = this.#dispatcher.module.functions.get(type);
     const now = Date.now();
     const record = toRecord(inst);
+    if (fn === undefined) {
+      // A remote function: its specs are what the handshakes taught us.
+      const specs = new Map(this.#remote.specsOf(type).map((sp) => [sp.name, sp]));
+      record.slots = record.slots.filter(([name, , writtenAt]) => !remoteExpired(specs.get(name), writtenAt, record.calledAt, now));
+      this.#toMain.push([Kind.QueryResult, requestId, record.slots.length === 0 ? null : record], 64);
+      return;
+    }
     // Expired values read as undefined, as they do inside the function.
     record.slots = record.slots.filter(([name, , writtenAt]) => {
-      const spec = fn?.specByName.get(name);
+      const spec = fn.specByName.get(name);
       if (spec === undefined) return false;
       if (spec.expireAfterWrite > 0 && now - writtenAt >= spec.expireAfterWrite) return false;
       if (spec.expireAfterCall > 0 && record.calledAt > 0 && now - record.calledAt >= spec.expireAfterCall) return false;

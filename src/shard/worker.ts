@@ -8,6 +8,7 @@ import { serializeError } from '../errors.js';
 import { Partition } from '../state/partition.js';
 import { ShardLoop, type ShardBoot } from './shard-loop.js';
 import { compileModule, loadModule } from './runtime-module.js';
+import { RemoteFunctions, remoteMatcher } from './remote-functions.js';
 
 const boot = workerData as ShardBoot;
 const port = parentPort;
@@ -31,11 +32,13 @@ process.on('unhandledRejection', fatal);
 try {
   const definition = await loadModule(boot.moduleUrl);
   partition = await Partition.open(boot.partitionPath, { durability: boot.durability });
-  const loop = new ShardLoop(boot, compileModule(definition), partition, {
+  const remote = new RemoteFunctions(boot.remote);
+  const module = compileModule(definition, boot.remote.map((r) => remoteMatcher(r.functions)));
+  const loop = new ShardLoop(boot, module, partition, {
     closed() {
       const p = partition;
       partition = undefined;
-      void (p === undefined ? Promise.resolve() : p.close()).then(
+      void Promise.all([p === undefined ? Promise.resolve() : p.close(), remote.close()]).then(
         () => {
           port.postMessage({ type: 'closed' });
           port.close();
@@ -44,7 +47,7 @@ try {
       );
     },
     fatal,
-  });
+  }, remote);
   await loop.start();
   port.postMessage({ type: 'ready' });
 } catch (err) {

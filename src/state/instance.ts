@@ -18,12 +18,18 @@ export class Slot {
   /** Decoded value, kept only for immutable types. */
   decoded: unknown;
   hasDecoded: boolean;
+  /**
+   * The value's typename when it is not implied by a declared spec: state of remote (StateFun)
+   * functions, whose specs weft learns at run time. null for weft functions.
+   */
+  typename: string | null;
 
-  constructor(bytes: Uint8Array, writtenAt: number, decoded: unknown, hasDecoded: boolean) {
+  constructor(bytes: Uint8Array, writtenAt: number, decoded: unknown, hasDecoded: boolean, typename: string | null = null) {
     this.bytes = bytes;
     this.writtenAt = writtenAt;
     this.decoded = decoded;
     this.hasDecoded = hasDecoded;
+    this.typename = typename;
   }
 }
 
@@ -56,30 +62,41 @@ export class Instance {
   }
 }
 
-// The record format is part of the on-disk format: [version, calledAt, name, bytes, writtenAt, ...].
-const RECORD_VERSION = 1;
+// The record format is part of the on-disk format:
+//   v1: [1, calledAt, name, bytes, writtenAt, ...]
+//   v2: [2, calledAt, name, bytes, writtenAt, typename | null, ...]   (written when a slot has a typename)
+const RECORD_V1 = 1;
+const RECORD_V2 = 2;
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /** Encodes an instance's slots for its partition; `null` when it holds nothing (delete the record). */
 export function encodeInstance(inst: Instance): Uint8Array | null {
   if (inst.slots.size === 0) return null;
-  const arr: unknown[] = [RECORD_VERSION, inst.calledAt];
-  for (const [name, slot] of inst.slots) arr.push(name, slot.bytes, slot.writtenAt);
+  let typed = false;
+  for (const slot of inst.slots.values()) if (slot.typename !== null) typed = true;
+  const arr: unknown[] = [typed ? RECORD_V2 : RECORD_V1, inst.calledAt];
+  for (const [name, slot] of inst.slots) {
+    if (typed) arr.push(name, slot.bytes, slot.writtenAt, slot.typename);
+    else arr.push(name, slot.bytes, slot.writtenAt);
+  }
   return packr.pack(arr);
 }
 
 /** Decodes a record written by {@link encodeInstance} into `inst` (replacing its slots). */
 export function decodeInstanceInto(inst: Instance, bytes: Uint8Array): Instance {
   const arr = unpackr.unpack(bytes) as unknown[];
-  if (!Array.isArray(arr) || arr[0] !== RECORD_VERSION || (arr.length - 2) % 3 !== 0) {
-    throw new WeftError('ERR_WEFT_DATA_DIR', `state record of ${inst.type}/${inst.id} has an unknown format (version ${String(Array.isArray(arr) ? arr[0] : arr)})`);
+  const version = Array.isArray(arr) ? arr[0] : undefined;
+  const stride = version === RECORD_V1 ? 3 : version === RECORD_V2 ? 4 : 0;
+  if (stride === 0 || (arr.length - 2) % stride !== 0) {
+    throw new WeftError('ERR_WEFT_DATA_DIR', `state record of ${inst.type}/${inst.id} has an unknown format (version ${String(version)})`);
   }
   inst.slots.clear();
   inst.calledAt = arr[1] as number;
-  for (let i = 2; i < arr.length; i += 3) {
+  for (let i = 2; i < arr.length; i += stride) {
     const b = arr[i + 1] as Uint8Array;
-    inst.slots.set(arr[i] as string, new Slot(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), arr[i + 2] as number, undefined, false));
+    const typename = stride === 4 ? (arr[i + 3] as string | null) : null;
+    inst.slots.set(arr[i] as string, new Slot(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), arr[i + 2] as number, undefined, false, typename));
   }
   return inst;
 }
@@ -87,12 +104,12 @@ export function decodeInstanceInto(inst: Instance, bytes: Uint8Array): Instance 
 /** The raw record as plain data, for `query` across threads and for `weft inspect`. */
 export interface InstanceRecord {
   calledAt: number;
-  slots: Array<[name: string, bytes: Uint8Array, writtenAt: number]>;
+  slots: Array<[name: string, bytes: Uint8Array, writtenAt: number, typename: string | null]>;
 }
 
 export function toRecord(inst: Instance): InstanceRecord {
   const slots: InstanceRecord['slots'] = [];
-  for (const [name, slot] of inst.slots) slots.push([name, slot.bytes, slot.writtenAt]);
+  for (const [name, slot] of inst.slots) slots.push([name, slot.bytes, slot.writtenAt, slot.typename]);
   return { calledAt: inst.calledAt, slots };
 }
 
