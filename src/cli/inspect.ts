@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { inspect as inspectValue } from 'node:util';
 import { keyGroupOf, validateAddress, type Address } from '../address.js';
 import { type CheckpointInfo } from '../checkpoint/data-dir.js';
-import { PendingKind, decodeEnvelopes } from '../checkpoint/participant.js';
+import { META_FOLDED_EPOCH, META_MAILBOX, PendingKind, decodeEnvelopes } from '../checkpoint/participant.js';
 import { WeftError, describe } from '../errors.js';
 import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
 import { compileModule, loadModule, type RuntimeModule } from '../shard/runtime-module.js';
@@ -154,15 +154,15 @@ async function partitionReport(p: Partition, shard: number, shards: number, keyG
     keyGroupsWithData: p.keyGroups().filter((kg) => kg >= start && kg < end).length,
     states: p.countState(),
     timers: p.countTimers(),
-    foldedEpoch: (p.getMeta('foldedEpoch') as number | undefined) ?? 0,
+    foldedEpoch: (p.getMeta(META_FOLDED_EPOCH) as number | undefined) ?? 0,
     pendingCommitted: pending.filter((e) => e <= committed),
     pendingUncommitted: pending.filter((e) => e > committed),
-    mailbox: decodeEnvelopes(p.getMeta('mailbox') as Uint8Array | undefined).length,
+    mailbox: decodeEnvelopes(p.getMeta(META_MAILBOX) as Uint8Array | undefined).length,
   };
 }
 
 function addressReport(p: Partition, addr: Address, kg: number, shard: number, committed: number, module: RuntimeModule | undefined): AddressReport {
-  const folded = (p.getMeta('foldedEpoch') as number | undefined) ?? 0;
+  const folded = (p.getMeta(META_FOLDED_EPOCH) as number | undefined) ?? 0;
   let record = p.getState(kg, addr.type, addr.id);
   let source = `base of shard ${shard} (folded epoch ${folded})`;
   const uncommitted: number[] = [];
