@@ -41,3 +41,38 @@ describe('README examples are the tested files', () => {
     expect(md).toContain('npm test');
   });
 });
+
+describe('README StateFun snippet', () => {
+  it('serves the greeter over the StateFun protocol as shown', async () => {
+    const md = read('README.md');
+    const js = [...md.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]!)[0]!;
+    expect(js).toContain("statefunHandler(functions)");
+    // Run the snippet as written, with the module path made absolute and an OS-chosen port.
+    const greeter = new URL('dist/examples/greeter/functions.js', root).href;
+    const source = js
+      .replace("'./functions.js'", JSON.stringify(greeter))
+      .replace('.listen(8000);', '.listen(0, "127.0.0.1", function () { process.stdout.write(String(this.address().port) + "\\n"); });');
+    const { spawn } = await import('node:child_process');
+    const dir = tempDir('weft-readme-js-');
+    const { writeFileSync } = await import('node:fs');
+    const file = `${dir}/serve.mjs`;
+    // Resolve 'weft/statefun' from this package: run the snippet with the repo as its cwd-free import root.
+    writeFileSync(file, source.replace("'weft/statefun'", JSON.stringify(new URL('dist/src/statefun/index.js', root).href)));
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('snippet server did not start')), 20_000);
+        child.stdout.once('data', (d: Buffer) => {
+          clearTimeout(timer);
+          resolve(Number(String(d).trim()));
+        });
+      });
+      const res = await fetch(`http://127.0.0.1:${port}/statefun`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+      // A live StateFun endpoint: it refuses a wrong content type with 415.
+      expect(res.status).toBe(415);
+    } finally {
+      child.kill();
+      removeDir(dir);
+    }
+  });
+});
