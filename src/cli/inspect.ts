@@ -24,6 +24,7 @@ import { WeftError, describe } from '../errors.js';
 import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
 import { compileModule, loadModule, type RuntimeModule } from '../shard/runtime-module.js';
 import { decodeRecord } from '../state/instance.js';
+import { isExpired } from '../state/ttl.js';
 import { Partition } from '../state/partition.js';
 import { EXIT_OK, UsageError, numberFlag, parse, write, type CliContext, type Command } from './command.js';
 import { bytes, int, table } from './format.js';
@@ -191,9 +192,7 @@ function addressReport(p: Partition, addr: Address, kg: number, shard: number, c
     if (spec !== undefined) {
       slot.typename = spec.type.typename;
       slot.value = spec.type.decode(b);
-      slot.expired =
-        (spec.expireAfterWrite > 0 && now - writtenAt >= spec.expireAfterWrite) ||
-        (spec.expireAfterCall > 0 && rec.calledAt > 0 && now - rec.calledAt >= spec.expireAfterCall);
+      slot.expired = isExpired(spec, writtenAt, rec.calledAt, now);
     }
     report.slots.push(slot);
   }

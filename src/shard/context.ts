@@ -15,6 +15,7 @@ import { validateAddress } from '../address.js';
 import { WeftError, describe } from '../errors.js';
 import type { ValueType } from '../module.js';
 import { Slot, type Instance } from '../state/instance.js';
+import { isExpired } from '../state/ttl.js';
 import { envelope, type Envelope } from './envelope.js';
 import type { CompiledFunction, CompiledSpec, RuntimeModule, StateAccess } from './runtime-module.js';
 
@@ -143,9 +144,7 @@ export class InvocationContext implements StateAccess {
   }
 
   #expired(spec: CompiledSpec, slot: Slot): boolean {
-    if (spec.expireAfterWrite > 0 && this.#now - slot.writtenAt >= spec.expireAfterWrite) return true;
-    if (spec.expireAfterCall > 0 && this.#inst.calledAt > 0 && this.#now - this.#inst.calledAt >= spec.expireAfterCall) return true;
-    return false;
+    return isExpired(spec, slot.writtenAt, this.#inst.calledAt, this.#now);
   }
 
   readState(spec: CompiledSpec): unknown {

@@ -6,6 +6,7 @@
  */
 import type { RemoteEndpointOptions } from '../options.js';
 import { RemoteFunctionClient, type StateSpecInfo } from '../statefun/remote-client.js';
+import { isExpired } from '../state/ttl.js';
 
 /** Matches `'ns/*'` (every function of a namespace) or one exact `'ns/name'`. */
 export function remoteMatcher(pattern: string): (type: string) => boolean {
@@ -63,8 +64,5 @@ export class RemoteFunctions {
 
 /** Whether a remote value has expired under its learned spec (same rules as weft functions). */
 export function remoteExpired(spec: StateSpecInfo | undefined, writtenAt: number, calledAt: number, now: number): boolean {
-  if (spec === undefined) return false;
-  if (spec.expireAfterWrite !== undefined && spec.expireAfterWrite > 0 && now - writtenAt >= spec.expireAfterWrite) return true;
-  if (spec.expireAfterCall !== undefined && spec.expireAfterCall > 0 && calledAt > 0 && now - calledAt >= spec.expireAfterCall) return true;
-  return false;
+  return spec !== undefined && isExpired(spec, writtenAt, calledAt, now);
 }

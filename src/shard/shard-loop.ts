@@ -17,6 +17,7 @@ import { ControlBlock, METRIC_INDEX, latencyBucket } from '../router/control-blo
 import { Partitioner } from '../router/partitioner.js';
 import { InstanceCache } from '../state/instance-cache.js';
 import { toRecord } from '../state/instance.js';
+import { isExpired } from '../state/ttl.js';
 import type { Partition } from '../state/partition.js';
 import { TimerService, systemClock } from '../timers/timer-service.js';
 import { Doorbell } from '../transport/doorbell.js';
@@ -404,9 +405,7 @@ export class ShardLoop {
     record.slots = record.slots.filter(([name, , writtenAt]) => {
       const spec = fn.specByName.get(name);
       if (spec === undefined) return false;
-      if (spec.expireAfterWrite > 0 && now - writtenAt >= spec.expireAfterWrite) return false;
-      if (spec.expireAfterCall > 0 && record.calledAt > 0 && now - record.calledAt >= spec.expireAfterCall) return false;
-      return true;
+      return !isExpired(spec, writtenAt, record.calledAt, now);
     });
     this.#toMain.push([Kind.QueryResult, requestId, record.slots.length === 0 ? null : record], 64);
   }
@@ -437,10 +436,7 @@ export class ShardLoop {
       for (const [name, slot] of inst.slots) {
         const spec = fn.specByName.get(name);
         if (spec === undefined) continue;
-        if (
-          (spec.expireAfterWrite > 0 && now - slot.writtenAt >= spec.expireAfterWrite) ||
-          (spec.expireAfterCall > 0 && inst.calledAt > 0 && now - inst.calledAt >= spec.expireAfterCall)
-        ) {
+        if (isExpired(spec, slot.writtenAt, inst.calledAt, now)) {
           inst.slots.delete(name);
           changed = true;
         }

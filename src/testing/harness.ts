@@ -20,6 +20,7 @@ import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '.
 import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../shard/runtime-module.js';
 import type { Slot } from '../state/instance.js';
+import { isExpired } from '../state/ttl.js';
 import { TimerService } from '../timers/timer-service.js';
 import type { DeadLetter, RequestOptions, SendOptions } from '../weft.js';
 import { MemoryInstanceStore } from './memory-store.js';
@@ -499,8 +500,7 @@ class Harness implements TestHarness {
 }
 
 function expired(spec: CompiledSpec, slot: Slot, calledAt: number, now: number): boolean {
-  if (spec.expireAfterWrite > 0 && now - slot.writtenAt >= spec.expireAfterWrite) return true;
-  return spec.expireAfterCall > 0 && calledAt > 0 && now - calledAt >= spec.expireAfterCall;
+  return isExpired(spec, slot.writtenAt, calledAt, now);
 }
 
 function moduleSource(m: unknown): string {
