@@ -123,7 +123,8 @@ function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
   return new WeftError('ERR_WEFT_INVALID_OPTION', message);
 }
 
-function int(name: string, value: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/** An integer option in `[min, max]`, or `def` when absent; the message names option and value. */
+export function intOption(name: string, value: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return def;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
@@ -205,8 +206,8 @@ function remotes(value: unknown): Required<RemoteEndpointOptions>[] {
     return {
       functions,
       url: parsed.href,
-      timeoutMs: int(`remote[${i}].timeoutMs`, timeoutMs, DEFAULTS.remoteTimeoutMs, 1),
-      maxBatch: int(`remote[${i}].maxBatch`, maxBatch, DEFAULTS.remoteMaxBatch, 1, 10_000),
+      timeoutMs: intOption(`remote[${i}].timeoutMs`, timeoutMs, DEFAULTS.remoteTimeoutMs, 1),
+      maxBatch: intOption(`remote[${i}].maxBatch`, maxBatch, DEFAULTS.remoteMaxBatch, 1, 10_000),
     };
   });
 }
@@ -229,10 +230,10 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
   if (durability !== 'fsync' && durability !== 'process') {
     throw bad(`options.durability must be 'fsync' or 'process' (got ${describe(durability)})`);
   }
-  const keyGroups = int('keyGroups', o.keyGroups, DEFAULTS.keyGroups, 1, MAX_KEY_GROUPS);
+  const keyGroups = intOption('keyGroups', o.keyGroups, DEFAULTS.keyGroups, 1, MAX_KEY_GROUPS);
   const shards = resolveShards(o.shards, env);
-  const maxMessageBytes = int('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024);
-  const ringBytes = int('ringBytes', o.ringBytes, DEFAULTS.ringBytes, 64 * 1024, 1024 * 1024 * 1024);
+  const maxMessageBytes = intOption('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024);
+  const ringBytes = intOption('ringBytes', o.ringBytes, DEFAULTS.ringBytes, 64 * 1024, 1024 * 1024 * 1024);
   if ((ringBytes & (ringBytes - 1)) !== 0) throw bad(`options.ringBytes must be a power of two (got ${ringBytes})`);
   if (ringBytes < maxMessageBytes * 4) {
     throw bad(`options.ringBytes (${ringBytes}) must be at least 4 × options.maxMessageBytes (${maxMessageBytes})`);
@@ -241,20 +242,20 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     moduleUrl: moduleUrl(o.module),
     shards,
     dataDir: resolvePath(dataDir),
-    checkpointIntervalMs: int('checkpointIntervalMs', o.checkpointIntervalMs, DEFAULTS.checkpointIntervalMs, 0, 24 * 3600 * 1000),
+    checkpointIntervalMs: intOption('checkpointIntervalMs', o.checkpointIntervalMs, DEFAULTS.checkpointIntervalMs, 0, 24 * 3600 * 1000),
     durability,
-    computeThreads: int('computeThreads', o.computeThreads, DEFAULTS.computeThreads, 0, 1024),
+    computeThreads: intOption('computeThreads', o.computeThreads, DEFAULTS.computeThreads, 0, 1024),
     remote: Object.freeze(remotes(o.remote)),
     keyGroups,
-    cacheSize: int('cacheSize', o.cacheSize, DEFAULTS.cacheSize, 16),
-    maxAttempts: int('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
-    retryBackoffMs: int('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
+    cacheSize: intOption('cacheSize', o.cacheSize, DEFAULTS.cacheSize, 16),
+    maxAttempts: intOption('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
+    retryBackoffMs: intOption('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
     maxMessageBytes,
-    maxStateValueBytes: int('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
+    maxStateValueBytes: intOption('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
     ringBytes,
-    requestTimeoutMs: int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
-    closeTimeoutMs: int('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
-    egressBufferSize: int('egressBufferSize', o.egressBufferSize, DEFAULTS.egressBufferSize, 1),
-    maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : int('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
+    requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
+    closeTimeoutMs: intOption('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
+    egressBufferSize: intOption('egressBufferSize', o.egressBufferSize, DEFAULTS.egressBufferSize, 1),
+    maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : intOption('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
   });
 }

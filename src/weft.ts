@@ -4,6 +4,7 @@
  * batch into main→shard rings), the checkpoint coordinator, and what the host may observe only
  * after a commit (send acknowledgements, egress records, durable replies).
  */
+import { checkTarget, encodeMessage } from './validation.js';
 import { setImmediate } from 'node:timers';
 import { validateAddress, type Address } from './address.js';
 import { DataDir } from './checkpoint/data-dir.js';
@@ -357,24 +358,11 @@ export class Weft {
   }
 
   #target(to: unknown, what: string): Address {
-    const a = to as Address;
-    if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string' || a.id.length === 0 || a.id.length > 256) {
-      validateAddress(to, `weft.${what} address`);
-    }
-    if (!this.#module.isKnownFunction(a.type)) {
-      validateAddress(to, `weft.${what} address`);
-      throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.${what}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
-    }
-    return a;
+    return checkTarget(this.#module, to, `weft.${what}`);
   }
 
   #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
-    const t = type ?? this.#module.defaultType;
-    const payload = t.encode(value, `weft.${what} value`);
-    if (payload.byteLength > this.#opts.maxMessageBytes) {
-      throw new WeftError('ERR_WEFT_TOO_LARGE', `weft.${what} value encodes to ${payload.byteLength} bytes, over the limit of ${this.#opts.maxMessageBytes} (maxMessageBytes)`);
-    }
-    return [t.typename, payload];
+    return encodeMessage(this.#module, value, type, `weft.${what}`, this.#opts.maxMessageBytes);
   }
 
   /** Accepts a host message: routes it, logs it for re-sending until its epoch commits. */

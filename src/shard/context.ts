@@ -11,7 +11,7 @@
  * longer mutate.
  */
 import type { Address } from '../address.js';
-import { validateAddress } from '../address.js';
+import { checkTarget, encodeMessage } from '../validation.js';
 import { WeftError, describe } from '../errors.js';
 import type { ValueType } from '../module.js';
 import { Slot, type Instance } from '../state/instance.js';
@@ -183,25 +183,11 @@ export class InvocationContext implements StateAccess {
   }
 
   #target(to: unknown, what: string): Address {
-    const a = to as Address;
-    if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string') {
-      validateAddress(to, `${what} address`);
-    }
-    if (!this.#host.module.isKnownFunction(a.type)) {
-      validateAddress(to, `${what} address`);
-      throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `${what}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
-    }
-    if (a.id.length === 0 || a.id.length > 256) validateAddress(to, `${what} address`);
-    return a;
+    return checkTarget(this.#host.module, to, what);
   }
 
   #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
-    const t = type ?? this.#host.module.defaultType;
-    const payload = t.encode(value, `${what} value`);
-    if (payload.byteLength > this.#host.maxMessageBytes) {
-      throw new WeftError('ERR_WEFT_TOO_LARGE', `${what} value encodes to ${payload.byteLength} bytes, over the limit of ${this.#host.maxMessageBytes} (maxMessageBytes)`);
-    }
-    return [t.typename, payload];
+    return encodeMessage(this.#host.module, value, type, what, this.#host.maxMessageBytes);
   }
 
   send(to: Address, value: unknown, opts?: { type?: ValueType<unknown> }): void {

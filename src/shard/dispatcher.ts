@@ -512,16 +512,23 @@ export class Dispatcher implements ContextHost {
   }
 
   #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown): void {
-    this.counters.failures++;
-    mb.attempts++;
-    if (mb.attempts < this.#opts.maxAttempts) {
-      this.counters.retries++;
-      const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
-      this.#retries.push({ due: this.#clock.now() + backoff, mb });
-      return;
-    }
+    if (this.#retryLater(mb)) return;
     const attempts = mb.attempts;
     for (const env of envs) this.#deadLetter(mb, env, err, attempts);
+  }
+
+  /**
+   * Counts a failed attempt; true when another one is due later (after a backoff that doubles
+   * each time). The address stays blocked (running) until then, so later messages keep their order.
+   */
+  #retryLater(mb: Mailbox): boolean {
+    this.counters.failures++;
+    mb.attempts++;
+    if (mb.attempts >= this.#opts.maxAttempts) return false;
+    this.counters.retries++;
+    const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
+    this.#retries.push({ due: this.#clock.now() + backoff, mb });
+    return true;
   }
 
   #reply(mb: Mailbox, env: Envelope, typename: string, payload: Uint8Array): void {
@@ -562,15 +569,7 @@ export class Dispatcher implements ContextHost {
 
   #failed(mb: Mailbox, ctx: InvocationContext, env: Envelope, err: unknown): void {
     ctx.end();
-    this.counters.failures++;
-    mb.attempts++;
-    if (mb.attempts < this.#opts.maxAttempts) {
-      this.counters.retries++;
-      // The address stays blocked (running) until the retry, so later messages keep their order.
-      const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
-      this.#retries.push({ due: this.#clock.now() + backoff, mb });
-      return;
-    }
+    if (this.#retryLater(mb)) return;
     this.#deadLetter(mb, env, err, mb.attempts);
   }
 

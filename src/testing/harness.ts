@@ -9,6 +9,7 @@
  * stands still meanwhile, so what falls due later (delayed messages, retries, TTL expiry) happens
  * only when `advance` moves the clock, one due time after another.
  */
+import { checkTarget, encodeMessage } from '../validation.js';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseAddressKey, validateAddress, type Address } from '../address.js';
@@ -186,24 +187,11 @@ class Harness implements TestHarness {
   }
 
   #target(to: unknown, what: string): Address {
-    const a = to as Address;
-    if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string' || a.id.length === 0 || a.id.length > 256) {
-      validateAddress(to, `weft.${what} address`);
-    }
-    if (!this.#module.isKnownFunction(a.type)) {
-      validateAddress(to, `weft.${what} address`);
-      throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `weft.${what}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
-    }
-    return a;
+    return checkTarget(this.#module, to, `weft.${what}`);
   }
 
   #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
-    const t = type ?? this.#module.defaultType;
-    const payload = t.encode(value, `weft.${what} value`);
-    if (payload.byteLength > this.#opts.maxMessageBytes) {
-      throw new WeftError('ERR_WEFT_TOO_LARGE', `weft.${what} value encodes to ${payload.byteLength} bytes, over the limit of ${this.#opts.maxMessageBytes} (maxMessageBytes)`);
-    }
-    return [t.typename, payload];
+    return encodeMessage(this.#module, value, type, `weft.${what}`, this.#opts.maxMessageBytes);
   }
 
   send(to: Address, value: unknown, opts?: SendOptions): Promise<void> {

@@ -3,7 +3,7 @@
  * defaults and validation messages as `Weft.start`), plus what only a virtual clock needs.
  */
 import { WeftError, describe } from '../errors.js';
-import { DEFAULTS } from '../options.js';
+import { DEFAULTS, intOption } from '../options.js';
 
 /** Options of `createTestHarness`. Every field is documented with its unit and default. */
 export interface TestHarnessOptions {
@@ -53,16 +53,8 @@ function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
   return new WeftError('ERR_WEFT_INVALID_OPTION', message);
 }
 
-// The same wording as the engine's option validation (src/options.ts), so a message users learn
-// from one reads the same in the other.
-function int(name: string, value: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return def;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
-    throw bad(`options.${name} must be ${range} (got ${describe(value)})`);
-  }
-  return value;
-}
+// The engine's option validation (src/options.ts), so a message reads the same in both.
+const int = intOption;
 
 export function resolveHarnessOptions(options: unknown): ResolvedHarnessOptions {
   if (options === undefined) options = {};

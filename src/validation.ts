@@ -1,0 +1,33 @@
+/**
+ * Checks shared by every entry that accepts a message — the host facade (`weft.send`), the
+ * invocation context (`ctx.send`) and the test harness — so they refuse the same input with the
+ * same code and the same words. `label` names the call (`weft.send`, `ctx.sendAfter`, ...).
+ */
+import { validateAddress, type Address } from './address.js';
+import { WeftError, describe } from './errors.js';
+import type { ValueType } from './module.js';
+import type { RuntimeModule } from './shard/runtime-module.js';
+
+/** The target of a message: a well-formed address of a function the module (or a remote endpoint) serves. */
+export function checkTarget(module: RuntimeModule, to: unknown, label: string): Address {
+  const a = to as Address;
+  // Fast path first: the full validation (and its message) only when something looks off.
+  if (typeof to !== 'object' || to === null || typeof a.type !== 'string' || typeof a.id !== 'string' || a.id.length === 0 || a.id.length > 256) {
+    validateAddress(to, `${label} address`);
+  }
+  if (!module.isKnownFunction(a.type)) {
+    validateAddress(to, `${label} address`);
+    throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `${label}: no function of type ${describe(a.type)} is defined (address ${describe(to)})`);
+  }
+  return a;
+}
+
+/** Encodes a message value with its type (default msgpack), enforcing `maxMessageBytes`. */
+export function encodeMessage(module: RuntimeModule, value: unknown, type: ValueType<unknown> | undefined, label: string, maxMessageBytes: number): [typename: string, payload: Uint8Array] {
+  const t = type ?? module.defaultType;
+  const payload = t.encode(value, `${label} value`);
+  if (payload.byteLength > maxMessageBytes) {
+    throw new WeftError('ERR_WEFT_TOO_LARGE', `${label} value encodes to ${payload.byteLength} bytes, over the limit of ${maxMessageBytes} (maxMessageBytes)`);
+  }
+  return [t.typename, payload];
+}
