@@ -2,7 +2,7 @@
  * weft — Stateful Functions for Node.js. The public surface (API.md §1–§3); internals are not
  * exported.
  */
-export { Weft } from './weft.js';
+export { Weft, channels } from './weft.js';
 export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics } from './weft.js';
 export type { RemoteEndpointOptions } from './options.js';
 export { defineModule } from './module.js';

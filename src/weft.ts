@@ -5,7 +5,9 @@
  * after a commit (send acknowledgements, egress records, durable replies).
  */
 import { checkTarget, encodeMessage } from './validation.js';
+import { channel } from 'node:diagnostics_channel';
 import { setImmediate } from 'node:timers';
+import { debuglog } from 'node:util';
 import { validateAddress, type Address } from './address.js';
 import { DataDir } from './checkpoint/data-dir.js';
 import { Coordinator } from './checkpoint/coordinator.js';
@@ -26,6 +28,22 @@ import type { InstanceRecord } from './state/instance.js';
 import { decodeBatch } from './transport/framing.js';
 
 export type { WeftOptions } from './options.js';
+
+/** `NODE_DEBUG=weft` prints the engine's lifecycle: start, checkpoints, recoveries, close. */
+const debug = debuglog('weft');
+
+/**
+ * `diagnostics_channel` events, published on the main thread (subscribe with
+ * `diagnostics_channel.subscribe(name, fn)`):
+ * - `weft:checkpoint` `{ epoch, ms, bytes, states }` when a checkpoint commits;
+ * - `weft:recovery` `{ shard, error, committedEpoch }` when a failed shard triggers a rollback;
+ * - `weft:dead-letter` the {@link DeadLetter} as it is handed to the host.
+ */
+export const channels = Object.freeze({
+  checkpoint: channel('weft:checkpoint'),
+  recovery: channel('weft:recovery'),
+  deadLetter: channel('weft:dead-letter'),
+});
 
 /** Options of {@link Weft.send}. */
 export interface SendOptions {
@@ -301,6 +319,7 @@ export class Weft {
         throw err;
       }
       weft.#coordinator.start();
+      debug('started: %d shards, data dir %s, committed epoch %d', opts.shards, opts.dataDir, dir.info.committedEpoch);
       return weft;
     } catch (err) {
       await dir.close().catch(() => {});
@@ -382,6 +401,10 @@ export class Weft {
         resolve = res;
         reject = rej;
       });
+      // Fire-and-forget sends are normal: a group nobody awaits must not become an unhandled
+      // rejection (and crash the host) when the engine closes or fails. Awaiting callers still
+      // get the rejection.
+      promise.catch(() => {});
       group = { hseq, promise, resolve, reject };
       this.#openAck[shard] = group;
       this.#ackGroups[shard]!.push(group);
@@ -811,7 +834,11 @@ export class Weft {
       for (const [requestId, typename, payload] of replies) this.#releaseDurableReply(requestId, typename, payload);
     }
     const last = this.#dir.checkpoints().at(-1);
-    if (last !== undefined) this.#lastCheckpoint = { epoch: last.epoch, ms: last.ms, bytes: last.bytes, states: last.states };
+    if (last !== undefined) {
+      this.#lastCheckpoint = { epoch: last.epoch, ms: last.ms, bytes: last.bytes, states: last.states };
+      debug('checkpoint %d committed: %d states, %d bytes, %d ms', last.epoch, last.states, last.bytes, Math.round(last.ms));
+      if (channels.checkpoint.hasSubscribers) channels.checkpoint.publish({ ...this.#lastCheckpoint });
+    }
     for (const out of this.#out) out.push([Kind.Committed, epoch], 16);
     this.#flush();
   }
@@ -837,7 +864,10 @@ export class Weft {
     let value: unknown;
     try {
       value = this.#decode(typename, payload);
-      if (name === DEAD_LETTER_EGRESS) value = this.#deadLetter(value as Record<string, unknown>);
+      if (name === DEAD_LETTER_EGRESS) {
+        value = this.#deadLetter(value as Record<string, unknown>);
+        if (channels.deadLetter.hasSubscribers) channels.deadLetter.publish(value);
+      }
     } catch (err) {
       value = payload;
       process.emitWarning(`weft: egress ${name} record could not be decoded: ${(err as Error).message}`);
@@ -879,6 +909,8 @@ export class Weft {
       return;
     }
     this.#recentRecoveries.push(now);
+    debug('shard %d failed (%s); rolling back to checkpoint %d', shard, err.message, this.#coordinator.committedEpoch);
+    if (channels.recovery.hasSubscribers) channels.recovery.publish({ shard, error: err, committedEpoch: this.#coordinator.committedEpoch });
     process.emitWarning(`weft: shard ${shard} failed (${err.message}); rolling back to checkpoint ${this.#coordinator.committedEpoch}`);
     this.#recovering ??= this.#recover().finally(() => {
       this.#recovering = undefined;
@@ -1016,16 +1048,24 @@ export class Weft {
 
   async #close(): Promise<void> {
     this.#closing = true;
+    debug('closing');
     const closedError = new WeftError('ERR_WEFT_CLOSED', 'the engine closed before this completed');
+    let finished = false;
     if (this.#failure === undefined) {
+      const work = this.#finishWork();
+      // Whatever happens to it after a timeout, it must not surface as an unhandled rejection.
+      work.catch(() => {});
       try {
-        await this.#bounded(this.#finishWork(), this.#opts.closeTimeoutMs);
+        await this.#bounded(work, this.#opts.closeTimeoutMs);
+        finished = true;
       } catch {
         /* timed out or failed: close anyway; what is not committed is recovered at next start */
       }
     }
     this.#coordinator.stop(closedError);
-    if (this.#failure === undefined && this.#recovering === undefined) {
+    // A graceful shard close waits for running invocations; after a timeout they are abandoned
+    // (their messages are in the last committed checkpoint or were never acknowledged).
+    if (finished && this.#recovering === undefined) {
       for (const out of this.#out) out.push([Kind.Close], 8);
       this.#flush();
       await this.#pool.waitClosed();
@@ -1039,6 +1079,7 @@ export class Weft {
     for (const w of this.#idleWaiters) w();
     this.#idleWaiters = [];
     await this.#dir.close();
+    debug('closed');
   }
 
   async #finishWork(): Promise<void> {

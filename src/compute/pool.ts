@@ -8,6 +8,7 @@
 import { Piscina } from 'piscina';
 import { WeftError, deserializeError, type SerializedError } from '../errors.js';
 import { compiledUrl } from '../internal/paths.js';
+import { workerExecArgv } from '../router/shard-pool.js';
 
 export class ComputePool {
   readonly #pool: Piscina;
@@ -20,6 +21,7 @@ export class ComputePool {
       // Several tasks per thread keep the pool busy while one awaits I/O (NOTES.md: 2.6x).
       concurrentTasksPerWorker: 4,
       workerData: { computeUrl },
+      execArgv: workerExecArgv(),
     });
   }
 

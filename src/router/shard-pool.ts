@@ -39,6 +39,22 @@ export interface PoolEvents {
 }
 
 const READY_TIMEOUT_MS = 60_000;
+
+/**
+ * The host's Node flags, minus those that only make sense for the main entry: workers inherit
+ * `process.execArgv`, and `--input-type` (as in `node --input-type=module -e ...`) makes a
+ * worker's file entry fail to load.
+ */
+export function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--input-type') i++;
+    else if (!a.startsWith('--input-type=')) out.push(a);
+  }
+  return out;
+}
 const CLOSE_TIMEOUT_MS = 30_000;
 
 export class ShardPool {
@@ -100,6 +116,7 @@ export class ShardPool {
       const worker = new Worker(entry, {
         workerData: boot,
         name: `weft-shard-${s}`,
+        execArgv: workerExecArgv(),
         ...(heap === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: heap } }),
       });
       this.workers.push(worker);
