@@ -1,11 +1,14 @@
 /**
  * The consistency check of a finished simulation: reads the final state of every passenger,
  * ride, driver and geo cell with `weft.query` and compares it with the egress records the host
- * received. Run it once the engine is idle and no ride is under way.
+ * received, and recomputes every completed ride's fare with the compute task itself (it is a
+ * plain function, so the host can call it directly). Run it once the engine is idle and no ride
+ * is under way.
  */
 import type { Weft } from 'weft';
 import { GRID, cellId, type Point } from './city.js';
 import { mapBounded } from './bounded.js';
+import { fare } from './tasks.js';
 import {
   DRIVER,
   GEO_CELL,
@@ -101,7 +104,9 @@ export async function checkConsistency(weft: Weft, input: CheckInput): Promise<R
     }
     for (const rec of input.completed) {
       const r = rideById.get(rec.ride);
-      if (r !== undefined && (r.driver !== rec.driver || r.completedAt !== rec.completedAt)) v.push(`${rec.ride}: egress record differs from its state`);
+      if (r !== undefined && (r.driver !== rec.driver || r.completedAt !== rec.completedAt || r.fare?.cents !== rec.fare.cents)) {
+        v.push(`${rec.ride}: egress record differs from its state`);
+      }
     }
     for (const id of completedIds) if (!seen.has(id)) v.push(`${id} is completed but missing from the egress`);
     check('every completed ride appears exactly once in the egress', v, `${completedIds.size} completed rides, ${input.completed.length} egress records`);
@@ -188,6 +193,24 @@ export async function checkConsistency(weft: Weft, input: CheckInput): Promise<R
       }
     });
     check('cell membership matches driver locations', v, `${listedIn.size} free drivers in ${cells.filter((c) => c.length > 0).length} cells`);
+  }
+
+  // 6. Every completed ride has a positive fare, the one the compute task gives for its trip:
+  //    whichever pool thread computed it, and however often recovery re-ran it.
+  {
+    const v: string[] = [];
+    let cents = 0;
+    for (const id of completedIds) {
+      const r = rideById.get(id)!;
+      const expected = fare({ from: r.from, to: r.to });
+      if (r.fare === undefined) v.push(`${id} has no fare`);
+      else if (!(r.fare.cents > 0)) v.push(`${id} has fare ${r.fare.cents} cents`);
+      else if (r.fare.cents !== expected.cents || r.fare.blocks !== expected.blocks || r.fare.seconds !== expected.seconds) {
+        v.push(`${id}: fare ${JSON.stringify(r.fare)} but the task gives ${JSON.stringify(expected)}`);
+      }
+      cents += r.fare?.cents ?? 0;
+    }
+    check('every completed ride has the fare the task computes', v, `${completedIds.size} fares, $${(cents / 100).toFixed(2)} in all`);
   }
 
   return {

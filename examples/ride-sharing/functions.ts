@@ -21,6 +21,11 @@
  * The driver drives: accepting an offer it schedules its arrival at the pickup with
  * `ctx.sendAfter`, and on arrival schedules the dropoff, so rides progress in (durable) time.
  *
+ * The fare is fixed when a driver accepts: the ride awaits `ctx.compute('fare', ...)`, a route
+ * search through the streets (tasks.ts) that runs on the compute pool while the ride's shard
+ * serves other addresses. The ride's own later messages wait until it has the fare (one
+ * invocation per address at a time), so every ride that completes has one.
+ *
  * Races are settled by message order, which weft keeps per sender and target. A cell removes a
  * driver when it offers it a ride; the driver may meanwhile have joined another cell, or be busy
  * with another ride. So a driver that accepts an offer always sends `leave` to the cell it is a
@@ -29,7 +34,8 @@
  * every cell is then a `leave`, until it joins its dropoff cell when the ride ends.
  */
 import { defineModule, type, type Context } from 'weft';
-import { cellId, driveMs, searchStep, type Point } from './city.js';
+import { cellId, driveMs, inCity, searchStep, type Point } from './city.js';
+import type { Fare, FareInput } from './tasks.js';
 
 /** Typenames, exported for the host code that addresses these functions. */
 export const PASSENGER = 'ride-sharing/passenger';
@@ -124,6 +130,8 @@ export interface RideRecord {
   /** The driver's trip number: its n-th accepted ride. */
   trip?: number;
   assignedAt?: number;
+  /** Fixed when the driver accepts, by the compute task `fare`. */
+  fare?: Fare;
   pickedUpAt?: number;
   completedAt?: number;
 }
@@ -135,6 +143,7 @@ export interface CompletedRide extends RideRecord {
   driver: string;
   trip: number;
   assignedAt: number;
+  fare: Fare;
   pickedUpAt: number;
   completedAt: number;
 }
@@ -165,6 +174,13 @@ function findFrom(ctx: Pick<Context, 'send'>, ride: string, from: Point, to: Poi
   if (next === undefined) return false;
   ctx.send(cellAddress(next.cell), { kind: 'find', ride, from, to, step: next.step } satisfies Find);
   return true;
+}
+
+/** The ride's half of an accepted offer: the fare from the compute pool, then the assignment. */
+async function accept(ctx: Context<{ ride: RideRecord }>, id: string, ride: RideRecord, m: Extract<RideMessage, { kind: 'accepted' }>): Promise<void> {
+  const fare = await ctx.compute<Fare>('fare', { from: ride.from, to: ride.to } satisfies FareInput);
+  ctx.state.ride = { ...ride, status: 'assigned', driver: m.driver, trip: m.trip, assignedAt: m.at, fare };
+  ctx.send(passengerAddress(ride.passenger), { kind: 'driver-assigned', ride: id, driver: m.driver } satisfies PassengerMessage);
 }
 
 export default defineModule({
@@ -221,10 +237,15 @@ export default defineModule({
 
     [RIDE]: {
       state: { ride: type.json<RideRecord>() },
+      // Not `async`: only an accepted offer awaits (the fare). A returned promise parks the
+      // invocation until it settles; every other message completes in the shard's own turn.
       fn(ctx, msg) {
         const m = msg.value as RideMessage;
         const id = ctx.self.id;
         if (m.kind === 'create') {
+          // The fare task needs both ends in the city; refusing here keeps a bad trip from
+          // failing only once a driver has accepted it.
+          if (!inCity(m.to)) throw new Error(`ride ${id}: dropoff ${cellId(m.to)} is outside the city`);
           ctx.state.ride = { passenger: m.passenger, from: m.from, to: m.to, status: 'searching', requestedAt: Date.now(), searches: 1 };
           if (!findFrom(ctx, id, m.from, m.to, 0)) throw new Error(`ride ${id}: pickup ${cellId(m.from)} is outside the city`);
           return;
@@ -252,9 +273,7 @@ export default defineModule({
             findFrom(ctx, id, ride.from, ride.to, m.step);
             break;
           case 'accepted':
-            ctx.state.ride = { ...ride, status: 'assigned', driver: m.driver, trip: m.trip, assignedAt: m.at };
-            ctx.send(passenger, { kind: 'driver-assigned', ride: id, driver: m.driver } satisfies PassengerMessage);
-            break;
+            return accept(ctx, id, ride, m);
           case 'picked-up':
             ctx.state.ride = { ...ride, status: 'in-progress', pickedUpAt: m.at };
             ctx.send(passenger, { kind: 'picked-up', ride: id } satisfies PassengerMessage);
@@ -366,4 +385,5 @@ export default defineModule({
     },
   },
   egresses: [COMPLETED_RIDES, UNFULFILLED_RIDES],
+  compute: new URL('./tasks.js', import.meta.url),
 });

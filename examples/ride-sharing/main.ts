@@ -11,6 +11,9 @@
  *   RIDES_DATA_DIR     data dir, wiped at start (default: a fresh temp dir, removed at the end)
  *   WEFT_SHARDS        shard threads (default: one per core)
  *
+ * Every ride's fare is a route search on weft's compute pool (tasks.ts), awaited by the ride when
+ * a driver accepts; the summary shows the fares, and the final check recomputes each one.
+ *
  * Backpressure: every send goes through a bounded window of operations in flight (bounded.ts).
  * A `weft.send` resolves once its message is committed, and weft makes ingress wait when it is
  * behind, so when the engine cannot keep up the simulation offers less rather than queueing
@@ -240,8 +243,12 @@ console.log(
 );
 {
   const mean = (f: (r: CompletedRide) => number): string => ms(completed.reduce((a, r) => a + f(r), 0) / completed.length);
+  const cents = completed.reduce((a, r) => a + r.fare.cents, 0);
+  const blocks = completed.reduce((a, r) => a + r.fare.blocks, 0);
+  const dollars = (c: number): string => `$${(c / 100).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  const perRide = completed.length === 0 ? '' : ` (mean ${dollars(cents / completed.length)} for ${(blocks / completed.length).toFixed(1)} blocks)`;
   console.log(
-    `completed rides: mean wait for a driver ${mean((r) => r.assignedAt - r.requestedAt)}, to pickup ${mean((r) => r.pickedUpAt - r.assignedAt)}, pickup to dropoff ${mean((r) => r.completedAt - r.pickedUpAt)}`,
+    `completed rides: fares ${dollars(cents)} in all${perRide}, mean wait for a driver ${mean((r) => r.assignedAt - r.requestedAt)}, to pickup ${mean((r) => r.pickedUpAt - r.assignedAt)}, pickup to dropoff ${mean((r) => r.completedAt - r.pickedUpAt)}`,
   );
 }
 
