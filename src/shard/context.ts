@@ -175,11 +175,19 @@ export class InvocationContext implements StateAccess {
       w.set(spec.name, null);
       return;
     }
-    const bytes = spec.type.encode(value, `ctx.state.${spec.name}`);
+    const type: ValueType<unknown> = spec.type;
+    // Immutable values are validated now and encoded lazily (see Slot.bytes), unless they could
+    // be over the size limit (only long strings can), which needs the exact encoded size now.
+    if (type.immutable && !(typeof value === 'string' && value.length * 3 + 16 > this.#host.maxStateValueBytes)) {
+      type.check(value, `ctx.state.${spec.name}`);
+      w.set(spec.name, new Slot(null, this.#now, value, true, null, spec.encode));
+      return;
+    }
+    const bytes = type.encode(value, `ctx.state.${spec.name}`);
     if (bytes.byteLength > this.#host.maxStateValueBytes) {
       throw new WeftError('ERR_WEFT_TOO_LARGE', `state ${describe(spec.name)} of ${this.#inst.type}/${this.#inst.id} encodes to ${bytes.byteLength} bytes, over the limit of ${this.#host.maxStateValueBytes} (maxStateValueBytes)`);
     }
-    w.set(spec.name, new Slot(bytes, this.#now, value, spec.type.immutable));
+    w.set(spec.name, new Slot(bytes, this.#now, value, type.immutable));
   }
 
   #target(to: unknown, what: string): Address {

@@ -136,6 +136,9 @@ export class HostAcks {
   }
 }
 
+/** Emptied mailboxes kept for reuse before a sweep drops them. */
+const IDLE_MAILBOXES = 65_536;
+
 interface Retry {
   due: number;
   mb: Mailbox;
@@ -156,7 +159,14 @@ export class Dispatcher implements ContextHost {
   readonly #clock: Clock;
   readonly #compute: (task: string, input: unknown) => Promise<unknown>;
 
-  readonly mailboxes = new Map<string, Mailbox>();
+  /**
+   * Mailboxes by type, then id: looking up with the decoded strings as they are avoids building
+   * a `type + "\0" + id` key per message. An emptied mailbox is kept (with its key string, whose
+   * hash is then cached for the instance-cache lookup) until a sweep: addresses that receive
+   * bursts reuse it instead of re-creating it per message.
+   */
+  readonly #mailboxes = new Map<string, Map<string, Mailbox>>();
+  #idleMailboxes = 0;
   #runnable: Mailbox[] = [];
   #runHead = 0;
   #retries: Retry[] = [];
@@ -228,12 +238,16 @@ export class Dispatcher implements ContextHost {
   enqueue(env: Envelope, kg?: number): void {
     const type = env[1];
     const id = env[2];
-    const key = `${type}\u0000${id}`;
-    let mb = this.mailboxes.get(key);
-    if (mb === undefined) {
-      mb = new Mailbox(key, type, id, kg ?? this.#routing.keyGroup(type, id));
-      this.mailboxes.set(key, mb);
+    let byId = this.#mailboxes.get(type);
+    if (byId === undefined) {
+      byId = new Map();
+      this.#mailboxes.set(type, byId);
     }
+    let mb = byId.get(id);
+    if (mb === undefined) {
+      mb = new Mailbox(`${type}\u0000${id}`, type, id, kg ?? this.#routing.keyGroup(type, id));
+      byId.set(id, mb);
+    } else if (mb.head >= mb.queue.length) this.#idleMailboxes--;
     mb.queue.push(env);
     this.queuedMessages++;
     if (!mb.running && !mb.queued) {
@@ -353,7 +367,9 @@ export class Dispatcher implements ContextHost {
         if (slot === null) {
           if (inst.slots.delete(name)) dirty = true;
         } else {
-          inst.slots.set(name, slot);
+          const existing = inst.slots.get(name);
+          if (existing === undefined) inst.slots.set(name, slot);
+          else existing.assign(slot);
           dirty = true;
         }
       }
@@ -556,7 +572,9 @@ export class Dispatcher implements ContextHost {
     mb.queue[mb.head] = undefined as unknown as Envelope;
     mb.head++;
     if (mb.head >= mb.queue.length) {
-      this.mailboxes.delete(mb.key);
+      mb.queue.length = 0;
+      mb.head = 0;
+      if (++this.#idleMailboxes > IDLE_MAILBOXES) this.sweepMailboxes();
       return;
     }
     if (mb.head > 64 && mb.head * 2 > mb.queue.length) {
@@ -597,10 +615,42 @@ export class Dispatcher implements ContextHost {
    */
   snapshotMailboxes(): Envelope[] {
     const out: Envelope[] = [];
-    for (const mb of this.mailboxes.values()) {
-      for (let i = mb.head; i < mb.queue.length; i++) out.push(mb.queue[i] as Envelope);
+    for (const byId of this.#mailboxes.values()) {
+      for (const mb of byId.values()) {
+        for (let i = mb.head; i < mb.queue.length; i++) out.push(mb.queue[i] as Envelope);
+      }
     }
+    this.sweepMailboxes();
     return out;
+  }
+
+  /** Drops emptied mailboxes (kept for reuse between sweeps). */
+  sweepMailboxes(): void {
+    if (this.#idleMailboxes === 0) return;
+    for (const [type, byId] of this.#mailboxes) {
+      for (const [id, mb] of byId) {
+        if (mb.head >= mb.queue.length && !mb.running && !mb.queued) byId.delete(id);
+      }
+      if (byId.size === 0) this.#mailboxes.delete(type);
+    }
+    this.#idleMailboxes = 0;
+  }
+
+  /** The mailbox of an address, if it has one. */
+  mailbox(type: string, id: string): Mailbox | undefined {
+    return this.#mailboxes.get(type)?.get(id);
+  }
+
+  /** Every mailbox (including emptied ones kept for reuse). */
+  *allMailboxes(): IterableIterator<Mailbox> {
+    for (const byId of this.#mailboxes.values()) yield* byId.values();
+  }
+
+  /** Addresses with a mailbox (queued, running, or kept for reuse). */
+  get mailboxCount(): number {
+    let n = 0;
+    for (const byId of this.#mailboxes.values()) n += byId.size;
+    return n;
   }
 
   /** Takes the idle-detection counters: net messages alive created minus completed. */

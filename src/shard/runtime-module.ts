@@ -15,6 +15,8 @@ export interface CompiledSpec {
   readonly expireAfterWrite: number;
   /** ms, 0 = no TTL */
   readonly expireAfterCall: number;
+  /** `type.encode` bound once: what a lazily encoded slot calls. */
+  readonly encode: (value: unknown) => Uint8Array;
 }
 
 /** What a state view reads and writes through: implemented by the invocation context. */
@@ -112,6 +114,7 @@ export function compileModule(
       type: s.type as ValueType<unknown>,
       expireAfterWrite: s.expireAfterWrite ?? 0,
       expireAfterCall: s.expireAfterCall ?? 0,
+      encode: (value: unknown) => (s.type as ValueType<unknown>).encode(value),
     }));
     functions.set(typename, {
       typename,
@@ -127,12 +130,18 @@ export function compileModule(
   const defaultType = builtinTypes.msgpack() as ValueType<unknown>;
   // typename → type, memoized: decoding a message looks its type up on every invocation.
   const typeCache = new Map<string, ValueType<unknown> | undefined>();
+  // Most messages carry the same typename as the one before: compare before hashing.
+  let lastName = '';
+  let lastType: ValueType<unknown> | undefined;
   const typeOf = (typename: string): ValueType<unknown> | undefined => {
+    if (typename === lastName) return lastType;
     let t = typeCache.get(typename);
     if (t === undefined && !typeCache.has(typename)) {
       t = definition.typeByName(typename) as ValueType<unknown> | undefined;
       typeCache.set(typename, t);
     }
+    lastName = typename;
+    lastType = t;
     return t;
   };
   return {

@@ -13,7 +13,10 @@ import { Packr, Unpackr } from 'msgpackr';
 import { WeftError } from '../errors.js';
 
 export class Slot {
-  bytes: Uint8Array;
+  /** Encoded value; null until first needed when the slot was written with an immutable value. */
+  #bytes: Uint8Array | null;
+  /** Encodes `decoded` on demand (immutable values written by a function). */
+  #encoder: ((value: unknown) => Uint8Array) | null;
   writtenAt: number;
   /** Decoded value, kept only for immutable types. */
   decoded: unknown;
@@ -23,13 +26,40 @@ export class Slot {
    * functions, whose specs weft learns at run time. null for weft functions.
    */
   typename: string | null;
+  /** Bumped by every {@link assign}: tells "written again" apart from "the same slot". */
+  version = 0;
 
-  constructor(bytes: Uint8Array, writtenAt: number, decoded: unknown, hasDecoded: boolean, typename: string | null = null) {
-    this.bytes = bytes;
+  constructor(bytes: Uint8Array | null, writtenAt: number, decoded: unknown, hasDecoded: boolean, typename: string | null = null, encoder: ((value: unknown) => Uint8Array) | null = null) {
+    this.#bytes = bytes;
+    this.#encoder = encoder;
     this.writtenAt = writtenAt;
     this.decoded = decoded;
     this.hasDecoded = hasDecoded;
     this.typename = typename;
+  }
+
+  /**
+   * The encoded value. An immutable value (a number, a string, a boolean) written by a function
+   * is encoded only when something needs its bytes — typically the next snapshot — so an instance
+   * written many times between checkpoints is encoded once.
+   */
+  get bytes(): Uint8Array {
+    if (this.#bytes === null) {
+      this.#bytes = (this.#encoder as (value: unknown) => Uint8Array)(this.decoded);
+      this.#encoder = null;
+    }
+    return this.#bytes;
+  }
+
+  /** Takes `other`'s value in place (the long-lived slot stays; only the short-lived one dies). */
+  assign(other: Slot): void {
+    this.#bytes = other.#bytes;
+    this.#encoder = other.#encoder;
+    this.writtenAt = other.writtenAt;
+    this.decoded = other.decoded;
+    this.hasDecoded = other.hasDecoded;
+    this.typename = other.typename;
+    this.version++;
   }
 }
 

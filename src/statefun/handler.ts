@@ -282,7 +282,8 @@ class StatefunEndpoint {
       }
       inst.slots.set(spec.name, new Slot(v.value, now, undefined, false));
     }
-    const before = new Map(inst.slots);
+    // Slots are updated in place (Slot.assign), so "changed" is a different slot or a new version.
+    const before = new Map([...inst.slots].map(([name, slot]) => [name, [slot, slot.version] as const]));
 
     const outgoing: Envelope[] = [];
     const egress: Array<[name: string, typename: string, payload: Uint8Array]> = [];
@@ -337,7 +338,8 @@ class StatefunEndpoint {
     const stateMutations: PersistedValueMutation[] = [];
     for (const spec of fn.specs) {
       const after = inst.slots.get(spec.name);
-      if (after === before.get(spec.name)) continue;
+      const was = before.get(spec.name);
+      if (after === was?.[0] && after?.version === was?.[1]) continue;
       stateMutations.push(
         after === undefined
           ? { mutationType: 'DELETE', stateName: spec.name, stateValue: null }

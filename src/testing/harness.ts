@@ -244,7 +244,7 @@ class Harness implements TestHarness {
   #noReply(env: Envelope): WeftError {
     const type = env[E_TARGET_TYPE];
     const id = env[E_TARGET_ID];
-    const mb = this.#dispatcher.mailboxes.get(`${type}\u0000${id}`);
+    const mb = this.#dispatcher.mailbox(type, id);
     const waiting = mb !== undefined && mb.queue.indexOf(env, mb.head) >= 0;
     const why = waiting ? 'its message failed and is waiting for a retry, which only advance() can run' : 'the function did not call ctx.reply';
     return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and ${why}`);
@@ -304,7 +304,7 @@ class Harness implements TestHarness {
   #notQuiescent(limit: number): WeftError {
     const d = this.#dispatcher;
     const busy: string[] = [];
-    for (const mb of d.mailboxes.values()) {
+    for (const mb of d.allMailboxes()) {
       if (busy.length === 5) break;
       if (mb.running || mb.size > 0) busy.push(`${mb.type}/${mb.id}`);
     }
