@@ -1,0 +1,74 @@
+/**
+ * CPU time per thread, from Linux's /proc/self/task/<tid>/schedstat (nanoseconds on a CPU, and
+ * nanoseconds runnable but waiting for one). Worker threads announce their tid and role through
+ * modules/thread-tag.ts; the main thread's tid is the process id. With more busy threads than
+ * cores, run-queue wait shows how much a thread was starved.
+ */
+import { readFileSync } from 'node:fs';
+import { BroadcastChannel } from 'node:worker_threads';
+import { THREADS_CHANNEL, type ThreadTag } from '../modules/thread-tag.js';
+
+const known = new Map<number, string>();
+let channel: BroadcastChannel | undefined;
+
+/** Starts listening for thread announcements (call before starting workers). */
+export function listenForThreads(): void {
+  if (channel !== undefined) return;
+  channel = new BroadcastChannel(THREADS_CHANNEL);
+  channel.onmessage = (e: unknown) => {
+    const t = (e as { data: ThreadTag }).data;
+    known.set(t.tid, t.role);
+  };
+  channel.unref();
+}
+
+export function stopListening(): void {
+  channel?.close();
+  channel = undefined;
+}
+
+interface Sched {
+  cpuNs: number;
+  waitNs: number;
+}
+
+function schedstat(tid: number): Sched | undefined {
+  try {
+    const [cpu, wait] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ');
+    return { cpuNs: Number(cpu), waitNs: Number(wait) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU and run-queue time per role: 'main' and the roles workers announced. */
+export type RoleTimes = Record<string, Sched>;
+
+export function sampleRoles(): RoleTimes {
+  const out: RoleTimes = {};
+  const add = (role: string, s: Sched | undefined): void => {
+    if (s === undefined) return;
+    const r = (out[role] ??= { cpuNs: 0, waitNs: 0 });
+    r.cpuNs += s.cpuNs;
+    r.waitNs += s.waitNs;
+  };
+  add('main', schedstat(process.pid));
+  for (const [tid, role] of known) add(role, schedstat(tid));
+  return out;
+}
+
+/** Per-role CPU and wait between two samples, in ns per message. */
+export function perMessage(before: RoleTimes, after: RoleTimes, messages: number): Record<string, { cpuNs: number; waitNs: number }> {
+  const out: Record<string, { cpuNs: number; waitNs: number }> = {};
+  for (const role of Object.keys(after)) {
+    const a = after[role] as Sched;
+    const b = before[role] ?? { cpuNs: 0, waitNs: 0 };
+    out[role] = { cpuNs: (a.cpuNs - b.cpuNs) / messages, waitNs: (a.waitNs - b.waitNs) / messages };
+  }
+  return out;
+}
+
+/** Wait for pending announcements to arrive (they travel through the event loop). */
+export function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 20));
+}

@@ -1,0 +1,82 @@
+/**
+ * Workload (e): 1M stored instances behind a bounded cache (100k per shard, weft's default).
+ * The engine reopens the populated store (its start time is recovery with 1M stored) and runs
+ * workload (a) twice over, alternating: over 10k hot ids (all cached after the warm-up: the (a)
+ * reference on this very engine) and uniformly at random over all 1M ids (~80% cache misses:
+ * LMDB reads, instance decodes, evictions). RSS is the whole process's (main + shard threads
+ * share it), sampled every 20 ms; it includes LMDB's mapped pages (RssFile).
+ */
+import type { Address } from '../../src/index.js';
+import { fireWeft } from '../lib/drive.js';
+import { startEngine, sumShards } from '../lib/engine.js';
+import { LARGE_CACHE_PER_SHARD, LARGE_SHARDS, largeAddress, largeStore } from '../lib/large-store.js';
+import { load1, rssSampler } from '../lib/machine.js';
+import type { BenchContext, Figure, WorkloadResult } from '../lib/report.js';
+import { median } from '../lib/stats.js';
+import { COUNTER, INCREMENT } from '../modules/counter.js';
+
+const HOT = 10_000;
+
+/** xorshift32: a fixed, cheap sequence of ids, the same in every run of the suite. */
+function uniform(count: number, seed: number): (i: number) => Address {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return { type: COUNTER, id: `u${x % count}` };
+  };
+}
+
+export async function runLarge(ctx: BenchContext): Promise<WorkloadResult> {
+  const load0 = load1();
+  const s = await largeStore(ctx);
+  // Full: 300k messages x 3 runs per pattern; quick: 100k x 2.
+  const n = ctx.quick ? 100_000 : 300_000;
+  const runs = ctx.quick ? 2 : 3;
+  const engine = await startEngine('large', { module: 'counter', shards: LARGE_SHARDS, checkpointIntervalMs: 50, cacheSize: LARGE_CACHE_PER_SHARD, dataDir: s.dir });
+  const weft = engine.weft;
+  const hot = (i: number): Address => largeAddress(i % HOT);
+  await fireWeft(weft, hot, 50_000, INCREMENT);
+  const rss = rssSampler();
+  const hotRates: number[] = [];
+  const coldRates: number[] = [];
+  let coldInvocations = 0;
+  let coldMisses = 0;
+  for (let r = 0; r < runs; r++) {
+    hotRates.push(n / ((await fireWeft(weft, hot, n, INCREMENT)).processedMs / 1000));
+    const inv0 = sumShards(weft, 'invocations');
+    const miss0 = sumShards(weft, 'cacheMisses');
+    coldRates.push(n / ((await fireWeft(weft, uniform(s.count, 0x9e3779b9 + r), n, INCREMENT)).processedMs / 1000));
+    coldInvocations += sumShards(weft, 'invocations') - inv0;
+    coldMisses += sumShards(weft, 'cacheMisses') - miss0;
+    ctx.log(`(e) run ${r + 1}/${runs}: hot ${Math.round(hotRates.at(-1) as number)}, uniform over ${s.count} ${Math.round(coldRates.at(-1) as number)} msg/s`);
+  }
+  const mem = rss.stop();
+  const cached = sumShards(weft, 'cacheInstances');
+  await engine.close(true);
+  const hotV = median(hotRates);
+  const coldV = median(coldRates);
+  const figures: Figure[] = [
+    { key: 'e.uniform', label: `uniform over ${s.count / 1e6}M ids, processed`, value: coldV, unit: 'msg/s', runs: coldRates },
+    { key: 'e.hot', label: '10k hot ids on the same engine, processed', value: hotV, unit: 'msg/s', runs: hotRates },
+    { key: 'e.ratio', label: 'uniform / hot (the (a) workload)', value: coldV / hotV, unit: 'x', target: { kind: 'min', bound: 0.7, text: '>= 0.7x' } },
+    { key: 'e.missRate', label: 'cache miss rate, uniform runs', value: coldMisses / Math.max(1, coldInvocations), unit: 'ratio' },
+    { key: 'e.peakRss', label: 'peak RSS during the runs (whole process)', value: mem.sampledPeakRssMb, unit: 'MiB', target: { kind: 'max', bound: 600, text: '<= 600 MB' } },
+    { key: 'e.rssEnd', label: `RSS at end: anon ${mem.anonMb.toFixed(0)} + file-backed ${mem.fileMb.toFixed(0)}`, value: mem.rssMb, unit: 'MiB' },
+    { key: 'e.populate', label: `populate: new instances (acked ${Math.round(s.insertAcked / 1000)}k/s)`, value: s.insertProcessed, unit: 'msg/s' },
+    { key: 'e.populateRss', label: 'peak RSS while populating', value: s.populatePeakRssMb, unit: 'MiB' },
+    { key: 'e.reopen', label: `engine start with ${s.count / 1e6}M stored`, value: engine.startMs, unit: 'ms' },
+  ];
+  return {
+    id: 'e',
+    title: `${s.count / 1e6}M stored instances, cacheSize ${LARGE_CACHE_PER_SHARD / 1000}k per shard`,
+    figures,
+    setup: `${n} messages per run, ${runs} runs per pattern alternating (median), 50k warm-up; ${LARGE_SHARDS} shards, checkpointIntervalMs 50, durability 'process'; ${cached} instances cached at the end`,
+    notMeasured: 'skewed (Zipf) access, values bigger than an int, fsync, memory of the host process alone (RSS is process-wide), page cache outside the process',
+    load: [load0, load1()],
+    extra: { populate: s, memoryAtEnd: mem },
+  };
+}
