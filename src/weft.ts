@@ -108,9 +108,16 @@ interface AckGroup {
   reject: (err: unknown) => void;
 }
 
-interface LogEntry {
-  env: Envelope;
-  epoch: number;
+/**
+ * A frame of host messages kept until their epoch commits. `start`/`end`: the epoch tag of its
+ * first record and of the record after its last (a record's tag is the epoch of the next barrier
+ * on its ring; BARRIER(e) records inside the frame advance it to e + 1).
+ */
+interface LoggedFrame {
+  frame: Uint8Array;
+  start: number;
+  end: number;
+  msgs: number;
 }
 
 interface PendingRequest {
@@ -239,8 +246,10 @@ export class Weft {
   #unpublished = 0;
   #activity = 0;
   #activityAtLastCheckpoint = -1;
-  readonly #log: LogEntry[][];
-  readonly #logHead: number[];
+  /** Per shard: frames of host messages not yet committed, oldest first. */
+  readonly #frameLog: LoggedFrame[][];
+  /** Per shard: the epoch tag of the next record cut into a frame. */
+  readonly #streamEpoch: number[];
   readonly #openAck: Array<AckGroup | null>;
   readonly #ackGroups: AckGroup[][];
   readonly #lastAck: number[];
@@ -278,8 +287,8 @@ export class Weft {
     this.#partitioner = new Partitioner(n, dir.info.keyGroups);
     const computeFile = module.definition.compute;
     this.#compute = computeFile !== undefined && opts.computeThreads > 0 ? new ComputePool(computeFile.href, opts.computeThreads) : undefined;
-    this.#log = Array.from({ length: n }, () => []);
-    this.#logHead = new Array<number>(n).fill(0);
+    this.#frameLog = Array.from({ length: n }, () => []);
+    this.#streamEpoch = new Array<number>(n).fill(dir.info.committedEpoch + 1);
     this.#openAck = new Array<AckGroup | null>(n).fill(null);
     this.#ackGroups = Array.from({ length: n }, () => []);
     this.#lastAck = new Array<number>(n).fill(0);
@@ -349,8 +358,14 @@ export class Weft {
       { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
     );
     this.#pool = pool;
-    this.#out = pool.toShard.map((ring, s) => new Outbound(ring, 1 + s, pool.bells));
     await pool.start(this.#coordinator.committedEpoch, generation > 1);
+    // Only now: while the workers start, sends still go to the previous generation's outbounds,
+    // so a recovery re-sends them after the older messages it re-sends (order is kept).
+    this.#out = pool.toShard.map((ring, s) => {
+      const out = new Outbound(ring, 1 + s, pool.bells);
+      out.onCut = (frame, records) => this.#logFrame(s, frame, records);
+      return out;
+    });
     this.#sleep();
   }
 
@@ -384,14 +399,28 @@ export class Weft {
     return encodeMessage(this.#module, value, type, `weft.${what}`, this.#opts.maxMessageBytes);
   }
 
-  /** Accepts a host message: routes it, logs it for re-sending until its epoch commits. */
+  /**
+   * Keeps a frame holding host messages until their epoch commits (see #recover). Keeping whole
+   * frames, not one object per message, keeps this off the per-message path and out of the GC.
+   */
+  #logFrame(shard: number, frame: Uint8Array, records: readonly unknown[]): void {
+    const start = this.#streamEpoch[shard]!;
+    let msgs = 0;
+    for (const rec of records) {
+      const kind = (rec as unknown[])[0];
+      if (kind === Kind.Msg) msgs++;
+      else if (kind === Kind.Barrier) this.#streamEpoch[shard] = ((rec as unknown[])[1] as number) + 1;
+    }
+    if (msgs > 0) this.#frameLog[shard]!.push({ frame: frame.slice(), start, end: this.#streamEpoch[shard]!, msgs });
+  }
+
+  /** Accepts a host message: routes it; its frame is logged for re-sending until its epoch commits. */
   #accept(a: Address, typename: string, payload: Uint8Array, requestId: number): AckGroup {
     const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(a.type, a.id));
     const hseq = ++this.#hseq;
     const env = envelope(a.type, a.id, null, null, typename, payload, requestId, hseq);
     this.#unpublished++;
     this.#activity++;
-    this.#log[shard]!.push({ env, epoch: this.#coordinator.openEpoch });
     this.#out[shard]!.push(env, envelopeWeight(env));
     let group = this.#openAck[shard];
     if (group === null || group === undefined) {
@@ -811,17 +840,11 @@ export class Weft {
       let i = 0;
       while (i < groups.length && groups[i]!.hseq < wm && groups[i] !== this.#openAck[s]) groups[i++]!.resolve();
       if (i > 0) groups.splice(0, i);
-      // The resend log keeps host messages until the epoch they were queued in commits.
-      const log = this.#log[s]!;
-      let h = this.#logHead[s]!;
-      while (h < log.length && log[h]!.epoch <= epoch) log[h++] = undefined as unknown as LogEntry;
-      if (h === log.length) {
-        this.#log[s] = [];
-        this.#logHead[s] = 0;
-      } else if (h > 4096 && h * 2 > log.length) {
-        this.#log[s] = log.slice(h);
-        this.#logHead[s] = 0;
-      } else this.#logHead[s] = h;
+      // A logged frame whose every message is tagged <= epoch is in the committed snapshot.
+      const log = this.#frameLog[s]!;
+      let h = 0;
+      while (h < log.length && log[h]!.end <= epoch) h++;
+      if (h > 0) log.splice(0, h);
     }
     for (const [e, records] of this.#egressByEpoch) {
       if (e > epoch) continue;
@@ -926,6 +949,9 @@ export class Weft {
     this.#recoveries++;
     this.#rollingBack = true;
     const old = this.#pool;
+    // Sends keep arriving during the rollback: they go to the old generation's outbounds, which
+    // are never flushed again; what they hold is moved over once the new generation runs.
+    const oldOut = this.#out;
     this.#generation++;
     this.#sleeping = false;
     await Promise.all([old.terminate(), this.#coordinator.halt()]);
@@ -950,17 +976,28 @@ export class Weft {
     }
     this.#rollingBack = false;
     // Re-send what the snapshot does not hold, re-tagged with the epoch now open.
-    // Every message not yet published is in the log too: the new generation's count starts here.
+    // Every message not yet published is in the log or uncut: the new generation's count starts
+    // here. Host messages tagged after the committed epoch were not in its snapshot: re-send them
+    // in their original order (they are logged again, in frames of the new generation).
     this.#unpublished = 0;
-    const epoch = this.#coordinator.openEpoch;
+    const uncut = oldOut.map((o) => o.takeBatch());
     for (let s = 0; s < this.#opts.shards; s++) {
-      const log = this.#log[s]!;
-      for (let i = this.#logHead[s]!; i < log.length; i++) {
-        const entry = log[i]!;
-        entry.epoch = epoch;
-        this.#unpublished++;
-        this.#out[s]!.push(entry.env, envelopeWeight(entry.env));
+      const logged = this.#frameLog[s]!;
+      this.#frameLog[s] = [];
+      let tag = logged[0]?.start ?? this.#streamEpoch[s]!;
+      const resend = (rec: unknown[]): void => {
+        if (rec[0] === Kind.Barrier) tag = (rec[1] as number) + 1;
+        else if (rec[0] === Kind.Msg && tag > committed) {
+          this.#unpublished++;
+          this.#out[s]!.push(rec, envelopeWeight(rec as Envelope));
+        }
+      };
+      this.#streamEpoch[s] = this.#coordinator.openEpoch;
+      for (const f of logged) {
+        tag = f.start;
+        for (const rec of decodeBatch(f.frame)) resend(rec);
       }
+      for (const rec of uncut[s]!) resend(rec as unknown[]);
     }
     for (const [requestId, q] of this.#queries) this.#out[q.shard]!.push([Kind.Query, requestId, q.type, q.id], 64);
     this.#flush();
@@ -1012,7 +1049,10 @@ export class Weft {
       shards.push({ shard: s, ...metrics, latencyHistogram: buckets, latencyP50Micros: quantile(histogram, 0.5), latencyP99Micros: quantile(histogram, 0.99) });
     }
     let uncommitted = 0;
-    for (let s = 0; s < this.#log.length; s++) uncommitted += this.#log[s]!.length - this.#logHead[s]!;
+    for (let s = 0; s < this.#frameLog.length; s++) {
+      for (const f of this.#frameLog[s]!) uncommitted += f.msgs;
+      uncommitted += this.#out[s]!.pendingRecords;
+    }
     let egressBuffered = 0;
     let egressDropped = 0;
     for (const ch of this.#egress.values()) {

@@ -37,6 +37,12 @@ export class Outbound {
   spilled = 0;
   /** Records sent (metrics). */
   records = 0;
+  /**
+   * Sees every frame as it is cut, with the records it holds (main keeps the frames of host
+   * messages until their epoch commits, to re-send them after a recovery). The frame is the
+   * encoder's buffer: copy it to keep it.
+   */
+  onCut: ((frame: Uint8Array, records: readonly unknown[]) => void) | null = null;
 
   constructor(ring: Ring, thread: number, bells: Doorbell) {
     this.ring = ring;
@@ -51,6 +57,14 @@ export class Outbound {
     this.#weight += weight;
     this.records++;
     if (this.#weight >= this.#frameTarget || this.#batch.length >= FRAME_MAX_RECORDS) this.#cut();
+  }
+
+  /** Takes the records not yet cut into a frame (a recovery moves them to a new generation). */
+  takeBatch(): unknown[] {
+    const batch = this.#batch;
+    this.#batch = [];
+    this.#weight = 0;
+    return batch;
   }
 
   get pendingRecords(): number {
@@ -77,6 +91,7 @@ export class Outbound {
   #cut(): void {
     if (this.#batch.length === 0) return;
     const frame = encodeBatch(this.#batch as MessageTuple[]);
+    this.onCut?.(frame, this.#batch);
     this.#batch = [];
     this.#weight = 0;
     if (this.spillDepth === 0 && this.ring.tryWrite(frame)) {
