@@ -21,7 +21,7 @@ export class ComputePool {
       // Several tasks per thread keep the pool busy while one awaits I/O (NOTES.md: 2.6x).
       concurrentTasksPerWorker: 4,
       workerData: { computeUrl },
-      execArgv: workerExecArgv(),
+      ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() as string[] }),
     });
   }
 

@@ -41,13 +41,14 @@ export interface PoolEvents {
 const READY_TIMEOUT_MS = 60_000;
 
 /**
- * The host's Node flags, minus those that only make sense for the main entry: workers inherit
- * `process.execArgv`, and `--input-type` (as in `node --input-type=module -e ...`) makes a
- * worker's file entry fail to load.
+ * Workers inherit `process.execArgv`, and `--input-type` (as in `node --input-type=module -e`)
+ * makes a worker's file entry fail to load: it is dropped. Otherwise `undefined` (inherit as is):
+ * an explicit list is validated, and per-process flags such as `--trace-gc` would be refused.
  */
-export function workerExecArgv(): string[] {
-  const out: string[] = [];
+export function workerExecArgv(): string[] | undefined {
   const argv = process.execArgv;
+  if (!argv.some((a) => a === '--input-type' || a.startsWith('--input-type='))) return undefined;
+  const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--input-type') i++;
@@ -116,7 +117,7 @@ export class ShardPool {
       const worker = new Worker(entry, {
         workerData: boot,
         name: `weft-shard-${s}`,
-        execArgv: workerExecArgv(),
+        ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() }),
         ...(heap === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: heap } }),
       });
       this.workers.push(worker);
