@@ -65,7 +65,13 @@ interface DriverState {
 /** Queries run this many at a time: enough to keep every shard busy, bounded in memory. */
 const QUERY_CONCURRENCY = 256;
 
-export async function checkConsistency(weft: Weft, input: CheckInput): Promise<Report> {
+/**
+ * What the check reads from: a running engine, or anything with the same `query` (a test harness
+ * from weft/testing, which runs the module in-process on a virtual clock).
+ */
+export type StateSource = Pick<Weft, 'query'>;
+
+export async function checkConsistency(weft: StateSource, input: CheckInput): Promise<Report> {
   const query = <S>(type: string, ids: readonly string[]) =>
     mapBounded(ids, QUERY_CONCURRENCY, async (id) => ((await weft.query({ type, id })) ?? {}) as S);
 
