@@ -79,6 +79,8 @@ export class Mailbox {
   /** In the runnable queue. */
   queued = false;
   attempts = 0;
+  /** The instance last used for this address (see Dispatcher#instanceOf). */
+  inst: Instance | undefined = undefined;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;
@@ -308,6 +310,19 @@ export class Dispatcher implements ContextHost {
     }
   }
 
+  /**
+   * The mailbox remembers its instance, so a busy address skips the cache lookup; an instance the
+   * cache evicted is marked and looked up (reloaded) again.
+   */
+  #instanceOf(mb: Mailbox): Instance {
+    let inst = mb.inst;
+    if (inst === undefined || inst.evicted) {
+      inst = this.#store.get(mb.key, mb.type, mb.id, mb.kg);
+      mb.inst = inst;
+    } else inst.ref = true;
+    return inst;
+  }
+
   #invoke(mb: Mailbox): void {
     const env = mb.queue[mb.head] as Envelope;
     const fn = this.module.functions.get(mb.type);
@@ -320,7 +335,7 @@ export class Dispatcher implements ContextHost {
       this.#deadLetter(mb, env, new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `no function of type ${describe(mb.type)} is defined`), 1);
       return;
     }
-    const inst = this.#store.get(mb.key, mb.type, mb.id, mb.kg);
+    const inst = this.#instanceOf(mb);
     const fx = new Effects();
     const now = this.#now;
     const ctx = new InvocationContext(this, fn, inst, env, fx, now);
@@ -414,7 +429,7 @@ export class Dispatcher implements ContextHost {
   #invokeRemote(mb: Mailbox, remote: RemoteEndpoint): void {
     const count = Math.min(remote.maxBatch, mb.queue.length - mb.head);
     const envs = mb.queue.slice(mb.head, mb.head + count);
-    const inst = this.#store.get(mb.key, mb.type, mb.id, mb.kg);
+    const inst = this.#instanceOf(mb);
     mb.running = true;
     inst.busy = true;
     this.counters.invocations += count;

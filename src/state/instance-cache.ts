@@ -104,6 +104,7 @@ export class InstanceCache implements InstanceStore {
 
   /** Drops everything (after a recovery reloads from the partition). */
   clear(): void {
+    for (const inst of this.#map.values()) inst.evicted = true;
     this.#map.clear();
     this.#dirty = [];
   }
@@ -125,6 +126,7 @@ export class InstanceCache implements InstanceStore {
           requeue.push(inst);
         } else {
           map.delete(inst.key);
+          inst.evicted = true;
           this.evictions++;
         }
       }

@@ -75,6 +75,8 @@ export class Instance {
   dirty = false;
   /** An invocation holds this instance (possibly across an await): the cache must not drop it. */
   busy = false;
+  /** Dropped from the cache: holders must look the instance up again. */
+  evicted = false;
   /** CLOCK reference bit for the bounded cache. */
   ref = true;
   /** Epoch of the snapshot that holds the latest change (0: only the folded base holds it). */
