@@ -22,12 +22,17 @@ export function checkTarget(module: RuntimeModule, to: unknown, label: string): 
   return a;
 }
 
+/** Encodes a message value with `type`, enforcing `maxMessageBytes` (the hot path: no tuple). */
+export function encodePayload(type: ValueType<unknown>, value: unknown, label: string, maxMessageBytes: number): Uint8Array {
+  const payload = type.encode(value, label);
+  if (payload.byteLength > maxMessageBytes) {
+    throw new WeftError('ERR_WEFT_TOO_LARGE', `${label} encodes to ${payload.byteLength} bytes, over the limit of ${maxMessageBytes} (maxMessageBytes)`);
+  }
+  return payload;
+}
+
 /** Encodes a message value with its type (default msgpack), enforcing `maxMessageBytes`. */
 export function encodeMessage(module: RuntimeModule, value: unknown, type: ValueType<unknown> | undefined, label: string, maxMessageBytes: number): [typename: string, payload: Uint8Array] {
   const t = type ?? module.defaultType;
-  const payload = t.encode(value, `${label} value`);
-  if (payload.byteLength > maxMessageBytes) {
-    throw new WeftError('ERR_WEFT_TOO_LARGE', `${label} value encodes to ${payload.byteLength} bytes, over the limit of ${maxMessageBytes} (maxMessageBytes)`);
-  }
-  return [t.typename, payload];
+  return [t.typename, encodePayload(t, value, `${label} value`, maxMessageBytes)];
 }
