@@ -93,6 +93,11 @@ export interface Context<S = Record<string, unknown>, E extends string = string>
   reply<T = unknown>(value: NoInfer<T>, opts?: ValueOptions<T>): void;
   /** Runs a stateless task (a named export of the module's `compute` file) on the compute pool. */
   compute<R = unknown>(task: string, input: unknown): Promise<R>;
+  /**
+   * The invocation's time in ms since the Unix epoch: the engine's clock (wall time in the
+   * engine, virtual time in the test harness), the same instant TTLs and `sendAfter` use.
+   */
+  now(): number;
 }
 
 /** A message as a function receives it. */

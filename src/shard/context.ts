@@ -256,6 +256,10 @@ export class InvocationContext implements StateAccess {
     this.#fx.reply = this.#encode(value, opts?.type, 'ctx.reply');
   }
 
+  now(): number {
+    return this.#now;
+  }
+
   compute(task: string, input: unknown): Promise<unknown> {
     this.#live('compute');
     if (typeof task !== 'string' || task.length === 0) {

@@ -366,3 +366,29 @@ describe('errors', () => {
     expect(h.egress('bank/audit')).toEqual([]);
   });
 });
+
+describe('ctx.now()', () => {
+  it('is the virtual clock in the harness', async () => {
+    const { createTestHarness } = await import('../../src/testing/index.js');
+    const { defineModule, type } = await import('../../src/index.js');
+    const h = await createTestHarness(
+      defineModule({
+        functions: {
+          'clock/stamp': {
+            state: { at: type.double() },
+            fn(ctx) {
+              ctx.state.at = ctx.now();
+              ctx.reply(ctx.now());
+            },
+          },
+        },
+      }),
+      { startTime: 1_000_000 },
+    );
+    await expect(h.request({ type: 'clock/stamp', id: 'a' }, null)).resolves.toBe(1_000_000);
+    await h.advance(250);
+    await expect(h.request({ type: 'clock/stamp', id: 'a' }, null)).resolves.toBe(1_000_250);
+    expect(await h.query({ type: 'clock/stamp', id: 'a' })).toEqual({ at: 1_000_250 });
+    await h.close();
+  });
+});
