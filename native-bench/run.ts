@@ -12,7 +12,13 @@
  * loop), d (checkpoint cost), e (1M instances, bounded cache), f (shards 1..4),
  * ckpt (checkpoint duration vs changed instances, with 1M stored; also checkpoint.ts).
  * Each workload's budget, setup and what it does not measure are in its file and in the JSON.
+ *
+ * Workloads whose figures include the process's memory (e, and ckpt which shares its 1M-instance
+ * store) run in a child process of their own, so earlier workloads' heaps, rings and freed-but-
+ * not-returned memory do not count in their RSS.
  */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { closeBaselines } from './lib/baselines.js';
 import { load1, machineInfo } from './lib/machine.js';
 import { listenForThreads, stopListening } from './lib/threads.js';
@@ -38,13 +44,26 @@ const WORKLOADS: Array<[id: string, run: Runner]> = [
   ['ckpt', runCheckpointScaling],
 ];
 
-function parseArgs(argv: string[]): { quick: boolean; only: Set<string> | null; baselines: boolean } {
+/** Run in a child process of their own (their RSS is a figure). */
+const ISOLATED = new Set(['e', 'ckpt']);
+
+interface Args {
+  quick: boolean;
+  only: Set<string> | null;
+  baselines: boolean;
+  /** This process is the child that runs the isolated workloads. */
+  child: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
   let quick = process.env.WEFT_BENCH_QUICK === '1';
   let only: string | undefined = process.env.WEFT_BENCH_ONLY;
   let base = true;
+  let child = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === '--quick') quick = true;
+    else if (a === '--child') child = true;
     else if (a === '--no-baselines') base = false;
     else if (a === '--only') only = argv[++i];
     else if (a.startsWith('--only=')) only = a.slice('--only='.length);
@@ -64,11 +83,58 @@ function parseArgs(argv: string[]): { quick: boolean; only: Set<string> | null; 
       process.exit(2);
     }
   }
-  return { quick, only: chosen, baselines: base };
+  return { quick, only: chosen, baselines: base, child };
+}
+
+/** Runs `ids` in a child process (same flags) and returns its results. */
+function runIsolated(ids: string[], args: Args): Promise<WorkloadResult[]> {
+  const argv = ['--child', '--only', ids.join(','), ...(args.quick ? ['--quick'] : []), ...(args.baselines ? [] : ['--no-baselines'])];
+  // --expose-gc (inherited by the shard workers) lets (e) report each heap's live set after its
+  // runs; nothing calls gc() while figures are measured.
+  const child = fork(fileURLToPath(import.meta.url), argv, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, WEFT_BENCH_ONLY: '' },
+    execArgv: [...process.execArgv, '--expose-gc'],
+  });
+  return new Promise((resolve, reject) => {
+    let results: WorkloadResult[] | undefined;
+    child.on('message', (m: unknown) => {
+      results = m as WorkloadResult[];
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code === 0 && results !== undefined) resolve(results);
+      else reject(new Error(`isolated workloads ${ids.join(',')} exited with code ${String(code)}`));
+    });
+  });
+}
+
+async function runWorkloads(ids: string[], ctx: BenchContext): Promise<WorkloadResult[]> {
+  const results: WorkloadResult[] = [];
+  for (const [id, run] of WORKLOADS) {
+    if (!ids.includes(id)) continue;
+    ctx.log(`workload ${id} ...`);
+    const w0 = performance.now();
+    const r = await run(ctx);
+    for (const x of Array.isArray(r) ? r : [r]) results.push(x);
+    ctx.log(`workload ${id} took ${((performance.now() - w0) / 1000).toFixed(1)} s`);
+  }
+  return results;
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const chosen = WORKLOADS.map(([id]) => id).filter((id) => args.only === null || args.only.has(id));
+  if (args.child) {
+    listenForThreads();
+    const ctx: BenchContext = { quick: args.quick, baselines: args.baselines, log: (line) => process.stderr.write(`bench: ${line}\n`) };
+    const results = await runWorkloads(chosen, ctx);
+    await dropLargeStore();
+    stopListening();
+    await new Promise<void>((resolve) => process.send?.(results, () => resolve()) ?? resolve());
+    process.disconnect?.();
+    return;
+  }
   const machine = machineInfo();
   const started = new Date();
   const t0 = performance.now();
@@ -79,18 +145,11 @@ async function main(): Promise<void> {
   };
   ctx.log(`${machine.cpus} x ${machine.model}, Node ${machine.node}, load ${load1().toFixed(2)}${args.quick ? ', quick' : ''}`);
   listenForThreads();
-  const results: WorkloadResult[] = [];
-  for (const [id, run] of WORKLOADS) {
-    if (args.only !== null && !args.only.has(id)) continue;
-    ctx.log(`workload ${id} ...`);
-    const w0 = performance.now();
-    const r = await run(ctx);
-    for (const x of Array.isArray(r) ? r : [r]) results.push(x);
-    ctx.log(`workload ${id} took ${((performance.now() - w0) / 1000).toFixed(1)} s`);
-  }
+  const results = await runWorkloads(chosen.filter((id) => !ISOLATED.has(id)), ctx);
   await closeBaselines();
-  await dropLargeStore();
   stopListening();
+  const isolated = chosen.filter((id) => ISOLATED.has(id));
+  if (isolated.length > 0) results.push(...(await runIsolated(isolated, args)));
   const totalS = (performance.now() - t0) / 1000;
   console.log(`\nweft native-bench, ${started.toISOString()}, ${machine.cpus} CPUs (${machine.model}), Node ${machine.node}, ${args.quick ? 'quick' : 'full'} run in ${totalS.toFixed(0)} s, 1-min load ${results.map((r) => r.load[0].toFixed(1)).join('/')}`);
   printTable(results);

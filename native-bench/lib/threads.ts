@@ -6,18 +6,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { BroadcastChannel } from 'node:worker_threads';
-import { THREADS_CHANNEL, type ThreadTag } from '../modules/thread-tag.js';
+import { HEAP_QUERY, THREADS_CHANNEL, type HeapReport, type ThreadTag } from '../modules/thread-tag.js';
 
 const known = new Map<number, string>();
 let channel: BroadcastChannel | undefined;
+let heapReports: HeapReport[] | null = null;
 
 /** Starts listening for thread announcements (call before starting workers). */
 export function listenForThreads(): void {
   if (channel !== undefined) return;
   channel = new BroadcastChannel(THREADS_CHANNEL);
   channel.onmessage = (e: unknown) => {
-    const t = (e as { data: ThreadTag }).data;
-    known.set(t.tid, t.role);
+    const m = (e as { data: ThreadTag | HeapReport }).data;
+    if (m.kind === 'tag') known.set(m.tid, m.role);
+    else heapReports?.push(m);
   };
   channel.unref();
 }
@@ -65,6 +67,20 @@ export function perMessage(before: RoleTimes, after: RoleTimes, messages: number
     const b = before[role] ?? { cpuNs: 0, waitNs: 0 };
     out[role] = { cpuNs: (a.cpuNs - b.cpuNs) / messages, waitNs: (a.waitNs - b.waitNs) / messages };
   }
+  return out;
+}
+
+/**
+ * The V8 heaps of every tagged worker thread that answers within `waitMs` (busy threads answer
+ * when their event loop turns).
+ */
+export async function workerHeaps(waitMs = 500): Promise<HeapReport[]> {
+  if (channel === undefined) return [];
+  heapReports = [];
+  channel.postMessage(HEAP_QUERY);
+  await new Promise((resolve) => setTimeout(resolve, waitMs));
+  const out = heapReports;
+  heapReports = null;
   return out;
 }
 

@@ -10,10 +10,11 @@ import type { Address } from '../../src/index.js';
 import { BASELINE_THREADS, baselines } from '../lib/baselines.js';
 import { startEngine, sumShards } from '../lib/engine.js';
 import { load1 } from '../lib/machine.js';
+import { measured, medianOf, type RunFigures } from '../lib/measure.js';
 import type { BenchContext, Figure, WorkloadResult } from '../lib/report.js';
-import { cpuNsPerMessage, median } from '../lib/stats.js';
 import { HOP } from '../modules/chain.js';
 import { CHAIN_IDS, CHAIN_SHARDS_ENV, hopRing } from '../modules/ids.js';
+import { cpuFigures } from './fire.js';
 
 const SHARDS = 2;
 
@@ -30,14 +31,14 @@ export async function runChain(ctx: BenchContext): Promise<WorkloadResult> {
   process.env[CHAIN_SHARDS_ENV] = String(SHARDS);
   const engine = await startEngine('chain', { module: 'chain', shards: SHARDS, checkpointIntervalMs: 50 });
   const weft = engine.weft;
-  const go = async (h: number): Promise<{ processedMs: number; ackedMs: number }> => {
+  const go = async (h: number): Promise<number> => {
     const acks = new Set<Promise<void>>();
     const t0 = performance.now();
     for (const a of starts) acks.add(weft.send(a, h));
     await weft.idle();
     const processedMs = performance.now() - t0;
     await Promise.all(acks);
-    return { processedMs, ackedMs: performance.now() - t0 };
+    return processedMs;
   };
   await go(10);
   if (b !== undefined) {
@@ -45,47 +46,48 @@ export async function runChain(ctx: BenchContext): Promise<WorkloadResult> {
     await b.post.chains(ring, 10);
     await b.ring.chains(ring, 10);
   }
-  const rates: number[] = [];
-  const cpu: number[] = [];
-  const inProc: number[] = [];
-  const post: number[] = [];
-  const raw: number[] = [];
+  const weftRuns: RunFigures[] = [];
+  const inProc: RunFigures[] = [];
+  const post: RunFigures[] = [];
+  const raw: RunFigures[] = [];
   const remote0 = sumShards(weft, 'remoteSends');
   const local0 = sumShards(weft, 'localSends');
   for (let r = 0; r < runs; r++) {
     if (b !== undefined) {
-      inProc.push(messages / (b.inProcess.chains(ring, hops) / 1000));
-      post.push(messages / ((await b.post.chains(ring, hops)) / 1000));
-      raw.push(messages / ((await b.ring.chains(ring, hops)) / 1000));
+      inProc.push(await measured(messages, () => b.inProcess.chains(ring, hops)));
+      post.push(await measured(messages, () => b.post.chains(ring, hops)));
+      raw.push(await measured(messages, () => b.ring.chains(ring, hops)));
     }
-    const c0 = process.cpuUsage();
-    const t = await go(hops);
-    cpu.push(cpuNsPerMessage(c0, messages));
-    rates.push(messages / (t.processedMs / 1000));
-    ctx.log(`(b) run ${r + 1}/${runs}: weft ${Math.round(rates.at(-1) as number)} fn->fn msg/s` + (b === undefined ? '' : `, in-proc ${Math.round(inProc.at(-1) as number)}, post ${Math.round(post.at(-1) as number)}, ring ${Math.round(raw.at(-1) as number)}`));
+    weftRuns.push(await measured(messages, () => go(hops)));
+    const last = (xs: RunFigures[]): number => Math.round((xs.at(-1) as RunFigures).rate);
+    ctx.log(`(b) run ${r + 1}/${runs}: weft ${last(weftRuns)} fn->fn msg/s` + (b === undefined ? '' : `, in-proc ${last(inProc)}, post ${last(post)}, ring ${last(raw)}`));
   }
   const remote = sumShards(weft, 'remoteSends') - remote0;
   const local = sumShards(weft, 'localSends') - local0;
   await engine.close();
-  const v = median(rates);
+  const rate = (xs: RunFigures[]): number => medianOf(xs, (x) => x.rate);
+  const rates = (xs: RunFigures[]): number[] => xs.map((x) => x.rate);
+  const v = rate(weftRuns);
   const figures: Figure[] = [
     {
       key: 'b.fnToFn',
       label: 'weft 2 shards, fn->fn messages (idle)',
       value: v,
       unit: 'msg/s',
-      runs: rates,
-      ratios: b === undefined ? undefined : { inProcess: v / median(inProc), postMessage: v / median(post), rawRing: v / median(raw) },
+      runs: rates(weftRuns),
+      ratios: b === undefined ? undefined : { inProcess: v / rate(inProc), postMessage: v / rate(post), rawRing: v / rate(raw) },
       target: { kind: 'min', bound: 1_500_000, text: '>= 1.5M msg/s' },
     },
-    { key: 'b.cpu', label: 'weft CPU per fn->fn message, all threads', value: median(cpu), unit: 'ns/msg', runs: cpu },
+    ...cpuFigures('b.weft', 'weft', weftRuns, 'shard'),
     { key: 'b.remoteShare', label: 'share of sends that crossed shards', value: remote / Math.max(1, remote + local), unit: 'ratio' },
   ];
   if (b !== undefined) {
     figures.push(
-      { key: 'b.inProcess', label: 'baseline: in-process dispatcher, 1 thread', value: median(inProc), unit: 'msg/s', runs: inProc },
-      { key: 'b.postMessage', label: `baseline: postMessage actors, ${BASELINE_THREADS} threads`, value: median(post), unit: 'msg/s', runs: post },
-      { key: 'b.rawRing', label: `baseline: raw ring, ${BASELINE_THREADS} threads`, value: median(raw), unit: 'msg/s', runs: raw },
+      { key: 'b.inProcess', label: 'baseline: in-process dispatcher, 1 thread', value: rate(inProc), unit: 'msg/s', runs: rates(inProc) },
+      { key: 'b.postMessage', label: `baseline: postMessage actors, ${BASELINE_THREADS} threads`, value: rate(post), unit: 'msg/s', runs: rates(post) },
+      ...cpuFigures('b.post', 'postMessage', post, 'post-worker'),
+      { key: 'b.rawRing', label: `baseline: raw ring, ${BASELINE_THREADS} threads`, value: rate(raw), unit: 'msg/s', runs: rates(raw) },
+      ...cpuFigures('b.ring', 'raw ring', raw, 'ring-worker'),
     );
   }
   return {

@@ -11,6 +11,7 @@ import { fireWeft } from '../lib/drive.js';
 import { startEngine, sumShards } from '../lib/engine.js';
 import { LARGE_CACHE_PER_SHARD, LARGE_SHARDS, largeAddress, largeStore } from '../lib/large-store.js';
 import { load1, rssSampler } from '../lib/machine.js';
+import { workerHeaps } from '../lib/threads.js';
 import type { BenchContext, Figure, WorkloadResult } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 import { COUNTER, INCREMENT } from '../modules/counter.js';
@@ -55,6 +56,8 @@ export async function runLarge(ctx: BenchContext): Promise<WorkloadResult> {
     ctx.log(`(e) run ${r + 1}/${runs}: hot ${Math.round(hotRates.at(-1) as number)}, uniform over ${s.count} ${Math.round(coldRates.at(-1) as number)} msg/s`);
   }
   const mem = rss.stop();
+  const heaps = (await workerHeaps()).filter((h) => h.role === 'shard');
+  const mainHeap = process.memoryUsage();
   const cached = sumShards(weft, 'cacheInstances');
   await engine.close(true);
   const hotV = median(hotRates);
@@ -66,6 +69,12 @@ export async function runLarge(ctx: BenchContext): Promise<WorkloadResult> {
     { key: 'e.missRate', label: 'cache miss rate, uniform runs', value: coldMisses / Math.max(1, coldInvocations), unit: 'ratio' },
     { key: 'e.peakRss', label: 'peak RSS during the runs (whole process)', value: mem.sampledPeakRssMb, unit: 'MiB', target: { kind: 'max', bound: 600, text: '<= 600 MB' } },
     { key: 'e.rssEnd', label: `RSS at end: anon ${mem.anonMb.toFixed(0)} + file-backed ${mem.fileMb.toFixed(0)}`, value: mem.rssMb, unit: 'MiB' },
+    {
+      key: 'e.shardHeaps',
+      label: `shard V8 heaps, reserved (used ${heaps.map((h) => h.heapUsedMb.toFixed(0)).join(' + ')}, live after GC ${heaps.map((h) => (h.liveMb === null ? '?' : h.liveMb.toFixed(0))).join(' + ')}; main heap ${(mainHeap.heapTotal / 2 ** 20).toFixed(0)})`,
+      value: heaps.reduce((a, h) => a + h.heapTotalMb, 0),
+      unit: 'MiB',
+    },
     { key: 'e.populate', label: `populate: new instances (acked ${Math.round(s.insertAcked / 1000)}k/s)`, value: s.insertProcessed, unit: 'msg/s' },
     { key: 'e.populateRss', label: 'peak RSS while populating', value: s.populatePeakRssMb, unit: 'MiB' },
     { key: 'e.reopen', label: `engine start with ${s.count / 1e6}M stored`, value: engine.startMs, unit: 'ms' },
@@ -77,6 +86,6 @@ export async function runLarge(ctx: BenchContext): Promise<WorkloadResult> {
     setup: `${n} messages per run, ${runs} runs per pattern alternating (median), 50k warm-up; ${LARGE_SHARDS} shards, checkpointIntervalMs 50, durability 'process'; ${cached} instances cached at the end`,
     notMeasured: 'skewed (Zipf) access, values bigger than an int, fsync, memory of the host process alone (RSS is process-wide), page cache outside the process',
     load: [load0, load1()],
-    extra: { populate: s, memoryAtEnd: mem },
+    extra: { populate: s, memoryAtEnd: mem, shardHeaps: heaps, mainHeapTotalMb: mainHeap.heapTotal / 2 ** 20 },
   };
 }
