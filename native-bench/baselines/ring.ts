@@ -114,7 +114,10 @@ export class RingActors {
     return performance.now() - t0;
   }
 
-  /** Workload (c): one request, published at once; the reply comes back through a ring. */
+  /**
+   * Workload (c): one request; requests made in the same tick share one publish (a microtask
+   * flush, as weft's host does); the reply comes back through a ring.
+   */
   request(id: string): Promise<number> {
     const requestId = ++this.#requestSeq;
     this.#receive();
@@ -122,11 +125,21 @@ export class RingActors {
       this.#requests.set(requestId, resolve);
       const out = this.#out[shardOf(COUNTER, id, this.threads)] as RingBatch;
       out.push([0, COUNTER, id, null, null, MSGPACK_TYPENAME, FIXINT[INCREMENT_AND_REPLY] as Uint8Array, requestId, 0] satisfies Env);
-      // A request never meets a full ring here (they are tiny and answered); a flush that
-      // returned true would keep the frame for the next request.
-      out.flush();
+      if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        queueMicrotask(this.#flushRequests);
+      }
     });
   }
+
+  #flushQueued = false;
+
+  // Requests are tiny and answered, so a ring never stays full here; a flush that returned true
+  // would keep its frame for the next one.
+  readonly #flushRequests = (): void => {
+    this.#flushQueued = false;
+    for (const out of this.#out) out.flush();
+  };
 
   readonly #onFrame = (frame: Uint8Array): void => {
     for (const rec of decodeBatch(frame)) {
