@@ -71,17 +71,21 @@ export function perMessage(before: RoleTimes, after: RoleTimes, messages: number
 }
 
 /**
- * The V8 heaps of every tagged worker thread that answers within `waitMs` (busy threads answer
- * when their event loop turns).
+ * The V8 heaps of tagged worker threads: waits until `expect` threads of `role` answered, or
+ * `waitMs` passed (a busy thread answers when its event loop turns; a full GC on a big heap
+ * takes a while).
  */
-export async function workerHeaps(waitMs = 500): Promise<HeapReport[]> {
+export async function workerHeaps(role: string, expect: number, waitMs = 5000): Promise<HeapReport[]> {
   if (channel === undefined) return [];
-  heapReports = [];
+  const reports: HeapReport[] = [];
+  heapReports = reports;
   channel.postMessage(HEAP_QUERY);
-  await new Promise((resolve) => setTimeout(resolve, waitMs));
-  const out = heapReports;
+  const until = performance.now() + waitMs;
+  while (reports.filter((h) => h.role === role).length < expect && performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   heapReports = null;
-  return out;
+  return reports.filter((h) => h.role === role);
 }
 
 /** Wait for pending announcements to arrive (they travel through the event loop). */

@@ -56,7 +56,7 @@ export async function runLarge(ctx: BenchContext): Promise<WorkloadResult> {
     ctx.log(`(e) run ${r + 1}/${runs}: hot ${Math.round(hotRates.at(-1) as number)}, uniform over ${s.count} ${Math.round(coldRates.at(-1) as number)} msg/s`);
   }
   const mem = rss.stop();
-  const heaps = (await workerHeaps()).filter((h) => h.role === 'shard');
+  const heaps = await workerHeaps('shard', LARGE_SHARDS);
   const mainHeap = process.memoryUsage();
   const cached = sumShards(weft, 'cacheInstances');
   await engine.close(true);
