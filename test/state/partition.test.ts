@@ -1,4 +1,4 @@
-import { spawn, type SpawnOptions } from 'node:child_process';
+import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,12 @@ const BATCH_KEYS = 64;
 
 const root = mkdtempSync(join(tmpdir(), 'weft-partition-'));
 let dirCount = 0;
+/** Whether uid 65534 (nobody) can read `file` (every ancestor traversable). */
+function readableByNobody(file: string): boolean {
+  const r = spawnSync(process.execPath, ['-e', `require('node:fs').accessSync(${JSON.stringify(file)}, 4)`], { uid: 65534, gid: 65534, timeout: 10_000 });
+  return r.status === 0;
+}
+
 function freshPath(): string {
   return join(root, `p${dirCount++}`);
 }
@@ -644,7 +650,17 @@ describe('Partition: data directory errors', () => {
   });
 
   it('names the path when permission is denied', async () => {
-    // As root, permission bits do not stop us: open it as an unprivileged user instead.
+    // As root, permission bits do not stop us: open it as an unprivileged user instead — which
+    // needs that user to be able to read this checkout. Where it cannot (a clone under /root, as
+    // in CI), an unusable path that even root cannot open is tested instead.
+    if (process.getuid?.() === 0 && !readableByNobody(fileURLToPath(new URL('../../dist/test/fixtures/partition-child.js', import.meta.url)))) {
+      const file = join(freshPath() + '-file');
+      writeFileSync(file, 'not a directory');
+      const path = join(file, 'partition');
+      const err = await expectWeftError(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /ENOTDIR/);
+      expect(err.message).toContain(path);
+      return;
+    }
     const dir = freshPath();
     mkdirSync(dir, { mode: 0o700 });
     const path = join(dir, 'partition');
