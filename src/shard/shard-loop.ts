@@ -164,8 +164,8 @@ export class ShardLoop {
     this.#dispatcher.onAsyncSettled = () => this.#wake();
     const histogram = this.#control.f64;
     const hBase = this.#control.histogramBase(boot.shard);
-    this.#dispatcher.onLatency = (us) => {
-      histogram[hBase + latencyBucket(us)]! += 1;
+    this.#dispatcher.onLatency = (us, weight) => {
+      histogram[hBase + latencyBucket(us)]! += weight;
     };
     this.#participant = new Participant(
       partition,
