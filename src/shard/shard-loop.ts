@@ -203,6 +203,9 @@ export class ShardLoop {
     // The replayed messages are alive again: count them before anything can complete.
     if (rec.mailbox.length > 0) this.#control.addAlive(rec.mailbox.length);
     for (const env of rec.mailbox) this.#dispatcher.enqueue(env);
+    // Metrics are valid before the shard reports ready (Weft.start resolves): a host that reads
+    // pendingTimers right after start sees the restored timers, not an empty control block.
+    this.#publishMetrics();
     this.#schedule();
   }
 

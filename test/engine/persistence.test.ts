@@ -32,6 +32,9 @@ describe('persistence across close() and start()', () => {
     await new Promise((r) => setTimeout(r, 400));
     weft = await start(dataDir, 2);
     try {
+      // Restored timers are visible in the metrics as soon as start() resolves (a host waiting
+      // for "no pending timers" must not see an empty count before the shards' first turn).
+      expect(weft.metrics().shards.reduce((a, s) => a + s.pendingTimers, 0)).toBeGreaterThanOrEqual(1);
       for (let i = 0; i < 50; i++) expect(await weft.query(acct(`p-${i}`))).toEqual(i === 0 ? { balance: 0 } : { balance: i });
       const deadline = Date.now() + 10_000;
       let state = await weft.query(acct('timer'));
