@@ -31,8 +31,22 @@ export function encodePayload(type: ValueType<unknown>, value: unknown, label: s
   return payload;
 }
 
+/**
+ * `${label} value`, made once per label: labels are literals at the call sites, and building the
+ * path on every message allocates a string per send only for an error message that is rare.
+ */
+const valuePaths = new Map<string, string>();
+function valuePath(label: string): string {
+  let path = valuePaths.get(label);
+  if (path === undefined) {
+    path = `${label} value`;
+    valuePaths.set(label, path);
+  }
+  return path;
+}
+
 /** Encodes a message value with its type (default msgpack), enforcing `maxMessageBytes`. */
 export function encodeMessage(module: RuntimeModule, value: unknown, type: ValueType<unknown> | undefined, label: string, maxMessageBytes: number): [typename: string, payload: Uint8Array] {
   const t = type ?? module.defaultType;
-  return [t.typename, encodePayload(t, value, `${label} value`, maxMessageBytes)];
+  return [t.typename, encodePayload(t, value, valuePath(label), maxMessageBytes)];
 }

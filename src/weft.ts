@@ -392,11 +392,11 @@ export class Weft {
   }
 
   #target(to: unknown, what: string): Address {
-    return checkTarget(this.#module, to, `weft.${what}`);
+    return checkTarget(this.#module, to, what);
   }
 
   #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
-    return encodeMessage(this.#module, value, type, `weft.${what}`, this.#opts.maxMessageBytes);
+    return encodeMessage(this.#module, value, type, what, this.#opts.maxMessageBytes);
   }
 
   /**
@@ -461,7 +461,7 @@ export class Weft {
   send(to: Address, value: unknown, opts?: SendOptions): Promise<void> {
     try {
       this.#checkOpen('send');
-      const a = this.#target(to, 'send');
+      const a = this.#target(to, 'weft.send');
       const t = opts?.type ?? this.#module.defaultType;
       const typename = t.typename;
       const payload = encodePayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
@@ -485,14 +485,14 @@ export class Weft {
   request(to: Address, value: unknown, opts?: RequestOptions): Promise<unknown> {
     try {
       this.#checkOpen('request');
-      const a = this.#target(to, 'request');
+      const a = this.#target(to, 'weft.request');
       const timeoutMs = opts?.timeoutMs ?? this.#opts.requestTimeoutMs;
       if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
         throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request timeoutMs must be a positive number of ms (got ${describe(timeoutMs)})`);
       }
       const durable = opts?.durable ?? false;
       if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
-      const [typename, payload] = this.#encode(value, opts?.type, 'request');
+      const [typename, payload] = this.#encode(value, opts?.type, 'weft.request');
       const requestId = ++this.#requestSeq;
       return new Promise<unknown>((resolve, reject) => {
         const timer = setTimeout(() => {

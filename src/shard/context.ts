@@ -35,10 +35,23 @@ export interface DelayedOp {
   token: string | null;
 }
 
+/**
+ * State writes of one invocation: `[name, slot | null (delete), name, slot | null, ...]`. A
+ * function writes a few names, so a scan (names are the compiled specs' own strings: pointer
+ * compares) beats allocating and hashing into a Map on every invocation.
+ */
+export type StateWrites = Array<string | Slot | null>;
+
+/** Index of `name` in `w` (of its name entry; the slot follows), or -1. */
+export function writeIndex(w: StateWrites, name: string): number {
+  for (let i = 0; i < w.length; i += 2) if (w[i] === name) return i;
+  return -1;
+}
+
 /** The buffered effects of one invocation, applied together at its end. */
 export class Effects {
   /** name → new slot, or null to delete */
-  writes: Map<string, Slot | null> | null = null;
+  writes: StateWrites | null = null;
   sends: Envelope[] | null = null;
   /** sendAfter and cancelDelayed, in call order (a cancel may free a token a later send reuses) */
   timerOps: DelayedOp[] | null = null;
@@ -148,11 +161,12 @@ export class InvocationContext implements StateAccess {
   }
 
   readState(spec: CompiledSpec): unknown {
-    this.#live(`state.${spec.name} read`);
+    if (this.#ended) this.#live(`state.${spec.name} read`);
     const w = this.#fx.writes;
+    const at = w === null ? -1 : writeIndex(w, spec.name);
     let slot: Slot | null | undefined;
-    if (w !== null && w.has(spec.name)) {
-      slot = w.get(spec.name);
+    if (at >= 0) {
+      slot = (w as StateWrites)[at + 1] as Slot | null;
       if (slot === null) return undefined;
     } else {
       slot = this.#inst.slots.get(spec.name);
@@ -169,25 +183,31 @@ export class InvocationContext implements StateAccess {
   }
 
   writeState(spec: CompiledSpec, value: unknown): void {
-    this.#live(`state.${spec.name} write`);
-    const w = (this.#fx.writes ??= new Map());
+    if (this.#ended) this.#live(`state.${spec.name} write`);
     if (value === undefined) {
-      w.set(spec.name, null);
+      this.#put(spec.name, null);
       return;
     }
     const type: ValueType<unknown> = spec.type;
     // Immutable values are validated now and encoded lazily (see Slot.bytes), unless they could
     // be over the size limit (only long strings can), which needs the exact encoded size now.
     if (type.immutable && !(typeof value === 'string' && value.length * 3 + 16 > this.#host.maxStateValueBytes)) {
-      type.check(value, `ctx.state.${spec.name}`);
-      w.set(spec.name, new Slot(null, this.#now, value, true, null, spec.encode));
+      type.check(value, spec.path);
+      this.#put(spec.name, new Slot(null, this.#now, value, true, null, spec.encode));
       return;
     }
-    const bytes = type.encode(value, `ctx.state.${spec.name}`);
+    const bytes = type.encode(value, spec.path);
     if (bytes.byteLength > this.#host.maxStateValueBytes) {
       throw new WeftError('ERR_WEFT_TOO_LARGE', `state ${describe(spec.name)} of ${this.#inst.type}/${this.#inst.id} encodes to ${bytes.byteLength} bytes, over the limit of ${this.#host.maxStateValueBytes} (maxStateValueBytes)`);
     }
-    w.set(spec.name, new Slot(bytes, this.#now, value, type.immutable));
+    this.#put(spec.name, new Slot(bytes, this.#now, value, type.immutable));
+  }
+
+  #put(name: string, slot: Slot | null): void {
+    const w = (this.#fx.writes ??= []);
+    const at = writeIndex(w, name);
+    if (at >= 0) w[at + 1] = slot;
+    else w.push(name, slot);
   }
 
   #target(to: unknown, what: string): Address {

@@ -18,7 +18,7 @@ import { WeftError, describe, serializeError, type SerializedError } from '../er
 import type { Instance } from '../state/instance.js';
 import { Slot } from '../state/instance.js';
 import type { Clock, TimerService } from '../timers/timer-service.js';
-import { Effects, InvocationContext, MessageImpl, type ContextHost } from './context.js';
+import { Effects, InvocationContext, MessageImpl, writeIndex, type ContextHost } from './context.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
@@ -388,8 +388,11 @@ export class Dispatcher implements ContextHost {
     ctx.end();
     inst.busy = false;
     let dirty = false;
-    if (fx.writes !== null) {
-      for (const [name, slot] of fx.writes) {
+    const writes = fx.writes;
+    if (writes !== null) {
+      for (let i = 0; i < writes.length; i += 2) {
+        const name = writes[i] as string;
+        const slot = writes[i + 1] as Slot | null;
         if (slot === null) {
           if (inst.slots.delete(name)) dirty = true;
         } else {
@@ -405,7 +408,7 @@ export class Dispatcher implements ContextHost {
       // becomes the new reference, or they would come back to life.
       for (const spec of fn.specs) {
         if (spec.expireAfterCall === 0 || inst.calledAt === 0 || now - inst.calledAt < spec.expireAfterCall) continue;
-        if (fx.writes?.has(spec.name) === true) continue;
+        if (writes !== null && writeIndex(writes, spec.name) >= 0) continue;
         inst.slots.delete(spec.name);
       }
       inst.calledAt = now;

@@ -17,6 +17,8 @@ export interface CompiledSpec {
   readonly expireAfterCall: number;
   /** `type.encode` bound once: what a lazily encoded slot calls. */
   readonly encode: (value: unknown) => Uint8Array;
+  /** `ctx.state.<name>`: the path errors name, made once rather than on every write. */
+  readonly path: string;
 }
 
 /** What a state view reads and writes through: implemented by the invocation context. */
@@ -35,6 +37,8 @@ export interface CompiledFunction {
   readonly StateView: StateViewClass;
   /** Some spec expires after call: every invocation must record its time. */
   readonly hasCallTtl: boolean;
+  /** Some spec expires (after write or after call): its instances need TTL sweeps. */
+  readonly hasTtl: boolean;
 }
 
 export interface RuntimeModule {
@@ -47,6 +51,8 @@ export interface RuntimeModule {
   typeOf(typename: string): ValueType<unknown> | undefined;
   /** True when `type` names a function this module (or a remote endpoint) serves. */
   isKnownFunction(type: string): boolean;
+  /** Some function declares a state TTL (else no TTL sweep is ever needed). */
+  readonly hasTtl: boolean;
 }
 
 const DEAD_LETTERS = 'weft/dead-letters';
@@ -115,6 +121,7 @@ export function compileModule(
       expireAfterWrite: s.expireAfterWrite ?? 0,
       expireAfterCall: s.expireAfterCall ?? 0,
       encode: (value: unknown) => (s.type as ValueType<unknown>).encode(value),
+      path: `ctx.state.${s.name}`,
     }));
     functions.set(typename, {
       typename,
@@ -123,6 +130,7 @@ export function compileModule(
       specByName: new Map(specs.map((s) => [s.name, s])),
       StateView: compileStateView(typename, specs),
       hasCallTtl: specs.some((s) => s.expireAfterCall > 0),
+      hasTtl: specs.some((s) => s.expireAfterCall > 0 || s.expireAfterWrite > 0),
     });
   }
   const egresses = new Set(definition.egresses);
@@ -146,6 +154,7 @@ export function compileModule(
   };
   return {
     definition,
+    hasTtl: [...functions.values()].some((f) => f.hasTtl),
     functions,
     egresses,
     defaultType,

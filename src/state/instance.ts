@@ -9,7 +9,8 @@
  * that mutates what it read cannot change stored state behind the engine's back. Immutable values
  * (numbers, strings, booleans) keep their decoded form too and are handed out as is.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Unpackr } from 'msgpackr';
+import { FrameEncoder, type FrameRecord } from '../transport/framing.js';
 import { WeftError } from '../errors.js';
 
 export class Slot {
@@ -99,7 +100,6 @@ export class Instance {
 //   v2: [2, calledAt, name, bytes, writtenAt, typename | null, ...]   (written when a slot has a typename)
 const RECORD_V1 = 1;
 const RECORD_V2 = 2;
-const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /** Encodes an instance's slots for its partition; `null` when it holds nothing (delete the record). */
@@ -112,8 +112,12 @@ export function encodeInstance(inst: Instance): Uint8Array | null {
     if (typed) arr.push(name, slot.bytes, slot.writtenAt, slot.typename);
     else arr.push(name, slot.bytes, slot.writtenAt);
   }
-  return packr.pack(arr);
+  // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
+  // msgpackr's per-Uint8Array extension dispatch (framing.ts); its buffer is reused: copy out.
+  return recordEncoder.encode(arr as unknown as FrameRecord[]).slice();
 }
+
+const recordEncoder = new FrameEncoder();
 
 /** Decodes a record written by {@link encodeInstance} into `inst` (replacing its slots). */
 export function decodeInstanceInto(inst: Instance, bytes: Uint8Array): Instance {

@@ -791,6 +791,19 @@ const packr = new Packr({
 
 const msgpackTypes = new Map<string, ValueType<unknown>>();
 
+/** The single msgpack byte of `value` (positive/negative fixint, nil, false, true), or -1. */
+function oneByte(value: unknown): number {
+  if (typeof value === 'number') {
+    // -0 is written by msgpackr as an int 0 as well (see framing.ts: -0 decodes as 0).
+    if ((value | 0) === value && value >= -32 && value < 128) return value & 0xff;
+    return -1;
+  }
+  if (value === null) return 0xc0;
+  if (value === false) return 0xc2;
+  if (value === true) return 0xc3;
+  return -1;
+}
+
 function makeMsgpack(typename: string): ValueType<unknown> {
   const check = (value: unknown, path = 'value'): void => {
     // The fast path: primitives (other than odd strings and bigints) need no walk.
@@ -816,6 +829,10 @@ function makeMsgpack(typename: string): ValueType<unknown> {
     immutable: false,
     check,
     encode(value: unknown, path = 'value'): Uint8Array {
+      // One-byte values (small ints, booleans, null): the bytes msgpackr writes, without its
+      // per-call setup. A fresh array each time: payloads are handed to user code (msg.payload).
+      const one = oneByte(value);
+      if (one >= 0) return Uint8Array.of(one);
       check(value, path);
       let packed: Uint8Array;
       try {
@@ -832,6 +849,14 @@ function makeMsgpack(typename: string): ValueType<unknown> {
       return out;
     },
     decode(bytes: Uint8Array): unknown {
+      if (bytes.length === 1) {
+        const b = bytes[0] as number;
+        if (b < 0x80) return b;
+        if (b >= 0xe0) return b - 0x100;
+        if (b === 0xc0) return null;
+        if (b === 0xc2) return false;
+        if (b === 0xc3) return true;
+      }
       // msgpackr's native decoder rejects views of a SharedArrayBuffer (NOTES.md): copy those.
       const src = bytes.buffer instanceof SharedArrayBuffer ? copyBytes(bytes) : bytes;
       try {

@@ -187,18 +187,18 @@ class Harness implements TestHarness {
   }
 
   #target(to: unknown, what: string): Address {
-    return checkTarget(this.#module, to, `weft.${what}`);
+    return checkTarget(this.#module, to, what);
   }
 
   #encode(value: unknown, type: ValueType<unknown> | undefined, what: string): [string, Uint8Array] {
-    return encodeMessage(this.#module, value, type, `weft.${what}`, this.#opts.maxMessageBytes);
+    return encodeMessage(this.#module, value, type, what, this.#opts.maxMessageBytes);
   }
 
   send(to: Address, value: unknown, opts?: SendOptions): Promise<void> {
     try {
       this.#checkOpen('send');
-      const a = this.#target(to, 'send');
-      const [typename, payload] = this.#encode(value, opts?.type, 'send');
+      const a = this.#target(to, 'weft.send');
+      const [typename, payload] = this.#encode(value, opts?.type, 'weft.send');
       this.#dispatcher.enqueue(envelope(a.type, a.id, null, null, typename, payload));
     } catch (err) {
       return Promise.reject(err);
@@ -212,14 +212,14 @@ class Harness implements TestHarness {
     let pending: PendingRequest;
     try {
       this.#checkOpen('request');
-      const a = this.#target(to, 'request');
+      const a = this.#target(to, 'weft.request');
       const timeoutMs = opts?.timeoutMs ?? DEFAULTS.requestTimeoutMs;
       if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
         throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request timeoutMs must be a positive number of ms (got ${describe(timeoutMs)})`);
       }
       const durable = opts?.durable ?? false;
       if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
-      const [typename, payload] = this.#encode(value, opts?.type, 'request');
+      const [typename, payload] = this.#encode(value, opts?.type, 'weft.request');
       requestId = ++this.#requestSeq;
       pending = { reply: null, error: null };
       this.#requests.set(requestId, pending);
