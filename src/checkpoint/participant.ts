@@ -181,35 +181,80 @@ export class Participant {
       );
   }
 
-  /** The coordinator committed `epoch`: fold it (and anything older still unfolded). */
-  onCommitted(epoch: number): void {
+  /**
+   * The coordinator committed `epoch`. Committed epochs are folded into the base in groups of
+   * FOLD_EVERY (or at once when `urgent`: the cache needs evictable instances): an instance that
+   * changed in several of them is written to the base once, with its latest record. Until then
+   * they stay PENDING, which recovery folds anyway; nothing but eviction waits for a fold.
+   */
+  onCommitted(epoch: number, urgent = false): void {
     if (epoch <= this.lastCommitted) return;
     this.lastCommitted = epoch;
-    const ready = [...this.#unfolded.keys()].filter((e) => e <= epoch).sort((a, b) => a - b);
-    for (const e of ready) {
-      const snap = this.#unfolded.get(e) as Snapshot;
+    for (const e of [...this.#unfolded.keys()].sort((a, b) => a - b)) {
+      if (e > epoch) break;
+      this.#committedSnaps.push(this.#unfolded.get(e) as Snapshot);
       this.#unfolded.delete(e);
-      this.#partition
-        .write((ops) => foldSnapshot(ops, snap))
-        .then(
-          () => this.#hooks.folded(e),
-          (err: unknown) => this.#hooks.fatal(err),
-        );
     }
+    if (this.#committedSnaps.length >= FOLD_EVERY || (urgent && this.#committedSnaps.length > 0)) this.foldNow();
   }
+
+  /** Folds every committed, unfolded epoch into the base in one write. */
+  foldNow(): void {
+    const snaps = this.#committedSnaps;
+    if (snaps.length === 0) return;
+    this.#committedSnaps = [];
+    const last = snaps[snaps.length - 1] as Snapshot;
+    this.#partition
+      .write((ops) => foldSnapshots(ops, snaps))
+      .then(
+        () => this.#hooks.folded(last.epoch),
+        (err: unknown) => this.#hooks.fatal(err),
+      );
+  }
+
+  /** Committed epochs not yet folded into the base. */
+  get unfoldedCommitted(): number {
+    return this.#committedSnaps.length;
+  }
+
+  #committedSnaps: Snapshot[] = [];
 }
 
-function foldSnapshot(ops: WriteOps, snap: Snapshot): void {
-  for (const [kg, type, id, record] of snap.states) {
+/** Committed epochs folded together into the base (see Participant.onCommitted). */
+const FOLD_EVERY = 4;
+
+/**
+ * Writes consecutive committed snapshots into the base in one transaction: each instance's
+ * latest record once; timer puts and deletes applied in epoch order (a timer put in one epoch and
+ * deleted in a later one is not written at all); the mailbox, timer sequence and folded epoch of
+ * the last snapshot; and every folded epoch's PENDING entries removed.
+ */
+function foldSnapshots(ops: WriteOps, snaps: readonly Snapshot[]): void {
+  const states = new Map<string, StateChange>();
+  const timers = new Map<string, { put: Timer | null; at: [number, number, number] }>();
+  for (const snap of snaps) {
+    for (const change of snap.states) states.set(`${change[0]}\u0000${change[1]}\u0000${change[2]}`, change);
+    for (const t of snap.timers.puts) timers.set(`${t.kg}:${t.due}:${t.seq}`, { put: t, at: [t.kg, t.due, t.seq] });
+    for (const at of snap.timers.deletes) {
+      const key = `${at[0]}:${at[1]}:${at[2]}`;
+      // Put and deleted within the folded epochs: the base never had it, nothing to write.
+      if (timers.get(key)?.put != null) timers.delete(key);
+      else timers.set(key, { put: null, at });
+    }
+  }
+  for (const [kg, type, id, record] of states.values()) {
     if (record === null) ops.deleteState(kg, type, id);
     else ops.putState(kg, type, id, record);
   }
-  for (const t of snap.timers.puts) ops.putTimer(t.kg, t.due, t.seq, encodeTimer(t));
-  for (const [kg, due, seq] of snap.timers.deletes) ops.deleteTimer(kg, due, seq);
-  ops.putMeta(META_MAILBOX, snap.mailboxBytes ?? encodeEnvelopes(snap.mailbox.concat(snap.inflight)));
-  ops.putMeta(META_TIMER_SEQ, snap.timerSeq);
-  ops.putMeta(META_FOLDED_EPOCH, snap.epoch);
-  ops.deletePendingEpoch(snap.epoch);
+  for (const { put, at } of timers.values()) {
+    if (put !== null) ops.putTimer(at[0], at[1], at[2], encodeTimer(put));
+    else ops.deleteTimer(at[0], at[1], at[2]);
+  }
+  const last = snaps[snaps.length - 1] as Snapshot;
+  ops.putMeta(META_MAILBOX, last.mailboxBytes ?? encodeEnvelopes(last.mailbox.concat(last.inflight)));
+  ops.putMeta(META_TIMER_SEQ, last.timerSeq);
+  ops.putMeta(META_FOLDED_EPOCH, last.epoch);
+  for (const snap of snaps) ops.deletePendingEpoch(snap.epoch);
 }
 
 /**

@@ -341,7 +341,8 @@ export class ShardLoop {
           this.#participant.onBarrier(ring, rec[1] as number, this.#inUse);
           break;
         case Kind.Committed:
-          this.#participant.onCommitted(rec[1] as number);
+          // Fold at once when the cache is over its size: only folded instances can be evicted.
+          this.#participant.onCommitted(rec[1] as number, this.#cache.size > this.#cache.capacity);
           break;
         case Kind.Query:
           this.#query(rec[1] as number, rec[2] as string, rec[3] as string);
@@ -511,6 +512,8 @@ export class ShardLoop {
   #finishClose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Leave the base complete (the partition's close waits for this write).
+    this.#participant.foldNow();
     this.#onClosed();
   }
 
