@@ -20,18 +20,8 @@ import {
   validateTypename,
 } from '../src/address.js';
 import { WeftError } from '../src/errors.js';
+import { expectWeftError } from './helpers/errors.js';
 
-function expectWeftError(fn: () => unknown, code: string, message: string): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(WeftError);
-  expect((thrown as WeftError).code).toBe(code);
-  expect((thrown as WeftError).message).toBe(message);
-}
 
 const RULE = 'must be "<namespace>/<name>" using letters, digits, "_", "-" and "."';
 

@@ -8,18 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { WeftError } from '../src/errors.js';
 import { MODULE_DEFINITION, defineModule, isModuleDefinition, type ModuleDefinition } from '../src/module.js';
 import { BUILTIN_TYPES, type } from '../src/state/types.js';
+import { expectWeftError } from './helpers/errors.js';
 
-function expectWeftError(fn: () => unknown, code: string, message: string): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(WeftError);
-  expect((thrown as WeftError).code).toBe(code);
-  expect((thrown as WeftError).message).toBe(message);
-}
 
 /** defineModule without its compile-time checks, for feeding it what JS users might. */
 const define = (def: unknown): ModuleDefinition => defineModule(def as never);

@@ -9,7 +9,7 @@
  * in this order, so messages spilled before it still reach the consumer before it.
  */
 import type { Doorbell } from '../transport/doorbell.js';
-import { encodeBatch, type MessageTuple } from '../transport/framing.js';
+import { encodeBatch, type FrameRecord } from '../transport/framing.js';
 import type { Ring } from '../transport/ring.js';
 
 /**
@@ -90,7 +90,7 @@ export class Outbound {
   /** Encodes the current batch into a frame and stages (or spills) it. */
   #cut(): void {
     if (this.#batch.length === 0) return;
-    const frame = encodeBatch(this.#batch as MessageTuple[]);
+    const frame = encodeBatch(this.#batch as FrameRecord[]);
     this.onCut?.(frame, this.#batch);
     this.#batch = [];
     this.#weight = 0;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft } from '../../src/index.js';
 import { fixture, removeDir, tempDir, within } from './helpers.js';
+import { ledger } from './ledger.js';
 
 const ACCOUNTS = 40;
 const KILLS = 12;
@@ -73,15 +74,7 @@ describe('crash recovery (SIGKILL) keeps every acknowledged transfer exactly onc
       // The last timers may have fired after idle() resolved: their credits are counted as alive
       // before the shard reports no pending timers, so one more idle() waits for them.
       await within(weft.idle(), 20_000, 'idle after the last timers');
-      const debits = new Map<number, number>();
-      const credits = new Map<number, number>();
-      let total = 0;
-      for (let a = 0; a < ACCOUNTS; a++) {
-        const s = await weft.query({ type: 'xfer/account', id: `x-${a}` });
-        total += (s?.balance as number | undefined) ?? 0;
-        for (const id of (s?.debited as number[] | undefined) ?? []) debits.set(id, (debits.get(id) ?? 0) + 1);
-        for (const id of (s?.credited as number[] | undefined) ?? []) credits.set(id, (credits.get(id) ?? 0) + 1);
-      }
+      const { total, debits, credits } = await ledger(weft, ACCOUNTS);
       // No transfer applied twice.
       expect([...debits.values()].filter((c) => c !== 1)).toEqual([]);
       expect([...credits.values()].filter((c) => c !== 1)).toEqual([]);

@@ -3,21 +3,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft } from '../../src/index.js';
 import { fixture, removeDir, tempDir, within } from './helpers.js';
+import { ledger } from './ledger.js';
 
 const ACCOUNTS = 20;
-
-async function totals(weft: Weft): Promise<{ total: number; debits: Map<number, number>; credits: Map<number, number> }> {
-  const debits = new Map<number, number>();
-  const credits = new Map<number, number>();
-  let total = 0;
-  for (let a = 0; a < ACCOUNTS; a++) {
-    const s = await weft.query({ type: 'xfer/account', id: `x-${a}` });
-    total += (s?.balance as number | undefined) ?? 0;
-    for (const id of (s?.debited as number[] | undefined) ?? []) debits.set(id, (debits.get(id) ?? 0) + 1);
-    for (const id of (s?.credited as number[] | undefined) ?? []) credits.set(id, (credits.get(id) ?? 0) + 1);
-  }
-  return { total, debits, credits };
-}
 
 describe('a shard worker dying inside a live engine', () => {
   const dir = tempDir('weft-wcrash-');
@@ -47,7 +35,7 @@ describe('a shard worker dying inside a live engine', () => {
         const deadline = Date.now() + 20_000;
         while (weft.metrics().shards.reduce((a, s) => a + s.pendingTimers, 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         await within(weft.idle(), 20_000, 'idle');
-        const { total, debits, credits } = await totals(weft);
+        const { total, debits, credits } = await ledger(weft, ACCOUNTS);
         expect(total).toBe(0);
         expect(debits.size).toBe(4000);
         expect(credits.size).toBe(4000);

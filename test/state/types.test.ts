@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { LIMITS } from '../../src/address.js';
 import { WeftError } from '../../src/errors.js';
 import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, type, type ValueType } from '../../src/state/types.js';
+import { expectWeftError } from '../helpers/errors.js';
 
 // The SDK is CommonJS: its Type classes live in dist/types.js, and the generated protobuf wrappers
 // (including LongWrapper and DoubleWrapper, which the JS SDK has no Type for) in types_pb.js.
@@ -47,17 +48,6 @@ function sdkBytes<T>(W: WrapperClass<T>, v: T): Uint8Array {
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
-function expectWeftError(fn: () => unknown, code: string, message: string): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(WeftError);
-  expect((thrown as WeftError).code).toBe(code);
-  expect((thrown as WeftError).message).toBe(message);
-}
 
 /** Encodes, compares with the SDK's bytes, decodes both ways. */
 function checkAgainstSdk<T>(t: ValueType<T>, v: T, reference: Uint8Array, sdkDecode: (b: Uint8Array) => T): void {

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/errors.js';
+import { expectWeftError } from '../helpers/errors.js';
 import {
   ProtoReader,
   ProtoWriter,
@@ -56,15 +57,7 @@ function mine(write: (w: ProtoWriter) => void): Uint8Array {
 }
 
 function expectProtocolError(fn: () => unknown, message?: string): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(WeftError);
-  expect((thrown as WeftError).code).toBe('ERR_WEFT_PROTOCOL');
-  if (message !== undefined) expect((thrown as WeftError).message).toBe(message);
+  expectWeftError(fn, 'ERR_WEFT_PROTOCOL', message);
 }
 
 const int64 = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
