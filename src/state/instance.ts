@@ -132,7 +132,9 @@ export function decodeInstanceInto(inst: Instance, bytes: Uint8Array): Instance 
   for (let i = 2; i < arr.length; i += stride) {
     const b = arr[i + 1] as Uint8Array;
     const typename = stride === 4 ? (arr[i + 3] as string | null) : null;
-    inst.slots.set(arr[i] as string, new Slot(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), arr[i + 2] as number, undefined, false, typename));
+    // Copied out: the record's bytes come from LMDB as a Buffer, often a slice of an 8 KiB pool
+    // slab, and a cached view would keep the whole slab alive for as long as the instance lives.
+    inst.slots.set(arr[i] as string, new Slot(new Uint8Array(b), arr[i + 2] as number, undefined, false, typename));
   }
   return inst;
 }
