@@ -20,7 +20,7 @@ import { resolveOptions, type ResolvedOptions, type WeftOptions } from './option
 import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName } from './router/control-block.js';
 import { Partitioner } from './router/partitioner.js';
 import { ShardPool } from './router/shard-pool.js';
-import { E_HSEQ, Kind, envelope, envelopeWeight, type Envelope } from './shard/envelope.js';
+import { Kind, envelope, envelopeWeight, type Envelope } from './shard/envelope.js';
 import { Outbound } from './shard/outbound.js';
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, type RuntimeModule } from './shard/runtime-module.js';
 import { remoteMatcher } from './shard/remote-functions.js';

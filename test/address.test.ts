@@ -19,7 +19,6 @@ import {
   validateStateName,
   validateTypename,
 } from '../src/address.js';
-import { WeftError } from '../src/errors.js';
 import { expectWeftError } from './helpers/errors.js';
 
 

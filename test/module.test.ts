@@ -5,7 +5,6 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../src/errors.js';
 import { MODULE_DEFINITION, defineModule, isModuleDefinition, type ModuleDefinition } from '../src/module.js';
 import { BUILTIN_TYPES, type } from '../src/state/types.js';
 import { expectWeftError } from './helpers/errors.js';
