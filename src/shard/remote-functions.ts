@@ -58,7 +58,7 @@ export class RemoteFunctions {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.#endpoints.map((e) => e.endpoint?.client.close()));
+    await Promise.all(this.#endpoints.map((e) => e.endpoint?.client.close() ?? Promise.resolve()));
   }
 }
 
