@@ -6,6 +6,7 @@
 import { validateAddress, type Address } from './address.js';
 import { WeftError, describe } from './errors.js';
 import type { ValueType } from './module.js';
+import { isValueType } from './state/types.js';
 import type { RuntimeModule } from './shard/runtime-module.js';
 
 /** The target of a message: a well-formed address of a function the module (or a remote endpoint) serves. */
@@ -47,6 +48,15 @@ function valuePath(label: string): string {
 
 /** Encodes a message value with its type (default msgpack), enforcing `maxMessageBytes`. */
 export function encodeMessage(module: RuntimeModule, value: unknown, type: ValueType<unknown> | undefined, label: string, maxMessageBytes: number): [typename: string, payload: Uint8Array] {
-  const t = type ?? module.defaultType;
+  const t = valueType(module, type, label);
   return [t.typename, encodePayload(t, value, valuePath(label), maxMessageBytes)];
+}
+
+/** `opts.type` of a call, or the module's default; anything that is not a `type.*` value is refused. */
+export function valueType(module: RuntimeModule, type: unknown, label: string): ValueType<unknown> {
+  if (type === undefined) return module.defaultType;
+  if (!isValueType(type)) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `${label}: opts.type must be a value type made with type.* (got ${describe(type)})`);
+  }
+  return type;
 }

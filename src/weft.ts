@@ -4,7 +4,7 @@
  * batch into main→shard rings), the checkpoint coordinator, and what the host may observe only
  * after a commit (send acknowledgements, egress records, durable replies).
  */
-import { checkTarget, encodeMessage, encodePayload } from './validation.js';
+import { checkTarget, encodeMessage, encodePayload, valueType } from './validation.js';
 import { channel } from 'node:diagnostics_channel';
 import { setImmediate } from 'node:timers';
 import { debuglog } from 'node:util';
@@ -462,7 +462,7 @@ export class Weft {
     try {
       this.#checkOpen('send');
       const a = this.#target(to, 'weft.send');
-      const t = opts?.type ?? this.#module.defaultType;
+      const t = valueType(this.#module, opts?.type, 'weft.send');
       const typename = t.typename;
       const payload = encodePayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
       if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0).promise);

@@ -51,6 +51,9 @@ describe('bad input gets a typed error naming the value, and breaks nothing', ()
     e = await code(weft.request({ type: 'bank/account', id: 'a' }, 1, { timeoutMs: -5 }));
     expect(e.code).toBe('ERR_WEFT_INVALID_ARG');
     expect(e.message).toContain('-5');
+    e = await code(weft.send({ type: 'bank/account', id: 'a' }, 1, { type: 'int' as never }));
+    expect(e.code).toBe('ERR_WEFT_INVALID_ARG');
+    expect(e.message).toBe('weft.send: opts.type must be a value type made with type.* (got "int")');
     e = await code(() => weft.metrics('json' as 'prometheus'));
     expect(e.code).toBe('ERR_WEFT_INVALID_ARG');
     await ok();
