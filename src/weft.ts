@@ -276,6 +276,14 @@ export class Weft {
   #rollingBack = false;
   #recoveries = 0;
   #recentRecoveries: number[] = [];
+  /**
+   * Messages (fingerprints, see Dispatcher's messageFingerprint) whose invocation was running when
+   * a careful shard died: they are dead-lettered instead of run, so one poison message cannot stop
+   * the engine. An entry leaves when its dead letter is delivered.
+   */
+  readonly #quarantine = new Set<string>();
+  /** Generations started by a recovery (their shards record the running invocation). */
+  #carefulGeneration = 0;
   #checkpointsCommitted = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
 
@@ -358,7 +366,7 @@ export class Weft {
       { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
     );
     this.#pool = pool;
-    await pool.start(this.#coordinator.committedEpoch, generation > 1);
+    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine]);
     // Only now: while the workers start, sends still go to the previous generation's outbounds,
     // so a recovery re-sends them after the older messages it re-sends (order is kept).
     this.#out = pool.toShard.map((ring, s) => {
@@ -891,6 +899,11 @@ export class Weft {
       value = this.#decode(typename, payload);
       if (name === DEAD_LETTER_EGRESS) {
         value = this.#deadLetter(value as Record<string, unknown>);
+        const letter = value as DeadLetter;
+        if ((letter.error as WeftError).code === 'ERR_WEFT_SHARD_FAILED') {
+          const prefix = `${letter.target.type}\u0000${letter.target.id}\u0000`;
+          for (const key of this.#quarantine) if (key.startsWith(prefix)) this.#quarantine.delete(key);
+        }
         if (channels.deadLetter.hasSubscribers) channels.deadLetter.publish(value);
       }
     } catch (err) {
@@ -925,6 +938,14 @@ export class Weft {
 
   #onShardFailed(generation: number, shard: number, err: Error): void {
     if (generation !== this.#generation || this.#closed) return;
+    // A shard of a careful generation left behind the address it was invoking: quarantine it.
+    if (generation === this.#carefulGeneration) {
+      const key = this.#pool.control.current(shard);
+      if (key !== undefined && !this.#quarantine.has(key)) {
+        this.#quarantine.add(key);
+        debug('quarantining a message to %s: it was running when shard %d failed again', key.split('\u0000').slice(0, 2).join('/'), shard);
+      }
+    }
     // A failure that comes back right after every recovery (a bug, not a crash) must not make
     // the engine spin: past MAX_RECOVERIES in RECOVERY_WINDOW_MS, the engine fails for good.
     const now = Date.now();
@@ -969,6 +990,7 @@ export class Weft {
       this.#openAck[s] = null;
     }
     this.#rollingBack = true;
+    this.#carefulGeneration = this.#generation + 1;
     try {
       await this.#startPool();
     } catch (err) {

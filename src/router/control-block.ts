@@ -62,21 +62,50 @@ export const HISTOGRAM_BUCKETS = 32;
 const METRIC_SLOTS = 32;
 export const SHARD_STRIDE = METRIC_SLOTS + HISTOGRAM_BUCKETS;
 
+/**
+ * Per shard, after the metrics: the address of the invocation running right now, written only
+ * while the shard runs "careful" (after a recovery), so that when a shard dies again main can
+ * tell which invocation took it down. Layout: Int32 byte length, then UTF-8 `type \0 id`.
+ */
+export const CURRENT_BYTES = 2048;
+
 export class ControlBlock {
   readonly buffer: SharedArrayBuffer;
   readonly i32: Int32Array;
   readonly f64: Float64Array;
   readonly shards: number;
+  readonly #current: Uint8Array;
+  readonly #encoder = new TextEncoder();
 
   constructor(buffer: SharedArrayBuffer, shards: number) {
     this.buffer = buffer;
     this.shards = shards;
     this.i32 = new Int32Array(buffer, 0, HEADER_BYTES / 4);
     this.f64 = new Float64Array(buffer, HEADER_BYTES, shards * SHARD_STRIDE);
+    this.#current = new Uint8Array(buffer, HEADER_BYTES + shards * SHARD_STRIDE * 8, shards * CURRENT_BYTES);
   }
 
   static create(shards: number): ControlBlock {
-    return new ControlBlock(new SharedArrayBuffer(HEADER_BYTES + shards * SHARD_STRIDE * 8), shards);
+    return new ControlBlock(new SharedArrayBuffer(HEADER_BYTES + shards * SHARD_STRIDE * 8 + shards * CURRENT_BYTES), shards);
+  }
+
+  /** Records the address a careful shard is about to invoke (see CURRENT_BYTES). */
+  setCurrent(shard: number, key: string): void {
+    const at = shard * CURRENT_BYTES;
+    const { written } = this.#encoder.encodeInto(key, this.#current.subarray(at + 4, at + CURRENT_BYTES));
+    new DataView(this.#current.buffer, this.#current.byteOffset + at, 4).setInt32(0, written);
+  }
+
+  clearCurrent(shard: number): void {
+    new DataView(this.#current.buffer, this.#current.byteOffset + shard * CURRENT_BYTES, 4).setInt32(0, 0);
+  }
+
+  /** The address a careful shard was invoking when it stopped, or undefined. */
+  current(shard: number): string | undefined {
+    const at = shard * CURRENT_BYTES;
+    const n = new DataView(this.#current.buffer, this.#current.byteOffset + at, 4).getInt32(0);
+    if (n <= 0 || n > CURRENT_BYTES - 4) return undefined;
+    return new TextDecoder().decode(this.#current.slice(at + 4, at + 4 + n));
   }
 
   /** Adds `delta` to the live-message count; returns the new count. */

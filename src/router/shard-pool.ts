@@ -83,7 +83,7 @@ export class ShardPool {
   }
 
   /** Spawns every shard (recovering from `committedEpoch`) and waits until all are ready. */
-  async start(committedEpoch: number, sameHost: boolean): Promise<void> {
+  async start(committedEpoch: number, sameHost: boolean, quarantine: readonly string[] = []): Promise<void> {
     const n = this.#config.shards;
     // between[i][j]: shard i → shard j
     const between: Array<Array<SharedArrayBuffer | null>> = Array.from({ length: n }, (_, i) =>
@@ -105,6 +105,8 @@ export class ShardPool {
         control: this.control.buffer,
         committedEpoch,
         sameHost,
+        careful: sameHost,
+        quarantine,
         cacheSize: this.#config.cacheSize,
         maxAttempts: this.#config.maxAttempts,
         retryBackoffMs: this.#config.retryBackoffMs,

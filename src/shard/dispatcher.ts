@@ -58,6 +58,11 @@ export interface DispatcherOptions {
   readonly compute?: (task: string, input: unknown) => Promise<unknown>;
   /** Remote (StateFun) endpoints; absent when none are configured. */
   readonly remote?: RemoteFunctions;
+  /**
+   * Messages (see {@link messageFingerprint}) whose invocation ended a shard worker while it ran
+   * careful: they are dead-lettered without running (a poison message must not stop the engine).
+   */
+  readonly quarantine?: ReadonlySet<string>;
 }
 
 /**
@@ -144,6 +149,17 @@ export class HostAcks {
   }
 }
 
+/**
+ * Names one message across recoveries (it is replayed or re-sent as the same bytes):
+ * `type \0 id \0 hseq:caller:typename:length:hash-of-payload`.
+ */
+export function messageFingerprint(key: string, env: Envelope): string {
+  const p = env[E_PAYLOAD];
+  let h = 0x811c9dc5;
+  for (let i = 0; i < p.length; i++) h = Math.imul(h ^ (p[i] as number), 0x01000193);
+  return `${key}\u0000${env[E_HSEQ]}:${env[E_CALLER_TYPE] ?? ''}/${env[E_CALLER_ID] ?? ''}:${env[E_TYPENAME]}:${p.length}:${(h >>> 0).toString(16)}`;
+}
+
 /** One invocation in this many has its latency measured, once past the first 1024 (power of two). */
 const LATENCY_SAMPLE = 16;
 
@@ -209,6 +225,7 @@ export class Dispatcher implements ContextHost {
     this.#timers = timers;
     this.#clock = clock;
     this.#compute = opts.compute ?? noCompute;
+    for (const key of opts.quarantine ?? []) this.#quarantine.add(key);
   }
 
   hasPendingToken(senderKey: string, token: string): boolean {
@@ -332,8 +349,20 @@ export class Dispatcher implements ContextHost {
     return inst;
   }
 
+  /**
+   * Set while the shard runs careful (after a recovery): called with the message's fingerprint
+   * right before a function runs and with null right after its synchronous part returns, so a
+   * worker that dies inside a function (process.exit, out of memory) leaves it behind.
+   */
+  onRunning: ((fingerprint: string | null) => void) | null = null;
+  readonly #quarantine: Set<string> = new Set();
+
   #invoke(mb: Mailbox): void {
     const env = mb.queue[mb.head] as Envelope;
+    if (this.#quarantine.size > 0 && this.#quarantine.delete(messageFingerprint(mb.key, env))) {
+      this.#deadLetter(mb, env, new WeftError('ERR_WEFT_SHARD_FAILED', `the invocation of ${mb.type}/${mb.id} ended its shard worker twice (exit, crash or out of memory); its message was dead-lettered without running again`), 0);
+      return;
+    }
     const fn = this.module.functions.get(mb.type);
     if (fn === undefined) {
       const remote = this.#opts.remote?.for(mb.type);
@@ -356,9 +385,13 @@ export class Dispatcher implements ContextHost {
     // that weight): reading the clock twice per message costs more than the histogram is worth.
     const started = this.onLatency === null || (this.counters.invocations > 1024 && (this.counters.invocations & (LATENCY_SAMPLE - 1)) !== 0) ? 0 : performance.now();
     let result: unknown;
+    const onRunning = this.onRunning;
     try {
+      if (onRunning !== null) onRunning(messageFingerprint(mb.key, env));
       result = (fn.fn as (c: unknown, m: unknown) => unknown)(ctx, msg);
+      onRunning?.(null);
     } catch (err) {
+      onRunning?.(null);
       inst.busy = false;
       this.#failed(mb, ctx, env, err);
       return;

@@ -63,6 +63,10 @@ export interface ShardBoot {
   readonly compute: boolean;
   /** StateFun endpoints whose functions this shard calls for the addresses it owns. */
   readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
+  /** A recovery started this shard: record the running invocation until the first commit. */
+  readonly careful: boolean;
+  /** Addresses whose next message is dead-lettered without running (see Dispatcher). */
+  readonly quarantine: readonly string[];
 }
 
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
@@ -95,6 +99,8 @@ export class ShardLoop {
   /** One drain callback per inbound ring, made once (no closure per drain). */
   readonly #frameHandlers: Array<((frame: Uint8Array) => void) | null>;
   #scheduled = false;
+  /** Invocation count that ends the careful phase (-1: not decided yet, or not careful). */
+  #carefulUntil = -1;
   #computeSeq = 0;
   readonly #computeCalls = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
   #sleeping = false;
@@ -141,6 +147,7 @@ export class ShardLoop {
         maxStateValueBytes: boot.maxStateValueBytes,
         ...(boot.compute ? { compute: (task: string, input: unknown) => this.#compute(task, input) } : {}),
         ...(remote.size > 0 ? { remote } : {}),
+        quarantine: new Set(boot.quarantine),
       },
       this.#cache,
       {
@@ -162,6 +169,13 @@ export class ShardLoop {
       systemClock,
     );
     this.#dispatcher.onAsyncSettled = () => this.#wake();
+    if (boot.careful) {
+      const control = this.#control;
+      this.#dispatcher.onRunning = (key) => {
+        if (key === null) control.clearCurrent(boot.shard);
+        else control.setCurrent(boot.shard, key);
+      };
+    }
     const histogram = this.#control.f64;
     const hBase = this.#control.histogramBase(boot.shard);
     this.#dispatcher.onLatency = (us, weight) => {
@@ -253,6 +267,11 @@ export class ShardLoop {
     if (this.#closed) return;
     // 2. Invoke.
     work += this.#dispatcher.run(INVOCATIONS_PER_TURN);
+    if (this.#carefulUntil >= 0 && this.#dispatcher.counters.invocations >= this.#carefulUntil && this.#dispatcher.parked === 0) {
+      this.#dispatcher.onRunning = null;
+      this.#carefulUntil = -1;
+      this.#control.clearCurrent(this.#boot.shard);
+    }
     // 3. Fire due timers and retries (their messages run next turn).
     const now = Date.now();
     const nextDue = this.#dispatcher.fireDue(now);
@@ -341,6 +360,11 @@ export class ShardLoop {
           this.#participant.onBarrier(ring, rec[1] as number, this.#inUse);
           break;
         case Kind.Committed:
+          // The careful phase ends once every message queued at the first commit since the
+          // recovery has been tried (the replayed ones, and the poison among them, if any).
+          if (this.#dispatcher.onRunning !== null && this.#carefulUntil < 0) {
+            this.#carefulUntil = this.#dispatcher.counters.invocations + this.#dispatcher.queuedMessages;
+          }
           // Fold at once when the cache is over its size: only folded instances can be evicted.
           this.#participant.onCommitted(rec[1] as number, this.#cache.size > this.#cache.capacity);
           break;

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Weft } from '../../src/index.js';
-import { fixture, removeDir, tempDir, within } from './helpers.js';
+import { Weft, type WeftError } from '../../src/index.js';
+import { fixture, removeDir, take, tempDir, within } from './helpers.js';
 import { ledger } from './ledger.js';
 
 const ACCOUNTS = 20;
@@ -48,4 +48,34 @@ describe('a shard worker dying inside a live engine', () => {
       }
     }, 120_000);
   }
+
+  it('isolates a message that ends its shard every time it runs: dead-lettered, everything else exactly once', async () => {
+    const dataDir = join(dir, 'poison');
+    const weft = await Weft.start({ module: fixture('xfer'), dataDir, shards: 2, durability: 'process', checkpointIntervalMs: 10 });
+    try {
+      const dead = weft.egress('weft/dead-letters');
+      const sends: Array<Promise<void>> = [];
+      for (let id = 0; id < 1000; id++) {
+        sends.push(weft.send({ type: 'xfer/account', id: `x-${id % ACCOUNTS}` }, { op: 'transfer', id, to: `x-${(id * 7 + 3) % ACCOUNTS}`, amount: 1, delayMs: 0 }));
+        if (id === 300) sends.push(weft.send({ type: 'xfer/account', id: 'x-5' }, { op: 'poison' }));
+      }
+      await within(Promise.all(sends), 60_000, 'all sends');
+      const [letter] = (await take(dead, 1)) as Array<{ target: unknown; error: WeftError }>;
+      expect(letter!.target).toEqual({ type: 'xfer/account', id: 'x-5' });
+      expect(letter!.error.code).toBe('ERR_WEFT_SHARD_FAILED');
+      // Once to see it fail, once more (careful) to learn which invocation it was.
+      expect(weft.metrics().recoveries).toBe(2);
+      await within(weft.idle(), 20_000, 'idle');
+      const { total, debits, credits } = await ledger(weft, ACCOUNTS);
+      expect(total).toBe(0);
+      expect(debits.size).toBe(1000);
+      expect(credits.size).toBe(1000);
+      expect([...debits.values(), ...credits.values()].every((c) => c === 1)).toBe(true);
+      // The address works again afterwards.
+      await weft.send({ type: 'xfer/account', id: 'x-5' }, { op: 'credit', id: -5, amount: 1 });
+      expect(((await weft.query({ type: 'xfer/account', id: 'x-5' }))?.credited as number[]).includes(-5)).toBe(true);
+    } finally {
+      await weft.close();
+    }
+  }, 120_000);
 });
