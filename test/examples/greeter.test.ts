@@ -2,35 +2,16 @@
  * The README's hello world runs as users run it: the compiled example in its own process.
  * Needs `npm run build` first (npm test does it).
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runNode } from './run-node.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/examples/greeter/main.js', import.meta.url));
 
-/** Runs `node file`, killed after `timeoutMs` (a bound, not an expectation). */
-function run(file: string, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('examples/greeter', () => {
   it('greets, counts visits per id, and prints the committed egress records', async () => {
-    const { code, stdout, stderr } = await run(MAIN, 30_000);
+    const { code, stdout, stderr } = await runNode(MAIN, 30_000);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const lines = stdout.trim().split('\n');

@@ -3,34 +3,16 @@
  * exit 0, which it does only when its consistency check of the final state passes.
  * Needs `npm run build` first (npm test does it).
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runNode } from './run-node.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/examples/ride-sharing/main.js', import.meta.url));
 
-function run(file: string, env: Record<string, string>, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('examples/ride-sharing main', () => {
   it('simulates a city for 2 s and passes its consistency check', { timeout: 70_000 }, async () => {
-    const { code, stdout, stderr } = await run(MAIN, { RIDES_SECONDS: '2' }, 60_000);
+    const { code, stdout, stderr } = await runNode(MAIN, 60_000, { RIDES_SECONDS: '2' });
     const context = `stdout:\n${stdout}\nstderr:\n${stderr}`;
     expect(code, context).toBe(0);
     expect(stdout).toContain('all checks passed');
