@@ -866,7 +866,7 @@ export class Weft {
       this.#durableReplies.delete(e);
       for (const [requestId, typename, payload] of replies) this.#releaseDurableReply(requestId, typename, payload);
     }
-    const last = this.#dir.checkpoints().at(-1);
+    const last = this.#dir.lastCheckpoint();
     if (last !== undefined) {
       this.#lastCheckpoint = { epoch: last.epoch, ms: last.ms, bytes: last.bytes, states: last.states };
       debug('checkpoint %d committed: %d states, %d bytes, %d ms', last.epoch, last.states, last.bytes, Math.round(last.ms));

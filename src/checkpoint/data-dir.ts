@@ -163,13 +163,24 @@ export class DataDir {
 
   /** Records a committed epoch durably (per the durability mode) with its figures. */
   async commit(info: CheckpointInfo): Promise<void> {
-    const history = ((this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? []).slice(-(HISTORY - 1));
+    // The history is kept in memory (this engine is its only writer): read once, not per commit.
+    this.#history ??= (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
+    const history = this.#history.slice(-(HISTORY - 1));
     history.push(info);
     await this.meta.write((ops) => {
       ops.putMeta('committedEpoch', info.epoch);
       ops.putMeta('checkpoints', history);
     });
+    this.#history = history;
     this.info = { ...this.info, committedEpoch: info.epoch };
+  }
+
+  #history: CheckpointInfo[] | undefined;
+
+  /** The latest committed checkpoint's figures, if any. */
+  lastCheckpoint(): CheckpointInfo | undefined {
+    this.#history ??= (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
+    return this.#history.at(-1);
   }
 
   /** Switches to a new partition layout (after repartitioning) in one durable write. */
