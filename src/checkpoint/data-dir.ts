@@ -194,10 +194,6 @@ export class DataDir {
     rmSync(this.partitionsDir(old), { recursive: true, force: true });
   }
 
-  checkpoints(): CheckpointInfo[] {
-    return (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
-  }
-
   async close(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
