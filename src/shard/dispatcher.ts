@@ -193,6 +193,8 @@ export class Dispatcher implements ContextHost {
    * bursts reuse it instead of re-creating it per message.
    */
   readonly #mailboxes = new Map<string, Map<string, Mailbox>>();
+  #lastType = '';
+  #lastById: Map<string, Mailbox> | undefined;
   #idleMailboxes = 0;
   #runnable: Mailbox[] = [];
   #runHead = 0;
@@ -266,11 +268,14 @@ export class Dispatcher implements ContextHost {
   enqueue(env: Envelope, kg?: number): void {
     const type = env[1];
     const id = env[2];
-    let byId = this.#mailboxes.get(type);
+    // Consecutive messages mostly go to one function type: compare before hashing the string.
+    let byId = type === this.#lastType ? this.#lastById : this.#mailboxes.get(type);
     if (byId === undefined) {
       byId = new Map();
       this.#mailboxes.set(type, byId);
     }
+    this.#lastType = type;
+    this.#lastById = byId;
     let mb = byId.get(id);
     if (mb === undefined) {
       mb = new Mailbox(`${type}\u0000${id}`, type, id, kg ?? this.#routing.keyGroup(type, id));
@@ -696,6 +701,8 @@ export class Dispatcher implements ContextHost {
       if (byId.size === 0) this.#mailboxes.delete(type);
     }
     this.#idleMailboxes = 0;
+    this.#lastType = '';
+    this.#lastById = undefined;
   }
 
   /** The mailbox of an address, if it has one. */
