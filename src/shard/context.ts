@@ -175,10 +175,7 @@ export class InvocationContext implements StateAccess {
     if (slot === undefined) return undefined;
     if (slot.hasDecoded) return slot.decoded;
     const value = spec.type.decode(slot.bytes);
-    if (spec.type.immutable) {
-      slot.decoded = value;
-      slot.hasDecoded = true;
-    }
+    if (spec.type.immutable) slot.settle(value, spec.encode);
     return value;
   }
 

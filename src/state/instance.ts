@@ -40,16 +40,21 @@ export class Slot {
   }
 
   /**
-   * The encoded value. An immutable value (a number, a string, a boolean) written by a function
-   * is encoded only when something needs its bytes — typically the next snapshot — so an instance
-   * written many times between checkpoints is encoded once.
+   * The encoded value. An immutable value (a number, a string, a boolean) is kept decoded only,
+   * and encoded when something needs its bytes — typically a snapshot. The bytes are not kept:
+   * a small typed array costs about 200 bytes of heap, more than the value and its slot together,
+   * and re-encoding a primitive for the next snapshot is cheap.
    */
   get bytes(): Uint8Array {
-    if (this.#bytes === null) {
-      this.#bytes = (this.#encoder as (value: unknown) => Uint8Array)(this.decoded);
-      this.#encoder = null;
-    }
-    return this.#bytes;
+    return this.#bytes ?? (this.#encoder as (value: unknown) => Uint8Array)(this.decoded);
+  }
+
+  /** Keeps only the decoded form of an immutable value read from bytes (see {@link bytes}). */
+  settle(value: unknown, encoder: (value: unknown) => Uint8Array): void {
+    this.decoded = value;
+    this.hasDecoded = true;
+    this.#bytes = null;
+    this.#encoder = encoder;
   }
 
   /** Takes `other`'s value in place (the long-lived slot stays; only the short-lived one dies). */
