@@ -364,6 +364,7 @@ export class Weft {
         maxMessageBytes: this.#opts.maxMessageBytes,
         maxStateValueBytes: this.#opts.maxStateValueBytes,
         maxShardHeapMb: this.#opts.maxShardHeapMb,
+        shardYoungGenerationMb: this.#opts.shardYoungGenerationMb,
         compute: this.#compute !== undefined,
         remote: this.#opts.remote,
         partitionPath: (s) => this.#dir.partitionPath(s),

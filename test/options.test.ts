@@ -21,6 +21,8 @@ describe('options', () => {
     expect(o.checkpointIntervalMs).toBe(DEFAULTS.checkpointIntervalMs);
     expect(o.durability).toBe('fsync');
     expect(o.keyGroups).toBe(128);
+    expect(o.shardYoungGenerationMb).toBe(64);
+    expect(o.egressBufferSize).toBe(100_000);
     expect(Object.isFrozen(o)).toBe(true);
   });
 
@@ -69,6 +71,9 @@ describe('options', () => {
     );
     expect(err(() => resolveOptions({ module: '/m.js', remote: [{ functions: 'ns/*', url: 'ftp://x' }] })).message).toBe(
       'options.remote[0].url must be an http:// or https:// URL (got "ftp://x")',
+    );
+    expect(err(() => resolveOptions({ module: '/m.js', shardYoungGenerationMb: 0 })).message).toBe(
+      'options.shardYoungGenerationMb must be an integer from 1 to 4096 (got 0)',
     );
     expect(err(() => resolveOptions(null)).message).toBe('Weft.start options must be an object (got null)');
   });

@@ -28,6 +28,7 @@ export interface PoolConfig {
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
   readonly maxShardHeapMb: number | undefined;
+  readonly shardYoungGenerationMb: number;
   readonly compute: boolean;
   readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
   partitionPath(shard: number): string;
@@ -120,7 +121,10 @@ export class ShardPool {
         workerData: boot,
         name: `weft-shard-${s}`,
         ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() }),
-        ...(heap === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: heap } }),
+        resourceLimits: {
+          maxYoungGenerationSizeMb: this.#config.shardYoungGenerationMb,
+          ...(heap === undefined ? {} : { maxOldGenerationSizeMb: heap }),
+        },
       });
       this.workers.push(worker);
       ready.push(this.#watch(worker, s));
