@@ -212,11 +212,6 @@ export class Participant {
       );
   }
 
-  /** Committed epochs not yet folded into the base. */
-  get unfoldedCommitted(): number {
-    return this.#committedSnaps.length;
-  }
-
   #committedSnaps: Snapshot[] = [];
 }
 

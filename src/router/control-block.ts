@@ -117,10 +117,6 @@ export class ControlBlock {
     return Atomics.load(this.i32, ALIVE_I32);
   }
 
-  resetAlive(): void {
-    Atomics.store(this.i32, ALIVE_I32, 0);
-  }
-
   metricsBase(shard: number): number {
     return shard * SHARD_STRIDE;
   }

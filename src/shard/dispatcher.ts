@@ -715,13 +715,6 @@ export class Dispatcher implements ContextHost {
     for (const byId of this.#mailboxes.values()) yield* byId.values();
   }
 
-  /** Addresses with a mailbox (queued, running, or kept for reuse). */
-  get mailboxCount(): number {
-    let n = 0;
-    for (const byId of this.#mailboxes.values()) n += byId.size;
-    return n;
-  }
-
   /** Takes the idle-detection counters: net messages alive created minus completed. */
   takeNet(): number {
     const net = this.created - this.completed;

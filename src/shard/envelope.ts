@@ -29,8 +29,6 @@ export const enum Kind {
   Done = 8,
   /** `[Kind.Close]`: finish and release resources. main→shard. */
   Close = 9,
-  /** `[Kind.Closed]`: the shard released its partition. shard→main. */
-  Closed = 10,
   /** `[Kind.Compute, callId, task, input]`: run a compute task. shard→main. */
   Compute = 11,
   /** `[Kind.ComputeResult, callId, ok, value | serializedError]`: main→shard. */
@@ -86,5 +84,3 @@ export function envelopeWeight(e: Envelope): number {
   return e[E_PAYLOAD].byteLength + e[E_TARGET_TYPE].length + e[E_TARGET_ID].length + 48;
 }
 
-/** Any record a ring carries. */
-export type Record = Envelope | (readonly [Kind, ...unknown[]]);

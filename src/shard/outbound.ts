@@ -82,11 +82,6 @@ export class Outbound {
     return next !== undefined && this.ring.hasRoomFor(next.byteLength);
   }
 
-  /** Nothing waits to be written or published. */
-  get isIdle(): boolean {
-    return this.#batch.length === 0 && this.spillDepth === 0 && !this.#staged;
-  }
-
   /** Encodes the current batch into a frame and stages (or spills) it. */
   #cut(): void {
     if (this.#batch.length === 0) return;

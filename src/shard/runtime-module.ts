@@ -3,7 +3,6 @@
  * (spec list, TTL flags, a state-view class with one accessor per declared name), so the hot path
  * does a Map lookup and nothing else to find what it needs.
  */
-import type { Address } from '../address.js';
 import { WeftError, describe } from '../errors.js';
 import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module.js';
 import { type as builtinTypes } from '../state/types.js';
@@ -180,6 +179,3 @@ export async function loadModule(url: string): Promise<ModuleDefinition> {
 
 export const DEAD_LETTER_EGRESS = DEAD_LETTERS;
 
-export function addressOf(type: string, id: string): Address {
-  return Object.freeze({ type, id });
-}
