@@ -20,12 +20,13 @@ import { resolveOptions, type ResolvedOptions, type WeftOptions } from './option
 import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName } from './router/control-block.js';
 import { Partitioner } from './router/partitioner.js';
 import { ShardPool } from './router/shard-pool.js';
-import { Kind, envelope, envelopeWeight, type Envelope } from './shard/envelope.js';
+import { Kind, envelope, envelopeWeight, resolveNames, wireEncoder } from './shard/envelope.js';
 import { Outbound } from './shard/outbound.js';
-import { DEAD_LETTER_EGRESS, compileModule, loadModule, type RuntimeModule } from './shard/runtime-module.js';
+import { DEAD_LETTER_EGRESS, compileModule, loadModule, wireNamesOf, type RuntimeModule } from './shard/runtime-module.js';
+import { NameTable } from './transport/names.js';
 import { remoteMatcher } from './shard/remote-functions.js';
 import type { InstanceRecord } from './state/instance.js';
-import { decodeBatch } from './transport/framing.js';
+import { decodeBatch, type FrameEncoder } from './transport/framing.js';
 
 export type { WeftOptions } from './options.js';
 
@@ -237,6 +238,9 @@ class EgressChannel {
 export class Weft {
   readonly #opts: ResolvedOptions;
   readonly #module: RuntimeModule;
+  /** Wire names of this engine (transport/names.ts), shared with every shard generation. */
+  readonly #names: NameTable;
+  readonly #wire: FrameEncoder;
   readonly #dir: DataDir;
   readonly #partitioner: Partitioner;
   readonly #coordinator: Coordinator;
@@ -295,6 +299,8 @@ export class Weft {
   private constructor(opts: ResolvedOptions, module: RuntimeModule, dir: DataDir) {
     this.#opts = opts;
     this.#module = module;
+    this.#names = new NameTable(wireNamesOf(module));
+    this.#wire = wireEncoder(this.#names);
     this.#dir = dir;
     const n = opts.shards;
     this.#partitioner = new Partitioner(n, dir.info.keyGroups);
@@ -365,6 +371,7 @@ export class Weft {
         maxStateValueBytes: this.#opts.maxStateValueBytes,
         maxShardHeapMb: this.#opts.maxShardHeapMb,
         shardYoungGenerationMb: this.#opts.shardYoungGenerationMb,
+        wireNames: this.#names.names,
         compute: this.#compute !== undefined,
         remote: this.#opts.remote,
         partitionPath: (s) => this.#dir.partitionPath(s),
@@ -376,7 +383,7 @@ export class Weft {
     // Only now: while the workers start, sends still go to the previous generation's outbounds,
     // so a recovery re-sends them after the older messages it re-sends (order is kept).
     this.#out = pool.toShard.map((ring, s) => {
-      const out = new Outbound(ring, 1 + s, pool.bells);
+      const out = new Outbound(ring, 1 + s, pool.bells, this.#wire);
       out.onCut = (frame, records) => this.#logFrame(s, frame, records);
       return out;
     });
@@ -1038,7 +1045,8 @@ export class Weft {
         if (rec[0] === Kind.Barrier) tag = (rec[1] as number) + 1;
         else if (rec[0] === Kind.Msg && tag > committed) {
           this.#unpublished++;
-          this.#out[s]!.push(rec, envelopeWeight(rec as Envelope));
+          const env = resolveNames(rec, this.#names);
+          this.#out[s]!.push(env, envelopeWeight(env));
         }
       };
       this.#streamEpoch[s] = this.#coordinator.openEpoch;

@@ -29,6 +29,8 @@ export interface PoolConfig {
   readonly maxStateValueBytes: number;
   readonly maxShardHeapMb: number | undefined;
   readonly shardYoungGenerationMb: number;
+  /** The engine's wire names (transport/names.ts). */
+  readonly wireNames: readonly string[];
   readonly compute: boolean;
   readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
   partitionPath(shard: number): string;
@@ -115,6 +117,7 @@ export class ShardPool {
         maxStateValueBytes: this.#config.maxStateValueBytes,
         compute: this.#config.compute,
         remote: this.#config.remote,
+        wireNames: this.#config.wireNames,
       };
       const heap = this.#config.maxShardHeapMb;
       const worker = new Worker(entry, {

@@ -6,6 +6,8 @@
  * An {@link Envelope} is also how a message waits in a mailbox, a spill queue or a snapshot: it is
  * plain data, so capturing a mailbox for a checkpoint is copying an array.
  */
+import { FrameEncoder } from '../transport/framing.js';
+import type { NameTable } from '../transport/names.js';
 
 /** Kinds of records. Values are part of the on-disk snapshot format: never renumber. */
 export const enum Kind {
@@ -84,3 +86,26 @@ export function envelopeWeight(e: Envelope): number {
   return e[E_PAYLOAD].byteLength + e[E_TARGET_TYPE].length + e[E_TARGET_ID].length + 48;
 }
 
+
+/** Envelope fields that carry wire names (transport/names.ts): function types and the typename. */
+export const ENVELOPE_NAME_FIELDS: readonly number[] = [E_TARGET_TYPE, E_CALLER_TYPE, E_TYPENAME];
+
+/**
+ * The frame encoder of one thread's rings: messages' function types and typenames found in
+ * `names` travel as their table index. Decoded envelopes get their strings back with
+ * {@link resolveNames}.
+ */
+export function wireEncoder(names: NameTable): FrameEncoder {
+  return new FrameEncoder({ table: names, tag: Kind.Msg, fields: ENVELOPE_NAME_FIELDS });
+}
+
+/**
+ * Turns the name indexes of a decoded message record back into the table's strings (in place).
+ * @throws WeftError `ERR_WEFT_CORRUPT_FRAME` for an index outside the table.
+ */
+export function resolveNames(rec: unknown[], names: NameTable): Envelope {
+  if (typeof rec[E_TARGET_TYPE] !== 'string') rec[E_TARGET_TYPE] = names.resolve(rec[E_TARGET_TYPE]);
+  if (typeof rec[E_TYPENAME] !== 'string') rec[E_TYPENAME] = names.resolve(rec[E_TYPENAME]);
+  if (typeof rec[E_CALLER_TYPE] === 'number') rec[E_CALLER_TYPE] = names.resolve(rec[E_CALLER_TYPE]);
+  return rec as Envelope;
+}

@@ -9,7 +9,7 @@
  * in this order, so messages spilled before it still reach the consumer before it.
  */
 import type { Doorbell } from '../transport/doorbell.js';
-import { encodeBatch, type FrameRecord } from '../transport/framing.js';
+import { encodeBatch, type FrameEncoder, type FrameRecord } from '../transport/framing.js';
 import type { Ring } from '../transport/ring.js';
 
 /**
@@ -33,6 +33,7 @@ export class Outbound {
   #spillHead = 0;
   #staged = false;
   readonly #frameTarget: number;
+  readonly #encode: (records: readonly unknown[]) => Uint8Array;
   /** Frames that ever had to spill (metrics). */
   spilled = 0;
   /** Records sent (metrics). */
@@ -44,8 +45,14 @@ export class Outbound {
    */
   onCut: ((frame: Uint8Array, records: readonly unknown[]) => void) | null = null;
 
-  constructor(ring: Ring, thread: number, bells: Doorbell) {
+  /**
+   * @param encoder this thread's frame encoder (with its wire names); the thread's default one
+   * (`encodeBatch`) when omitted. Frames are written (or copied) right after encoding, so one
+   * encoder serves every outbound of a thread.
+   */
+  constructor(ring: Ring, thread: number, bells: Doorbell, encoder?: FrameEncoder) {
     this.ring = ring;
+    this.#encode = encoder === undefined ? encodeBatch : (records) => encoder.encode(records);
     this.thread = thread;
     this.#bells = bells;
     this.#frameTarget = Math.min(FRAME_TARGET_BYTES, ring.maxFrameBytes >> 2);
@@ -85,7 +92,7 @@ export class Outbound {
   /** Encodes the current batch into a frame and stages (or spills) it. */
   #cut(): void {
     if (this.#batch.length === 0) return;
-    const frame = encodeBatch(this.#batch as FrameRecord[]);
+    const frame = this.#encode(this.#batch as FrameRecord[]);
     this.onCut?.(frame, this.#batch);
     this.#batch = [];
     this.#weight = 0;

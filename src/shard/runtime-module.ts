@@ -5,7 +5,7 @@
  */
 import { WeftError, describe } from '../errors.js';
 import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module.js';
-import { type as builtinTypes } from '../state/types.js';
+import { BUILTIN_TYPES, type as builtinTypes } from '../state/types.js';
 
 export interface CompiledSpec {
   readonly name: string;
@@ -160,6 +160,17 @@ export function compileModule(
     typeOf,
     isKnownFunction: (type) => functions.has(type) || remoteMatchers.some((m) => m(type)),
   };
+}
+
+/**
+ * The wire names of an engine running `module` (transport/names.ts): its function types, then
+ * the built-in and declared typenames, each group sorted. Main makes the list and hands it to
+ * every shard at boot, so all threads of one engine share one table.
+ */
+export function wireNamesOf(module: RuntimeModule): string[] {
+  const names = new Set<string>([...module.functions.keys()].sort());
+  for (const t of [...BUILTIN_TYPES.keys(), ...module.definition.types.keys()].sort()) names.add(t);
+  return [...names];
 }
 
 /** Loads a module file: its default export must be the value `defineModule` returned. */

@@ -23,9 +23,10 @@ import { TimerService, systemClock } from '../timers/timer-service.js';
 import { Doorbell } from '../transport/doorbell.js';
 import { decodeBatch } from '../transport/framing.js';
 import { Ring } from '../transport/ring.js';
+import { NameTable } from '../transport/names.js';
 import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
-import { E_HSEQ, E_REPLY_TO, Kind, envelopeWeight, type Envelope } from './envelope.js';
+import { E_HSEQ, E_REPLY_TO, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from './envelope.js';
 import { Outbound } from './outbound.js';
 import { RemoteFunctions, remoteExpired } from './remote-functions.js';
 import type { RemoteEndpointOptions } from '../options.js';
@@ -67,6 +68,8 @@ export interface ShardBoot {
   readonly careful: boolean;
   /** Addresses whose next message is dead-lettered without running (see Dispatcher). */
   readonly quarantine: readonly string[];
+  /** The engine's wire names (transport/names.ts), made by main. */
+  readonly wireNames: readonly string[];
 }
 
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
@@ -83,6 +86,7 @@ const INVOCATIONS_PER_TURN = 8192;
 
 export class ShardLoop {
   readonly #boot: ShardBoot;
+  readonly #names: NameTable;
   readonly #me: number;
   readonly #partition: Partition;
   readonly #bells: Doorbell;
@@ -129,7 +133,9 @@ export class ShardLoop {
     this.#inbound = boot.inbound.map((b) => (b === null ? null : Ring.attach(b)));
     this.#inUse = this.#inbound.map((r) => r !== null);
     this.#frameHandlers = this.#inbound.map((r, i) => (r === null ? null : (frame: Uint8Array) => this.#onFrame(i, frame)));
-    this.#outbound = boot.outbound.map((b, i) => (b === null ? null : new Outbound(Ring.attach(b), i, this.#bells)));
+    this.#names = new NameTable(boot.wireNames);
+    const wire = wireEncoder(this.#names);
+    this.#outbound = boot.outbound.map((b, i) => (b === null ? null : new Outbound(Ring.attach(b), i, this.#bells, wire)));
     this.#toMain = this.#outbound[0] as Outbound;
     this.#cache = new InstanceCache(boot.cacheSize, (kg, type, id) => partition.getState(kg, type, id));
     this.#timers = new TimerService();
@@ -350,7 +356,7 @@ export class ShardLoop {
       const rec = records[i] as unknown[];
       switch (rec[0] as Kind) {
         case Kind.Msg: {
-          const env = rec as Envelope;
+          const env = resolveNames(rec, this.#names);
           if (this.#participant.isRecording(ring)) this.#participant.record(env);
           if (ring === 0 && env[E_HSEQ] > 0) this.#dispatcher.acks.received(env[E_HSEQ]);
           this.#dispatcher.enqueue(env);

@@ -72,6 +72,7 @@
  */
 import { Packr, Unpackr, addExtension } from 'msgpackr';
 import { WeftError, describe } from '../errors.js';
+import type { NamedRecords, NameTable } from './names.js';
 
 // ---------------------------------------------------------------------------------------------
 // Batch frames
@@ -128,6 +129,22 @@ export class FrameEncoder {
   #view = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
   #bytes = new Uint8Array(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
   #pos = 0;
+  readonly #names: NameTable | null;
+  readonly #namedTag: number;
+  /** `#namedField[i]`: position i of a named record may hold a table name. */
+  readonly #namedField: readonly boolean[];
+
+  /**
+   * @param named records that carry wire names (see names.ts): their string fields found in the
+   * table are written as the name's index. Without it, every string is written out.
+   */
+  constructor(named?: NamedRecords) {
+    this.#names = named?.table ?? null;
+    this.#namedTag = named?.tag ?? -1;
+    const mask: boolean[] = [];
+    for (const f of named?.fields ?? []) mask[f] = true;
+    this.#namedField = Array.from(mask, (b) => b === true);
+  }
 
   /**
    * Encodes `records` (each a {@link FrameRecord}; anything else fails in the decoder) as one
@@ -136,8 +153,32 @@ export class FrameEncoder {
   encode(records: readonly unknown[]): Uint8Array {
     this.#pos = 0;
     this.#arrayHeader(records.length);
-    for (let i = 0; i < records.length; i++) this.#value(records[i]);
+    if (this.#names === null) {
+      for (let i = 0; i < records.length; i++) this.#value(records[i]);
+    } else {
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i];
+        if (Array.isArray(r) && r[0] === this.#namedTag) this.#namedRecord(r, this.#names);
+        else this.#value(r);
+      }
+    }
     return this.#bytes.subarray(0, this.#pos);
+  }
+
+  #namedRecord(record: FrameRecord, names: NameTable): void {
+    const mask = this.#namedField;
+    this.#arrayHeader(record.length);
+    for (let i = 0; i < record.length; i++) {
+      const v = record[i];
+      if (i < mask.length && mask[i] === true && typeof v === 'string') {
+        const n = names.indexOf(v);
+        if (n >= 0) {
+          this.#number(n);
+          continue;
+        }
+      }
+      this.#value(v);
+    }
   }
 
   #ensure(bytes: number): void {

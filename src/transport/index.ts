@@ -17,4 +17,5 @@ export {
   type FrameRecord,
   type MessageTuple,
 } from './framing.js';
+export { NameTable, MAX_WIRE_NAMES, type NamedRecords } from './names.js';
 export { FRAME_HEADER_BYTES, MAX_RING_CAPACITY, MIN_RING_CAPACITY, frameFootprint } from './layout.js';
