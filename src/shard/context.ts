@@ -36,22 +36,32 @@ export interface DelayedOp {
 }
 
 /**
- * State writes of one invocation: `[name, slot | null (delete), name, slot | null, ...]`. A
- * function writes a few names, so a scan (names are the compiled specs' own strings: pointer
- * compares) beats allocating and hashing into a Map on every invocation.
+ * State writes of one invocation, three entries per written name:
+ * `[spec, slot, value, spec, slot, value, ...]` where `slot` is a new {@link Slot}, `null` to
+ * delete, or {@link IMMUTABLE} when the new value is an immutable one kept in `value` (no Slot is
+ * made for it: the instance's slot takes it in place). A function writes a few names, so a scan
+ * (pointer compares of compiled specs) beats allocating and hashing into a Map per invocation.
+ * Only `Effects.nWrites` entries are live: the array is reused (see {@link Effects.reset}).
  */
-export type StateWrites = Array<string | Slot | null>;
+export type StateWrites = unknown[];
 
-/** Index of `name` in `w` (of its name entry; the slot follows), or -1. */
-export function writeIndex(w: StateWrites, name: string): number {
-  for (let i = 0; i < w.length; i += 2) if (w[i] === name) return i;
+/** Marks a write whose immutable value sits in the entry after it. */
+export const IMMUTABLE: unique symbol = Symbol('weft.immutable-write');
+
+/** Index of `spec`'s entry in the first `n` entries of `w`, or -1. */
+export function writeIndex(w: StateWrites, n: number, spec: CompiledSpec): number {
+  for (let i = 0; i < n; i += 3) if (w[i] === spec) return i;
   return -1;
 }
 
-/** The buffered effects of one invocation, applied together at its end. */
+/**
+ * The buffered effects of one invocation, applied together at its end. The dispatcher reuses
+ * them for later invocations once applied (or dropped): an ended context never reads them again.
+ */
 export class Effects {
-  /** name → new slot, or null to delete */
-  writes: StateWrites | null = null;
+  /** See {@link StateWrites}; live entries are `writes[0..nWrites)`. */
+  readonly writes: StateWrites = [];
+  nWrites = 0;
   sends: Envelope[] | null = null;
   /** sendAfter and cancelDelayed, in call order (a cancel may free a token a later send reuses) */
   timerOps: DelayedOp[] | null = null;
@@ -59,6 +69,18 @@ export class Effects {
   reply: [typename: string, payload: Uint8Array] | null = null;
   /** token → pending after this invocation's own timer ops so far */
   tokens: Map<string, boolean> | null = null;
+
+  /** Forgets everything, keeping the writes array's memory (its stale entries are cleared). */
+  reset(): void {
+    const w = this.writes;
+    for (let i = 0; i < this.nWrites; i++) w[i] = undefined;
+    this.nWrites = 0;
+    this.sends = null;
+    this.timerOps = null;
+    this.egress = null;
+    this.reply = null;
+    this.tokens = null;
+  }
 }
 
 const MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000;
@@ -162,11 +184,13 @@ export class InvocationContext implements StateAccess {
 
   readState(spec: CompiledSpec): unknown {
     if (this.#ended) this.#live(`state.${spec.name} read`);
-    const w = this.#fx.writes;
-    const at = w === null ? -1 : writeIndex(w, spec.name);
+    const fx = this.#fx;
+    const at = fx.nWrites === 0 ? -1 : writeIndex(fx.writes, fx.nWrites, spec);
     let slot: Slot | null | undefined;
     if (at >= 0) {
-      slot = (w as StateWrites)[at + 1] as Slot | null;
+      const written = fx.writes[at + 1];
+      if (written === IMMUTABLE) return fx.writes[at + 2];
+      slot = written as Slot | null;
       if (slot === null) return undefined;
     } else {
       slot = this.#inst.slots.get(spec.name);
@@ -182,7 +206,7 @@ export class InvocationContext implements StateAccess {
   writeState(spec: CompiledSpec, value: unknown): void {
     if (this.#ended) this.#live(`state.${spec.name} write`);
     if (value === undefined) {
-      this.#put(spec.name, null);
+      this.#put(spec, null, undefined);
       return;
     }
     const type: ValueType<unknown> = spec.type;
@@ -190,21 +214,27 @@ export class InvocationContext implements StateAccess {
     // be over the size limit (only long strings can), which needs the exact encoded size now.
     if (type.immutable && !(typeof value === 'string' && value.length * 3 + 16 > this.#host.maxStateValueBytes)) {
       type.check(value, spec.path);
-      this.#put(spec.name, new Slot(null, this.#now, value, true, null, spec.encode));
+      this.#put(spec, IMMUTABLE, value);
       return;
     }
     const bytes = type.encode(value, spec.path);
     if (bytes.byteLength > this.#host.maxStateValueBytes) {
       throw new WeftError('ERR_WEFT_TOO_LARGE', `state ${describe(spec.name)} of ${this.#inst.type}/${this.#inst.id} encodes to ${bytes.byteLength} bytes, over the limit of ${this.#host.maxStateValueBytes} (maxStateValueBytes)`);
     }
-    this.#put(spec.name, new Slot(bytes, this.#now, value, type.immutable));
+    this.#put(spec, new Slot(bytes, this.#now, value, type.immutable), undefined);
   }
 
-  #put(name: string, slot: Slot | null): void {
-    const w = (this.#fx.writes ??= []);
-    const at = writeIndex(w, name);
-    if (at >= 0) w[at + 1] = slot;
-    else w.push(name, slot);
+  #put(spec: CompiledSpec, slot: Slot | null | typeof IMMUTABLE, value: unknown): void {
+    const fx = this.#fx;
+    const w = fx.writes;
+    let at = writeIndex(w, fx.nWrites, spec);
+    if (at < 0) {
+      at = fx.nWrites;
+      fx.nWrites += 3;
+      w[at] = spec;
+    }
+    w[at + 1] = slot;
+    w[at + 2] = value;
   }
 
   #target(to: unknown, what: string): Address {

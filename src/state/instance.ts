@@ -57,6 +57,17 @@ export class Slot {
     this.#encoder = encoder;
   }
 
+  /** Takes an immutable value in place (a function wrote it; encoded on demand, see {@link bytes}). */
+  setImmutable(value: unknown, writtenAt: number, encoder: (value: unknown) => Uint8Array): void {
+    this.#bytes = null;
+    this.#encoder = encoder;
+    this.writtenAt = writtenAt;
+    this.decoded = value;
+    this.hasDecoded = true;
+    this.typename = null;
+    this.version++;
+  }
+
   /** Takes `other`'s value in place (the long-lived slot stays; only the short-lived one dies). */
   assign(other: Slot): void {
     this.#bytes = other.#bytes;

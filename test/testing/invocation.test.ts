@@ -1,0 +1,135 @@
+/**
+ * One invocation's buffered effects, through the dispatcher the engine runs (the harness drives
+ * it on virtual time). The dispatcher reuses effect records and mailbox queues between
+ * invocations: these tests would fail if anything leaked from one invocation into another.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { WeftError, defineModule, type, type Context } from '../../src/index.js';
+import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
+
+let h: TestHarness;
+afterEach(async () => {
+  await h?.close();
+});
+
+const stashed: Context[] = [];
+
+const module = defineModule({
+  egresses: ['test/out'],
+  functions: {
+    'test/cell': {
+      state: { n: type.int(), obj: type.json<{ items: number[] }>(), label: type.string() },
+      fn(ctx, msg) {
+        const op = msg.value as { op: string; v?: number };
+        switch (op.op) {
+          case 'stash':
+            stashed.push(ctx as unknown as Context);
+            ctx.state.n = 1;
+            return;
+          case 'write-read': {
+            // Reads see this invocation's own writes, immutable and encoded alike.
+            ctx.state.n = (ctx.state.n ?? 0) + (op.v ?? 1);
+            ctx.state.n = (ctx.state.n as number) * 10;
+            const obj = ctx.state.obj ?? { items: [] };
+            obj.items.push(op.v ?? 1);
+            ctx.state.obj = obj;
+            ctx.state.label = `n=${ctx.state.n as number}`;
+            ctx.reply([ctx.state.n, ctx.state.obj, ctx.state.label]);
+            return;
+          }
+          case 'delete':
+            ctx.state.n = 5;
+            ctx.state.n = undefined;
+            ctx.reply(ctx.state.n === undefined);
+            return;
+          case 'fail':
+            ctx.state.n = 999;
+            ctx.state.label = 'failed';
+            ctx.send({ type: 'test/cell', id: 'victim' }, { op: 'write-read', v: 1000 });
+            throw new Error('boom');
+          case 'get':
+            ctx.reply([ctx.state.n ?? null, ctx.state.label ?? null]);
+            return;
+          default:
+            throw new Error(`unknown op ${op.op}`);
+        }
+      },
+    },
+    'test/log': {
+      state: { seen: type.json<number[]>() },
+      fn(ctx, msg) {
+        const seen = ctx.state.seen ?? [];
+        seen.push(msg.value as number);
+        ctx.state.seen = seen;
+      },
+    },
+  },
+});
+
+const cell = (id: string) => ({ type: 'test/cell', id });
+
+function endedError(f: () => unknown): WeftError {
+  try {
+    f();
+  } catch (err) {
+    expect(err).toBeInstanceOf(WeftError);
+    expect((err as WeftError).code).toBe('ERR_WEFT_INVOCATION_ENDED');
+    return err as WeftError;
+  }
+  throw new Error('expected ERR_WEFT_INVOCATION_ENDED');
+}
+
+describe('buffered effects of one invocation', () => {
+  it('a context kept past its invocation refuses everything, and never touches a later invocation', async () => {
+    stashed.length = 0;
+    h = await createTestHarness(module);
+    await h.send(cell('a'), { op: 'stash' });
+    const old = stashed[0] as Context & { state: Record<string, unknown> };
+    // A later invocation runs with effects the dispatcher may have recycled from the first one.
+    await expect(h.request(cell('b'), { op: 'write-read', v: 2 })).resolves.toEqual([20, { items: [2] }, 'n=20']);
+    expect(endedError(() => old.state.n).message).toMatch(/state\.n read.*test\/cell\/a ended/);
+    endedError(() => {
+      old.state.n = 7;
+    });
+    endedError(() => old.send(cell('b'), { op: 'get' }));
+    endedError(() => old.reply(1));
+    endedError(() => old.egress('test/out', 1));
+    await h.idle();
+    expect(await h.query(cell('a'))).toEqual({ n: 1 });
+    expect(await h.query(cell('b'))).toEqual({ n: 20, obj: { items: [2] }, label: 'n=20' });
+    expect(h.egress('test/out')).toEqual([]);
+  });
+
+  it('reads see the invocation\'s own writes; a delete after a write deletes', async () => {
+    h = await createTestHarness(module);
+    await expect(h.request(cell('c'), { op: 'write-read', v: 1 })).resolves.toEqual([10, { items: [1] }, 'n=10']);
+    await expect(h.request(cell('c'), { op: 'write-read', v: 2 })).resolves.toEqual([120, { items: [1, 2] }, 'n=120']);
+    await expect(h.request(cell('c'), { op: 'delete' })).resolves.toBe(true);
+    expect(await h.query(cell('c'))).toEqual({ obj: { items: [1, 2] }, label: 'n=120' });
+  });
+
+  it('a failed invocation leaves nothing behind, for its own retry or any other invocation', async () => {
+    h = await createTestHarness(module, { maxAttempts: 2, retryBackoffMs: 1 });
+    await h.request(cell('d'), { op: 'write-read', v: 3 });
+    await h.send(cell('d'), { op: 'fail' });
+    await h.advance(10);
+    await h.idle();
+    expect(h.deadLetters()).toHaveLength(1);
+    await expect(h.request(cell('d'), { op: 'get' })).resolves.toEqual([30, 'n=30']);
+    // Other addresses (run with recycled effects) see none of the failed writes or sends.
+    for (let i = 0; i < 20; i++) await expect(h.request(cell(`e${i}`), { op: 'get' })).resolves.toEqual([null, null]);
+    expect(await h.query(cell('victim'))).toBeUndefined();
+  });
+
+  it('keeps per-address order through bursts larger than a kept mailbox queue, and after it empties', async () => {
+    h = await createTestHarness(module);
+    const log = { type: 'test/log', id: 'x' };
+    let next = 0;
+    for (const burst of [1, 200, 3, 1000, 1, 65, 64]) {
+      const sends: Array<Promise<void>> = [];
+      for (let i = 0; i < burst; i++) sends.push(h.send(log, next++));
+      await Promise.all(sends);
+    }
+    expect(await h.query(log)).toEqual({ seen: Array.from({ length: next }, (_, i) => i) });
+  });
+});
