@@ -804,6 +804,22 @@ function oneByte(value: unknown): number {
   return -1;
 }
 
+let sharedOneBytes: Uint8Array[] | undefined;
+
+/**
+ * The encoded bytes of a one-byte msgpack value (small int, boolean, null) as a SHARED array, or
+ * undefined for any other type or value. For main's ingress only, where the payload is copied
+ * into a ring frame and never reaches user code: one fresh typed array per message was half of
+ * everything main allocated per send. Nothing may write to the result.
+ */
+export function sharedOneBytePayload(type: ValueType<unknown>, value: unknown): Uint8Array | undefined {
+  if (type.kind !== 'msgpack') return undefined;
+  const one = oneByte(value);
+  if (one < 0) return undefined;
+  sharedOneBytes ??= Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
+  return sharedOneBytes[one];
+}
+
 function makeMsgpack(typename: string): ValueType<unknown> {
   const check = (value: unknown, path = 'value'): void => {
     // The fast path: primitives (other than odd strings and bigints) need no walk.

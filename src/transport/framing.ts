@@ -133,6 +133,9 @@ export class FrameEncoder {
   readonly #namedTag: number;
   /** `#namedField[i]`: position i of a named record may hold a table name. */
   readonly #namedField: readonly boolean[];
+  /** Per named position, the last name looked up and its index. */
+  readonly #lastName: string[];
+  readonly #lastIndex: number[];
 
   /**
    * @param named records that carry wire names (see names.ts): their string fields found in the
@@ -144,6 +147,8 @@ export class FrameEncoder {
     const mask: boolean[] = [];
     for (const f of named?.fields ?? []) mask[f] = true;
     this.#namedField = Array.from(mask, (b) => b === true);
+    this.#lastName = this.#namedField.map(() => '');
+    this.#lastIndex = this.#namedField.map(() => -1);
   }
 
   /**
@@ -171,7 +176,14 @@ export class FrameEncoder {
     for (let i = 0; i < record.length; i++) {
       const v = record[i];
       if (i < mask.length && mask[i] === true && typeof v === 'string') {
-        const n = names.indexOf(v);
+        // Each position mostly repeats its previous name (one function type, one typename).
+        let n: number;
+        if (v === this.#lastName[i]) n = this.#lastIndex[i] as number;
+        else {
+          n = names.indexOf(v);
+          this.#lastName[i] = v;
+          this.#lastIndex[i] = n;
+        }
         if (n >= 0) {
           this.#number(n);
           continue;
