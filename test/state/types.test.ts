@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '../../src/address.js';
 import { WeftError } from '../../src/errors.js';
-import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, type, type ValueType } from '../../src/state/types.js';
+import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/state/types.js';
 import { expectWeftError } from '../helpers/errors.js';
 
 // The SDK is CommonJS: its Type classes live in dist/types.js, and the generated protobuf wrappers
@@ -791,5 +791,23 @@ describe('size ceiling', () => {
       'ERR_WEFT_TOO_LARGE',
       `value encodes to more than ${LIMITS.maxValueBytes} bytes as weft.types/msgpack (LIMITS.maxValueBytes)`,
     );
+  });
+});
+
+describe('sharedOneBytePayload (main ingress)', () => {
+  it('gives the bytes msgpack encodes for one-byte values, one shared array per value', () => {
+    const m = type.msgpack();
+    for (const v of [0, 1, 127, -1, -32, null, true, false]) {
+      const shared = sharedOneBytePayload(m, v);
+      expect(shared).toEqual(m.encode(v));
+      expect(sharedOneBytePayload(m, v)).toBe(shared);
+    }
+  });
+
+  it('declines other values and other types', () => {
+    const m = type.msgpack();
+    for (const v of [128, -33, 1.5, 'a', {}, [], undefined, 2 ** 40]) expect(sharedOneBytePayload(m, v)).toBeUndefined();
+    expect(sharedOneBytePayload(type.int(), 1)).toBeUndefined();
+    expect(sharedOneBytePayload(type.json(), 1)).toBeUndefined();
   });
 });
