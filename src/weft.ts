@@ -483,7 +483,24 @@ export class Weft {
     if (this.#ingressWaiters.length > 0) return true;
     let depth = 0;
     for (const out of this.#out) depth += out.spillDepth;
-    return depth > INGRESS_HIGH_WATER_FRAMES;
+    return depth > INGRESS_HIGH_WATER_FRAMES || this.#dirtyOver(this.#opts.cacheSize);
+  }
+
+  /**
+   * Some shard holds more dirty instances (changed since its last snapshot) than its cache size.
+   * Dirty instances cannot be evicted until a snapshot takes them, so when the working set
+   * changes faster than checkpoints complete (many distinct instances, a slow disk), the cache
+   * would grow without bound: host sends wait instead, until the next snapshot. Without periodic
+   * checkpoints (checkpointIntervalMs 0) nothing would take them, so nothing waits for it.
+   */
+  #dirtyOver(limit: number): boolean {
+    if (this.#opts.checkpointIntervalMs === 0) return false;
+    const control = this.#pool.control;
+    const f = control.f64;
+    for (let s = 0; s < this.#opts.shards; s++) {
+      if ((f[control.metricsBase(s) + METRIC_INDEX.dirtyInstances] ?? 0) > limit) return true;
+    }
+    return false;
   }
 
   #waitForRoom(): Promise<void> {
@@ -659,7 +676,7 @@ export class Weft {
   #throttledByRings(): boolean {
     let depth = 0;
     for (const out of this.#out) depth += out.spillDepth;
-    return depth > INGRESS_HIGH_WATER_FRAMES / 2;
+    return depth > INGRESS_HIGH_WATER_FRAMES / 2 || this.#dirtyOver((this.#opts.cacheSize >> 2) * 3);
   }
 
   #sleep(): void {

@@ -1,17 +1,21 @@
 /**
  * The 1M-instance data directory shared by workload (e) and the checkpoint-scaling figures: made
- * once per suite run by sending one increment to each of `u0 .. u<count-1>` through weft (2
- * shards, checkpoints every 50 ms, a bounded cache), then closed and reopened by each user.
+ * once per suite run, in a child process, by sending one increment to each of `u0 .. u<count-1>`
+ * through weft (2 shards, checkpoints every 50 ms, a bounded cache); then reopened by each user.
  */
 import type { Address } from '../../src/index.js';
-import { COUNTER, INCREMENT } from '../modules/counter.js';
-import { fireWeft } from './drive.js';
-import { removeDir, startEngine } from './engine.js';
-import { rssSampler } from './machine.js';
+import { COUNTER } from '../modules/counter.js';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { removeDir, tempDir } from './engine.js';
 import type { BenchContext } from './report.js';
 
-/** Instances each shard keeps in memory (weft's default): 200k of the 1M across 2 shards. */
+/** Instances each shard keeps in memory, weft's default: 200k of the 1M across 2 shards. */
 export const LARGE_CACHE_PER_SHARD = 100_000;
+/** The bounded-memory configuration (e) also runs: 20k of the 1M across 2 shards. */
+export const LARGE_SMALL_CACHE_PER_SHARD = 10_000;
+/** The cache of the engine that populates the store. */
+export const LARGE_POPULATE_CACHE = LARGE_CACHE_PER_SHARD;
 export const LARGE_SHARDS = 2;
 
 export function largeCount(quick: boolean): number {
@@ -24,29 +28,48 @@ export function largeAddress(i: number): Address {
   return { type: COUNTER, id: `u${i}` };
 }
 
-export interface LargeStore {
-  dir: string;
-  count: number;
+/** What the populating child reports. */
+export interface PopulateResult {
   /** Populating: messages (= new instances) per second, processed and acknowledged. */
   insertProcessed: number;
   insertAcked: number;
-  /** Highest process RSS while populating, MiB. */
+  /** Highest RSS of the populating process, MiB. */
   populatePeakRssMb: number;
+  seconds: number;
+}
+
+export interface LargeStore extends PopulateResult {
+  dir: string;
+  count: number;
 }
 
 let store: Promise<LargeStore> | undefined;
 
+/**
+ * The populated store, made on first use by a child process of its own (populate.ts), so what
+ * populating leaves in a process (heaps, malloc arenas) is not in the RSS of the runs.
+ */
 export function largeStore(ctx: BenchContext): Promise<LargeStore> {
   store ??= (async () => {
     const count = largeCount(ctx.quick);
-    ctx.log(`populating ${count} instances ...`);
-    const engine = await startEngine('large', { module: 'counter', shards: LARGE_SHARDS, checkpointIntervalMs: 50, cacheSize: LARGE_CACHE_PER_SHARD });
-    const rss = rssSampler();
-    const t = await fireWeft(engine.weft, largeAddress, count, INCREMENT);
-    const mem = rss.stop();
-    await engine.close(true);
-    ctx.log(`populated ${count} instances in ${(t.ackedMs / 1000).toFixed(1)} s`);
-    return { dir: engine.dir, count, insertProcessed: count / (t.processedMs / 1000), insertAcked: count / (t.ackedMs / 1000), populatePeakRssMb: mem.sampledPeakRssMb };
+    ctx.log(`populating ${count} instances (child process) ...`);
+    const dir = tempDir('large');
+    const child = fork(fileURLToPath(new URL('./populate.js', import.meta.url)), [dir, String(count)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const result = await new Promise<PopulateResult>((resolve, reject) => {
+      let got: PopulateResult | undefined;
+      child.on('message', (m: unknown) => {
+        got = m as PopulateResult;
+      });
+      child.on('error', reject);
+      child.on('exit', (code) => {
+        if (code === 0 && got !== undefined) resolve(got);
+        else reject(new Error(`populating the large store exited with code ${String(code)}`));
+      });
+    });
+    ctx.log(`populated ${count} instances in ${result.seconds.toFixed(1)} s`);
+    return { dir, count, ...result };
   })();
   return store;
 }

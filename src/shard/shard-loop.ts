@@ -542,9 +542,9 @@ export class ShardLoop {
   #finishClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // Leave the base complete (the partition's close waits for this write).
+    // Leave the base complete: the partition closes once every fold has been written.
     this.#participant.foldNow();
-    this.#onClosed();
+    void this.#participant.whenFolded().then(() => this.#onClosed());
   }
 
 }

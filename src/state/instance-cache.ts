@@ -3,11 +3,16 @@
  *
  * Eviction is CLOCK (second chance): a hit sets the instance's reference bit; the sweep walks from
  * the oldest entry, clearing bits and re-queueing referenced instances, and evicts the first ones
- * that are unreferenced AND safe to drop (no invocation holds them). An instance is safe to drop only when the partition's
- * BASE already holds its latest value: not dirty (changed since the last snapshot), and its last
- * snapshot epoch folded into the base (until then the value sits in a pending epoch that a read
- * of the base would miss). So dirty state always stays in memory until checkpointed, and the cache
- * may exceed its target size while many instances wait for a checkpoint.
+ * that are unreferenced AND safe to drop: not dirty (changed since the last snapshot took it) and
+ * not held by an invocation. So dirty state always stays in memory until a snapshot takes it, and
+ * the cache may exceed its target size while many instances wait for the next barrier.
+ *
+ * A snapshot's records reach the partition's base only when their epoch is folded (after the
+ * commit, see checkpoint/participant.ts); until then a read of the base would miss them. The
+ * cache therefore keeps the latest unfolded record of every instance a snapshot took — the same
+ * bytes the snapshot holds anyway — and a miss reads that before the base. An evicted instance
+ * costs a map entry until its fold, not the whole decoded instance: with slow folds (a big store
+ * changing fast), pinning instances until folded let the cache grow to many times its size.
  */
 import type { InstanceStore } from '../shard/dispatcher.js';
 import { Instance, decodeInstanceInto, encodeInstance } from './instance.js';
@@ -21,6 +26,8 @@ export type StateChange = [kg: number, type: string, id: string, record: Uint8Ar
 export class InstanceCache implements InstanceStore {
   readonly #map = new Map<string, Instance>();
   readonly #load: RecordLoader;
+  /** key → [epoch, record | null (deleted)]: the latest record a snapshot took, until folded. */
+  readonly #unfolded = new Map<string, [epoch: number, record: Uint8Array | null]>();
   #dirty: Instance[] = [];
   readonly capacity: number;
   #foldedEpoch = 0;
@@ -47,6 +54,12 @@ export class InstanceCache implements InstanceStore {
   set foldedEpoch(epoch: number) {
     this.#foldedEpoch = epoch;
     this.#stalled = false;
+    for (const [key, entry] of this.#unfolded) if (entry[0] <= epoch) this.#unfolded.delete(key);
+  }
+
+  /** Instances whose latest record waits for a fold (metrics and tests). */
+  get unfoldedCount(): number {
+    return this.#unfolded.size;
   }
 
   get dirtyCount(): number {
@@ -62,10 +75,13 @@ export class InstanceCache implements InstanceStore {
     }
     this.misses++;
     inst = new Instance(key, type, id, kg);
-    const bytes = this.#load(kg, type, id);
-    if (bytes !== undefined) decodeInstanceInto(inst, bytes);
+    const unfolded = this.#unfolded.get(key);
+    const bytes = unfolded === undefined ? this.#load(kg, type, id) : unfolded[1];
+    if (bytes !== undefined && bytes !== null) decodeInstanceInto(inst, bytes);
+    // Evict BEFORE adding: a sweep could otherwise drop the very instance it is about to return
+    // (its reference bit cleared by the first pass), and the caller's changes would be lost.
+    if (this.#map.size >= this.capacity && !this.#stalled) this.#evict();
     this.#map.set(key, inst);
-    if (this.#map.size > this.capacity && !this.#stalled) this.#evict();
     return inst;
   }
 
@@ -83,14 +99,16 @@ export class InstanceCache implements InstanceStore {
 
   /**
    * Takes the changes since the last snapshot for epoch `epoch`: each dirty instance's encoded
-   * record (or null: delete). The instances are clean again but pinned until `epoch` is folded.
+   * record (or null: delete). The instances are clean again (evictable); their records are kept
+   * until `epoch` is folded.
    */
   takeChanges(epoch: number): StateChange[] {
     const out: StateChange[] = [];
     for (const inst of this.#dirty) {
       inst.dirty = false;
-      inst.writeEpoch = epoch;
-      out.push([inst.kg, inst.type, inst.id, encodeInstance(inst)]);
+      const record = encodeInstance(inst);
+      out.push([inst.kg, inst.type, inst.id, record]);
+      this.#unfolded.set(inst.key, [epoch, record]);
     }
     this.#dirty = [];
     this.#stalled = false;
@@ -107,6 +125,7 @@ export class InstanceCache implements InstanceStore {
     for (const inst of this.#map.values()) inst.evicted = true;
     this.#map.clear();
     this.#dirty = [];
+    this.#unfolded.clear();
   }
 
   #evict(): void {
@@ -122,7 +141,7 @@ export class InstanceCache implements InstanceStore {
         if (inst.ref) {
           inst.ref = false;
           requeue.push(inst);
-        } else if (inst.dirty || inst.busy || inst.writeEpoch > this.#foldedEpoch) {
+        } else if (inst.dirty || inst.busy) {
           requeue.push(inst);
         } else {
           map.delete(inst.key);
@@ -136,8 +155,8 @@ export class InstanceCache implements InstanceStore {
         map.set(inst.key, inst);
       }
     }
-    // Two full passes that could not reach the target mean most entries are pinned by pending
-    // snapshots: sweeping again on every miss would be quadratic, so wait for the next snapshot.
+    // Two full passes that could not reach the target mean most entries are dirty or busy:
+    // sweeping again on every miss would be quadratic, so wait for the next snapshot.
     if (map.size > target) this.#stalled = true;
   }
 }

@@ -96,8 +96,6 @@ export class Instance {
   evicted = false;
   /** CLOCK reference bit for the bounded cache. */
   ref = true;
-  /** Epoch of the snapshot that holds the latest change (0: only the folded base holds it). */
-  writeEpoch = 0;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;
@@ -135,9 +133,24 @@ export function encodeInstance(inst: Instance): Uint8Array | null {
 
 const recordEncoder = new FrameEncoder();
 
+/**
+ * Records are decoded from a copy in this reused buffer. msgpackr caches a DataView on the array it
+ * decodes (`source.dataView`): on a record the engine keeps (a snapshot's, until folded) that is
+ * a DataView plus its buffer moved off the V8 heap, ~250 bytes per record, measured as most of a
+ * shard's heap under a fast-changing 1M-instance working set. The byte fields of the result are
+ * views of the scratch: {@link decodeInstanceInto} copies them.
+ */
+let scratch = Buffer.allocUnsafeSlow(4096);
+
+function unpackRecord(bytes: Uint8Array): unknown {
+  if (bytes.byteLength > scratch.byteLength) scratch = Buffer.allocUnsafeSlow(Math.max(bytes.byteLength, scratch.byteLength * 2));
+  scratch.set(bytes, 0);
+  return unpackr.unpack(scratch, bytes.byteLength);
+}
+
 /** Decodes a record written by {@link encodeInstance} into `inst` (replacing its slots). */
 export function decodeInstanceInto(inst: Instance, bytes: Uint8Array): Instance {
-  const arr = unpackr.unpack(bytes) as unknown[];
+  const arr = unpackRecord(bytes) as unknown[];
   const version = Array.isArray(arr) ? arr[0] : undefined;
   const stride = version === RECORD_V1 ? 3 : version === RECORD_V2 ? 4 : 0;
   if (stride === 0 || (arr.length - 2) % stride !== 0) {

@@ -1,0 +1,127 @@
+/**
+ * The shard's bounded instance cache: CLOCK eviction, dirty instances kept until a snapshot takes
+ * them, and the latest unfolded record served after an eviction (the base would be stale).
+ */
+import { describe, expect, it } from 'vitest';
+import { InstanceCache } from '../../src/state/instance-cache.js';
+import { Instance, Slot, decodeRecord, encodeInstance } from '../../src/state/instance.js';
+import { type } from '../../src/index.js';
+
+const int = type.int();
+const T = 'test/counter';
+const key = (id: string): string => `${T}\u0000${id}`;
+
+/** A fake partition base: id → record, counting reads. */
+class Base {
+  readonly records = new Map<string, Uint8Array>();
+  reads = 0;
+  readonly load = (_kg: number, _type: string, id: string): Uint8Array | undefined => {
+    this.reads++;
+    const r = this.records.get(id);
+    return r === undefined ? undefined : Buffer.from(r);
+  };
+
+  put(id: string, value: number): void {
+    const inst = new Instance(key(id), T, id, 0);
+    inst.slots.set('n', new Slot(int.encode(value), 0, undefined, false));
+    this.records.set(id, encodeInstance(inst) as Uint8Array);
+  }
+}
+
+function valueOf(inst: Instance): number | undefined {
+  const slot = inst.slots.get('n');
+  return slot === undefined ? undefined : (int.decode(slot.bytes) as number);
+}
+
+function write(cache: InstanceCache, id: string, value: number): void {
+  const inst = cache.get(key(id), T, id, 0);
+  const slot = new Slot(int.encode(value), 0, undefined, false);
+  const existing = inst.slots.get('n');
+  if (existing === undefined) inst.slots.set('n', slot);
+  else existing.assign(slot);
+  cache.markDirty(inst);
+}
+
+/** Touches `count` other ids so the cache must evict. */
+function churn(cache: InstanceCache, prefix: string, count: number): void {
+  for (let i = 0; i < count; i++) cache.get(key(`${prefix}${i}`), T, `${prefix}${i}`, 0);
+}
+
+describe('InstanceCache', () => {
+  it('loads from the base on a miss and hits afterwards', () => {
+    const base = new Base();
+    base.put('a', 5);
+    const cache = new InstanceCache(100, base.load);
+    const a = cache.get(key('a'), T, 'a', 0);
+    expect(valueOf(a)).toBe(5);
+    expect(cache.get(key('a'), T, 'a', 0)).toBe(a);
+    expect([cache.hits, cache.misses, base.reads]).toEqual([1, 1, 1]);
+    expect(cache.get(key('b'), T, 'b', 0).isEmpty).toBe(true);
+  });
+
+  it('never evicts dirty instances, and stays near its size once they are clean', () => {
+    const base = new Base();
+    const cache = new InstanceCache(64, base.load);
+    for (let i = 0; i < 200; i++) write(cache, `d${i}`, i);
+    churn(cache, 'x', 200);
+    for (let i = 0; i < 200; i++) expect(cache.peek(key(`d${i}`))).toBeDefined();
+    expect(cache.takeChanges(1)).toHaveLength(200);
+    churn(cache, 'y', 200);
+    expect(cache.size).toBeLessThanOrEqual(64);
+    expect(cache.evictions).toBeGreaterThan(0);
+  });
+
+  it('after an eviction, serves the latest record a snapshot took until its epoch is folded', () => {
+    const base = new Base();
+    base.put('a', 1);
+    const cache = new InstanceCache(16, base.load);
+    write(cache, 'a', 2);
+    const [change] = cache.takeChanges(7);
+    expect(decodeRecord(change?.[3] as Uint8Array).slots[0]?.[0]).toBe('n');
+    // Epoch 7 is not folded: the base still says 1. Evict 'a' and read it again.
+    churn(cache, 'x', 100);
+    expect(cache.peek(key('a'))).toBeUndefined();
+    expect(cache.unfoldedCount).toBe(1);
+    const reads = base.reads;
+    expect(valueOf(cache.get(key('a'), T, 'a', 0))).toBe(2);
+    expect(base.reads).toBe(reads);
+    // A later change and snapshot replace the unfolded record; folding the older epoch keeps it.
+    write(cache, 'a', 3);
+    cache.takeChanges(8);
+    cache.foldedEpoch = 7;
+    churn(cache, 'y', 100);
+    expect(valueOf(cache.get(key('a'), T, 'a', 0))).toBe(3);
+    // Folding epoch 8 puts the record in the base (the partition's job): the entry goes.
+    base.put('a', 3);
+    cache.foldedEpoch = 8;
+    expect(cache.unfoldedCount).toBe(0);
+    churn(cache, 'z', 100);
+    expect(valueOf(cache.get(key('a'), T, 'a', 0))).toBe(3);
+  });
+
+  it('serves a deletion a snapshot took (not the stale base record)', () => {
+    const base = new Base();
+    base.put('gone', 9);
+    const cache = new InstanceCache(16, base.load);
+    const inst = cache.get(key('gone'), T, 'gone', 0);
+    inst.slots.clear();
+    cache.markDirty(inst);
+    expect(cache.takeChanges(3)[0]?.[3]).toBeNull();
+    churn(cache, 'x', 100);
+    expect(cache.peek(key('gone'))).toBeUndefined();
+    expect(cache.get(key('gone'), T, 'gone', 0).isEmpty).toBe(true);
+  });
+
+  it('clear() forgets cached instances and unfolded records (a recovery reloads the base)', () => {
+    const base = new Base();
+    base.put('a', 1);
+    const cache = new InstanceCache(16, base.load);
+    write(cache, 'a', 2);
+    cache.takeChanges(1);
+    const a = cache.peek(key('a')) as Instance;
+    cache.clear();
+    expect(a.evicted).toBe(true);
+    expect(cache.unfoldedCount).toBe(0);
+    expect(valueOf(cache.get(key('a'), T, 'a', 0))).toBe(1);
+  });
+});
