@@ -57,4 +57,40 @@ describe('scale and backpressure', () => {
       await cleanup();
     }
   }, 180_000);
+  it('host sends wait while a shard holds more dirty instances than its cache, and go on after the next checkpoint', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, cacheSize: 16, checkpointIntervalMs: 4000 });
+    try {
+      const acct = (i: number) => ({ type: 'bank/account', id: `dirty-${i}` });
+      const first = Array.from({ length: 2000 }, (_, i) => weft.send(acct(i), { op: 'deposit', amount: 1 }));
+      await within(weft.idle(), 30_000, 'first batch processed');
+      // No checkpoint yet: each shard holds ~1000 dirty instances, far over its cache of 16.
+      expect(weft.metrics().shards.every((s) => s.dirtyInstances > 16)).toBe(true);
+      const second = Array.from({ length: 2000 }, (_, i) => weft.send(acct(2000 + i), { op: 'deposit', amount: 2 }));
+      expect(weft.metrics().ingressWaiting).toBe(2000);
+      await within(Promise.all([...first, ...second]), 60_000, 'every send committed');
+      const m = weft.metrics();
+      expect(m.ingressWaiting).toBe(0);
+      expect(m.shards.reduce((a, s) => a + s.invocations, 0)).toBe(4000);
+      for (let i = 0; i < 4000; i += 99) expect(await weft.query(acct(i))).toEqual({ balance: i < 2000 ? 1 : 2 });
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
+
+  it('without periodic checkpoints, dirty instances never hold sends back (nothing would release them)', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, cacheSize: 16, checkpointIntervalMs: 0 });
+    try {
+      const acct = (i: number) => ({ type: 'bank/account', id: `off-${i}` });
+      const sends = Array.from({ length: 2000 }, (_, i) => weft.send(acct(i), { op: 'deposit', amount: 1 }));
+      await within(weft.idle(), 30_000, 'first batch processed');
+      for (let i = 2000; i < 4000; i++) sends.push(weft.send(acct(i), { op: 'deposit', amount: 1 }));
+      expect(weft.metrics().ingressWaiting).toBe(0);
+      await within(weft.idle(), 30_000, 'second batch processed');
+      await weft.checkpoint();
+      await within(Promise.all(sends), 30_000, 'sends committed by the explicit checkpoint');
+      expect(await weft.query(acct(3999))).toEqual({ balance: 1 });
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
 });
