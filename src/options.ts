@@ -69,7 +69,9 @@ export interface WeftOptions {
   /**
    * Young-generation size of each shard worker's V8 heap, in MiB. Messages waiting in mailboxes
    * live just long enough to outgrow a small young generation; a larger one keeps them from being
-   * promoted (measured: about +20% throughput at 64 over V8's default). Default 64.
+   * promoted (measured: about +20% throughput at 64 over V8's default, another +10-20% at 128;
+   * 256 was slower again). It is memory each shard may touch: lower it where memory matters more
+   * than throughput (the bounded-memory benchmark uses 16). Default 128.
    */
   shardYoungGenerationMb?: number;
 }
@@ -112,7 +114,7 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 30_000,
   closeTimeoutMs: 30_000,
   egressBufferSize: 100_000,
-  shardYoungGenerationMb: 64,
+  shardYoungGenerationMb: 128,
   remoteTimeoutMs: 10_000,
   remoteMaxBatch: 100,
 });

@@ -21,7 +21,7 @@ describe('options', () => {
     expect(o.checkpointIntervalMs).toBe(DEFAULTS.checkpointIntervalMs);
     expect(o.durability).toBe('fsync');
     expect(o.keyGroups).toBe(128);
-    expect(o.shardYoungGenerationMb).toBe(64);
+    expect(o.shardYoungGenerationMb).toBe(128);
     expect(o.egressBufferSize).toBe(100_000);
     expect(Object.isFrozen(o)).toBe(true);
   });
