@@ -20,6 +20,8 @@ import { COUNTER, INCREMENT } from '../modules/counter.js';
 const HOT = 10_000;
 /** shardYoungGenerationMb of the bounded-memory configuration (the default is 128). */
 const LARGE_SMALL_YOUNG_MB = 16;
+/** ringBytes of the bounded-memory configuration (the default is 4 MiB). */
+const LARGE_SMALL_RING_BYTES = 256 * 1024;
 
 /** xorshift32: a fixed, cheap sequence of ids, the same in every run of the suite. */
 function uniform(count: number, seed: number): (i: number) => Address {
@@ -43,9 +45,10 @@ async function runConfig(ctx: BenchContext, s: LargeStore, cachePerShard: number
   // Full: 300k messages x 3 runs per pattern; quick: 100k x 2.
   const n = ctx.quick ? 100_000 : 300_000;
   const runs = ctx.quick ? 2 : 3;
-  // The bounded-memory configuration also keeps each shard's young generation small.
-  const young = bounded ? { shardYoungGenerationMb: LARGE_SMALL_YOUNG_MB } : {};
-  const engine = await startEngine('large', { module: 'counter', shards: LARGE_SHARDS, checkpointIntervalMs: 50, cacheSize: cachePerShard, dataDir: s.dir, ...young });
+  // The bounded-memory configuration also keeps each shard's young generation and rings small
+  // (a ring's messages are processed before the next barrier: they bound the dirty instances).
+  const small = bounded ? { shardYoungGenerationMb: LARGE_SMALL_YOUNG_MB, ringBytes: LARGE_SMALL_RING_BYTES, maxMessageBytes: LARGE_SMALL_RING_BYTES / 4 } : {};
+  const engine = await startEngine('large', { module: 'counter', shards: LARGE_SHARDS, checkpointIntervalMs: 50, cacheSize: cachePerShard, dataDir: s.dir, ...small });
   const weft = engine.weft;
   const hot = (i: number): Address => largeAddress(i % HOT);
   await fireWeft(weft, hot, 50_000, INCREMENT);
@@ -93,7 +96,7 @@ async function runConfig(ctx: BenchContext, s: LargeStore, cachePerShard: number
   }
   return {
     id,
-    title: `${s.count / 1e6}M stored instances, cacheSize ${cachePerShard / 1000}k per shard${bounded ? `, shardYoungGenerationMb ${LARGE_SMALL_YOUNG_MB} (bounded memory)` : " (weft's defaults)"}`,
+    title: `${s.count / 1e6}M stored instances, cacheSize ${cachePerShard / 1000}k per shard${bounded ? `, shardYoungGenerationMb ${LARGE_SMALL_YOUNG_MB}, ringBytes ${LARGE_SMALL_RING_BYTES / 1024} KiB (bounded memory)` : " (weft's defaults)"}`,
     figures,
     setup: `${n} messages per run, ${runs} runs per pattern alternating (median), 50k warm-up; ${LARGE_SHARDS} shards, checkpointIntervalMs 50, durability 'process'; ${cached} instances cached at the end; store populated by another process`,
     notMeasured: 'skewed (Zipf) access, values bigger than an int, fsync, memory of the host process alone (RSS is process-wide), page cache outside the process',
