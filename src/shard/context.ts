@@ -11,7 +11,8 @@
  * longer mutate.
  */
 import type { Address } from '../address.js';
-import { checkTarget, encodeMessage } from '../validation.js';
+import { checkTarget, encodeMessage, encodePayload, valueType } from '../validation.js';
+import { sharedOneBytePayload } from '../state/types.js';
 import { WeftError, describe } from '../errors.js';
 import type { ValueType } from '../module.js';
 import { Slot, type Instance } from '../state/instance.js';
@@ -62,7 +63,9 @@ export class Effects {
   /** See {@link StateWrites}; live entries are `writes[0..nWrites)`. */
   readonly writes: StateWrites = [];
   nWrites = 0;
-  sends: Envelope[] | null = null;
+  /** Messages sent, in order; live entries are `sends[0..nSends)` (the array is reused). */
+  readonly sends: Envelope[] = [];
+  nSends = 0;
   /** sendAfter and cancelDelayed, in call order (a cancel may free a token a later send reuses) */
   timerOps: DelayedOp[] | null = null;
   egress: Array<[name: string, typename: string, payload: Uint8Array]> | null = null;
@@ -75,7 +78,9 @@ export class Effects {
     const w = this.writes;
     for (let i = 0; i < this.nWrites; i++) w[i] = undefined;
     this.nWrites = 0;
-    this.sends = null;
+    const sends = this.sends;
+    for (let i = 0; i < this.nSends; i++) sends[i] = undefined as unknown as Envelope;
+    this.nSends = 0;
     this.timerOps = null;
     this.egress = null;
     this.reply = null;
@@ -248,8 +253,12 @@ export class InvocationContext implements StateAccess {
   send(to: Address, value: unknown, opts?: { type?: ValueType<unknown> }): void {
     this.#live('send');
     const a = this.#target(to, 'ctx.send');
-    const [typename, payload] = this.#encode(value, opts?.type, 'ctx.send');
-    (this.#fx.sends ??= []).push(envelope(a.type, a.id, this.#inst.type, this.#inst.id, typename, payload));
+    const t = valueType(this.#host.module, opts?.type, 'ctx.send');
+    // A one-byte value is a shared array until the dispatcher routes it: a message to another
+    // shard is copied into a frame, a local one gets its own copy (Dispatcher.route).
+    const payload = sharedOneBytePayload(t, value) ?? encodePayload(t, value, 'ctx.send value', this.#host.maxMessageBytes);
+    const fx = this.#fx;
+    fx.sends[fx.nSends++] = envelope(a.type, a.id, this.#inst.type, this.#inst.id, t.typename, payload);
   }
 
   sendAfter(delayMs: number, to: Address, value: unknown, opts?: { type?: ValueType<unknown>; cancellationToken?: string }): void {

@@ -20,6 +20,7 @@ import { Slot } from '../state/instance.js';
 import type { Clock, TimerService } from '../timers/timer-service.js';
 import { Effects, IMMUTABLE, InvocationContext, MessageImpl, writeIndex, type ContextHost } from './context.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
+import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
 import type { RemoteResult } from '../statefun/remote-client.js';
@@ -274,6 +275,8 @@ export class Dispatcher implements ContextHost {
     const shard = this.#routing.shardOf(kg);
     if (shard === this.#opts.shard) {
       this.counters.localSends++;
+      // A shared one-byte payload (ctx.send) must not reach a function: it gets its own copy.
+      if (isSharedPayload(env[E_PAYLOAD])) env[E_PAYLOAD] = env[E_PAYLOAD].slice();
       this.enqueue(env, kg);
     } else {
       this.counters.remoteSends++;
@@ -483,7 +486,7 @@ export class Dispatcher implements ContextHost {
       dirty = true;
     }
     if (dirty) this.#store.markDirty(inst);
-    if (fx.sends !== null) for (const s of fx.sends) this.route(s);
+    for (let i = 0; i < fx.nSends; i++) this.route(fx.sends[i] as Envelope);
     if (fx.timerOps !== null) {
       for (const op of fx.timerOps) {
         if (op.env === undefined) this.#timers.cancel(mb.key, op.token as string);

@@ -808,9 +808,10 @@ let sharedOneBytes: Uint8Array[] | undefined;
 
 /**
  * The encoded bytes of a one-byte msgpack value (small int, boolean, null) as a SHARED array, or
- * undefined for any other type or value. For main's ingress only, where the payload is copied
- * into a ring frame and never reaches user code: one fresh typed array per message was half of
- * everything main allocated per send. Nothing may write to the result.
+ * undefined for any other type or value. Only for payloads that get copied before any user code
+ * sees them: main's ingress (into a ring frame) and `ctx.send` (into a frame, or copied by
+ * Dispatcher.route for a local target). One fresh typed array per message was half of everything
+ * main allocated per send. Nothing may write to the result.
  */
 export function sharedOneBytePayload(type: ValueType<unknown>, value: unknown): Uint8Array | undefined {
   if (type.kind !== 'msgpack') return undefined;
@@ -818,6 +819,11 @@ export function sharedOneBytePayload(type: ValueType<unknown>, value: unknown): 
   if (one < 0) return undefined;
   sharedOneBytes ??= Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
   return sharedOneBytes[one];
+}
+
+/** `bytes` is one of the shared arrays {@link sharedOneBytePayload} hands out. */
+export function isSharedPayload(bytes: Uint8Array): boolean {
+  return bytes.length === 1 && sharedOneBytes !== undefined && sharedOneBytes[bytes[0] as number] === bytes;
 }
 
 function makeMsgpack(typename: string): ValueType<unknown> {

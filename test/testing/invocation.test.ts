@@ -55,6 +55,22 @@ const module = defineModule({
         }
       },
     },
+    'test/relay': {
+      // Forwards small ints to test/mutator with ctx.send (one-byte payloads).
+      fn(ctx, msg) {
+        ctx.send({ type: 'test/mutator', id: 'm' }, msg.value);
+      },
+    },
+    'test/mutator': {
+      state: { seen: type.json<number[]>() },
+      fn(ctx, msg) {
+        const seen = ctx.state.seen ?? [];
+        seen.push(msg.value as number);
+        ctx.state.seen = seen;
+        // A function may scribble over its message's bytes: no other message may see it.
+        msg.payload[0] = 0x7f;
+      },
+    },
     'test/log': {
       state: { seen: type.json<number[]>() },
       fn(ctx, msg) {
@@ -131,5 +147,11 @@ describe('buffered effects of one invocation', () => {
       await Promise.all(sends);
     }
     expect(await h.query(log)).toEqual({ seen: Array.from({ length: next }, (_, i) => i) });
+  });
+
+  it("a function that writes into its message's bytes changes no other message", async () => {
+    h = await createTestHarness(module);
+    for (const v of [1, 2, 1, 0, -1, 1, true, null, 1]) await h.send({ type: 'test/relay', id: 'r' }, v);
+    expect(await h.query({ type: 'test/mutator', id: 'm' })).toEqual({ seen: [1, 2, 1, 0, -1, 1, true, null, 1] });
   });
 });
