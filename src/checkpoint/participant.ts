@@ -18,6 +18,7 @@
  *      reload timers, and replay the committed mailbox before any new input.
  */
 import { Packr, Unpackr } from 'msgpackr';
+import { FrameEncoder } from '../transport/framing.js';
 import type { Envelope } from '../shard/envelope.js';
 import type { StateChange } from '../state/instance-cache.js';
 import type { Partition, WriteOps } from '../state/partition.js';
@@ -25,12 +26,22 @@ import type { Timer, TimerDelta } from '../timers/timer-service.js';
 
 /** Kinds of entries under `pending[epoch, kind, ...]`. Part of the on-disk format: never renumber. */
 export const enum PendingKind {
+  /** `[e, State, kg, type, id]` → record. Read (recovery, inspect); no longer written: see States. */
   State = 1,
+  /** `[e, StateDelete, kg, type, id]` → empty. Read; no longer written: see States. */
   StateDelete = 2,
   TimerPut = 3,
   TimerDelete = 4,
   Mailbox = 5,
   Meta = 6,
+  /**
+   * `[e, States]` → every state change of the epoch in ONE value: a msgpack array of
+   * `[kg, type, id, record | null]`. One put instead of one per changed instance, and one delete
+   * when the epoch is folded instead of a scan and a delete per instance: measured (ckpt, 100k
+   * changed instances, 1M stored) the shard's PENDING write went from ~123 ms to ~27 ms and the
+   * checkpoint from ~220 ms to ~130 ms.
+   */
+  States = 7,
 }
 
 export const META_FOLDED_EPOCH = 'foldedEpoch';
@@ -48,6 +59,26 @@ export function decodeTimer(kg: number, due: number, seq: number, bytes: Uint8Ar
   const [env, senderKey, token] = unpackr.unpack(bytes) as [Envelope, string, string | null];
   return { kg, due, seq, env, senderKey, token };
 }
+
+let statesEncoder: FrameEncoder | undefined;
+
+/** An epoch's state changes as one value (PendingKind.States). */
+export function encodeStates(states: readonly StateChange[]): Uint8Array {
+  statesEncoder ??= new FrameEncoder();
+  const bytes = statesEncoder.encode(states).slice();
+  // The encoder keeps its buffer for the next epoch, unless an unusually large one grew it.
+  if (bytes.byteLength > STATES_ENCODER_KEEP_BYTES) statesEncoder = undefined;
+  return bytes;
+}
+
+/** Decodes {@link encodeStates}; byte fields are views of `bytes`. */
+export function decodeStates(bytes: Uint8Array): StateChange[] {
+  const states = unpackr.unpack(bytes) as StateChange[];
+  if (!Array.isArray(states)) throw new TypeError('pending state changes are not an array');
+  return states;
+}
+
+const STATES_ENCODER_KEEP_BYTES = 8 * 1024 * 1024;
 
 export function encodeEnvelopes(envs: Envelope[]): Uint8Array {
   return packr.pack(envs);
@@ -152,12 +183,10 @@ export class Participant {
     let bytes = 0;
     this.#partition
       .write((ops) => {
-        for (const [kg, type, id, record] of snap.states) {
-          if (record === null) ops.putPending([e, PendingKind.StateDelete, kg, type, id], new Uint8Array(0));
-          else {
-            ops.putPending([e, PendingKind.State, kg, type, id], record);
-            bytes += record.byteLength;
-          }
+        if (snap.states.length > 0) {
+          const states = encodeStates(snap.states);
+          bytes += states.byteLength;
+          ops.putPending([e, PendingKind.States], states);
         }
         for (const t of snap.timers.puts) {
           const b = encodeTimer(t);
@@ -309,6 +338,12 @@ export async function recoverPartition(partition: Partition, committed: number):
               break;
             case PendingKind.StateDelete:
               ops.deleteState(key[2] as number, key[3] as string, key[4] as string);
+              break;
+            case PendingKind.States:
+              for (const [kg, type, id, record] of decodeStates(value)) {
+                if (record === null) ops.deleteState(kg, type, id);
+                else ops.putState(kg, type, id, record);
+              }
               break;
             case PendingKind.TimerPut:
               ops.putTimer(key[2] as number, key[3] as number, key[4] as number, value);

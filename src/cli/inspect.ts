@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { inspect as inspectValue } from 'node:util';
 import { keyGroupOf, validateAddress, type Address } from '../address.js';
 import { type CheckpointInfo } from '../checkpoint/data-dir.js';
-import { META_FOLDED_EPOCH, META_MAILBOX, PendingKind, decodeEnvelopes } from '../checkpoint/participant.js';
+import { META_FOLDED_EPOCH, META_MAILBOX, PendingKind, decodeEnvelopes, decodeStates } from '../checkpoint/participant.js';
 import { WeftError, describe } from '../errors.js';
 import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
 import { compileModule, loadModule, type RuntimeModule } from '../shard/runtime-module.js';
@@ -171,12 +171,19 @@ function addressReport(p: Partition, addr: Address, kg: number, shard: number, c
     if (epoch <= folded) continue;
     for (const { key, value } of p.pendingEntries(epoch)) {
       const kind = key[1];
-      if ((kind !== PendingKind.State && kind !== PendingKind.StateDelete) || key[2] !== kg || key[3] !== addr.type || key[4] !== addr.id) continue;
+      let found: { record: Uint8Array | undefined } | undefined;
+      if (kind === PendingKind.States) {
+        const change = decodeStates(value).find(([k, t, i]) => k === kg && t === addr.type && i === addr.id);
+        if (change !== undefined) found = { record: change[3] ?? undefined };
+      } else if ((kind === PendingKind.State || kind === PendingKind.StateDelete) && key[2] === kg && key[3] === addr.type && key[4] === addr.id) {
+        found = { record: kind === PendingKind.State ? value : undefined };
+      }
+      if (found === undefined) continue;
       if (epoch > committed) {
         uncommitted.push(epoch);
         continue;
       }
-      record = kind === PendingKind.State ? value : undefined;
+      record = found.record;
       source = `pending epoch ${epoch} of shard ${shard} (committed, not yet folded)`;
     }
   }

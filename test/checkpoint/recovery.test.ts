@@ -1,0 +1,75 @@
+/**
+ * Recovery of a partition from its PENDING epochs (checkpoint/participant.ts): committed epochs
+ * are folded in order — state changes written as one value per epoch (PendingKind.States) and
+ * the older per-instance entries alike — and uncommitted ones are dropped.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { META_FOLDED_EPOCH, PendingKind, decodeStates, encodeEnvelopes, encodeStates, recoverPartition } from '../../src/checkpoint/participant.js';
+import { envelope } from '../../src/shard/envelope.js';
+import type { StateChange } from '../../src/state/instance-cache.js';
+import { Partition } from '../../src/state/partition.js';
+
+const root = mkdtempSync(join(tmpdir(), 'weft-recovery-'));
+let n = 0;
+const opened: Partition[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((p) => p.close()));
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+async function open(): Promise<Partition> {
+  const p = await Partition.open(join(root, `p${n++}`), { durability: 'process' });
+  opened.push(p);
+  return p;
+}
+
+const rec = (...b: number[]): Uint8Array => Uint8Array.from(b);
+const plain = (v: Uint8Array | undefined): number[] | undefined => (v === undefined ? undefined : [...v]);
+
+describe('PendingKind.States', () => {
+  it('round-trips an epoch of changes, deletions included', () => {
+    const changes: StateChange[] = [
+      [3, 'bank/account', 'alice', rec(1, 2, 3)],
+      [3, 'bank/account', 'bob', null],
+      [70000, 'x/y', 'ünïcode', new Uint8Array(300).fill(7)],
+    ];
+    const back = decodeStates(encodeStates(changes));
+    expect(back.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]])).toEqual(changes.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]]));
+    expect(() => decodeStates(Uint8Array.of(0x01))).toThrow(/not an array/);
+  });
+});
+
+describe('recoverPartition', () => {
+  it('folds committed epochs in order (per-epoch values and per-instance entries alike) and drops the rest', async () => {
+    const p = await open();
+    await p.write((ops) => {
+      ops.putState(1, 't/a', 'stale', rec(9));
+      ops.putState(1, 't/a', 'doomed', rec(9));
+      // Epoch 1 (committed), written the older way: one entry per instance.
+      ops.putPending([1, PendingKind.State, 1, 't/a', 'legacy'], rec(1));
+      ops.putPending([1, PendingKind.StateDelete, 1, 't/a', 'doomed'], new Uint8Array(0));
+      ops.putPending([1, PendingKind.Mailbox], encodeEnvelopes([]));
+      // Epoch 2 (committed): one value for the whole epoch.
+      ops.putPending([2, PendingKind.States], encodeStates([
+        [1, 't/a', 'stale', rec(2)],
+        [1, 't/a', 'legacy', rec(22)],
+        [2, 't/b', 'new', rec(2, 2)],
+      ]));
+      ops.putPending([2, PendingKind.Mailbox], encodeEnvelopes([envelope('t/a', 'stale', null, null, 'weft.types/msgpack', rec(1))]));
+      // Epoch 3: never committed.
+      ops.putPending([3, PendingKind.States], encodeStates([[1, 't/a', 'stale', rec(3)]]));
+    });
+    const r = await recoverPartition(p, 2);
+    expect(r.folded).toBe(2);
+    expect(plain(p.getState(1, 't/a', 'stale'))).toEqual([2]);
+    expect(plain(p.getState(1, 't/a', 'legacy'))).toEqual([22]);
+    expect(p.getState(1, 't/a', 'doomed')).toBeUndefined();
+    expect(plain(p.getState(2, 't/b', 'new'))).toEqual([2, 2]);
+    expect(r.mailbox.map((e) => e[2])).toEqual(['stale']);
+    expect(p.pendingEpochs()).toEqual([]);
+    expect(p.getMeta(META_FOLDED_EPOCH)).toBe(2);
+  });
+});
