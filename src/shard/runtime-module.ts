@@ -151,6 +151,7 @@ export function compileModule(
     lastType = t;
     return t;
   };
+  let lastKnown = '';
   return {
     definition,
     hasTtl: [...functions.values()].some((f) => f.hasTtl),
@@ -158,7 +159,13 @@ export function compileModule(
     egresses,
     defaultType,
     typeOf,
-    isKnownFunction: (type) => functions.has(type) || remoteMatchers.some((m) => m(type)),
+    isKnownFunction: (type) => {
+      // Every send asks; most ask about the type the previous one did.
+      if (type === lastKnown) return true;
+      const known = functions.has(type) || remoteMatchers.some((m) => m(type));
+      if (known) lastKnown = type;
+      return known;
+    },
   };
 }
 
