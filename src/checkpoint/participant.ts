@@ -339,12 +339,11 @@ export async function recoverPartition(partition: Partition, committed: number):
             case PendingKind.StateDelete:
               ops.deleteState(key[2] as number, key[3] as string, key[4] as string);
               break;
-            case PendingKind.States:
-              for (const [kg, type, id, record] of decodeStates(value)) {
-                if (record === null) ops.deleteState(kg, type, id);
-                else ops.putState(kg, type, id, record);
-              }
+            case PendingKind.States: {
+              const states = decodeStates(value);
+              writeStates(ops, states, 0, states.length);
               break;
+            }
             case PendingKind.TimerPut:
               ops.putTimer(key[2] as number, key[3] as number, key[4] as number, value);
               break;
