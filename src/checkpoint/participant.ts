@@ -80,9 +80,19 @@ export function decodeStates(bytes: Uint8Array): StateChange[] {
 
 const STATES_ENCODER_KEEP_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Mailboxes as one msgpack array of envelopes. FrameEncoder writes the bytes msgpackr's pack
+ * writes for arrays of scalars and byte arrays, at about twice the speed (framing.ts): a snapshot
+ * packs every queued message, tens of thousands per epoch under load.
+ */
 export function encodeEnvelopes(envs: Envelope[]): Uint8Array {
-  return packr.pack(envs);
+  envelopesEncoder ??= new FrameEncoder();
+  const bytes = envelopesEncoder.encode(envs).slice();
+  if (bytes.byteLength > STATES_ENCODER_KEEP_BYTES) envelopesEncoder = undefined;
+  return bytes;
 }
+
+let envelopesEncoder: FrameEncoder | undefined;
 
 export function decodeEnvelopes(bytes: Uint8Array | undefined): Envelope[] {
   if (bytes === undefined || bytes.byteLength === 0) return [];
@@ -272,14 +282,27 @@ const FOLD_EVERY = 4;
  */
 const FOLD_CHUNK = 8192;
 
-/** Each instance's latest record over consecutive snapshots, once. */
+/** Each instance's latest record over consecutive snapshots, once (in first-change order). */
 function latestStates(snaps: readonly Snapshot[]): StateChange[] {
   if (snaps.length === 1) return (snaps[0] as Snapshot).states;
-  const states = new Map<string, StateChange>();
+  // By type, then id (the key group follows from both): no key string built per change.
+  const byType = new Map<string, Map<string, number>>();
+  const out: StateChange[] = [];
   for (const snap of snaps) {
-    for (const change of snap.states) states.set(`${change[0]}\u0000${change[1]}\u0000${change[2]}`, change);
+    for (const change of snap.states) {
+      let byId = byType.get(change[1]);
+      if (byId === undefined) {
+        byId = new Map();
+        byType.set(change[1], byId);
+      }
+      const at = byId.get(change[2]);
+      if (at === undefined) {
+        byId.set(change[2], out.length);
+        out.push(change);
+      } else out[at] = change;
+    }
   }
-  return [...states.values()];
+  return out;
 }
 
 function writeStates(ops: WriteOps, states: readonly StateChange[], from: number, to: number): void {

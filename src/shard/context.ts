@@ -143,7 +143,6 @@ export class InvocationContext implements StateAccess {
   readonly #fx: Effects;
   readonly #now: number;
   #ended = false;
-  #self: Address | undefined;
   #state: object | undefined;
 
   constructor(host: ContextHost, fn: CompiledFunction, inst: Instance, env: Envelope, fx: Effects, now: number) {
@@ -161,7 +160,8 @@ export class InvocationContext implements StateAccess {
   }
 
   get self(): Address {
-    return (this.#self ??= frozenAddress(this.#inst.type, this.#inst.id));
+    // Made once per instance, not per invocation: the address never changes.
+    return (this.#inst.self ??= frozenAddress(this.#inst.type, this.#inst.id));
   }
 
   get caller(): Address | undefined {

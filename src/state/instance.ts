@@ -96,6 +96,8 @@ export class Instance {
   evicted = false;
   /** CLOCK reference bit for the bounded cache. */
   ref = true;
+  /** `ctx.self`, frozen, made on first use. */
+  self: Readonly<{ type: string; id: string }> | undefined = undefined;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;

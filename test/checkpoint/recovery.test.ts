@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { META_FOLDED_EPOCH, PendingKind, decodeStates, encodeEnvelopes, encodeStates, recoverPartition } from '../../src/checkpoint/participant.js';
+import { Packr } from 'msgpackr';
+import { META_FOLDED_EPOCH, PendingKind, decodeEnvelopes, decodeStates, encodeEnvelopes, encodeStates, recoverPartition } from '../../src/checkpoint/participant.js';
 import { envelope } from '../../src/shard/envelope.js';
 import type { StateChange } from '../../src/state/instance-cache.js';
 import { Partition } from '../../src/state/partition.js';
@@ -39,6 +40,19 @@ describe('PendingKind.States', () => {
     const back = decodeStates(encodeStates(changes));
     expect(back.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]])).toEqual(changes.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]]));
     expect(() => decodeStates(Uint8Array.of(0x01))).toThrow(/not an array/);
+  });
+});
+
+describe('mailbox snapshots', () => {
+  it('are the bytes msgpackr writes for the same envelopes, and decode back', () => {
+    const envs = [
+      envelope('t/a', 'x', null, null, 'weft.types/msgpack', rec(1), 0, 5),
+      envelope('t/b', 'ünï', 't/a', 'x', 'com.example/Thing', new Uint8Array(70_000).fill(3), 12, 0),
+      envelope('t/a', '', 't/b', 'y', 'io.statefun.types/int', new Uint8Array(0), 2 ** 32 + 1, 2 ** 31),
+    ];
+    const bytes = encodeEnvelopes(envs);
+    expect([...bytes]).toEqual([...new Packr({ useRecords: false, moreTypes: false }).pack(envs)]);
+    expect(decodeEnvelopes(bytes).map((e) => e.map((f) => (f instanceof Uint8Array ? f.length : f)))).toEqual(envs.map((e) => e.map((f) => (f instanceof Uint8Array ? f.length : f))));
   });
 });
 
