@@ -24,6 +24,7 @@ import { Kind, envelope, envelopeWeight, resolveNames, wireEncoder } from './sha
 import { Outbound } from './shard/outbound.js';
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, wireNamesOf, type RuntimeModule } from './shard/runtime-module.js';
 import { NameTable } from './transport/names.js';
+import { LogSlabs } from './internal/log-slabs.js';
 import { remoteMatcher } from './shard/remote-functions.js';
 import type { InstanceRecord } from './state/instance.js';
 import { decodeBatch, type FrameEncoder } from './transport/framing.js';
@@ -139,10 +140,6 @@ interface PendingQuery {
 
 type EgressRecord = [name: string, typename: string, payload: Uint8Array];
 
-/** Pooled buffers for logged frames: frames are cut at 64 KiB plus at most one message. */
-const LOG_BUFFER_BYTES = 128 * 1024;
-/** Most pooled buffers kept (16 MiB). */
-const LOG_POOL_MAX = 128;
 
 /** Frames main may hold back for full main→shard rings before sends wait (about 2 MiB). */
 const INGRESS_HIGH_WATER_FRAMES = 32;
@@ -309,6 +306,7 @@ export class Weft {
     const computeFile = module.definition.compute;
     this.#compute = computeFile !== undefined && opts.computeThreads > 0 ? new ComputePool(computeFile.href, opts.computeThreads) : undefined;
     this.#frameLog = Array.from({ length: n }, () => []);
+    this.#logSlabs = new LogSlabs(n);
     this.#streamEpoch = new Array<number>(n).fill(dir.info.committedEpoch + 1);
     this.#openAck = new Array<AckGroup | null>(n).fill(null);
     this.#ackGroups = Array.from({ length: n }, () => []);
@@ -431,27 +429,11 @@ export class Weft {
       if (kind === Kind.Msg) msgs++;
       else if (kind === Kind.Barrier) this.#streamEpoch[shard] = ((rec as unknown[])[1] as number) + 1;
     }
-    if (msgs > 0) this.#frameLog[shard]!.push({ frame: this.#keepFrame(frame), start, end: this.#streamEpoch[shard]!, msgs });
+    if (msgs > 0) this.#frameLog[shard]!.push({ frame: this.#logSlabs.keep(shard, frame), start, end: this.#streamEpoch[shard]!, msgs });
   }
 
-  /**
-   * A copy of `frame` to keep until its epoch commits. Copies go into pooled buffers: a fresh
-   * ArrayBuffer per frame (about a thousand a second at full speed) is external memory that
-   * makes V8 collect far more often than the heap alone would.
-   */
-  #keepFrame(frame: Uint8Array): Uint8Array {
-    // Small frames (light load) are copied exactly: a pooled buffer would waste most of itself.
-    if (frame.byteLength > LOG_BUFFER_BYTES || frame.byteLength < LOG_BUFFER_BYTES / 8) return frame.slice();
-    const buf = this.#framePool.pop() ?? new Uint8Array(LOG_BUFFER_BYTES);
-    buf.set(frame);
-    return buf.subarray(0, frame.byteLength);
-  }
-
-  #releaseFrame(frame: Uint8Array): void {
-    if (frame.buffer.byteLength === LOG_BUFFER_BYTES && this.#framePool.length < LOG_POOL_MAX) this.#framePool.push(new Uint8Array(frame.buffer));
-  }
-
-  readonly #framePool: Uint8Array[] = [];
+  /** Memory of the logged frames (internal/log-slabs.ts). */
+  readonly #logSlabs: LogSlabs;
 
   /** Accepts a host message: routes it; its frame is logged for re-sending until its epoch commits. */
   #accept(a: Address, typename: string, payload: Uint8Array, requestId: number): AckGroup {
@@ -914,7 +896,7 @@ export class Weft {
       const log = this.#frameLog[s]!;
       let h = 0;
       while (h < log.length && log[h]!.end <= epoch) h++;
-      if (h > 0) for (const f of log.splice(0, h)) this.#releaseFrame(f.frame);
+      if (h > 0) for (const f of log.splice(0, h)) this.#logSlabs.release(s, f.frame);
     }
     for (const [e, records] of this.#egressByEpoch) {
       if (e > epoch) continue;
@@ -1081,6 +1063,7 @@ export class Weft {
       for (const f of logged) {
         tag = f.start;
         for (const rec of decodeBatch(f.frame)) resend(rec);
+        this.#logSlabs.release(s, f.frame);
       }
       for (const rec of uncut[s]!) resend(rec as unknown[]);
     }
