@@ -272,8 +272,14 @@ export class Participant {
   #folding: Promise<void> = Promise.resolve();
 }
 
-/** Committed epochs folded together into the base (see Participant.onCommitted). */
-const FOLD_EVERY = 4;
+/**
+ * Committed epochs folded together into the base (see Participant.onCommitted). An instance that
+ * changes in every epoch is written to the base once per fold, so rarer folds write less: 16
+ * instead of 4 cut ~6% of all CPU per message in workload (a) (A/B, alternating builds). The
+ * records wait in memory meanwhile (the cache folds at once when it is over its size, and
+ * recovery folds whatever is pending).
+ */
+const FOLD_EVERY = 16;
 /**
  * Most state records one fold transaction writes. Base keys are scattered (key group, type, id),
  * so each record dirties its own B-tree page, which LMDB holds in process memory until the
