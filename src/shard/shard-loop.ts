@@ -371,8 +371,10 @@ export class ShardLoop {
           if (this.#dispatcher.onRunning !== null && this.#carefulUntil < 0) {
             this.#carefulUntil = this.#dispatcher.counters.invocations + this.#dispatcher.queuedMessages;
           }
-          // Fold at once when the cache is over its size: only folded instances can be evicted.
-          this.#participant.onCommitted(rec[1] as number, this.#cache.size > this.#cache.capacity);
+          // Fold at once when the cache is over its size or holds more unfolded records than that:
+          // the records wait in memory until folded.
+          const cache = this.#cache;
+          this.#participant.onCommitted(rec[1] as number, cache.size > cache.capacity || cache.unfoldedCount > cache.capacity);
           break;
         case Kind.Query:
           this.#query(rec[1] as number, rec[2] as string, rec[3] as string);
