@@ -40,7 +40,10 @@ export interface WeftOptions {
   remote?: RemoteEndpointOptions[];
   /** Key groups: fixed at the data dir's first start (stored there). Default 128. */
   keyGroups?: number;
-  /** Instances each shard keeps decoded in memory; dirty ones stay until checkpointed. Default 100_000. */
+  /**
+   * Instances each shard keeps decoded in memory; changed ones stay until the next checkpoint
+   * takes them, and host sends wait while a shard holds more of those than this. Default 100_000.
+   */
   cacheSize?: number;
   /** Attempts of an invocation whose function throws, before the message goes to `weft/dead-letters`. Default 3. */
   maxAttempts?: number;
