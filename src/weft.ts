@@ -322,7 +322,10 @@ export class Weft {
       },
       commit: (epoch, figures) => this.#dir.commit({ epoch, at: Date.now(), ...figures }),
       committed: (epoch) => this.#onCommitted(epoch),
-      quiescent: () => this.#currentActivity() === this.#activityAtLastCheckpoint && this.#pool.control.alive() === 0,
+      // Changed instances no snapshot took yet are activity too: an async invocation counts when
+      // it starts but changes its state when it completes, possibly after the last barrier (and
+      // host sends may be waiting for exactly that checkpoint, see #dirtyOver).
+      quiescent: () => this.#currentActivity() === this.#activityAtLastCheckpoint && this.#pool.control.alive() === 0 && !this.#dirtyOver(0),
       failed: (err) => this.#fail(err),
     });
   }

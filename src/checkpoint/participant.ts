@@ -110,12 +110,13 @@ export interface Snapshot {
   readonly epoch: number;
   readonly states: StateChange[];
   readonly timers: TimerDelta;
-  readonly mailbox: Envelope[];
-  readonly inflight: Envelope[];
+  /** Emptied once a later committed snapshot supersedes it (see dropMailbox). */
+  mailbox: Envelope[];
+  inflight: Envelope[];
   readonly timerSeq: number;
   bytes: number;
   /** The mailbox and in-flight messages, encoded once for PENDING and reused by the fold. */
-  mailboxBytes?: Uint8Array;
+  mailboxBytes?: Uint8Array | undefined;
 }
 
 export interface ParticipantHooks {
@@ -231,6 +232,9 @@ export class Participant {
     this.lastCommitted = epoch;
     for (const e of [...this.#unfolded.keys()].sort((a, b) => a - b)) {
       if (e > epoch) break;
+      // A fold writes the mailbox of its last snapshot only: the earlier ones' can go now.
+      const previous = this.#committedSnaps.at(-1);
+      if (previous !== undefined) dropMailbox(previous);
       this.#committedSnaps.push(this.#unfolded.get(e) as Snapshot);
       this.#unfolded.delete(e);
     }
@@ -287,6 +291,13 @@ const FOLD_EVERY = 16;
  * 1M-instance bench), 8k records hold ~32 MiB.
  */
 const FOLD_CHUNK = 8192;
+
+/** Frees a snapshot's mailbox (after it was written as PENDING, once a later one supersedes it). */
+function dropMailbox(snap: Snapshot): void {
+  snap.mailbox = [];
+  snap.inflight = [];
+  snap.mailboxBytes = undefined;
+}
 
 /** Each instance's latest record over consecutive snapshots, once (in first-change order). */
 function latestStates(snaps: readonly Snapshot[]): StateChange[] {

@@ -424,7 +424,9 @@ export class Dispatcher implements ContextHost {
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
       // Parked: the address stays running, the instance stays pinned, other addresses go on.
       this.parked++;
-      (result as PromiseLike<unknown>).then(
+      // Promise.resolve adopts a foreign thenable, which could call back twice; a native
+      // promise is returned as it is.
+      void Promise.resolve(result).then(
         () => {
           this.parked--;
           this.#completed(mb, fn, inst, ctx, env, fx, now, started);

@@ -103,4 +103,19 @@ describe('scale and backpressure', () => {
       await cleanup();
     }
   }, 120_000);
+  it('async invocations that complete after the last barrier still get checkpointed while sends wait on their dirty state', async () => {
+    // 100 async invocations start before a barrier and change their state ~450 ms later, after
+    // it: a shard then holds 100 dirty instances (cache 16) with nothing else happening. Host
+    // sends wait for a checkpoint; the periodic one must not be skipped as "nothing happened".
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 1, cacheSize: 16, checkpointIntervalMs: 100 });
+    try {
+      const slow = Array.from({ length: 100 }, (_, i) => weft.send({ type: 'test/slow', id: `late-${i}` }, { tag: 'a', waitMs: 450 }));
+      await within(weft.idle(), 30_000, 'slow invocations done');
+      await within(Promise.all(slow), 30_000, 'their sends committed by a periodic checkpoint');
+      await within(weft.send({ type: 'bank/account', id: 'after' }, { op: 'deposit', amount: 1 }), 30_000, 'a later send');
+      expect(await weft.query({ type: 'test/slow', id: 'late-7' })).toEqual({ log: ['a'] });
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
 });

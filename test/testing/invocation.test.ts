@@ -72,6 +72,19 @@ const module = defineModule({
         (msg as unknown as { payload: Uint8Array }).payload[0] = 0x7f;
       },
     },
+    'test/thenable': {
+      state: { n: type.int() },
+      // Returns a hand-made thenable that calls back twice: the invocation must complete once.
+      fn(ctx) {
+        ctx.state.n = (ctx.state.n ?? 0) + 1;
+        return {
+          then(onFulfilled: () => void) {
+            onFulfilled();
+            onFulfilled();
+          },
+        } as unknown as Promise<void>;
+      },
+    },
     'test/log': {
       state: { seen: type.json<number[]>() },
       fn(ctx, msg) {
@@ -154,5 +167,15 @@ describe('buffered effects of one invocation', () => {
     h = await createTestHarness(module);
     for (const v of [1, 2, 1, 0, -1, 1, true, null, 1]) await h.send({ type: 'test/relay', id: 'r' }, v);
     expect(await h.query({ type: 'test/mutator', id: 'm' })).toEqual({ seen: [1, 2, 1, 0, -1, 1, true, null, 1] });
+  });
+
+  it('a thenable that calls back twice completes its invocation once', async () => {
+    h = await createTestHarness(module);
+    const t = { type: 'test/thenable', id: 't' };
+    await Promise.all(Array.from({ length: 5 }, () => h.send(t, 0)));
+    expect(await h.query(t)).toEqual({ n: 5 });
+    // Recycled effects are not shared between two later invocations.
+    await expect(h.request(cell('after'), { op: 'write-read', v: 4 })).resolves.toEqual([40, { items: [4] }, 'n=40']);
+    expect(await h.query(cell('other'))).toBeUndefined();
   });
 });
