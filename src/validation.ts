@@ -6,7 +6,7 @@
 import { validateAddress, type Address } from './address.js';
 import { WeftError, describe } from './errors.js';
 import type { ValueType } from './module.js';
-import { isValueType } from './state/types.js';
+import { isValueType, sharedOneBytePayload } from './state/types.js';
 import type { RuntimeModule } from './shard/runtime-module.js';
 
 /** The target of a message: a well-formed address of a function the module (or a remote endpoint) serves. */
@@ -30,6 +30,15 @@ export function encodePayload(type: ValueType<unknown>, value: unknown, label: s
     throw new WeftError('ERR_WEFT_TOO_LARGE', `${label} encodes to ${payload.byteLength} bytes, over the limit of ${maxMessageBytes} (maxMessageBytes)`);
   }
   return payload;
+}
+
+/**
+ * {@link encodePayload}, except that a one-byte msgpack value is a SHARED array
+ * (sharedOneBytePayload): only for payloads copied before user code can see them — main's ingress
+ * and `ctx.send` (Dispatcher.route copies it for a local target).
+ */
+export function encodeSharedPayload(type: ValueType<unknown>, value: unknown, label: string, maxMessageBytes: number): Uint8Array {
+  return sharedOneBytePayload(type, value) ?? encodePayload(type, value, label, maxMessageBytes);
 }
 
 /**

@@ -4,7 +4,7 @@
  * batch into main→shard rings), the checkpoint coordinator, and what the host may observe only
  * after a commit (send acknowledgements, egress records, durable replies).
  */
-import { checkTarget, encodePayload, valueType } from './validation.js';
+import { checkTarget, encodeSharedPayload, valueType } from './validation.js';
 import { channel } from 'node:diagnostics_channel';
 import { setImmediate } from 'node:timers';
 import { debuglog } from 'node:util';
@@ -14,7 +14,7 @@ import { Coordinator } from './checkpoint/coordinator.js';
 import { repartition } from './checkpoint/repartition.js';
 import { WeftError, deserializeError, describe, serializeError, type SerializedError } from './errors.js';
 import { ComputePool } from './compute/pool.js';
-import { DEFAULT_TYPE, sharedOneBytePayload } from './state/types.js';
+import { DEFAULT_TYPE } from './state/types.js';
 import type { ValueType } from './module.js';
 import { resolveOptions, type ResolvedOptions, type WeftOptions } from './options.js';
 import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName } from './router/control-block.js';
@@ -139,7 +139,6 @@ interface PendingQuery {
 }
 
 type EgressRecord = [name: string, typename: string, payload: Uint8Array];
-
 
 /** Frames main may hold back for full main→shard rings before sends wait (about 2 MiB). */
 const INGRESS_HIGH_WATER_FRAMES = 32;
@@ -513,7 +512,7 @@ export class Weft {
       const a = this.#target(to, 'weft.send');
       const t = valueType(this.#module, opts?.type, 'weft.send');
       const typename = t.typename;
-      const payload = sharedOneBytePayload(t, value) ?? encodePayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
+      const payload = encodeSharedPayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
       if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0).promise);
       return this.#accept(a, typename, payload, 0).promise;
     } catch (err) {
@@ -543,7 +542,7 @@ export class Weft {
       if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
       const t = valueType(this.#module, opts?.type, 'weft.request');
       const typename = t.typename;
-      const payload = sharedOneBytePayload(t, value) ?? encodePayload(t, value, 'weft.request value', this.#opts.maxMessageBytes);
+      const payload = encodeSharedPayload(t, value, 'weft.request value', this.#opts.maxMessageBytes);
       const requestId = ++this.#requestSeq;
       return new Promise<unknown>((resolve, reject) => {
         const timer = setTimeout(() => {

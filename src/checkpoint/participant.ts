@@ -60,15 +60,28 @@ export function decodeTimer(kg: number, due: number, seq: number, bytes: Uint8Ar
   return { kg, due, seq, env, senderKey, token };
 }
 
-let statesEncoder: FrameEncoder | undefined;
+/**
+ * Encodes snapshot values into a private copy. The FrameEncoder keeps its buffer for the next
+ * snapshot, unless an unusually large value grew it past {@link KEEP_BYTES}.
+ */
+class SnapshotEncoder {
+  static readonly KEEP_BYTES = 8 * 1024 * 1024;
+  #encoder: FrameEncoder | undefined;
+
+  encode(records: readonly unknown[]): Uint8Array {
+    this.#encoder ??= new FrameEncoder();
+    const bytes = this.#encoder.encode(records).slice();
+    if (bytes.byteLength > SnapshotEncoder.KEEP_BYTES) this.#encoder = undefined;
+    return bytes;
+  }
+}
+
+const statesEncoder = new SnapshotEncoder();
+const envelopesEncoder = new SnapshotEncoder();
 
 /** An epoch's state changes as one value (PendingKind.States). */
 export function encodeStates(states: readonly StateChange[]): Uint8Array {
-  statesEncoder ??= new FrameEncoder();
-  const bytes = statesEncoder.encode(states).slice();
-  // The encoder keeps its buffer for the next epoch, unless an unusually large one grew it.
-  if (bytes.byteLength > STATES_ENCODER_KEEP_BYTES) statesEncoder = undefined;
-  return bytes;
+  return statesEncoder.encode(states);
 }
 
 /** Decodes {@link encodeStates}; byte fields are views of `bytes`. */
@@ -78,21 +91,14 @@ export function decodeStates(bytes: Uint8Array): StateChange[] {
   return states;
 }
 
-const STATES_ENCODER_KEEP_BYTES = 8 * 1024 * 1024;
-
 /**
  * Mailboxes as one msgpack array of envelopes. FrameEncoder writes the bytes msgpackr's pack
  * writes for arrays of scalars and byte arrays, at about twice the speed (framing.ts): a snapshot
  * packs every queued message, tens of thousands per epoch under load.
  */
 export function encodeEnvelopes(envs: Envelope[]): Uint8Array {
-  envelopesEncoder ??= new FrameEncoder();
-  const bytes = envelopesEncoder.encode(envs).slice();
-  if (bytes.byteLength > STATES_ENCODER_KEEP_BYTES) envelopesEncoder = undefined;
-  return bytes;
+  return envelopesEncoder.encode(envs);
 }
-
-let envelopesEncoder: FrameEncoder | undefined;
 
 export function decodeEnvelopes(bytes: Uint8Array | undefined): Envelope[] {
   if (bytes === undefined || bytes.byteLength === 0) return [];

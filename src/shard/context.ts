@@ -11,8 +11,7 @@
  * longer mutate.
  */
 import type { Address } from '../address.js';
-import { checkTarget, encodeMessage, encodePayload, valueType } from '../validation.js';
-import { sharedOneBytePayload } from '../state/types.js';
+import { checkTarget, encodeMessage, encodeSharedPayload, valueType } from '../validation.js';
 import { WeftError, describe } from '../errors.js';
 import type { ValueType } from '../module.js';
 import { Slot, type Instance } from '../state/instance.js';
@@ -256,7 +255,7 @@ export class InvocationContext implements StateAccess {
     const t = valueType(this.#host.module, opts?.type, 'ctx.send');
     // A one-byte value is a shared array until the dispatcher routes it: a message to another
     // shard is copied into a frame, a local one gets its own copy (Dispatcher.route).
-    const payload = sharedOneBytePayload(t, value) ?? encodePayload(t, value, 'ctx.send value', this.#host.maxMessageBytes);
+    const payload = encodeSharedPayload(t, value, 'ctx.send value', this.#host.maxMessageBytes);
     const fx = this.#fx;
     fx.sends[fx.nSends++] = envelope(a.type, a.id, this.#inst.type, this.#inst.id, t.typename, payload);
   }
