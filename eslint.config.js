@@ -1,5 +1,5 @@
 // Typed lint: the rules that catch what the compiler does not — above all promises nobody awaits
-// or handles (STYLE.md: `no-floating-promises`). Formatting is not linted.
+// or handles (`no-floating-promises`). Formatting is not linted.
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(

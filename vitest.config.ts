@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // lmdb is a native addon: the `forks` pool keeps each test file in its own process, which is the
-// safe way to load it (STYLE.md). Worker threads spawned by the engine load compiled JS from
+// safe way to load it. Worker threads spawned by the engine load compiled JS from
 // dist/, which `npm test` builds first.
 export default defineConfig({
   test: {

@@ -1,8 +1,8 @@
 /**
  * Chooses how transport frames are msgpack-encoded (the figures quoted at the top of
  * src/transport/framing.ts come from this script). Single thread, no ring: it measures only
- * encode + decode of one batch frame of message tuples, the part NOTES.md says dominates a
- * ring engine's CPU.
+ * encode + decode of one batch frame of message tuples, the part that dominates a ring
+ * engine's CPU (about 60% of it per message, measured on 2 cores).
  *
  * Every variant carries the same 256 engine message tuples per frame
  * `[kind, targetType, targetId, callerType, callerId, typename, payload, extra]` and decodes from
@@ -11,8 +11,9 @@
  * to run everything 5 times); the median of 5 runs after 1 warm-up run is reported, with the
  * variants' runs interleaved.
  *
- * A second table prices packValue's safety walk: packValue vs msgpackr's own pack (same options)
- * on a small and a medium user value, 1M calls x 5 runs, median.
+ * A second table prices the value codec's safety walk: `DEFAULT_TYPE.encode` (type.msgpack(), what
+ * host and function values are encoded with) vs msgpackr's own pack on a small and a medium user
+ * value, 1M calls x 5 runs, median.
  *
  * Not measured: the ring itself, threads, wake-ups (see native-bench/transport.ts), and GC
  * pressure from retained frames.
@@ -20,7 +21,8 @@
  * Run: `npm run build && node dist/native-bench/transport-framing.js`
  */
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
-import { decodeBatch, encodeBatch, type MessageTuple, packValue } from '../src/transport/framing.js';
+import { DEFAULT_TYPE } from '../src/state/types.js';
+import { decodeBatch, encodeBatch, type MessageTuple } from '../src/transport/framing.js';
 
 const BATCH = 256;
 const FRAMES_PER_RUN = 2_000;
@@ -225,7 +227,7 @@ function main(): void {
   };
   const valueRows = values.map(([name, value]) => {
     const raw = (): unknown => rawPackr.pack(value);
-    const checked = (): unknown => packValue(value);
+    const checked = (): unknown => DEFAULT_TYPE.encode(value);
     time(raw);
     time(checked);
     const rawNs = median(Array.from({ length: RUNS }, () => time(raw)));
@@ -233,11 +235,11 @@ function main(): void {
     return {
       value: name,
       'msgpackr pack ns': +rawNs.toFixed(1),
-      'packValue ns': +checkedNs.toFixed(1),
+      'type.msgpack() encode ns': +checkedNs.toFixed(1),
       'walk overhead': `${(((checkedNs - rawNs) / rawNs) * 100).toFixed(0)}%`,
     };
   });
-  console.log(`\npackValue (walk + pack) vs msgpackr pack, ${CALLS} calls x ${RUNS} runs (median)`);
+  console.log(`\ntype.msgpack() encode (walk + pack) vs msgpackr pack, ${CALLS} calls x ${RUNS} runs (median)`);
   console.table(valueRows);
 }
 

@@ -22,8 +22,8 @@
  * shared machine other processes often take cores away, which lowers msgs/s of every variant but
  * leaves CPU per message mostly alone.
  *
- * Not measured: wake-up latency (a loaded ring rarely sleeps), decoding the payload values
- * (`unpackValue`), several producers per consumer, memory and GC pressure of unbounded postMessage
+ * Not measured: wake-up latency (a loaded ring rarely sleeps), decoding the payload values,
+ * several producers per consumer, memory and GC pressure of unbounded postMessage
  * queues (postMessage variants have no flow control, the ring does), and the event loop cost of
  * the busy-polling consumer in (d), which spins one core.
  *

@@ -1,6 +1,6 @@
 /**
- * weft — Stateful Functions for Node.js. The public surface (API.md §1–§3); internals are not
- * exported.
+ * weft — Stateful Functions for Node.js. The public surface (README.md, "Host API" and
+ * "Functions"); internals are not exported.
  */
 export { Weft, channels } from './weft.js';
 export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics } from './weft.js';

@@ -24,7 +24,7 @@ import { bytes, int, micros } from './format.js';
 const IDS = 10_000;
 // 65,536 unacknowledged messages: a send resolves at the commit after it (checkpointIntervalMs 50
 // plus the commit itself), so this caps the figure near 1M msgs/s — above what the engine does on
-// the 2-core machines it was tuned on (NOTES.md) — while a slow or loaded machine overshoots S by
+// the 2-core machines it was tuned on — while a slow or loaded machine overshoots S by
 // at most one batch of windows. Raise it if a bigger machine reports figures near the cap.
 const WINDOW = 8192;
 const WINDOWS_IN_FLIGHT = 8;

@@ -18,7 +18,8 @@ export class ComputePool {
       filename: compiledUrl('compute/task-worker.js').href,
       minThreads: 1,
       maxThreads: threads,
-      // Several tasks per thread keep the pool busy while one awaits I/O (NOTES.md: 2.6x).
+      // Several tasks per thread keep the pool busy while one awaits I/O (2.6x the tiny-task rate of
+      // one task per thread on a 2-core machine).
       concurrentTasksPerWorker: 4,
       workerData: { computeUrl },
       ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() as string[] }),

@@ -15,7 +15,7 @@
  * timers, minus those whose invocation completed. Invariant that makes `idle()` safe: a thread
  * adds the count of messages it created BEFORE it publishes them to any other thread, and
  * subtracts completions no earlier than it adds their children, so the count is never 0 while a
- * message exists. Pending delayed messages are not counted (API.md: idle() excepts them).
+ * message exists. Pending delayed messages are not counted (`idle()` excepts them).
  */
 export const ALIVE_I32 = 0;
 

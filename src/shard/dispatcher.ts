@@ -3,7 +3,7 @@
  * The shard loop drives one per worker thread (state in LMDB, time from the wall clock, other
  * shards behind rings); the test harness drives one alone (state in memory, virtual time).
  *
- * Semantics (API.md §1):
+ * Semantics (README.md, "Invocation semantics"):
  * - One invocation at a time per address, in arrival order, also while an async `fn` awaits:
  *   the address stays `running` until its promise settles; other addresses keep going.
  * - An invocation's effects are applied together at its end ({@link Effects}); if it throws, none

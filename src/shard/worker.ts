@@ -14,7 +14,7 @@ const boot = workerData as ShardBoot;
 const port = parentPort;
 if (port === null) throw new Error('weft shard worker must run in a worker thread');
 
-// A pending Atomics.waitAsync does not keep a worker alive (NOTES.md): this listener does, until
+// A pending Atomics.waitAsync does not keep a worker alive: this listener does, until
 // the loop closes it.
 port.on('message', () => {});
 

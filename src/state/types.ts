@@ -122,8 +122,8 @@ function malformed(typename: string, detail: string, cause?: unknown): WeftError
 // ---------------------------------------------------------------------------------------------
 
 // Owned output memory. V8 keeps typed arrays of up to 64 bytes on its heap (about 25 ns to
-// make) but gives larger ones an off-heap backing store (about 250 ns each, measured on the
-// 2-vCPU guest of NOTES.md: as much as packing a small message). So mid-sized results are carved
+// make) but gives larger ones an off-heap backing store (about 250 ns each, measured on a
+// 2-vCPU guest: as much as packing a small message). So mid-sized results are carved
 // from 8 KiB slabs, the way Node's Buffer pool works. A view is never written again once handed
 // out; it shares its slab's ArrayBuffer, so it must not be transferred, and a view kept for long
 // keeps its (at most 8 KiB) slab alive. Larger results amortize their own allocation.
@@ -879,7 +879,7 @@ function makeMsgpack(typename: string): ValueType<unknown> {
         if (b === 0xc2) return false;
         if (b === 0xc3) return true;
       }
-      // msgpackr's native decoder rejects views of a SharedArrayBuffer (NOTES.md): copy those.
+      // msgpackr's native decoder rejects views of a SharedArrayBuffer: copy those.
       const src = bytes.buffer instanceof SharedArrayBuffer ? copyBytes(bytes) : bytes;
       try {
         return packr.unpack(src) as unknown;

@@ -1,6 +1,6 @@
 /**
  * `weft/testing`: run a function module in-process, on a virtual clock, without threads or a data
- * dir, with the engine's invocation semantics (API.md §6).
+ * dir, with the engine's invocation semantics.
  *
  * @example
  * ```ts

@@ -40,7 +40,7 @@
  * at most one `Atomics.notify` per sleep.
  *
  * ## Keeping a worker alive
- * A pending `Atomics.waitAsync` does NOT keep a worker's event loop alive (NOTES.md): a worker
+ * A pending `Atomics.waitAsync` does NOT keep a worker's event loop alive: a worker
  * with nothing else open exits while "sleeping". Keep a handle open for the worker's lifetime —
  * a `parentPort.on('message', ...)` listener is the natural one.
  */
