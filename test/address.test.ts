@@ -19,7 +19,7 @@ import {
   validateStateName,
   validateTypename,
 } from '../src/address.js';
-import { expectWeftError } from './helpers/errors.js';
+import { expectWeftError } from './helpers/index.js';
 
 
 const RULE = 'must be "<namespace>/<name>" using letters, digits, "_", "-" and "."';

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { MODULE_DEFINITION, defineModule, isModuleDefinition, type ModuleDefinition } from '../src/module.js';
 import { BUILTIN_TYPES, type } from '../src/state/types.js';
-import { expectWeftError } from './helpers/errors.js';
+import { expectWeftError } from './helpers/index.js';
 
 
 /** defineModule without its compile-time checks, for feeding it what JS users might. */

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { within } from '../helpers/index.js';
 import { Weft } from '../../src/index.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -41,14 +42,6 @@ function start(args: string[]): { child: ChildProcess; done: (limitMs: number) =
 }
 
 const weft = (args: string[], limitMs = 30_000): Promise<Result> => start(args).done(limitMs);
-
-function bounded<T>(p: Promise<T>, what: string, limitMs = 20_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${limitMs} ms`)), limitMs);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
 
 /** Resolves when the child's `stream` matches `re`; rejects if it exits first or `limitMs` passes. */
 async function waitFor(proc: ReturnType<typeof start>, stream: 'stdout' | 'stderr', re: RegExp, limitMs: number): Promise<RegExpMatchArray> {
@@ -188,7 +181,7 @@ describe('serve', () => {
     const proc = start(['serve', fileURLToPath(BANK), '--port', '0']);
     const [, url] = await waitFor(proc, 'stdout', /at (http:\/\/127\.0\.0\.1:\d+\/)/, 30_000);
     // Not a StateFun request: answered with a client error, which shows the server is up.
-    const res = await bounded(fetch(url!, { method: 'POST', body: 'not protobuf' }), 'HTTP request');
+    const res = await within(fetch(url!, { method: 'POST', body: 'not protobuf' }), 20_000, 'HTTP request');
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
     proc.child.kill('SIGTERM');
@@ -208,10 +201,10 @@ describe('inspect', () => {
     const sends = [engine.send(acct('alice'), { op: 'deposit', amount: 42, seq: 1 })];
     for (let i = 0; i < 20; i++) sends.push(engine.send(acct(`acct-${i}`), { op: 'deposit', amount: i + 1 }));
     sends.push(engine.send(acct('bob'), { op: 'schedule', delayMs: 3_600_000, amount: 1, token: 'later' }));
-    await bounded(engine.idle(), 'engine idle');
-    const epoch = await bounded(engine.checkpoint(), 'checkpoint');
+    await within(engine.idle(), 20_000, 'engine idle');
+    const epoch = await within(engine.checkpoint(), 20_000, 'checkpoint');
     // Sends resolve with the commit of the checkpoint that holds them.
-    await bounded(Promise.all(sends), 'sends');
+    await within(Promise.all(sends), 20_000, 'sends');
     return { engine, epoch };
   }
 
@@ -228,7 +221,7 @@ describe('inspect', () => {
   it('shows the committed epoch, checkpoints, partitions and one instance of a closed data dir', async () => {
     const dir = tempDir('weft-cli-inspect-');
     const { engine, epoch } = await populate(dir);
-    await bounded(engine.close(), 'close');
+    await within(engine.close(), 20_000, 'close');
 
     const j = await weft(['inspect', dir, '--json']);
     expect(j.code).toBe(0);
@@ -288,10 +281,10 @@ describe('inspect', () => {
       expect(r.stdout).toMatch(new RegExp(`committed\\s+epoch ${epoch}\\n`));
       expect(r.stdout).toMatch(/balance\s+io\.statefun\.types\/int\s+5\s+\S+\s+42\n/);
       // The engine goes on as before.
-      await expect(bounded(engine.request(acct('alice'), { op: 'deposit', amount: 1 }), 'request')).resolves.toBe(43);
-      expect(await bounded(engine.checkpoint(), 'checkpoint')).toBeGreaterThan(epoch);
+      await expect(within(engine.request(acct('alice'), { op: 'deposit', amount: 1 }), 20_000, 'request')).resolves.toBe(43);
+      expect(await within(engine.checkpoint(), 20_000, 'checkpoint')).toBeGreaterThan(epoch);
     } finally {
-      await bounded(engine.close(), 'close');
+      await within(engine.close(), 20_000, 'close');
     }
   });
 });

@@ -2,6 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Weft, type WeftOptions } from '../../src/index.js';
+import { within } from '../helpers/index.js';
+
+export { within };
 
 /** A compiled fixture module (npm test builds test/fixtures into dist/test/fixtures). */
 export function fixture(name: string): URL {
@@ -28,17 +31,6 @@ export async function startEngine(options: Partial<WeftOptions> & { module: URL 
       removeDir(dir);
     },
   };
-}
-
-/** Rejects if `p` does not settle within `ms` (a bound on a wait, not a timing assertion). */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** Takes `n` records from an async iterator, bounded by `ms`. */

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { within } from '../helpers/index.js';
 import { Weft } from '../../src/index.js';
 import { checkConsistency } from '../../examples/ride-sharing/check.js';
 import { cellId, type Point } from '../../examples/ride-sharing/city.js';
@@ -19,17 +20,6 @@ const passenger = (id: string) => ({ type: 'ride-sharing/passenger', id });
 const driver = (id: string) => ({ type: 'ride-sharing/driver', id });
 const ride = (id: string) => ({ type: 'ride-sharing/ride', id });
 const cell = (p: Point) => ({ type: 'ride-sharing/geo-cell', id: cellId(p) });
-
-/** Rejects if `p` does not settle within `ms`: a bound on a wait, not a timing assertion. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Collects an egress into a list and lets a test wait until it holds a record that matches.

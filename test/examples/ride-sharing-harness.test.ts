@@ -23,6 +23,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { within } from '../helpers/index.js';
 import { Weft, type Address } from '../../src/index.js';
 import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
 import { checkConsistency } from '../../examples/ride-sharing/check.js';
@@ -396,17 +397,6 @@ const PHASES: ReadonlyArray<{ steps: Step[]; ridesEnding: number }> = [
 ];
 const PARITY_PASSENGERS = ['p1', 'p2', 'p3', 'p4', 'p5', 'p6'];
 const PARITY_DRIVERS = ['d1', 'd2', 'd3', 'd4', 'd5'];
-
-/** Rejects if `p` does not settle within `ms`: a bound on a wait, not a timing assertion. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** Reads the engine's two ride egresses (one reader each: a record is delivered once). */
 class RideEgress {

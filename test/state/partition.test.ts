@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { expectWeftRejection, within } from '../helpers/index.js';
 import { PARTITION_FORMAT_VERSION, Partition, type Durability } from '../../src/state/partition.js';
 
 const CHILD = fileURLToPath(new URL('../../dist/test/fixtures/partition-child.js', import.meta.url));
@@ -48,30 +48,6 @@ function plain(value: Uint8Array | undefined): Uint8Array | undefined {
 
 function plainEntries<T extends { value: Uint8Array }>(entries: Iterable<T>): T[] {
   return [...entries].map((e) => ({ ...e, value: new Uint8Array(e.value) }));
-}
-
-/** Rejects if `promise` has not settled within `ms`: every wait in this file is bounded. */
-function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-async function expectWeftError(promiseOrFn: Promise<unknown> | (() => unknown), code: string, message?: RegExp): Promise<WeftError> {
-  let caught: unknown;
-  try {
-    if (typeof promiseOrFn === 'function') await promiseOrFn();
-    else await promiseOrFn;
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(WeftError);
-  const err = caught as WeftError;
-  expect(err.code).toBe(code);
-  if (message !== undefined) expect(err.message).toMatch(message);
-  return err;
 }
 
 interface ChildRun {
@@ -157,7 +133,7 @@ function startWorker(data: Record<string, unknown>): { worker: Worker; messages:
     const queued = messages.shift();
     if (queued !== undefined) return Promise.resolve(queued);
     if (failure !== undefined) return Promise.reject(failure);
-    return bounded(
+    return within(
       new Promise<Record<string, unknown>>((resolve, reject) => {
         waiting.push(resolve);
         failWaiters.push(reject);
@@ -166,7 +142,7 @@ function startWorker(data: Record<string, unknown>): { worker: Worker; messages:
       `worker ${String(data.action)}`,
     );
   };
-  return { worker, messages, next, exited: bounded(exited, 30_000, `worker ${String(data.action)} exit`) };
+  return { worker, messages, next, exited: within(exited, 30_000, `worker ${String(data.action)} exit`) };
 }
 
 function u32(value: Uint8Array | undefined): number | undefined {
@@ -311,7 +287,7 @@ describe('Partition: key order', () => {
     const it = p.states(9);
     for (let i = 0; i < 600; i++) it.next();
     await p.close();
-    await expectWeftError(() => {
+    await expectWeftRejection(() => {
       for (let i = 0; i < 600; i++) it.next();
     }, 'ERR_WEFT_CLOSED');
   });
@@ -320,7 +296,7 @@ describe('Partition: key order', () => {
 describe('Partition: writes', () => {
   it('applies the ops of one call atomically, or none of them when an op is invalid or the callback throws', async () => {
     const p = await openP(freshPath());
-    await expectWeftError(
+    await expectWeftRejection(
       p.write((ops) => {
         ops.putState(1, 'a/b', 'first', bytes(1));
         ops.putState(-1, 'a/b', 'bad', bytes(1));
@@ -435,7 +411,7 @@ describe('Partition: writes', () => {
       expect([...target.timers(kg)]).toEqual([...source.timers(kg)]);
     }
     expect(target.keyGroups()).toEqual([1, 2, 3]);
-    await expectWeftError(() => target.copyKeyGroupsFrom(target, [1]), 'ERR_WEFT_INVALID_ARG');
+    await expectWeftRejection(() => target.copyKeyGroupsFrom(target, [1]), 'ERR_WEFT_INVALID_ARG');
   });
 
   it('validates arguments with messages that name the value', async () => {
@@ -455,20 +431,20 @@ describe('Partition: writes', () => {
       [(ops) => ops.putMeta('k', undefined), 'ERR_WEFT_INVALID_ARG', /^meta value for "k" must not be undefined \(use deleteMeta\)$/],
       [(ops) => ops.putMeta('', 1), 'ERR_WEFT_INVALID_ARG', /^meta key must be a non-empty string \(got ""\)$/],
     ];
-    for (const [build, code, message] of cases) await expectWeftError(p.write(build), code, message);
+    for (const [build, code, message] of cases) await expectWeftRejection(p.write(build), code, message);
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
-    await expectWeftError(p.write((ops) => ops.putMeta('c', cyclic)), 'ERR_WEFT_UNSERIALIZABLE', /^meta value for "c" cannot be encoded as msgpack/);
-    await expectWeftError(p.write('nope' as unknown as () => void), 'ERR_WEFT_INVALID_ARG', /^write\(\) needs a function that records the ops \(got "nope"\)$/);
+    await expectWeftRejection(p.write((ops) => ops.putMeta('c', cyclic)), 'ERR_WEFT_UNSERIALIZABLE', /^meta value for "c" cannot be encoded as msgpack/);
+    await expectWeftRejection(p.write('nope' as unknown as () => void), 'ERR_WEFT_INVALID_ARG', /^write\(\) needs a function that records the ops \(got "nope"\)$/);
     let leaked: Parameters<Parameters<Partition['write']>[0]>[0] | undefined;
     await p.write((ops) => {
       leaked = ops;
     });
     expect(() => leaked?.putState(0, 'a', 'b', bytes())).toThrow('write ops were used after the write() callback returned');
     expect(() => p.getState(0, 'a', 1 as unknown as string)).toThrow('id must be a string (got 1)');
-    await expectWeftError(Partition.open('', { durability: 'fsync' }), 'ERR_WEFT_INVALID_ARG', /^partition path must be a non-empty string \(got ""\)$/);
-    await expectWeftError(Partition.open(freshPath(), { durability: 'sometimes' as Durability }), 'ERR_WEFT_INVALID_ARG', /^options\.durability must be 'fsync' or 'process' \(got "sometimes"\)$/);
-    await expectWeftError(Partition.open(freshPath(), { durability: 'fsync', mapSizeBytes: 10 }), 'ERR_WEFT_INVALID_ARG', /^options\.mapSizeBytes must be an integer of at least 65536 \(got 10\)$/);
+    await expectWeftRejection(Partition.open('', { durability: 'fsync' }), 'ERR_WEFT_INVALID_ARG', /^partition path must be a non-empty string \(got ""\)$/);
+    await expectWeftRejection(Partition.open(freshPath(), { durability: 'sometimes' as Durability }), 'ERR_WEFT_INVALID_ARG', /^options\.durability must be 'fsync' or 'process' \(got "sometimes"\)$/);
+    await expectWeftRejection(Partition.open(freshPath(), { durability: 'fsync', mapSizeBytes: 10 }), 'ERR_WEFT_INVALID_ARG', /^options\.mapSizeBytes must be an integer of at least 65536 \(got 10\)$/);
   });
 });
 
@@ -482,14 +458,14 @@ describe('Partition: close', () => {
     await p.close();
     expect(p.closed).toBe(true);
     const closed = /^partition ".*" is closed$/;
-    await expectWeftError(p.write((ops) => ops.putState(0, 'a/b', 'c', bytes(1))), 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(() => p.getState(0, 'a/b', 'c'), 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(() => p.getMeta('x'), 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(() => [...p.states(0)], 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(() => [...p.timers()], 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(() => p.pendingEpochs(), 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(() => p.countState(), 'ERR_WEFT_CLOSED', closed);
-    await expectWeftError(p.copyKeyGroupsFrom(await openP(freshPath()), [0]), 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(p.write((ops) => ops.putState(0, 'a/b', 'c', bytes(1))), 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(() => p.getState(0, 'a/b', 'c'), 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(() => p.getMeta('x'), 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(() => [...p.states(0)], 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(() => [...p.timers()], 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(() => p.pendingEpochs(), 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(() => p.countState(), 'ERR_WEFT_CLOSED', closed);
+    await expectWeftRejection(p.copyKeyGroupsFrom(await openP(freshPath()), [0]), 'ERR_WEFT_CLOSED', closed);
   });
 
   it('lets writes already accepted commit, then closes', async () => {
@@ -497,8 +473,8 @@ describe('Partition: close', () => {
     const p = await Partition.open(path, { durability: 'fsync' });
     const writes = Array.from({ length: 20 }, (_, i) => p.write((ops) => ops.putState(0, 'a/b', `id-${i}`, bytes(i))));
     const closing = p.close();
-    await expectWeftError(p.write((ops) => ops.putState(0, 'a/b', 'late', bytes(0))), 'ERR_WEFT_CLOSED');
-    await bounded(Promise.all([...writes, closing]), 20_000, 'close under load');
+    await expectWeftRejection(p.write((ops) => ops.putState(0, 'a/b', 'late', bytes(0))), 'ERR_WEFT_CLOSED');
+    await within(Promise.all([...writes, closing]), 20_000, 'close under load');
     const again = await openP(path);
     expect(again.countState(0)).toBe(20);
   });
@@ -513,11 +489,11 @@ describe('Partition: close', () => {
   it('refuses a second writable open of one path in the same thread, allows a read-only one', async () => {
     const path = freshPath();
     const p = await openP(path);
-    await expectWeftError(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /is already open for writing in this thread$/);
+    await expectWeftRejection(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /is already open for writing in this thread$/);
     await p.write((ops) => ops.putState(0, 'a/b', 'c', bytes(5)));
     const reader = await openP(path, 'fsync', { readOnly: true });
     expect(plain(reader.getState(0, 'a/b', 'c'))).toEqual(bytes(5));
-    await expectWeftError(reader.write(() => undefined), 'ERR_WEFT_INVALID_ARG', /is open read-only$/);
+    await expectWeftRejection(reader.write(() => undefined), 'ERR_WEFT_INVALID_ARG', /is open read-only$/);
   });
 });
 
@@ -637,7 +613,7 @@ describe('Partition: data directory errors', () => {
     const file = join(root, `file-${dirCount++}`);
     writeFileSync(file, 'not a directory');
     const path = join(file, 'partition');
-    const err = await expectWeftError(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /^partition ".*file-\d+\/partition": cannot create: ENOTDIR/);
+    const err = await expectWeftRejection(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /^partition ".*file-\d+\/partition": cannot create: ENOTDIR/);
     expect(err.message).toContain(path);
     expect(err.cause).toBeInstanceOf(Error);
   });
@@ -657,7 +633,7 @@ describe('Partition: data directory errors', () => {
       const file = join(freshPath() + '-file');
       writeFileSync(file, 'not a directory');
       const path = join(file, 'partition');
-      const err = await expectWeftError(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /ENOTDIR/);
+      const err = await expectWeftRejection(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /ENOTDIR/);
       expect(err.message).toContain(path);
       return;
     }
@@ -687,7 +663,7 @@ describe('Partition: data directory errors', () => {
       const path = freshPath();
       mkdirSync(path, { mode: 0o700 });
       writeFileSync(join(path, 'data.mdb'), content);
-      const err = await expectWeftError(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /data\.mdb" is not an LMDB data file of format version 2; not opening it$/);
+      const err = await expectWeftRejection(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /data\.mdb" is not an LMDB data file of format version 2; not opening it$/);
       expect(err.message).toContain(path);
       // A refused open leaves the path free for a later attempt.
       rmSync(join(path, 'data.mdb'));
@@ -702,12 +678,12 @@ describe('Partition: data directory errors', () => {
     // Reach the reserved key the way a future version would: through the recorder's own method.
     await p.write((ops) => (ops as unknown as { putMetaReserved(k: string, v: unknown): void }).putMetaReserved('partition/format', 99));
     await p.close();
-    await expectWeftError(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /has format version 99; this weft reads version 1$/);
+    await expectWeftRejection(Partition.open(path, { durability: 'fsync' }), 'ERR_WEFT_DATA_DIR', /has format version 99; this weft reads version 1$/);
     const missing = freshPath();
-    await expectWeftError(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: ENOENT/);
+    await expectWeftRejection(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: ENOENT/);
     expect(existsSync(missing)).toBe(false);
     mkdirSync(missing, { mode: 0o700 });
-    await expectWeftError(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: No such file or directory/);
+    await expectWeftRejection(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: No such file or directory/);
   });
 
   it('fails a commit that cannot be written (file size limit), refusing every later write', async () => {

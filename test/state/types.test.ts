@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { LIMITS } from '../../src/address.js';
 import { WeftError } from '../../src/errors.js';
 import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/state/types.js';
-import { expectWeftError } from '../helpers/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 
 // The SDK is CommonJS: its Type classes live in dist/types.js, and the generated protobuf wrappers
 // (including LongWrapper and DoubleWrapper, which the JS SDK has no Type for) in types_pb.js.

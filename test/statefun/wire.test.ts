@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/errors.js';
-import { expectWeftError } from '../helpers/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 import {
   ProtoReader,
   ProtoWriter,

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { within } from '../helpers/index.js';
 import { Weft, type Address, type DeadLetter } from '../../src/index.js';
 import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
 
@@ -42,18 +43,10 @@ const touched: Address[] = [
 const sortedJson = (records: unknown[]): string[] => records.map((r) => JSON.stringify(r)).sort();
 const letterShape = (l: DeadLetter) => ({ target: l.target, caller: l.caller, typename: l.typename, value: l.value, attempts: l.attempts, message: l.error.message });
 
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
-
 async function takeRecords(it: AsyncIterator<unknown>, n: number): Promise<unknown[]> {
   const out: unknown[] = [];
   while (out.length < n) {
-    const r = await bounded(it.next(), 10_000, `egress record ${out.length + 1} of ${n}`);
+    const r = await within(it.next(), 10_000, `egress record ${out.length + 1} of ${n}`);
     if (r.done === true) break;
     out.push(r.value);
   }
@@ -82,9 +75,9 @@ describe('harness ↔ engine parity on the bank module', () => {
     const dead = weft.egress('weft/dead-letters');
     const steps = script();
 
-    await bounded(Promise.all(steps.map(([to, value]) => weft.send(to, value))), 20_000, 'engine sends');
-    await bounded(weft.idle(), 10_000, 'engine idle');
-    await bounded(weft.checkpoint(), 10_000, 'engine checkpoint');
+    await within(Promise.all(steps.map(([to, value]) => weft.send(to, value))), 20_000, 'engine sends');
+    await within(weft.idle(), 10_000, 'engine idle');
+    await within(weft.checkpoint(), 10_000, 'engine checkpoint');
 
     await Promise.all(steps.map(([to, value]) => h.send(to, value)));
     // Retries wait in virtual time: let them run out (the long timers stay pending).
@@ -157,7 +150,7 @@ describe('harness ↔ engine parity on compute tasks', () => {
     ];
     for (const c of cases) {
       const outcome = (p: Promise<unknown>) => p.then((value) => ({ value }), (e: unknown) => ({ error: (e as Error).message, code: (e as { code?: string }).code }));
-      const fromEngine = await bounded(outcome(weft.request(calc, c)), 10_000, `engine request ${c.task}`);
+      const fromEngine = await within(outcome(weft.request(calc, c)), 10_000, `engine request ${c.task}`);
       const fromHarness = await outcome(h.request(calc, c));
       expect({ task: c.task, ...fromHarness }).toEqual({ task: c.task, ...fromEngine });
     }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 import { Doorbell } from '../../src/transport/doorbell.js';
 import { Ring } from '../../src/transport/ring.js';
 import {
@@ -92,18 +92,6 @@ async function consume(
     if ((await bell.sleep(me, options.sleepTimeoutMs)) === 'timed-out') timeouts++;
   }
   return { frames, checksum, sleeps, timeouts, roomRings };
-}
-
-function expectWeftError(fn: () => unknown, code: string, message: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(WeftError);
-  expect((caught as WeftError).code).toBe(code);
-  expect((caught as WeftError).message).toBe(message);
 }
 
 describe('Doorbell: single thread', () => {

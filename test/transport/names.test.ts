@@ -6,7 +6,7 @@ import { compileModule, wireNamesOf } from '../../src/shard/runtime-module.js';
 import { defineModule, type } from '../../src/index.js';
 import { FrameEncoder, decodeBatch, encodeBatch } from '../../src/transport/framing.js';
 import { NameTable } from '../../src/transport/names.js';
-import { expectWeftError } from '../helpers/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 
 const table = new NameTable(['bank/account', 'bank/audit', 'weft.types/int', 'weft.types/msgpack']);
 const plain = new Unpackr({ useRecords: false });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 import {
   FRAME_HEADER_BYTES,
   RING_DATA_OFFSET,
@@ -21,19 +21,6 @@ function drainAll(ring: Ring, maxFrames?: number): Uint8Array[] {
   const out: Uint8Array[] = [];
   ring.drain((frame) => out.push(frame.slice()), maxFrames);
   return out;
-}
-
-function expectWeftError(fn: () => unknown, code: string, message: string | RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(WeftError);
-  expect((caught as WeftError).code).toBe(code);
-  if (typeof message === 'string') expect((caught as WeftError).message).toBe(message);
-  else expect((caught as WeftError).message).toMatch(message);
 }
 
 describe('Ring: frames', () => {
