@@ -9,10 +9,28 @@ export interface RemoteEndpointOptions {
   functions: string;
   /** `http://` or `https://` URL of the endpoint. */
   url: string;
-  /** Per-request timeout in ms. Default 10_000. */
+  /**
+   * The budget of one call in ms (StateFun's `call` timeout): every attempt and the backoff
+   * between them. Network errors, timeouts and HTTP 408/409/420/429/499/5xx are retried with
+   * exponential backoff within it. Default 60_000 (the runtime's default).
+   */
   timeoutMs?: number;
-  /** Most invocations sent in one batch. Default 100. */
+  /**
+   * Most messages sent in one batch. An address has one call in flight; the messages that arrive
+   * meanwhile go out together in the next one, up to this many (and 32 MiB of payload). Default
+   * 1000 (the runtime's `maxNumBatchRequests`).
+   */
   maxBatch?: number;
+  /**
+   * What happens to a batch whose call failed (its budget ran out, or the answer was refused):
+   * `'pause'` keeps the messages and pauses the address, trying the batch again after `pauseMs`
+   * (doubling while it keeps failing, up to 60 s); `'dead-letter'` sends them to
+   * `weft/dead-letters`. Default `'pause'` (nothing is dropped, as in StateFun, which restores
+   * the job from its last checkpoint and sends the batch again).
+   */
+  onExhausted?: 'pause' | 'dead-letter';
+  /** First pause of an address after a failed call, in ms (see `onExhausted`). Default 1000. */
+  pauseMs?: number;
 }
 
 /** Options of {@link Weft.start}. Every field is documented with its unit and default. */
@@ -118,9 +136,14 @@ export const DEFAULTS = Object.freeze({
   closeTimeoutMs: 30_000,
   egressBufferSize: 100_000,
   shardYoungGenerationMb: 128,
-  remoteTimeoutMs: 10_000,
-  remoteMaxBatch: 100,
+  remoteTimeoutMs: 60_000,
+  remoteMaxBatch: 1000,
+  remoteOnExhausted: 'pause' as const,
+  remotePauseMs: 1000,
 });
+
+/** Longest pause of a remote address whose calls keep failing (or `pauseMs`, if longer). */
+export const REMOTE_MAX_PAUSE_MS = 60_000;
 
 /** Most shard threads weft will start: each costs a thread, an LMDB environment and rings. */
 export const MAX_SHARDS = 256;
@@ -201,7 +224,7 @@ function remotes(value: unknown): Required<RemoteEndpointOptions>[] {
   if (!Array.isArray(value)) throw bad(`options.remote must be an array of { functions, url } (got ${describe(value)})`);
   return value.map((r: unknown, i) => {
     if (typeof r !== 'object' || r === null) throw bad(`options.remote[${i}] must be an object { functions, url } (got ${describe(r)})`);
-    const { functions, url, timeoutMs, maxBatch, ...rest } = r as Record<string, unknown>;
+    const { functions, url, timeoutMs, maxBatch, onExhausted, pauseMs, ...rest } = r as Record<string, unknown>;
     const extra = Object.keys(rest);
     if (extra.length > 0) throw bad(`options.remote[${i}] has an unknown key ${describe(extra[0])}`);
     if (typeof functions !== 'string' || !/^[A-Za-z0-9_.-]+\/(\*|[A-Za-z0-9_.-]+)$/.test(functions)) {
@@ -216,11 +239,16 @@ function remotes(value: unknown): Required<RemoteEndpointOptions>[] {
     if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
       throw bad(`options.remote[${i}].url must be an http:// or https:// URL (got ${describe(url)})`);
     }
+    if (onExhausted !== undefined && onExhausted !== 'pause' && onExhausted !== 'dead-letter') {
+      throw bad(`options.remote[${i}].onExhausted must be 'pause' or 'dead-letter' (got ${describe(onExhausted)})`);
+    }
     return {
       functions,
       url: parsed.href,
-      timeoutMs: intOption(`remote[${i}].timeoutMs`, timeoutMs, DEFAULTS.remoteTimeoutMs, 1),
+      timeoutMs: intOption(`remote[${i}].timeoutMs`, timeoutMs, DEFAULTS.remoteTimeoutMs, 1, 24 * 3600 * 1000),
       maxBatch: intOption(`remote[${i}].maxBatch`, maxBatch, DEFAULTS.remoteMaxBatch, 1, 10_000),
+      onExhausted: onExhausted ?? DEFAULTS.remoteOnExhausted,
+      pauseMs: intOption(`remote[${i}].pauseMs`, pauseMs, DEFAULTS.remotePauseMs, 1, 3_600_000),
     };
   });
 }

@@ -745,7 +745,16 @@ export class Weft {
           break;
         case Kind.Ack: {
           const wm = rec[1] as number;
-          if (wm > this.#lastAck[shard]!) this.#lastAck[shard] = wm;
+          if (wm > this.#lastAck[shard]!) {
+            this.#lastAck[shard] = wm;
+            // Host sends wait for the checkpoint that holds this ack: it is activity, whatever
+            // else happened. An invocation counts as activity when it starts; one that completes
+            // after the last barrier without changing state (an async function, a remote call
+            // that outlasts the checkpoint interval) acks its message after that barrier, and the
+            // periodic checkpoint would otherwise find the engine quiescent and leave the send
+            // waiting for unrelated traffic.
+            this.#activity++;
+          }
           break;
         }
         case Kind.Barrier: {
@@ -843,8 +852,10 @@ export class Weft {
     const req = this.#requests.get(requestId);
     if (req === undefined) return; // timed out, or a duplicate after a recovery
     if (req.durable) {
-      // Held until the epoch holding the replying invocation commits (see #onCommitted).
+      // Held until the epoch holding the replying invocation commits (see #onCommitted); activity,
+      // for the same reason as an ack.
       this.#replySince[shard]!.push([requestId, typename, payload]);
+      this.#activity++;
       return;
     }
     this.#requests.delete(requestId);

@@ -39,7 +39,7 @@ at this server; every URL path answers. Runs until SIGINT or SIGTERM.
 Options:
   --port N              TCP port (default 8000; 0 picks a free one)
   --host H              address to bind (default 127.0.0.1; use 0.0.0.0 to accept other hosts)
-  --max-body-bytes N    largest request body accepted, larger ones get 413 (default ${STATEFUN_HANDLER_DEFAULTS.maxBodyBytes})
+  --max-body-bytes N    largest request body accepted, larger ones get 500 (default ${STATEFUN_HANDLER_DEFAULTS.maxBodyBytes})
   --batch-timeout-ms N  longest a batch may run before it is answered 500 (default ${STATEFUN_HANDLER_DEFAULTS.batchTimeoutMs})
   --tls-cert FILE       PEM certificate (chain): serve HTTPS (needs --tls-key)
   --tls-key FILE        PEM private key of --tls-cert

@@ -49,6 +49,8 @@ export const METRICS = [
   'checkpointBytesTotal',
   'hostMessagesPending',
   'turns',
+  'remoteRetries',
+  'remotePaused',
 ] as const;
 
 export type MetricName = (typeof METRICS)[number];

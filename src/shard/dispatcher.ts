@@ -23,7 +23,7 @@ import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, 
 import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
-import type { RemoteResult } from '../statefun/remote-client.js';
+import type { RemoteResult, StateSpecInfo } from '../statefun/remote-client.js';
 
 /** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
 export interface InstanceStore {
@@ -98,6 +98,10 @@ export class Mailbox {
   attempts = 0;
   /** The instance last used for this address (see Dispatcher#instanceOf). */
   inst: Instance | undefined = undefined;
+  /** A remote function's address waiting out a pause after a failed call (see Dispatcher#pauseRemote). */
+  paused = false;
+  /** Messages of a paused mailbox taken out of the engine's count of live messages. */
+  excluded = 0;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;
@@ -187,7 +191,16 @@ const IDLE_MAILBOXES = 65_536;
 interface Retry {
   due: number;
   mb: Mailbox;
+  /** The end of a remote address's pause, rather than a retry's backoff. */
+  pause: boolean;
 }
+
+/**
+ * A remote batch stops before its payloads pass this many bytes (it always holds one message):
+ * the runtime's async transport refuses larger requests (payload_max_bytes, 32 MiB by default),
+ * and so do endpoints with the same limit, so a larger batch would fail on every try.
+ */
+const MAX_REMOTE_BATCH_BYTES = 32 * 1024 * 1024;
 
 const noCompute = (): Promise<unknown> =>
   Promise.reject(new WeftError('ERR_WEFT_COMPUTE', 'ctx.compute: this module declares no compute file (defineModule({ compute: new URL(...) }))'));
@@ -217,6 +230,8 @@ export class Dispatcher implements ContextHost {
   #runnable: Mailbox[] = [];
   #runHead = 0;
   #retries: Retry[] = [];
+  /** The earliest due time in #retries (Infinity when empty): most turns skip the scan. */
+  #retriesDue = Number.POSITIVE_INFINITY;
   #now = 0;
   readonly acks = new HostAcks();
 
@@ -224,8 +239,10 @@ export class Dispatcher implements ContextHost {
   created = 0;
   /** Messages whose invocation completed (or dead-lettered) since the counters were last taken. */
   completed = 0;
-  /** Invocations awaiting a promise. */
+  /** Invocations awaiting a promise (remote calls included). */
   parked = 0;
+  /** Remote addresses paused after a failed call, waiting to try their batch again. */
+  remotePaused = 0;
   /** Messages queued in mailboxes (including running ones). */
   queuedMessages = 0;
   /** Called when an async invocation settles: the loop should run again. */
@@ -303,6 +320,11 @@ export class Dispatcher implements ContextHost {
     } else if (mb.head >= mb.tail) this.#idleMailboxes--;
     mb.push(env);
     this.queuedMessages++;
+    if (mb.paused) {
+      // It waits out the pause with the others (see #pauseRemote): not live until it ends.
+      mb.excluded++;
+      this.completed++;
+    }
     if (!mb.running && !mb.queued) {
       mb.queued = true;
       this.#runnable.push(mb);
@@ -339,19 +361,30 @@ export class Dispatcher implements ContextHost {
       this.counters.timersFired++;
       this.route(t.env);
     }
-    if (this.#retries.length > 0) {
+    if (this.#retriesDue <= now) {
       const keep: Retry[] = [];
+      let earliest = Number.POSITIVE_INFINITY;
       for (const r of this.#retries) {
         if (r.due <= now) {
+          if (r.pause) this.#resumeRemote(r.mb);
           r.mb.running = false;
           this.#makeRunnable(r.mb);
-        } else keep.push(r);
+        } else {
+          keep.push(r);
+          if (r.due < earliest) earliest = r.due;
+        }
       }
       this.#retries = keep;
+      this.#retriesDue = earliest;
     }
-    let next = this.#timers.nextDue();
-    for (const r of this.#retries) if (next === undefined || r.due < next) next = r.due;
-    return next;
+    const next = this.#timers.nextDue();
+    if (this.#retries.length === 0) return next;
+    return next === undefined || this.#retriesDue < next ? this.#retriesDue : next;
+  }
+
+  #retryAt(due: number, mb: Mailbox, pause: boolean): void {
+    this.#retries.push({ due, mb, pause });
+    if (due < this.#retriesDue) this.#retriesDue = due;
   }
 
   #makeRunnable(mb: Mailbox): void {
@@ -508,28 +541,38 @@ export class Dispatcher implements ContextHost {
   }
 
   /**
-   * Acts as the StateFun runtime for a remote function: the address's backlog (up to maxBatch)
-   * goes out as ONE batch with every known state attached; the answer is applied like one
-   * invocation's effects — all of them, or none (then the batch is retried, then dead-lettered).
+   * Acts as the StateFun runtime for a remote function (RequestReplyFunction): one call in flight
+   * per address, and the messages that arrived meanwhile go out together as the next batch — the
+   * whole backlog, up to maxBatch messages (the runtime's maxNumBatchRequests, at which it stops
+   * its whole operator's intake, so its batches never grow past it; here the rest simply waits
+   * for the next batch, in order) and {@link MAX_REMOTE_BATCH_BYTES}. Every registered state is
+   * attached (values past their TTL as absent); the answer is applied like one invocation's
+   * effects — all of them, or none (then the address pauses, or the batch is dead-lettered).
    * The batch's messages stay at the head of the mailbox until then, so a checkpoint taken
    * meanwhile replays them (the remote call is made again after a recovery; state stays exactly-once).
    */
   #invokeRemote(mb: Mailbox, remote: RemoteEndpoint): void {
-    const count = Math.min(remote.maxBatch, mb.tail - mb.head);
+    const backlog = Math.min(remote.maxBatch, mb.tail - mb.head);
+    let count = 1;
+    let bytes = (mb.queue[mb.head] as Envelope)[E_PAYLOAD].byteLength;
+    while (count < backlog) {
+      const next = (mb.queue[mb.head + count] as Envelope)[E_PAYLOAD].byteLength;
+      if (bytes + next > MAX_REMOTE_BATCH_BYTES) break;
+      bytes += next;
+      count++;
+    }
     const envs = mb.queue.slice(mb.head, mb.head + count);
     const inst = this.#instanceOf(mb);
     mb.running = true;
     inst.busy = true;
     this.counters.invocations += count;
     const now = this.#now;
-    const specs = new Map(remote.client.specsOf(mb.type).map((sp) => [sp.name, sp]));
     const state = new Map<string, { typename: string; bytes: Uint8Array }>();
-    for (const [name, slot] of inst.slots) {
-      const spec = specs.get(name);
-      if (remoteExpired(spec, slot.writtenAt, inst.calledAt, now)) continue;
-      const typename = slot.typename ?? spec?.typename;
-      if (typename !== undefined) state.set(name, { typename, bytes: slot.bytes });
-    }
+    for (const [name, slot] of inst.slots) state.set(name, { typename: slot.typename ?? '', bytes: slot.bytes });
+    const isExpired = (name: string, spec: StateSpecInfo): boolean => {
+      const slot = inst.slots.get(name);
+      return slot !== undefined && remoteExpired(spec, slot.writtenAt, inst.calledAt, now);
+    };
     const invocations = envs.map((e) => ({
       caller:
         e[E_REPLY_TO] > 0
@@ -541,21 +584,21 @@ export class Dispatcher implements ContextHost {
       payload: e[E_PAYLOAD],
     }));
     this.parked++;
-    remote.client.invoke({ target: { type: mb.type, id: mb.id }, invocations, state }).then(
+    remote.client.invoke({ target: { type: mb.type, id: mb.id }, invocations, state, isExpired }).then(
       (result) => {
         this.parked--;
         inst.busy = false;
         try {
           this.#applyRemote(mb, inst, envs, result, remote);
         } catch (err) {
-          this.#failedBatch(mb, envs, err);
+          this.#failedBatch(mb, envs, err, remote);
         }
         this.onAsyncSettled();
       },
       (err: unknown) => {
         this.parked--;
         inst.busy = false;
-        this.#failedBatch(mb, envs, err);
+        this.#failedBatch(mb, envs, err, remote);
         this.onAsyncSettled();
       },
     );
@@ -620,7 +663,7 @@ export class Dispatcher implements ContextHost {
         if (d.cancellationToken !== null) this.#timers.cancel(mb.key, d.cancellationToken);
       } else if (d.target !== null && d.typename !== null && d.payload !== null) {
         const env = envelope(d.target.type, d.target.id, mb.type, mb.id, d.typename, d.payload);
-        this.#timers.schedule(now + Math.max(0, d.delayMs), mb.kg, env, mb.key, d.cancellationToken);
+        this.#timers.schedule(now + d.delayMs, mb.kg, env, mb.key, d.cancellationToken);
       }
     }
     for (const e of result.egress) {
@@ -630,10 +673,44 @@ export class Dispatcher implements ContextHost {
     for (const env of envs) this.#finish(mb, env);
   }
 
-  #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown): void {
-    if (this.#retryLater(mb)) return;
-    const attempts = mb.attempts;
-    for (const env of envs) this.#deadLetter(mb, env, err, attempts);
+  /**
+   * A remote call failed: its budget ran out, the endpoint answered a status that is not retried,
+   * or the answer was refused. The runtime fails the job then and restores it from its last
+   * checkpoint, which sends the batch again: nothing is dropped. Here the address pauses instead
+   * (its messages stay queued, in order; the other addresses go on) and tries the batch again
+   * later; or, when the endpoint says `onExhausted: 'dead-letter'`, the batch is dead-lettered.
+   */
+  #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown, remote: RemoteEndpoint): void {
+    this.counters.failures++;
+    if (remote.onExhausted === 'dead-letter') {
+      for (const env of envs) this.#deadLetter(mb, env, err, 1);
+      return;
+    }
+    this.#pauseRemote(mb, err, remote);
+  }
+
+  /**
+   * Pauses a remote address after a failed call: the batch is tried again after the pause, which
+   * doubles with each failed call in a row (mb.attempts, reset by a success). While paused, the
+   * mailbox's messages do not count as live (like pending delayed messages), so `idle()` and
+   * `close()` do not wait for an endpoint that is down; they are in every checkpoint all the same.
+   */
+  #pauseRemote(mb: Mailbox, err: unknown, remote: RemoteEndpoint): void {
+    mb.attempts++;
+    const ms = Math.min(remote.maxPauseMs, remote.pauseMs * 2 ** Math.min(mb.attempts - 1, 30));
+    mb.paused = true;
+    mb.excluded = mb.tail - mb.head;
+    this.completed += mb.excluded;
+    this.remotePaused++;
+    this.#retryAt(this.#clock.now() + ms, mb, true);
+    remote.paused(mb.type, mb.id, err, ms);
+  }
+
+  #resumeRemote(mb: Mailbox): void {
+    mb.paused = false;
+    this.created += mb.excluded;
+    mb.excluded = 0;
+    this.remotePaused--;
   }
 
   /**
@@ -646,7 +723,7 @@ export class Dispatcher implements ContextHost {
     if (mb.attempts >= this.#opts.maxAttempts) return false;
     this.counters.retries++;
     const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
-    this.#retries.push({ due: this.#clock.now() + backoff, mb });
+    this.#retryAt(this.#clock.now() + backoff, mb, false);
     return true;
   }
 

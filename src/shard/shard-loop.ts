@@ -539,6 +539,8 @@ export class ShardLoop {
     f[b + m.checkpointBytesTotal] = this.#checkpointBytes;
     f[b + m.hostMessagesPending] = this.#dispatcher.acks.pending;
     f[b + m.turns] = this.#turns;
+    f[b + m.remoteRetries] = this.#remote.retries;
+    f[b + m.remotePaused] = this.#dispatcher.remotePaused;
   }
 
   #finishClose(): void {

@@ -51,8 +51,9 @@ import {
 /** Options of {@link statefunHandler} and {@link createStatefunInvoker}. */
 export interface StatefunHandlerOptions {
   /**
-   * Largest request body accepted, in bytes; a larger one is answered 413 without being buffered.
-   * Default 16 MiB (16_777_216).
+   * Largest request body accepted, in bytes; a larger one is answered 500 without being buffered.
+   * Default 32 MiB (33_554_432): the largest request the runtime's async transport sends
+   * (payload_max_bytes), which carries a batch of up to 1000 messages (maxNumBatchRequests).
    */
   readonly maxBodyBytes?: number;
   /** Largest encoded message value a function may send, in bytes (as the engine's option). Default 512 KiB. */
@@ -82,7 +83,7 @@ export interface StatefunHandlerOptions {
 
 /** The defaults of {@link StatefunHandlerOptions}. */
 export const STATEFUN_HANDLER_DEFAULTS = Object.freeze({
-  maxBodyBytes: 16 * 1024 * 1024,
+  maxBodyBytes: 32 * 1024 * 1024,
   maxMessageBytes: DEFAULTS.maxMessageBytes,
   maxStateValueBytes: DEFAULTS.maxStateValueBytes,
   batchTimeoutMs: 60_000,
@@ -91,7 +92,7 @@ export const STATEFUN_HANDLER_DEFAULTS = Object.freeze({
 /** Response bodies of error answers are cut to this many characters. */
 const MAX_ERROR_TEXT = 1024;
 /**
- * After a 413, at most this many more body bytes are read and dropped before the connection is
+ * After refusing an oversized body, at most this many more body bytes are read and dropped before the connection is
  * cut. Draining a little lets a client that already sent its (slightly) oversized body read the
  * answer; closing a socket with unread input would make the kernel send a reset instead.
  */
@@ -207,7 +208,15 @@ const LOCAL_SHARD = 0;
 const ELSEWHERE = 1;
 const routing: Routing = { keyGroup: () => 0, shardOf: () => ELSEWHERE };
 
-function pbAddress(typename: string, id: string): PbAddress {
+/**
+ * The protocol address of a message target. A caller's address goes back as it came (`callers`,
+ * by its joined typename): the runtime's embedded functions may have a `/` inside their namespace
+ * or type, which joining and splitting again cannot restore. Other targets are typenames a
+ * function named, read as the runtime reads them (exactly one `/`).
+ */
+function pbAddress(typename: string, id: string, callers: ReadonlyMap<string, PbAddress>): PbAddress {
+  const caller = callers.get(typename);
+  if (caller !== undefined) return { namespace: caller.namespace, type: caller.type, id };
   const { namespace, name } = splitStatefunTypename(typename);
   return { namespace, type: name, id };
 }
@@ -218,9 +227,8 @@ function errorText(err: unknown): string {
 }
 
 /**
- * The endpoint's core, shared by {@link statefunHandler} and {@link createStatefunInvoker}. Errors
- * it throws carry the code that decides the HTTP status: ERR_WEFT_PROTOCOL and
- * ERR_WEFT_TYPE_MISMATCH 400, ERR_WEFT_UNKNOWN_FUNCTION 404, anything else 500.
+ * The endpoint's core, shared by {@link statefunHandler} and {@link createStatefunInvoker}. Every
+ * error it throws is answered 500 (see {@link FAILURE_STATUS}); its code tells what went wrong.
  */
 class StatefunEndpoint {
   readonly #runtime: RuntimeModule;
@@ -323,8 +331,10 @@ class StatefunEndpoint {
       ...(this.#compute === undefined ? {} : { compute: this.#compute }),
     };
     dispatcher = new Dispatcher(this.#runtime, dispatcherOpts, store, outbox, routing, timers, clock);
+    const callers = new Map<string, PbAddress>();
     for (const inv of batch.invocations) {
       const caller = inv.caller;
+      if (caller !== null && !callers.has(addressTypename(caller))) callers.set(addressTypename(caller), caller);
       const arg = inv.argument as { typename: string; value: Uint8Array };
       dispatcher.enqueue(envelope(type, id, caller === null ? null : addressTypename(caller), caller === null ? null : caller.id, arg.typename, arg.value), 0);
     }
@@ -353,14 +363,14 @@ class StatefunEndpoint {
             isCancellationRequest: false,
             cancellationToken: op.token ?? '',
             delayInMs: op.delayMs,
-            target: pbAddress(op.env[E_TARGET_TYPE], op.env[E_TARGET_ID]),
+            target: pbAddress(op.env[E_TARGET_TYPE], op.env[E_TARGET_ID], callers),
             argument: { typename: op.env[E_TYPENAME], hasValue: true, value: op.env[E_PAYLOAD] },
           },
     );
     return {
       stateMutations,
       outgoingMessages: outgoing.map((env) => ({
-        target: pbAddress(env[E_TARGET_TYPE], env[E_TARGET_ID]),
+        target: pbAddress(env[E_TARGET_TYPE], env[E_TARGET_ID], callers),
         argument: { typename: env[E_TYPENAME], hasValue: true, value: env[E_PAYLOAD] },
       })),
       delayedInvocations,
@@ -430,13 +440,17 @@ function missingSpecs(fn: CompiledFunction, batch: InvocationBatchRequest): Pers
   return missing;
 }
 
-function statusOf(err: unknown): number {
-  if (err instanceof WeftError) {
-    if (err.code === 'ERR_WEFT_PROTOCOL' || err.code === 'ERR_WEFT_TYPE_MISMATCH') return 400;
-    if (err.code === 'ERR_WEFT_UNKNOWN_FUNCTION') return 404;
-  }
-  return 500;
-}
+/**
+ * The status of a failed request the runtime could have sent (a POST of application/octet-stream):
+ * always 500, what the SDKs answer to any failure. The runtime never drops a batch whatever the
+ * status: its okhttp transport fails the call at once on a 4xx outside 408/409/420/429/499, which
+ * fails the job, restores it from its checkpoint and sends the same batch again — a restart loop
+ * of the whole job at the restart strategy's pace; a 5xx it first retries with exponential backoff
+ * for the whole call timeout (its async transport retries every non-2xx status that way). So a 500
+ * is the status that costs a deployment least (no restart for a cause that heals within the call
+ * timeout, such as a rolling deploy), and a 400/404/413 would only make things worse.
+ */
+const FAILURE_STATUS = 500;
 
 function isOctetStream(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
@@ -477,18 +491,19 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
   // A client that goes away mid-request makes these emit; the answer is then simply not sent.
   req.on('error', () => {});
   res.on('error', () => {});
-  const reject = (status: number, message: string, headers?: Record<string, string>): void => {
-    const code = status === 413 ? 'ERR_WEFT_TOO_LARGE' : 'ERR_WEFT_PROTOCOL';
+  const reject = (status: number, message: string, code: 'ERR_WEFT_TOO_LARGE' | 'ERR_WEFT_PROTOCOL', headers?: Record<string, string>): void => {
     sendError(res, status, message, endpoint, new WeftError(code, message), headers);
   };
 
   if (req.method !== 'POST') {
-    reject(405, `method ${req.method ?? '(none)'} is not allowed: a StateFun endpoint accepts POST only`, { Allow: 'POST' });
+    // The runtime always POSTs application/octet-stream (both transports): 405 and 415 only ever
+    // reach other clients (probes, browsers), so they cannot set off the runtime's retries.
+    reject(405, `method ${req.method ?? '(none)'} is not allowed: a StateFun endpoint accepts POST only`, 'ERR_WEFT_PROTOCOL', { Allow: 'POST' });
     return;
   }
   const contentType = req.headers['content-type'];
   if (!isOctetStream(contentType)) {
-    reject(415, `content type ${describe(contentType ?? null)} is not supported: a StateFun request is application/octet-stream`);
+    reject(415, `content type ${describe(contentType ?? null)} is not supported: a StateFun request is application/octet-stream`, 'ERR_WEFT_PROTOCOL');
     return;
   }
   const limit = endpoint.maxBodyBytes;
@@ -496,7 +511,7 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
   let discarded = 0;
   const tooLarge = (size: string): void => {
     overflow = true;
-    reject(413, `request body of ${size} bytes is over the limit of ${limit} (maxBodyBytes)`, { Connection: 'close' });
+    reject(FAILURE_STATUS, `request body of ${size} bytes is over the limit of ${limit} (maxBodyBytes)`, 'ERR_WEFT_TOO_LARGE', { Connection: 'close' });
     req.resume();
   };
   const declared = req.headers['content-length'];
@@ -528,7 +543,7 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
         res.end(out);
       },
       (err: unknown) => {
-        const status = statusOf(err);
+        const status = FAILURE_STATUS;
         const weftErr = asWeftError(err);
         // A bug's message is not for the client; what a function threw is (without its stack).
         const message = weftErr.code === 'ERR_WEFT_INTERNAL' ? 'internal error in the weft StateFun endpoint' : weftErr.message;
@@ -559,11 +574,13 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
  *   effect of it is reported: StateFun then retries the batch. Functions therefore see a message
  *   again after a failure, as in the engine's retries.
  *
- * Status codes: 200 answer; 400 malformed protobuf, a batch without target or argument, or a
- * state value whose typename is not the declared one; 404 a function type this module does not
- * define; 405 any method but POST; 413 a body over `maxBodyBytes`; 415 a content type other than
- * `application/octet-stream`; 500 a failed or timed-out batch. Error bodies are one line of
- * `text/plain`, never a stack trace. TTLs are enforced by the StateFun runtime.
+ * Status codes: 200 answer; 405 any method but POST; 415 a content type other than
+ * `application/octet-stream` (requests the runtime never sends); 500 anything else that fails —
+ * a failed or timed-out batch, malformed protobuf, a batch without target or argument, a state
+ * value whose typename is not the declared one, a function type this module does not define, a
+ * body over `maxBodyBytes` — as the SDKs answer, because every other status makes the runtime
+ * fail its job sooner (see FAILURE_STATUS). Error bodies are one line of `text/plain` naming the cause
+ * (`onError` gets its code), never a stack trace. TTLs are enforced by the StateFun runtime.
  *
  * @example
  * ```ts
@@ -582,10 +599,10 @@ export function statefunHandler(module: ModuleDefinition, options?: StatefunHand
 
 /**
  * The endpoint without HTTP, for other servers and frameworks: takes a `ToFunction` request body
- * and resolves with the `FromFunction` answer. Rejects with a WeftError whose code tells the
- * status {@link statefunHandler} would answer: ERR_WEFT_PROTOCOL / ERR_WEFT_TYPE_MISMATCH (400),
- * ERR_WEFT_UNKNOWN_FUNCTION (404), ERR_WEFT_USER_CODE or ERR_WEFT_TIMEOUT (500). Body size is the
- * caller's to limit.
+ * and resolves with the `FromFunction` answer. Rejects with a WeftError whose code tells what
+ * failed: ERR_WEFT_PROTOCOL, ERR_WEFT_TYPE_MISMATCH, ERR_WEFT_UNKNOWN_FUNCTION, ERR_WEFT_USER_CODE
+ * or ERR_WEFT_TIMEOUT ({@link statefunHandler} answers all of them 500, as the SDKs do). Body
+ * size is the caller's to limit.
  *
  * @example
  * ```ts

@@ -35,9 +35,10 @@
  * wire type is skipped as unknown too (what Java's generated parsers, i.e. the StateFun runtime,
  * do); a repeated singular scalar keeps its last value; a repeated singular sub-message MERGES into
  * the earlier one (protobuf's rule); oneof members replace each other. Malformed input (truncated
- * fields, over-long varints, bad UTF-8, an unknown enum number, a 64-bit number beyond 2^53)
+ * fields, over-long varints, bad UTF-8, an unknown mutation type, a 64-bit number beyond 2^53)
  * throws `WeftError('ERR_WEFT_PROTOCOL')` naming the message and offset, never anything else:
  * every loop consumes input, nesting is fixed by the schema, so hostile bytes cannot hang it.
+ * An unknown ExpirationSpec mode reads as NONE, as the runtime reads it.
  */
 import { WeftError } from '../errors.js';
 import { ProtoReader, ProtoWriter, WireType, type WireTypeValue } from './wire.js';
@@ -651,7 +652,9 @@ function readExpiration(r: ProtoReader, into: ExpirationSpec | null): Expiration
     r,
     (n) => EXPIRATION_WIRE[n],
     (n) => {
-      if (n === EXPIRATION.mode) e.mode = enumValue(r, EXPIRE_MODES, 'ExpirationSpec.mode');
+      // The runtime reads a mode it does not know (protobuf's UNRECOGNIZED) as NONE: its switch
+      // over the mode falls through to "no expiration" for anything but AFTER_WRITE/AFTER_INVOKE.
+      if (n === EXPIRATION.mode) e.mode = EXPIRE_MODES[r.int32()] ?? 'NONE';
       else e.expireAfterMillis = int64Value(r, 'ExpirationSpec.expire_after_millis');
     },
   );
@@ -765,20 +768,41 @@ export function decodeKinesisEgressRecord(bytes: Uint8Array): KinesisEgressRecor
 }
 
 /**
- * Splits a StateFun function or egress typename into namespace and name at its LAST `/`, as the
- * StateFun runtime's `TypeName.parseFrom` does (a StateFun namespace may itself contain `/`).
+ * Splits a StateFun typename into namespace and name the way the StateFun runtime's
+ * `TypeName.parseFrom` does: Java's `String.split("/")` (which drops trailing empty strings) must
+ * yield exactly two parts, so the typename has exactly one `/` (a trailing `/` is dropped, as
+ * there: `'a/b/'` reads as `a/b`). Anything else (`'a/b/c'`, `'plain'`, `'a/'`) throws
+ * ERR_WEFT_INVALID_TYPENAME, as the runtime throws on it.
  *
  * @example
  * ```ts
  * splitStatefunTypename('com.example/greeter'); // { namespace: 'com.example', name: 'greeter' }
- * splitStatefunTypename('a/b/c');               // { namespace: 'a/b', name: 'c' }
+ * splitStatefunTypename('a/b/c');               // throws ERR_WEFT_INVALID_TYPENAME
  * ```
  */
 export function splitStatefunTypename(typename: string): { namespace: string; name: string } {
-  const slash = typename.lastIndexOf('/');
-  if (slash < 0) return { namespace: '', name: typename };
-  return { namespace: typename.slice(0, slash), name: typename.slice(slash + 1) };
+  const parts = typename.split('/');
+  while (parts.length > 0 && parts[parts.length - 1] === '') parts.pop();
+  // Java's split of "" is [""], one part; JavaScript's is [""] too, popped above to none: both fail.
+  if (parts.length !== 2) {
+    throw new WeftError('ERR_WEFT_INVALID_TYPENAME', `invalid StateFun typename ${JSON.stringify(typename)}: it must be <namespace>/<name> (exactly one "/")`);
+  }
+  return { namespace: parts[0] as string, name: parts[1] as string };
 }
+
+/**
+ * The canonical form of a StateFun typename (`namespace/name`, as `TypeName.parseFrom` reads it);
+ * the empty typename is the runtime's "io.statefun.types/unset". Throws ERR_WEFT_INVALID_TYPENAME
+ * like {@link splitStatefunTypename}.
+ */
+export function canonicalStatefunTypename(typename: string): string {
+  if (typename === '') return UNSET_TYPENAME;
+  const { namespace, name } = splitStatefunTypename(typename);
+  return `${namespace}/${name}`;
+}
+
+/** The typename the runtime gives a state whose spec or value names none. */
+export const UNSET_TYPENAME = 'io.statefun.types/unset';
 
 /**
  * The typename of a protocol address: `namespace/type`.

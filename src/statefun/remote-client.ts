@@ -13,16 +13,27 @@
  *  RemoteResult (mutations, outgoing, delayed, egress) ◄── InvocationResponse
  * ```
  *
- * Specs learned from handshakes are kept per function type (what the runtime does), so later
- * batches carry every declared state and need no handshake; {@link RemoteFunctionClient.specsOf}
- * tells the engine which states to keep, with their typenames and TTLs.
+ * State travels as the runtime sends it (PersistedRemoteFunctionValues): only the states
+ * registered by a handshake are attached, each under its registered typename, and a value past
+ * its TTL goes as absent. Specs are registered per client, in memory: a new client (a weft start,
+ * a recovered shard) sends no state until the function's first answer lists what is missing, so
+ * specs and their TTLs are learned again from the function, as the runtime does after a restore
+ * (its registry is rebuilt by handshakes too). Stored values are attached again once their specs
+ * are known, so nothing is lost by that.
  *
- * Failures: network errors, per-attempt timeouts and HTTP 5xx are retried with exponential backoff
- * (with jitter, so many addresses failing together do not retry in lockstep); HTTP 4xx and
- * malformed answers are not (resending the same bytes cannot help). Every wait is bounded: each
- * attempt by `timeoutMs` (connection, queueing for a socket, and the whole answer included), the
- * attempts by `maxRetries`, the answer by `maxResponseBytes`, the handshake rounds by the number
- * of states a function may declare.
+ * Answers are read as strictly as the runtime reads them: an empty FromFunction (the Python SDK's
+ * answer to a batch without effects) is a result with no effects; a mutation of a state no
+ * handshake registered, or of a typename other than the registered one, fails the call; MODIFY
+ * stores the value's bytes whatever `has_value` says; a negative delay fails the call.
+ *
+ * Failures: like the runtime's transports, a call retries network errors, timeouts and the HTTP
+ * statuses 408, 409, 420, 429, 499 and 5xx with exponential backoff (with jitter, so many
+ * addresses failing together do not retry in lockstep) until its budget `timeoutMs` (StateFun's
+ * `call` timeout) runs out; other statuses and malformed answers fail it at once (resending the
+ * same bytes cannot help). Every wait is bounded: the whole call, attempts and backoff included,
+ * by `timeoutMs`, the answer by `maxResponseBytes`, the handshake rounds by the number of states a
+ * function may declare. What happens to a failed call's messages is the caller's decision (the
+ * engine keeps them and pauses the address; see Dispatcher).
  *
  * Retrying re-sends a batch the function may already have processed: the state it wrote then is
  * discarded with the lost answer (the engine applies mutations only from the answer it receives),
@@ -35,6 +46,7 @@ import type { Address } from '../address.js';
 import { WeftError, describe } from '../errors.js';
 import {
   addressTypename,
+  canonicalStatefunTypename,
   decodeFromFunction,
   encodeToFunction,
   splitStatefunTypename,
@@ -59,15 +71,22 @@ export interface RemoteCall {
   readonly invocations: ReadonlyArray<{ readonly caller: Address | null; readonly typename: string; readonly payload: Uint8Array }>;
   /**
    * The instance's stored state by state name (absent names have no value). Every spec the
-   * client learned for `target.type` is attached, absent ones as "no value"; entries for other
-   * names are attached too.
+   * client registered for `target.type` is attached: its value when stored (and not expired),
+   * else "no value". Entries for names no handshake registered are not sent (the runtime sends
+   * registered states only).
    */
   readonly state: ReadonlyMap<string, RemoteValue>;
+  /**
+   * Whether a stored value has expired under its spec's TTL: it is then sent as absent. Called
+   * when the batch is encoded, so it also applies to specs learned by this call's handshake.
+   * Default: values never expire here.
+   */
+  readonly isExpired?: (name: string, spec: StateSpecInfo) => boolean;
 }
 
 /** A delayed message (`cancel: false`) or the cancellation of one (`cancel: true`). */
 export interface RemoteDelayed {
-  /** Milliseconds after the batch to deliver; negative values from the function read as 0. 0 for cancellations. */
+  /** Milliseconds after the batch to deliver (a negative delay fails the call, as in the runtime). 0 for cancellations. */
   readonly delayMs: number;
   /** Null for cancellations. */
   readonly target: Address | null;
@@ -82,7 +101,10 @@ export interface RemoteDelayed {
 
 /** What a batch did. Byte arrays are copies the caller owns. */
 export interface RemoteResult {
-  /** State changes, in the function's order: a value to store, or null to delete. */
+  /**
+   * State changes, in the function's order: a value to store (under its registered typename), or
+   * null to delete. Only states a handshake registered appear.
+   */
   readonly mutations: ReadonlyArray<{ readonly name: string; readonly value: RemoteValue | null }>;
   /** Messages to other functions (or itself). */
   readonly outgoing: ReadonlyArray<{ readonly target: Address; readonly typename: string; readonly payload: Uint8Array }>;
@@ -98,7 +120,7 @@ export interface RemoteResult {
  */
 export interface StateSpecInfo {
   readonly name: string;
-  /** The typename the function reads and writes the value as. */
+  /** The typename the function reads and writes the value as (canonical `namespace/name`). */
   readonly typename: string;
   /** ms after the last write of the value when it expires (StateFun AFTER_WRITE). */
   readonly expireAfterWrite?: number;
@@ -111,17 +133,24 @@ export interface RemoteFunctionClientOptions {
   /** The endpoint: an `http://` or `https://` URL. Required. */
   readonly url: string;
   /**
-   * Milliseconds one attempt may take: waiting for a socket, connecting, sending and receiving
-   * the whole answer. Required.
+   * The budget of one call in milliseconds (StateFun's `call` timeout): every attempt, waiting for
+   * a socket, connecting, sending, receiving the whole answer, and the backoff between attempts.
+   * Each attempt may take what is left of it. Required.
    */
   readonly timeoutMs: number;
-  /** Attempts after the first one, for network errors, timeouts and HTTP 5xx. Default 3. */
+  /** Most retries within one call's budget. Default: no limit but the budget. */
   readonly maxRetries?: number;
-  /** Backoff before the first retry in ms, doubling each retry (with jitter: 50–100% of it). Default 100. */
+  /**
+   * Backoff before the first retry in ms, doubling each retry (with jitter: 50–100% of it), never
+   * past what is left of the budget. Default 10 (the runtime's first backoff).
+   */
   readonly backoffMs?: number;
   /** Ceiling of one backoff in ms. Default 5_000. */
   readonly maxBackoffMs?: number;
-  /** Largest answer accepted, in bytes; a larger one fails the call (not retried). Default 16 MiB. */
+  /**
+   * Largest answer accepted, in bytes; a larger one fails the call (not retried). Default 32 MiB
+   * (the runtime's largest request or response).
+   */
   readonly maxResponseBytes?: number;
   /**
    * The agent for connections. Default: a keep-alive `http.Agent` or `https.Agent` (by the URL)
@@ -135,12 +164,24 @@ export interface RemoteFunctionClientOptions {
 
 /** Defaults of {@link RemoteFunctionClientOptions}. */
 export const REMOTE_CLIENT_DEFAULTS = Object.freeze({
-  maxRetries: 3,
-  backoffMs: 100,
+  maxRetries: Number.POSITIVE_INFINITY,
+  backoffMs: 10,
   maxBackoffMs: 5_000,
-  maxResponseBytes: 16 * 1024 * 1024,
+  maxResponseBytes: 32 * 1024 * 1024,
   maxSockets: 64,
 });
+
+/**
+ * HTTP statuses retried within a call's budget besides 5xx: the runtime's okhttp transport
+ * (RetryingCallback) retries exactly these and every status >= 500, and fails the call on any
+ * other. (Its async transport retries every non-2xx status; the set here is the narrower one.)
+ */
+const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 409, 420, 429, 499]);
+
+/** Whether an HTTP status is worth another attempt (see {@link RETRYABLE_STATUSES}). */
+export function isRetryableStatus(status: number): boolean {
+  return status >= 500 || RETRYABLE_STATUSES.has(status);
+}
 
 /** States a remote function may declare: bounds the spec registry and the handshake rounds. */
 const MAX_SPECS_PER_FUNCTION = 1024;
@@ -164,6 +205,7 @@ function invalidOption(message: string): WeftError {
 
 function intOption(value: unknown, name: string, dflt: number | undefined, min: number): number {
   if (value === undefined && dflt !== undefined) return dflt;
+  if (value === Number.POSITIVE_INFINITY && dflt === Number.POSITIVE_INFINITY) return value;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
     throw invalidOption(`options.${name} must be an integer >= ${min} (got ${describe(value)})`);
   }
@@ -219,6 +261,7 @@ export class RemoteFunctionClient {
   readonly #inflight = new Set<ClientRequest>();
   readonly #sleeps = new Set<() => void>();
   #closed = false;
+  #retries = 0;
 
   constructor(options: RemoteFunctionClientOptions) {
     if (typeof options !== 'object' || options === null) throw invalidOption(`options must be an object { url, timeoutMs, ... } (got ${describe(options)})`);
@@ -257,6 +300,11 @@ export class RemoteFunctionClient {
     return this.#url.href;
   }
 
+  /** Retries made so far (attempts after the first of a request), over all calls. */
+  get retries(): number {
+    return this.#retries;
+  }
+
   /**
    * The states `type` declares, as learned from handshakes so far (or {@link registerSpecs}), in
    * the order they were learned. Empty before the first handshake.
@@ -267,29 +315,40 @@ export class RemoteFunctionClient {
   }
 
   /**
-   * Registers specs of `type` known from elsewhere (e.g. persisted by the engine from an earlier
-   * run), so its first batch needs no handshake. Replaces a spec of the same name.
+   * Registers specs of `type` known from elsewhere, so its first batch needs no handshake.
+   * Replaces a spec of the same name. Typenames are read as the runtime reads them (exactly one
+   * `/`; empty is "io.statefun.types/unset"); ERR_WEFT_INVALID_ARG for a malformed spec.
    */
   registerSpecs(type: string, specs: readonly StateSpecInfo[]): void {
-    let known = this.#specs.get(type);
-    if (known === undefined) this.#specs.set(type, (known = new Map()));
-    for (const s of specs) {
+    const checked = specs.map((s) => {
       if (typeof s?.name !== 'string' || s.name.length === 0 || typeof s.typename !== 'string') {
         throw new WeftError('ERR_WEFT_INVALID_ARG', `registerSpecs: a spec must be { name, typename, expireAfterWrite?, expireAfterCall? } (got ${describe(s)})`);
       }
+      let typename: string;
+      try {
+        typename = canonicalStatefunTypename(s.typename);
+      } catch (err) {
+        throw new WeftError('ERR_WEFT_INVALID_ARG', `registerSpecs: state ${describe(s.name)} of ${type}: ${reason(err)}`, { cause: err });
+      }
+      return { ...s, typename };
+    });
+    let known = this.#specs.get(type);
+    if (known === undefined) this.#specs.set(type, (known = new Map()));
+    for (const s of checked) {
       if (!known.has(s.name) && known.size >= MAX_SPECS_PER_FUNCTION) {
         throw new WeftError('ERR_WEFT_INVALID_ARG', `registerSpecs: ${type} would declare more than ${MAX_SPECS_PER_FUNCTION} states`);
       }
-      known.set(s.name, { ...s });
+      known.set(s.name, s);
     }
   }
 
   /**
    * Runs one batch on the remote function and resolves with its effects. Performs the
    * missing-state handshake as needed. Rejects with ERR_WEFT_REMOTE (naming the URL, the function
-   * and the last error, which is also the `cause`) when the endpoint cannot be reached, keeps
-   * failing, answers 4xx or answers something malformed; with ERR_WEFT_CLOSED after
-   * {@link close}; with ERR_WEFT_INVALID_ARG for a malformed call.
+   * and the last error, which is also the `cause`) when the endpoint cannot be reached within the
+   * budget, keeps failing, answers a status that is not retried, or answers something malformed or
+   * that the runtime would refuse; with ERR_WEFT_CLOSED after {@link close}; with
+   * ERR_WEFT_INVALID_ARG for a malformed call.
    */
   async invoke(call: RemoteCall): Promise<RemoteResult> {
     if (this.#closed) throw new WeftError('ERR_WEFT_CLOSED', `RemoteFunctionClient for ${this.#url.href} is closed`);
@@ -306,15 +365,18 @@ export class RemoteFunctionClient {
       } catch (err) {
         throw new WeftError('ERR_WEFT_REMOTE', `${what} answered a malformed FromFunction: ${reason(err)}`, { cause: err });
       }
-      if (msg.kind === 'invocation-result') {
-        try {
-          return this.#result(msg.result, type);
-        } catch (err) {
-          throw new WeftError('ERR_WEFT_REMOTE', `${what} answered an unusable InvocationResponse: ${reason(err)}`, { cause: err });
-        }
+      if (msg.kind === 'incomplete-invocation-context') {
+        this.#learn(type, msg.missingValues, sent, what);
+        continue;
       }
-      if (msg.kind === 'empty') throw new WeftError('ERR_WEFT_REMOTE', `${what} answered a FromFunction with neither an invocation result nor an incomplete invocation context`);
-      this.#learn(type, msg.missingValues, sent, what);
+      // A FromFunction with neither member is "no side effects" (RequestReplyFunction reads it as
+      // an empty InvocationResponse): what the Python SDK sends for a batch without effects.
+      if (msg.kind === 'empty') return { mutations: [], outgoing: [], delayed: [], egress: [] };
+      try {
+        return this.#result(msg.result, type);
+      } catch (err) {
+        throw new WeftError('ERR_WEFT_REMOTE', `${what} answered an unusable InvocationResponse: ${reason(err)}`, { cause: err });
+      }
     }
   }
 
@@ -332,6 +394,11 @@ export class RemoteFunctionClient {
     if (this.#ownAgent) this.#agent.destroy();
   }
 
+  /**
+   * The batch as the runtime sends it (PersistedRemoteFunctionValues.attachStateValues): every
+   * registered state, with its value under the registered typename, or without a value when none
+   * is stored or it expired. Names no handshake registered are not sent.
+   */
   #encodeCall(call: RemoteCall): { body: Uint8Array; sent: Set<string> } {
     const state: PersistedValue[] = [];
     const sent = new Set<string>();
@@ -339,17 +406,13 @@ export class RemoteFunctionClient {
     if (specs !== undefined) {
       for (const spec of specs.values()) {
         const v = call.state.get(spec.name);
+        const live = v !== undefined && (call.isExpired === undefined || !call.isExpired(spec.name, spec));
         state.push({
           stateName: spec.name,
-          stateValue: v === undefined ? { typename: spec.typename, hasValue: false, value: EMPTY } : { typename: v.typename, hasValue: true, value: v.bytes },
+          stateValue: live ? { typename: spec.typename, hasValue: true, value: v.bytes } : { typename: spec.typename, hasValue: false, value: EMPTY },
         });
         sent.add(spec.name);
       }
-    }
-    for (const [name, v] of call.state) {
-      if (sent.has(name)) continue;
-      state.push({ stateName: name, stateValue: { typename: v.typename, hasValue: true, value: v.bytes } });
-      sent.add(name);
     }
     const body = encodeToFunction({
       invocation: {
@@ -373,7 +436,14 @@ export class RemoteFunctionClient {
       if (sent.has(m.stateName)) {
         throw new WeftError('ERR_WEFT_REMOTE', `${what} reported state ${describe(m.stateName)} missing although the request carried it`);
       }
-      const spec: { name: string; typename: string; expireAfterWrite?: number; expireAfterCall?: number } = { name: m.stateName, typename: m.typeTypename };
+      let typename: string;
+      try {
+        typename = canonicalStatefunTypename(m.typeTypename);
+      } catch (err) {
+        // The runtime's TypeName.parseFrom throws on it: the call fails.
+        throw new WeftError('ERR_WEFT_REMOTE', `${what} reported state ${describe(m.stateName)} with an invalid type: ${reason(err)}`, { cause: err });
+      }
+      const spec: { name: string; typename: string; expireAfterWrite?: number; expireAfterCall?: number } = { name: m.stateName, typename };
       const e = m.expirationSpec;
       if (e !== null && e.mode !== 'NONE' && e.expireAfterMillis > 0) {
         if (e.mode === 'AFTER_WRITE') spec.expireAfterWrite = e.expireAfterMillis;
@@ -389,6 +459,7 @@ export class RemoteFunctionClient {
     this.registerSpecs(type, learned);
   }
 
+  /** The effects of an answer, refused (throws) where the runtime would refuse them. */
   #result(r: InvocationResponse, type: string): RemoteResult {
     const specs = this.#specs.get(type);
     const arg = (tv: TypedValue | null, what: string): { typename: string; payload: Uint8Array } => {
@@ -401,12 +472,28 @@ export class RemoteFunctionClient {
     };
     return {
       mutations: r.stateMutations.map((m, i) => {
-        if (m.stateName.length === 0) throw new WeftError('ERR_WEFT_PROTOCOL', `state mutation ${i} has no state name`);
+        // PersistedRemoteFunctionValues.updateStateValues: the state must be registered ("Accessing
+        // a non-existing function state"), and a MODIFY must carry the registered type.
+        const spec = specs?.get(m.stateName);
+        if (spec === undefined) {
+          throw new WeftError('ERR_WEFT_UNKNOWN_STATE', `state mutation ${i} is for state ${describe(m.stateName)}, which the function did not declare in a handshake`);
+        }
+        if (m.mutationType === 'DELETE') return { name: m.stateName, value: null };
+        // An absent state_value reads as protobuf's default TypedValue: no typename (unset), no bytes.
         const v = m.stateValue;
-        // A MODIFY to "no value" stores nothing, which is what a delete leaves.
-        if (m.mutationType === 'DELETE' || v === null || !v.hasValue) return { name: m.stateName, value: null };
-        const typename = v.typename !== '' ? v.typename : (specs?.get(m.stateName)?.typename ?? '');
-        return { name: m.stateName, value: { typename, bytes: v.value.slice() } };
+        const given = v?.typename ?? '';
+        let typename: string;
+        try {
+          typename = canonicalStatefunTypename(given);
+        } catch (err) {
+          throw new WeftError('ERR_WEFT_TYPE_MISMATCH', `state mutation ${i} of state ${describe(m.stateName)}: ${reason(err)}`, { cause: err });
+        }
+        if (typename !== spec.typename) {
+          throw new WeftError('ERR_WEFT_TYPE_MISMATCH', `state mutation ${i} writes state ${describe(m.stateName)} as ${describe(given)}, but it was declared as ${describe(spec.typename)}`);
+        }
+        // The runtime stores the value's bytes whatever has_value says: a MODIFY "without a value"
+        // stores empty bytes (a present, empty value), it does not delete.
+        return { name: m.stateName, value: { typename: spec.typename, bytes: v === null ? new Uint8Array(0) : v.value.slice() } };
       }),
       outgoing: r.outgoingMessages.map((o, i) => ({ target: target(o.target, `outgoing message ${i}`), ...arg(o.argument, `outgoing message ${i}`) })),
       delayed: r.delayedInvocations.map((d, i): RemoteDelayed => {
@@ -414,9 +501,11 @@ export class RemoteFunctionClient {
           if (d.cancellationToken.length === 0) throw new WeftError('ERR_WEFT_PROTOCOL', `cancellation request ${i} has no cancellation token`);
           return { delayMs: 0, target: null, typename: null, payload: null, cancellationToken: d.cancellationToken, cancel: true };
         }
+        // The runtime's delay sink checks `delayMillis >= 0` and throws otherwise.
+        if (d.delayInMs < 0) throw new WeftError('ERR_WEFT_PROTOCOL', `delayed message ${i} has a negative delay (${d.delayInMs} ms)`);
         const { typename, payload } = arg(d.argument, `delayed message ${i}`);
         return {
-          delayMs: Math.max(0, d.delayInMs),
+          delayMs: d.delayInMs,
           target: target(d.target, `delayed message ${i}`),
           typename,
           payload,
@@ -428,28 +517,43 @@ export class RemoteFunctionClient {
     };
   }
 
-  /** POSTs `body`, retrying what may succeed on another try; resolves with the 200 answer's body. */
+  /**
+   * POSTs `body`, retrying what may succeed on another try until the call's budget runs out;
+   * resolves with the 2xx answer's body.
+   */
   async #post(body: Uint8Array, what: string): Promise<Uint8Array> {
+    const deadline = performance.now() + this.#timeoutMs;
     let last: AttemptFailure | undefined;
     let attempts = 0;
-    for (let attempt = 0; attempt <= this.#maxRetries; attempt++) {
-      if (attempt > 0) await this.#backoff(attempt);
+    let why = '';
+    for (;;) {
       if (this.#closed) throw new WeftError('ERR_WEFT_CLOSED', `${what}: the client was closed`, { cause: last });
       attempts++;
       try {
-        return await this.#attempt(body);
+        return await this.#attempt(body, Math.max(1, Math.ceil(deadline - performance.now())));
       } catch (err) {
         last = err instanceof AttemptFailure ? err : new AttemptFailure(reason(err), false, err);
         if (this.#closed) throw new WeftError('ERR_WEFT_CLOSED', `${what}: the client was closed`, { cause: last });
         if (!last.retryable) break;
+        if (attempts > this.#maxRetries) {
+          why = ' (maxRetries)';
+          break;
+        }
       }
+      // Like the runtime's transports: no retry when less than a millisecond of budget is left.
+      why = ` within its budget of ${this.#timeoutMs} ms (timeoutMs)`;
+      const left = deadline - performance.now();
+      if (left <= 1) break;
+      await this.#backoff(attempts, left);
+      if (deadline - performance.now() <= 1) break;
+      this.#retries++;
     }
-    throw new WeftError('ERR_WEFT_REMOTE', `${what} failed after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${last?.message ?? 'no attempt made'}`, { cause: last });
+    throw new WeftError('ERR_WEFT_REMOTE', `${what} failed after ${attempts} attempt${attempts === 1 ? '' : 's'}${why}: ${last?.message ?? 'no attempt made'}`, { cause: last });
   }
 
-  #backoff(retry: number): Promise<void> {
-    const base = Math.min(this.#maxBackoffMs, this.#backoffMs * 2 ** (retry - 1));
-    const ms = base / 2 + Math.random() * (base / 2);
+  #backoff(retry: number, left: number): Promise<void> {
+    const base = Math.min(this.#maxBackoffMs, this.#backoffMs * 2 ** Math.min(retry - 1, 30));
+    const ms = Math.min(left, base / 2 + Math.random() * (base / 2));
     return new Promise<void>((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
@@ -461,7 +565,7 @@ export class RemoteFunctionClient {
     });
   }
 
-  #attempt(body: Uint8Array): Promise<Uint8Array> {
+  #attempt(body: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       let settled = false;
       const settle = (err: AttemptFailure | null, value?: Uint8Array): void => {
@@ -484,8 +588,9 @@ export class RemoteFunctionClient {
         headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.byteLength },
       });
       this.#inflight.add(req);
-      // One timer for the whole attempt: a socket's idle timeout would not bound a slow trickle.
-      const timer = setTimeout(() => fail(new AttemptFailure(`no complete answer within ${this.#timeoutMs} ms (timeoutMs)`, true)), this.#timeoutMs);
+      // One timer for the whole attempt (what is left of the call's budget): a socket's idle
+      // timeout would not bound a slow trickle.
+      const timer = setTimeout(() => fail(new AttemptFailure(`no complete answer within ${timeoutMs} ms (what was left of the call's budget)`, true)), timeoutMs);
       req.on('error', (err) => {
         settle(err instanceof AttemptFailure ? err : new AttemptFailure(`request failed: ${reason(err)}`, true, err));
       });
@@ -496,8 +601,10 @@ export class RemoteFunctionClient {
 
   #readAnswer(res: IncomingMessage, settle: (err: AttemptFailure | null, value?: Uint8Array) => void, fail: (err: AttemptFailure) => void): void {
     const status = res.statusCode ?? 0;
+    // 2xx is success, as for the runtime (okhttp's isSuccessful, the async transport's 2xx check).
+    const ok = status >= 200 && status < 300;
     const declared = Number(res.headers['content-length']);
-    if (status === 200 && declared > this.#maxResponseBytes) {
+    if (ok && declared > this.#maxResponseBytes) {
       fail(new AttemptFailure(`the answer of ${declared} bytes is over the limit of ${this.#maxResponseBytes} (maxResponseBytes)`, false));
       return;
     }
@@ -510,7 +617,7 @@ export class RemoteFunctionClient {
         return;
       }
       // Error answers are quoted, not parsed: keep only their start.
-      if (status === 200 || size - chunk.length < MAX_QUOTED_BODY) chunks.push(chunk);
+      if (ok || size - chunk.length < MAX_QUOTED_BODY) chunks.push(chunk);
     });
     res.on('error', (err) => settle(new AttemptFailure(`the answer broke off: ${reason(err)}`, true, err)));
     res.on('close', () => {
@@ -518,13 +625,13 @@ export class RemoteFunctionClient {
     });
     res.on('end', () => {
       const bytes = Buffer.concat(chunks);
-      if (status === 200) {
+      if (ok) {
         settle(null, bytes);
         return;
       }
       const text = bytes.toString('utf8', 0, Math.min(bytes.length, MAX_QUOTED_BODY)).trim();
       const quoted = text.length === 0 ? '' : `: ${JSON.stringify(text)}`;
-      settle(new AttemptFailure(`HTTP ${status}${quoted}`, status >= 500));
+      settle(new AttemptFailure(`HTTP ${status}${quoted}`, isRetryableStatus(status)));
     });
   }
 }

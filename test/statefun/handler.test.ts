@@ -32,9 +32,11 @@ const { StateFun, messageBuilder, kafkaEgressMessage, kinesisEgressMessage } = s
 // Request building (SDK classes) and answer reading (SDK classes)
 // ---------------------------------------------------------------------------------------------
 
+/** `namespace/name` (exactly one `/`, as the runtime's TypeName.parseFrom requires) and an id. */
 function addr(typename: string, id: string): PbAddress {
-  const slash = typename.lastIndexOf('/');
-  return { namespace: typename.slice(0, slash), type: typename.slice(slash + 1), id };
+  const [namespace, type, ...rest] = typename.split('/');
+  if (namespace === undefined || type === undefined || rest.length > 0) throw new Error(`addr: ${typename} is not namespace/name`);
+  return { namespace, type, id };
 }
 
 function tv(typename: string, value: Uint8Array): TypedValue {
@@ -153,7 +155,8 @@ describe('invocation batches', () => {
     const body = toFunction(addr('shop/counter', 'a'), state, [
       { caller: addr('bank/teller', 't1'), arg: str('x') },
       { arg: str('y') },
-      { caller: addr('deep/ns/fn', 'z'), arg: str('z') },
+      // An embedded Java function may have a "/" in its namespace: its address goes back as it came.
+      { caller: { namespace: 'deep/ns', type: 'fn', id: 'z' }, arg: str('z') },
     ]);
     const ours = await call(body);
     const theirs = await call(body, peer.url);
@@ -319,19 +322,19 @@ describe('failures', () => {
     expect(res.text).toMatch(/did not finish within 200 ms \(batchTimeoutMs\)/);
   });
 
-  it('refuses state whose typename is not the declared one (400)', async () => {
+  it('refuses state whose typename is not the declared one (500, as the SDKs answer)', async () => {
     const res = await postStatefun(weft.url, toFunction(addr('shop/slow', 's'), [{ stateName: 'n', stateValue: str('x') }], [{ arg: str('a') }]));
-    expect(res.status).toBe(400);
+    expect(res.status).toBe(500);
     expect(res.text).toMatch(/state "n" of shop\/slow\/s arrived as "io.statefun.types\/string", but the function declares it as "io.statefun.types\/int"/);
   });
 
-  it('refuses batches without a batch, a target or an argument (400)', async () => {
+  it('refuses batches without a batch, a target or an argument (500)', async () => {
     const noBatch = await postStatefun(weft.url, sdkEncodeToFunction({ invocation: null }));
-    expect([noBatch.status, noBatch.text]).toEqual([400, 'ToFunction carries no invocation batch (field 100 is missing)\n']);
+    expect([noBatch.status, noBatch.text]).toEqual([500, 'ToFunction carries no invocation batch (field 100 is missing)\n']);
     const noTarget = await postStatefun(weft.url, sdkEncodeToFunction({ invocation: { target: null, state: [], invocations: [] } }));
-    expect([noTarget.status, noTarget.text]).toEqual([400, 'InvocationBatchRequest has no target address\n']);
+    expect([noTarget.status, noTarget.text]).toEqual([500, 'InvocationBatchRequest has no target address\n']);
     const noArg = await postStatefun(weft.url, sdkEncodeToFunction({ invocation: { target: addr('shop/counter', 'a'), state: [], invocations: [{ caller: null, argument: null }] } }));
-    expect([noArg.status, noArg.text]).toEqual([400, 'invocation 0 of the batch for shop/counter has no argument value\n']);
+    expect([noArg.status, noArg.text]).toEqual([500, 'invocation 0 of the batch for shop/counter has no argument value\n']);
   });
 });
 
@@ -364,28 +367,51 @@ describe('HTTP protection', () => {
     await stillServing();
   });
 
-  it('413 for bodies over maxBodyBytes, declared or streamed', async () => {
+  // Every status but 2xx makes the runtime retry the batch and then fail and restore its job; a
+  // 4xx other than 408/409/420/429/499 fails the job at once (okhttp transport). So whatever the
+  // runtime can send is answered 500 when it fails, as the SDKs do (see FAILURE_STATUS).
+  it('500 for bodies over maxBodyBytes, declared or streamed', async () => {
+    failures = [];
     const big = new Uint8Array(64 * 1024 + 1);
     const declared = await rawRequest(weft.url, { body: big, headers: { 'content-type': 'application/octet-stream' } });
-    expect([declared.status, declared.text]).toEqual([413, `request body of ${big.length} bytes is over the limit of 65536 (maxBodyBytes)\n`]);
+    expect([declared.status, declared.text]).toEqual([500, `request body of ${big.length} bytes is over the limit of 65536 (maxBodyBytes)\n`]);
     const chunk = new Uint8Array(16 * 1024);
     const streamed = await rawRequest(weft.url, { chunks: [chunk, chunk, chunk, chunk, chunk], headers: { 'content-type': 'application/octet-stream' } });
-    expect([streamed.status, streamed.text]).toEqual([413, 'request body of more than 65536 bytes is over the limit of 65536 (maxBodyBytes)\n']);
+    expect([streamed.status, streamed.text]).toEqual([500, 'request body of more than 65536 bytes is over the limit of 65536 (maxBodyBytes)\n']);
+    expect(failures.map((f) => [f.status, f.error.code])).toEqual([
+      [500, 'ERR_WEFT_TOO_LARGE'],
+      [500, 'ERR_WEFT_TOO_LARGE'],
+    ]);
     await stillServing();
   });
 
-  it('400 for malformed protobuf', async () => {
+  it('accepts by default what the runtime sends: a 1000-message batch of 20 MiB (its limit is 32 MiB)', async () => {
+    const server = await listen(statefunHandler(functions));
+    try {
+      const text = 'x'.repeat(21 * 1024);
+      const body = toFunction(addr('shop/counter', 'big'), emptyState('shop/counter'), Array.from({ length: 1000 }, () => ({ arg: str(text) })));
+      expect(body.byteLength).toBeGreaterThan(20 * 1024 * 1024);
+      const res = await rawRequest(server.url, { body, headers: { 'content-type': 'application/octet-stream' }, timeoutMs: 30_000 });
+      expect(res.status, res.text.slice(0, 200)).toBe(200);
+      const r = result(sdkDecodeFromFunction(res.body));
+      expect(sdkUnwrap('Int', r.stateMutations.find((m) => m.stateName === 'count')!.stateValue!.value)).toBe(1000);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('500 for malformed protobuf', async () => {
     failures = [];
     const res = await postStatefun(weft.url, Uint8Array.of(0xa2, 0x06, 0x05, 0x0a, 0x03, 0x61));
-    expect(res.status).toBe(400);
+    expect(res.status).toBe(500);
     expect(res.text).toMatch(/^malformed ToFunction: truncated protobuf input/);
-    expect(failures.map((f) => [f.status, f.error.code])).toEqual([[400, 'ERR_WEFT_PROTOCOL']]);
+    expect(failures.map((f) => [f.status, f.error.code])).toEqual([[500, 'ERR_WEFT_PROTOCOL']]);
     await stillServing();
   });
 
-  it('404 for a function type the module does not define', async () => {
+  it('500 for a function type the module does not define', async () => {
     const res = await postStatefun(weft.url, toFunction(addr('shop/nope', 'a'), [], [{ arg: str('x') }]));
-    expect(res.status).toBe(404);
+    expect(res.status).toBe(500);
     expect(res.text).toMatch(/^no function of type "shop\/nope" is served by this endpoint \(served: "shop\/counter", "types\/echo", /);
     await stillServing();
   });

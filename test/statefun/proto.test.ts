@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 import {
   type FromFunction,
   type InvocationResponse,
@@ -17,6 +18,7 @@ import {
   encodeKinesisEgressRecord,
   encodeToFunction,
   splitStatefunTypename,
+  canonicalStatefunTypename,
 } from '../../src/statefun/proto.js';
 import { ProtoWriter, WireType } from '../../src/statefun/wire.js';
 import {
@@ -274,7 +276,7 @@ describe('malformed input', () => {
     expect(protocolError(() => decodeFromFunction(Uint8Array.of(0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01))).message).toMatch(/longer than 10 bytes/);
   });
 
-  it('refuses bad UTF-8, unknown enum numbers and delays beyond 2^53', () => {
+  it('refuses bad UTF-8, unknown mutation types and delays beyond 2^53', () => {
     const w = new ProtoWriter();
     w.tag(100, WireType.LEN).fork().tag(1, WireType.LEN).fork().tag(3, WireType.LEN).bytes(Uint8Array.of(0xc3, 0x28)).join().join();
     expect(protocolError(() => decodeToFunction(w.finish())).message).toMatch(/UTF-8/);
@@ -282,11 +284,22 @@ describe('malformed input', () => {
     w.reset().tag(100, WireType.LEN).fork().tag(1, WireType.LEN).fork().tag(1, WireType.VARINT).uint32(7).join().join();
     expect(protocolError(() => decodeFromFunction(w.finish())).message).toMatch(/unknown PersistedValueMutation.mutation_type 7/);
 
-    w.reset().tag(101, WireType.LEN).fork().tag(1, WireType.LEN).fork().tag(2, WireType.LEN).fork().tag(1, WireType.VARINT).uint32(3).join().join().join();
-    expect(protocolError(() => decodeFromFunction(w.finish())).message).toMatch(/unknown ExpirationSpec.mode 3/);
 
     w.reset().tag(100, WireType.LEN).fork().tag(3, WireType.LEN).fork().tag(1, WireType.VARINT).int64Big(2n ** 60n).join().join();
     expect(protocolError(() => decodeFromFunction(w.finish())).message).toMatch(/delay_in_ms/);
+  });
+
+  it('reads an unknown ExpirationSpec mode as NONE, as the runtime does (UNRECOGNIZED falls to "no expiration")', () => {
+    const w = new ProtoWriter();
+    // FromFunction.incomplete_invocation_context { missing_values { state_name "s", expiration_spec { mode 3, expire_after_millis 500 } } }
+    w.tag(101, WireType.LEN).fork().tag(1, WireType.LEN).fork();
+    w.tag(1, WireType.LEN).string('s');
+    w.tag(2, WireType.LEN).fork().tag(1, WireType.VARINT).uint32(3).tag(2, WireType.VARINT).uint32(500).join();
+    w.join().join();
+    expect(decodeFromFunction(w.finish())).toEqual({
+      kind: 'incomplete-invocation-context',
+      missingValues: [{ stateName: 's', typeTypename: '', expirationSpec: { mode: 'NONE', expireAfterMillis: 500 } }],
+    });
   });
 
   it('bounds nested groups instead of recursing', () => {
@@ -308,9 +321,20 @@ describe('malformed input', () => {
 });
 
 describe('typenames', () => {
-  it('splits at the last slash, like the StateFun runtime', () => {
+  // The runtime's TypeName.parseFrom: Java's String.split("/") (trailing empty strings dropped)
+  // must give exactly two parts.
+  it('splits at the one slash, like the StateFun runtime, and refuses anything else', () => {
     expect(splitStatefunTypename('com.example/fn')).toEqual({ namespace: 'com.example', name: 'fn' });
-    expect(splitStatefunTypename('a/b/c')).toEqual({ namespace: 'a/b', name: 'c' });
-    expect(splitStatefunTypename('plain')).toEqual({ namespace: '', name: 'plain' });
+    expect(splitStatefunTypename('/fn')).toEqual({ namespace: '', name: 'fn' });
+    expect(splitStatefunTypename('a/b/')).toEqual({ namespace: 'a', name: 'b' });
+    for (const bad of ['a/b/c', 'plain', 'a/', '', '/', 'a//b']) {
+      expectWeftError(() => splitStatefunTypename(bad), 'ERR_WEFT_INVALID_TYPENAME', `invalid StateFun typename ${JSON.stringify(bad)}: it must be <namespace>/<name> (exactly one "/")`);
+    }
+  });
+
+  it('canonicalizes typenames as the runtime compares them; empty is io.statefun.types/unset', () => {
+    expect(canonicalStatefunTypename('a/b/')).toBe('a/b');
+    expect(canonicalStatefunTypename('')).toBe('io.statefun.types/unset');
+    expectWeftError(() => canonicalStatefunTypename('a/b/c'), 'ERR_WEFT_INVALID_TYPENAME');
   });
 });
