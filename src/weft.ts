@@ -103,6 +103,8 @@ export interface WeftMetrics {
 }
 
 interface AckGroup {
+  /** lowest hseq in the group */
+  first: number;
   /** highest hseq in the group: the group resolves when the committed watermark passes it */
   hseq: number;
   promise: Promise<void>;
@@ -262,6 +264,13 @@ export class Weft {
   readonly #lastAck: number[];
   readonly #committedAck: number[];
   readonly #ackAtBarrier = new Map<number, number[]>();
+  /**
+   * Per shard: hseqs below its ack watermark still pending (messages of a paused remote address,
+   * see HostAcks), as last reported, at each barrier, and as of the last commit.
+   */
+  readonly #lastPending: number[][];
+  readonly #pendingAtBarrier = new Map<number, number[][]>();
+  readonly #committedPending: number[][];
 
   readonly #egressSince: EgressRecord[][];
   readonly #egressByEpoch = new Map<number, EgressRecord[]>();
@@ -311,6 +320,8 @@ export class Weft {
     this.#ackGroups = Array.from({ length: n }, () => []);
     this.#lastAck = new Array<number>(n).fill(0);
     this.#committedAck = new Array<number>(n).fill(0);
+    this.#lastPending = Array.from({ length: n }, () => []);
+    this.#committedPending = Array.from({ length: n }, () => []);
     this.#egressSince = Array.from({ length: n }, () => []);
     this.#replySince = Array.from({ length: n }, () => []);
     this.#coordinator = new Coordinator(n, dir.info.committedEpoch, opts.checkpointIntervalMs, {
@@ -457,7 +468,7 @@ export class Weft {
       // rejection (and crash the host) when the engine closes or fails. Awaiting callers still
       // get the rejection.
       promise.catch(() => {});
-      group = { hseq, promise, resolve, reject };
+      group = { first: hseq, hseq, promise, resolve, reject };
       this.#openAck[shard] = group;
       this.#ackGroups[shard]!.push(group);
     } else group.hseq = hseq;
@@ -745,6 +756,19 @@ export class Weft {
           break;
         case Kind.Ack: {
           const wm = rec[1] as number;
+          const last = this.#lastPending[shard]!;
+          let pending = (rec[2] as number[] | undefined) ?? [];
+          if (last.length > 0) {
+            // A pending message the shard's watermark has not passed (again) is still pending: a
+            // shard restarted by a recovery replays parked messages as ordinary ones.
+            const carried = last.filter((h) => h >= wm && !pending.includes(h));
+            if (carried.length > 0) pending = [...pending, ...carried];
+          }
+          if (pending.length > 0 || last.length > 0) {
+            // Parked messages completed (or were parked): their sends wait for the next commit.
+            this.#lastPending[shard] = pending;
+            this.#activity++;
+          }
           if (wm > this.#lastAck[shard]!) {
             this.#lastAck[shard] = wm;
             // Host sends wait for the checkpoint that holds this ack: it is activity, whatever
@@ -765,6 +789,12 @@ export class Weft {
             this.#ackAtBarrier.set(epoch, acks);
           }
           acks[shard] = this.#lastAck[shard]!;
+          let pending = this.#pendingAtBarrier.get(epoch);
+          if (pending === undefined) {
+            pending = Array.from({ length: this.#opts.shards }, () => []);
+            this.#pendingAtBarrier.set(epoch, pending);
+          }
+          pending[shard] = this.#lastPending[shard]!;
           const since = this.#egressSince[shard]!;
           if (since.length > 0) {
             const bucket = this.#egressByEpoch.get(epoch);
@@ -898,13 +928,30 @@ export class Weft {
     this.#checkpointsCommitted++;
     const acks = this.#ackAtBarrier.get(epoch);
     for (const [e] of this.#ackAtBarrier) if (e <= epoch) this.#ackAtBarrier.delete(e);
+    const pendingAt = this.#pendingAtBarrier.get(epoch);
+    for (const [e] of this.#pendingAtBarrier) if (e <= epoch) this.#pendingAtBarrier.delete(e);
     for (let s = 0; s < this.#opts.shards; s++) {
       if (acks !== undefined && acks[s]! > this.#committedAck[s]!) this.#committedAck[s] = acks[s]!;
+      if (pendingAt !== undefined) this.#committedPending[s] = pendingAt[s]!;
       const wm = this.#committedAck[s]!;
       const groups = this.#ackGroups[s]!;
-      let i = 0;
-      while (i < groups.length && groups[i]!.hseq < wm && groups[i] !== this.#openAck[s]) groups[i++]!.resolve();
-      if (i > 0) groups.splice(0, i);
+      const pending = this.#committedPending[s]!;
+      if (pending.length === 0) {
+        let i = 0;
+        while (i < groups.length && groups[i]!.hseq < wm && groups[i] !== this.#openAck[s]) groups[i++]!.resolve();
+        if (i > 0) groups.splice(0, i);
+      } else {
+        // Some messages below the watermark wait out a remote pause: their groups stay, the
+        // others resolve.
+        let i = 0;
+        let kept = 0;
+        for (; i < groups.length && groups[i]!.hseq < wm && groups[i] !== this.#openAck[s]; i++) {
+          const g = groups[i]!;
+          if (pending.some((h) => h >= g.first && h <= g.hseq)) groups[kept++] = g;
+          else g.resolve();
+        }
+        if (i > kept) groups.splice(kept, i - kept);
+      }
       // A logged frame whose every message is tagged <= epoch is in the committed snapshot.
       const log = this.#frameLog[s]!;
       let h = 0;
@@ -1038,10 +1085,12 @@ export class Weft {
     for (const [e] of this.#egressByEpoch) if (e > committed) this.#egressByEpoch.delete(e);
     for (const [e] of this.#durableReplies) if (e > committed) this.#durableReplies.delete(e);
     for (const [e] of this.#ackAtBarrier) if (e > committed) this.#ackAtBarrier.delete(e);
+    for (const [e] of this.#pendingAtBarrier) if (e > committed) this.#pendingAtBarrier.delete(e);
     for (let s = 0; s < this.#opts.shards; s++) {
       this.#egressSince[s] = [];
       this.#replySince[s] = [];
       this.#lastAck[s] = this.#committedAck[s]!;
+      this.#lastPending[s] = this.#committedPending[s]!;
       this.#openAck[s] = null;
     }
     this.#rollingBack = true;

@@ -124,13 +124,22 @@ export class Mailbox {
 /**
  * Low watermark of completed host messages. Host messages carry increasing sequence numbers
  * (hseq) in their ring's order; invocations complete out of order (async functions), so the
- * watermark is the oldest hseq still pending — everything below it has completed.
+ * watermark is the oldest hseq still pending — everything below it has completed, except the
+ * messages {@link park}ed meanwhile (those of a paused remote address), which the watermark passes
+ * and {@link pendingBelow} lists until they complete: one paused address must not hold back the
+ * acknowledgement of every later host message on its shard.
  */
 export class HostAcks {
   #seqs: number[] = [];
   #head = 0;
   #done = new Set<number>();
   #maxReceived = 0;
+  /** Parked (paused) hseqs the watermark has not passed yet. */
+  readonly #parked = new Set<number>();
+  /** Parked hseqs the watermark passed: still pending. */
+  readonly #below = new Set<number>();
+  /** Bumped when {@link pendingBelow} changes. */
+  version = 0;
 
   received(hseq: number): void {
     this.#seqs.push(hseq);
@@ -138,6 +147,11 @@ export class HostAcks {
   }
 
   completed(hseq: number): void {
+    if (this.#below.size > 0 && this.#below.delete(hseq)) {
+      this.version++;
+      return;
+    }
+    if (this.#parked.size > 0) this.#parked.delete(hseq);
     // Fast path: messages usually complete in arrival order; only out-of-order ones (an async
     // function still awaiting ahead of them) need the set.
     if (this.#head < this.#seqs.length && this.#seqs[this.#head] === hseq) {
@@ -147,10 +161,34 @@ export class HostAcks {
     this.#done.add(hseq);
   }
 
-  /** Every host message with hseq < watermark has completed. */
+  /** The message is waiting out a pause: let the watermark pass it (it stays pending). */
+  park(hseq: number): void {
+    if (!this.#below.has(hseq)) this.#parked.add(hseq);
+  }
+
+  /** The pause ended: the message is an ordinary pending one again (if the watermark has not passed it). */
+  unpark(hseq: number): void {
+    this.#parked.delete(hseq);
+  }
+
+  /** Parked messages below the watermark that have not completed, ascending. */
+  pendingBelow(): number[] {
+    return [...this.#below].sort((a, b) => a - b);
+  }
+
+  /** Every host message with hseq < watermark has completed, but those of {@link pendingBelow}. */
   watermark(): number {
     const seqs = this.#seqs;
-    while (this.#head < seqs.length && this.#done.delete(seqs[this.#head] as number)) this.#head++;
+    for (;;) {
+      if (this.#head >= seqs.length) break;
+      const h = seqs[this.#head] as number;
+      if (this.#done.delete(h)) this.#head++;
+      else if (this.#parked.size > 0 && this.#parked.delete(h)) {
+        this.#below.add(h);
+        this.version++;
+        this.#head++;
+      } else break;
+    }
     if (this.#head === seqs.length) {
       if (this.#head > 0) {
         this.#seqs = [];
@@ -167,7 +205,7 @@ export class HostAcks {
   }
 
   get pending(): number {
-    return this.#seqs.length - this.#head;
+    return this.#seqs.length - this.#head + this.#below.size;
   }
 }
 
@@ -324,6 +362,7 @@ export class Dispatcher implements ContextHost {
       // It waits out the pause with the others (see #pauseRemote): not live until it ends.
       mb.excluded++;
       this.completed++;
+      if (env[E_HSEQ] > 0) this.acks.park(env[E_HSEQ]);
     }
     if (!mb.running && !mb.queued) {
       mb.queued = true;
@@ -693,7 +732,9 @@ export class Dispatcher implements ContextHost {
    * Pauses a remote address after a failed call: the batch is tried again after the pause, which
    * doubles with each failed call in a row (mb.attempts, reset by a success). While paused, the
    * mailbox's messages do not count as live (like pending delayed messages), so `idle()` and
-   * `close()` do not wait for an endpoint that is down; they are in every checkpoint all the same.
+   * `close()` do not wait for an endpoint that is down, and their host acknowledgements are parked
+   * (HostAcks), so they do not hold back those of later host messages; they are in every
+   * checkpoint all the same.
    */
   #pauseRemote(mb: Mailbox, err: unknown, remote: RemoteEndpoint): void {
     mb.attempts++;
@@ -701,6 +742,10 @@ export class Dispatcher implements ContextHost {
     mb.paused = true;
     mb.excluded = mb.tail - mb.head;
     this.completed += mb.excluded;
+    for (let i = mb.head; i < mb.tail; i++) {
+      const hseq = (mb.queue[i] as Envelope)[E_HSEQ];
+      if (hseq > 0) this.acks.park(hseq);
+    }
     this.remotePaused++;
     this.#retryAt(this.#clock.now() + ms, mb, true);
     remote.paused(mb.type, mb.id, err, ms);
@@ -708,6 +753,10 @@ export class Dispatcher implements ContextHost {
 
   #resumeRemote(mb: Mailbox): void {
     mb.paused = false;
+    for (let i = mb.head; i < mb.tail; i++) {
+      const hseq = (mb.queue[i] as Envelope)[E_HSEQ];
+      if (hseq > 0) this.acks.unpark(hseq);
+    }
     this.created += mb.excluded;
     mb.excluded = 0;
     this.remotePaused--;

@@ -111,6 +111,7 @@ export class ShardLoop {
   #closing = false;
   #closed = false;
   #lastAck = 0;
+  #lastAckVersion = 0;
   #turns = 0;
   #checkpoints = 0;
   #checkpointBytes = 0;
@@ -343,10 +344,14 @@ export class ShardLoop {
   }
 
   #emitAck(): void {
-    const wm = this.#dispatcher.acks.watermark();
-    if (wm !== this.#lastAck) {
+    const acks = this.#dispatcher.acks;
+    const wm = acks.watermark();
+    if (wm !== this.#lastAck || acks.version !== this.#lastAckVersion) {
       this.#lastAck = wm;
-      this.#toMain.push([Kind.Ack, wm], 16);
+      this.#lastAckVersion = acks.version;
+      // The hseqs below the watermark still pending (paused remote addresses), usually none.
+      const below = acks.version === 0 ? [] : acks.pendingBelow();
+      this.#toMain.push([Kind.Ack, wm, below], 24 + below.length * 8);
     }
   }
 
