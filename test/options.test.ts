@@ -72,6 +72,15 @@ describe('options', () => {
     expect(err(() => resolveOptions({ module: '/m.js', remote: [{ functions: 'ns/*', url: 'ftp://x' }] })).message).toBe(
       'options.remote[0].url must be an http:// or https:// URL (got "ftp://x")',
     );
+    expect(err(() => resolveOptions({ module: '/m.js', remote: [{ functions: 'ns/*', url: 'http://x', onExhausted: 'drop' }] })).message).toBe(
+      "options.remote[0].onExhausted must be 'pause' or 'dead-letter' (got \"drop\")",
+    );
+    expect(err(() => resolveOptions({ module: '/m.js', remote: [{ functions: 'ns/*', url: 'http://x', pauseMs: 0 }] })).message).toBe(
+      'options.remote[0].pauseMs must be an integer from 1 to 3600000 (got 0)',
+    );
+    expect(resolveOptions({ module: '/m.js', remote: [{ functions: 'ns/*', url: 'http://x/' }] }).remote).toEqual([
+      { functions: 'ns/*', url: 'http://x/', timeoutMs: 60_000, maxBatch: 1000, onExhausted: 'pause', pauseMs: 1000 },
+    ]);
     expect(err(() => resolveOptions({ module: '/m.js', shardYoungGenerationMb: 0 })).message).toBe(
       'options.shardYoungGenerationMb must be an integer from 1 to 4096 (got 0)',
     );

@@ -720,6 +720,8 @@ export class Dispatcher implements ContextHost {
    * later; or, when the endpoint says `onExhausted: 'dead-letter'`, the batch is dead-lettered.
    */
   #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown, remote: RemoteEndpoint): void {
+    // The shard is closing (after its final checkpoint, which holds these messages): leave them.
+    if (err instanceof WeftError && err.code === 'ERR_WEFT_CLOSED') return;
     this.counters.failures++;
     if (remote.onExhausted === 'dead-letter') {
       for (const env of envs) this.#deadLetter(mb, env, err, 1);

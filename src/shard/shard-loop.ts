@@ -386,6 +386,10 @@ export class ShardLoop {
           break;
         case Kind.Close:
           this.#closing = true;
+          // Main sends Close after the final checkpoint, which holds every queued message: a
+          // remote call still running (an address whose pause just ended) cannot commit any
+          // more, so it is cut short rather than waited for (up to its whole budget).
+          void this.#remote.close();
           break;
         case Kind.ComputeResult:
           this.#onComputeResult(rec[1] as number, rec[2] as boolean, rec[3]);

@@ -285,6 +285,29 @@ describe('remote StateFun functions called from weft', () => {
     }
   }, 60_000);
 
+  it('closes without waiting for a down endpoint, and runs the kept messages after a restart', async () => {
+    front.reset();
+    front.script.failures = Number.POSITIVE_INFINITY;
+    const dataDir = tempDir('weft-remote-pause-');
+    let weft = await start({ dataDir, shards: 1 }, { timeoutMs: 200, pauseMs: 50 });
+    const sent = weft.send({ type: 'remote/counter', id: 'k' }, 'kept over a restart', str);
+    sent.catch(() => {});
+    try {
+      await until(() => sum(weft, 'remotePaused') > 0, 10_000, 'a paused address in metrics');
+    } finally {
+      await within(weft.close(), 10_000, 'close() with a paused address');
+    }
+    await expect(sent).rejects.toMatchObject({ code: 'ERR_WEFT_CLOSED' });
+    front.script.failures = 0;
+    weft = await start({ dataDir, shards: 1 });
+    try {
+      await within(weft.idle(), 10_000, 'idle() after the restart');
+      expect(await weft.query({ type: 'remote/counter', id: 'k' })).toEqual({ count: 1, last: 'kept over a restart' });
+    } finally {
+      await weft.close();
+    }
+  }, 60_000);
+
   it("dead-letters a failed call's messages with onExhausted: 'dead-letter', and keeps running", async () => {
     const dir = tempDir('weft-remote-down-');
     dirs.push(dir);
