@@ -78,7 +78,7 @@ interface Script {
 
 /** The SDK's handler behind a front that records every batch and follows a {@link Script}. */
 class Front {
-  readonly batches: Array<{ type: string; id: string; messages: number; state: string[] }> = [];
+  readonly batches: Array<{ type: string; id: string; messages: number; bytes: number; state: string[] }> = [];
   script: Script = { failStatus: 500, failures: 0, empty: false, delayMs: 0, hold: null };
   requests = 0;
   #listening: Listening | undefined;
@@ -111,7 +111,13 @@ class Front {
     this.requests++;
     const batch = sdkDecodeToFunction(body).invocation!;
     const target = batch.target!;
-    this.batches.push({ type: `${target.namespace}/${target.type}`, id: target.id, messages: batch.invocations.length, state: batch.state.map((s) => s.stateName) });
+    this.batches.push({
+      type: `${target.namespace}/${target.type}`,
+      id: target.id,
+      messages: batch.invocations.length,
+      bytes: batch.invocations.reduce((a, inv) => a + (inv.argument?.value.byteLength ?? 0), 0),
+      state: batch.state.map((s) => s.stateName),
+    });
     const s = this.script;
     if (s.failures > 0) {
       s.failures--;
@@ -373,6 +379,46 @@ describe('remote StateFun functions called from weft', () => {
       await within(Promise.all([first, ...rest]), 20_000, 'the sends');
       expect(front.batchesOf('remote/seq', 'c')).toEqual([1, 1, 100, 100, 50]);
       expect(seen(await weft.query(b))).toEqual(Array.from({ length: 251 }, (_, i) => `m${i}`));
+    } finally {
+      release();
+      await weft.close();
+    }
+  }, 60_000);
+});
+
+describe('large backlogs', () => {
+  const front = new Front();
+  const dirs: string[] = [];
+  beforeAll(async () => {
+    await front.start();
+  });
+  afterAll(async () => {
+    await front.close();
+    for (const d of dirs) removeDir(d);
+  });
+
+  it('keeps a batch within 32 MiB of payload (what the async transport of the runtime sends at most)', async () => {
+    let release!: () => void;
+    front.script.hold = new Promise<void>((r) => (release = r));
+    const dataDir = tempDir('weft-remote-big-');
+    dirs.push(dataDir);
+    const weft = await Weft.start({ module: fixture('remote-local'), dataDir, shards: 1, durability: 'process', remote: [{ functions: 'remote/*', url: front.url }] });
+    const n = { type: 'remote/noop', id: 'big' };
+    try {
+      const big = 'x'.repeat(500_000);
+      const first = weft.send(n, 'first', str);
+      await until(() => front.batches.length >= 1, 10_000, 'the first call');
+      const rest = Array.from({ length: 69 }, () => weft.send(n, big, str));
+      await until(() => sum(weft, 'mailboxBacklog') === 70, 10_000, 'the backlog queued behind the call');
+      front.script.hold = null;
+      release();
+      await within(Promise.all([first, ...rest]), 30_000, 'the sends');
+      const batches = front.batches.filter((b) => b.id === 'big').slice(1);
+      // 69 messages of ~500 kB: 67 fit within 32 MiB, two follow in the next batch.
+      expect(batches.map((b) => b.messages)).toEqual([67, 2]);
+      const one = batches[1]!.bytes / 2;
+      expect(batches[0]!.bytes).toBeLessThanOrEqual(32 * 1024 * 1024);
+      expect(batches[0]!.bytes + one).toBeGreaterThan(32 * 1024 * 1024);
     } finally {
       release();
       await weft.close();
