@@ -16,7 +16,7 @@ import { fixture, removeDir, take, tempDir, within } from './helpers.js';
 const { StateFun, messageBuilder, egressMessageBuilder } = sdk;
 
 /** The TTL of `remote/ttl`'s value (expireAfterWrite). */
-const TTL_MS = 1500;
+const TTL_MS = 2500;
 
 function sdkFunctions(): InstanceType<typeof StateFun> {
   const sf = new StateFun();
