@@ -12,7 +12,7 @@ export interface RemoteEndpointOptions {
   /**
    * The budget of one call in ms (StateFun's `call` timeout): every attempt and the backoff
    * between them. Network errors, timeouts and HTTP 408/409/420/429/499/5xx are retried with
-   * exponential backoff within it. Default 60_000 (the runtime's default).
+   * exponential backoff within it. Default 60_000 (the runtime's default transport's default).
    */
   timeoutMs?: number;
   /**
