@@ -25,7 +25,10 @@ export const enum Kind {
   Reply = 5,
   /** `[Kind.Egress, name, typename, payload]`. shard→main. */
   Egress = 6,
-  /** `[Kind.Ack, watermark]`: every host message with hseq < watermark has completed. shard→main. */
+  /**
+   * `[Kind.Ack, watermark, pending]`: every host message with hseq < watermark has completed,
+   * except the hseqs in `pending` (messages of paused remote addresses, usually none). shard→main.
+   */
   Ack = 7,
   /** `[Kind.Done, epoch, stats]`: this shard's part of `epoch` is written (PENDING). shard→main. */
   Done = 8,
