@@ -24,6 +24,7 @@ import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
 import type { RemoteResult } from '../statefun/remote-client.js';
+import { fingerprintOf, payloadHash } from '../router/control-block.js';
 
 /** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
 export interface InstanceStore {
@@ -60,10 +61,29 @@ export interface DispatcherOptions {
   /** Remote (StateFun) endpoints; absent when none are configured. */
   readonly remote?: RemoteFunctions;
   /**
-   * Messages (see {@link messageFingerprint}) whose invocation ended a shard worker while it ran
-   * careful: they are dead-lettered without running (a poison message must not stop the engine).
+   * Messages (see {@link messageFingerprint}) whose invocation ended or stalled a shard worker,
+   * with the error their dead letter carries: they are dead-lettered without running (a poison
+   * message must not stop the engine).
    */
-  readonly quarantine?: ReadonlySet<string>;
+  readonly quarantine?: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
+  /**
+   * ms an async invocation may take to settle before it fails with ERR_WEFT_TIMEOUT (then is
+   * retried and dead-lettered as any failure). Absent: no deadline (the test harness).
+   */
+  readonly invocationTimeoutMs?: number;
+}
+
+/** Records the message whose function runs synchronously right now (see ControlBlock.enter). */
+export interface RunningRecorder {
+  enter(mb: Mailbox, env: Envelope): void;
+  leave(): void;
+}
+
+/** An async invocation waiting for its promise, until `due` (see DispatcherOptions.invocationTimeoutMs). */
+interface Parked {
+  readonly due: number;
+  settled: boolean;
+  expire(): void;
 }
 
 /**
@@ -98,6 +118,8 @@ export class Mailbox {
   attempts = 0;
   /** The instance last used for this address (see Dispatcher#instanceOf). */
   inst: Instance | undefined = undefined;
+  /** `key` as UTF-8, made on first use by a {@link RunningRecorder}. */
+  keyBytes: Uint8Array | undefined = undefined;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;
@@ -169,13 +191,12 @@ export class HostAcks {
 
 /**
  * Names one message across recoveries (it is replayed or re-sent as the same bytes):
- * `type \0 id \0 hseq:caller:typename:length:hash-of-payload`.
+ * `type \0 id \0 hseq:length:hash-of-payload` (see {@link fingerprintOf}; main makes the same
+ * string from what a shard records in shared memory).
  */
 export function messageFingerprint(key: string, env: Envelope): string {
   const p = env[E_PAYLOAD];
-  let h = 0x811c9dc5;
-  for (let i = 0; i < p.length; i++) h = Math.imul(h ^ (p[i] as number), 0x01000193);
-  return `${key}\u0000${env[E_HSEQ]}:${env[E_CALLER_TYPE] ?? ''}/${env[E_CALLER_ID] ?? ''}:${env[E_TYPENAME]}:${p.length}:${(h >>> 0).toString(16)}`;
+  return fingerprintOf(key, env[E_HSEQ], p.length, payloadHash(p));
 }
 
 /** One invocation in this many has its latency measured, once past the first 1024 (power of two). */
@@ -245,7 +266,20 @@ export class Dispatcher implements ContextHost {
     this.#timers = timers;
     this.#clock = clock;
     this.#compute = opts.compute ?? noCompute;
-    for (const key of opts.quarantine ?? []) this.#quarantine.add(key);
+    for (const [key, error] of opts.quarantine ?? []) this.#quarantine.set(key, error);
+  }
+
+  /** True while a function runs synchronously (called by this dispatcher, not yet returned). */
+  inUserCode = false;
+
+  /**
+   * A context method was called after its invocation ended: reported (counted, and published by
+   * main on `weft:late-context`), never thrown from a timer or callback where nobody could catch it.
+   */
+  onLateCall: (type: string, id: string, method: string) => void = () => {};
+
+  lateCall(type: string, id: string, method: string): void {
+    this.onLateCall(type, id, method);
   }
 
   hasPendingToken(senderKey: string, token: string): boolean {
@@ -349,8 +383,26 @@ export class Dispatcher implements ContextHost {
       }
       this.#retries = keep;
     }
+    const parked = this.#parkedQueue;
+    while (this.#parkedHead < parked.length) {
+      const p = parked[this.#parkedHead] as Parked;
+      if (!p.settled && p.due > now) break;
+      parked[this.#parkedHead++] = undefined as unknown as Parked;
+      if (!p.settled) p.expire();
+    }
+    if (this.#parkedHead === parked.length) {
+      parked.length = 0;
+      this.#parkedHead = 0;
+    } else if (this.#parkedHead > 1024 && this.#parkedHead * 2 > parked.length) {
+      this.#parkedQueue = parked.slice(this.#parkedHead);
+      this.#parkedHead = 0;
+    }
     let next = this.#timers.nextDue();
     for (const r of this.#retries) if (next === undefined || r.due < next) next = r.due;
+    if (this.#parkedHead < this.#parkedQueue.length) {
+      const due = (this.#parkedQueue[this.#parkedHead] as Parked).due;
+      if (next === undefined || due < next) next = due;
+    }
     return next;
   }
 
@@ -375,18 +427,26 @@ export class Dispatcher implements ContextHost {
   }
 
   /**
-   * Set while the shard runs careful (after a recovery): called with the message's fingerprint
-   * right before a function runs and with null right after its synchronous part returns, so a
-   * worker that dies inside a function (process.exit, out of memory) leaves it behind.
+   * Told right before a function runs and right after its synchronous part returns, so a worker
+   * that dies or stalls inside a function (process.exit, out of memory, an endless loop) leaves
+   * the message behind for main (see ControlBlock.enter). Null in the test harness.
    */
-  onRunning: ((fingerprint: string | null) => void) | null = null;
-  readonly #quarantine: Set<string> = new Set();
+  running: RunningRecorder | null = null;
+  readonly #quarantine = new Map<string, SerializedError>();
+  /** Async invocations in start order (so in deadline order), settled ones skipped lazily. */
+  #parkedQueue: Parked[] = [];
+  #parkedHead = 0;
 
   #invoke(mb: Mailbox): void {
     const env = mb.queue[mb.head] as Envelope;
-    if (this.#quarantine.size > 0 && this.#quarantine.delete(messageFingerprint(mb.key, env))) {
-      this.#deadLetter(mb, env, new WeftError('ERR_WEFT_SHARD_FAILED', `the invocation of ${mb.type}/${mb.id} ended its shard worker twice (exit, crash or out of memory); its message was dead-lettered without running again`), 0);
-      return;
+    if (this.#quarantine.size > 0) {
+      const fp = messageFingerprint(mb.key, env);
+      const error = this.#quarantine.get(fp);
+      if (error !== undefined) {
+        this.#quarantine.delete(fp);
+        this.#deadLetter(mb, env, error, 0, fp);
+        return;
+      }
     }
     const fn = this.module.functions.get(mb.type);
     if (fn === undefined) {
@@ -410,29 +470,51 @@ export class Dispatcher implements ContextHost {
     // that weight): reading the clock twice per message costs more than the histogram is worth.
     const started = this.onLatency === null || (this.counters.invocations > 1024 && (this.counters.invocations & (LATENCY_SAMPLE - 1)) !== 0) ? 0 : performance.now();
     let result: unknown;
-    const onRunning = this.onRunning;
+    const running = this.running;
+    this.inUserCode = true;
     try {
-      if (onRunning !== null) onRunning(messageFingerprint(mb.key, env));
+      if (running !== null) running.enter(mb, env);
       result = (fn.fn as (c: unknown, m: unknown) => unknown)(ctx, msg);
-      onRunning?.(null);
+      running?.leave();
     } catch (err) {
-      onRunning?.(null);
+      running?.leave();
+      this.inUserCode = false;
       inst.busy = false;
       this.#failed(mb, ctx, env, err, fx);
       return;
     }
+    this.inUserCode = false;
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
       // Parked: the address stays running, the instance stays pinned, other addresses go on.
       this.parked++;
+      // Settles once: by the promise, or by the deadline (the promise is then ignored; its
+      // function may go on, but its context has ended, see InvocationContext).
+      const timeoutMs = this.#opts.invocationTimeoutMs;
+      const p: Parked = {
+        due: timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.#clock.now() + timeoutMs,
+        settled: false,
+        expire: () => {
+          p.settled = true;
+          this.parked--;
+          inst.busy = false;
+          this.#failed(mb, ctx, env, new WeftError('ERR_WEFT_TIMEOUT', `the invocation of ${mb.type}/${mb.id} did not settle within ${timeoutMs} ms (invocationTimeoutMs)`), fx);
+          this.onAsyncSettled();
+        },
+      };
+      if (timeoutMs !== undefined) this.#parkedQueue.push(p);
       // Promise.resolve adopts a foreign thenable, which could call back twice; a native
       // promise is returned as it is.
       void Promise.resolve(result).then(
         () => {
+          if (p.settled) return;
+          p.settled = true;
           this.parked--;
           this.#completed(mb, fn, inst, ctx, env, fx, now, started);
           this.onAsyncSettled();
         },
         (err: unknown) => {
+          if (p.settled) return;
+          p.settled = true;
           this.parked--;
           inst.busy = false;
           this.#failed(mb, ctx, env, err, fx);
@@ -698,16 +780,18 @@ export class Dispatcher implements ContextHost {
     this.#deadLetter(mb, env, err, mb.attempts);
   }
 
-  #deadLetter(mb: Mailbox, env: Envelope, err: unknown, attempts: number): void {
+  #deadLetter(mb: Mailbox, env: Envelope, err: unknown, attempts: number, quarantined?: string): void {
     this.counters.deadLetters++;
     const record = {
       target: { type: mb.type, id: mb.id },
       caller: env[E_CALLER_TYPE] === null ? null : { type: env[E_CALLER_TYPE], id: env[E_CALLER_ID] },
       typename: env[E_TYPENAME],
       payload: env[E_PAYLOAD],
-      error: serializeError(err),
+      error: isSerialized(err) ? err : serializeError(err),
       attempts,
       at: this.#clock.now(),
+      // Main forgets a quarantined message once its dead letter is committed.
+      ...(quarantined === undefined ? {} : { quarantined }),
     };
     const t = this.module.defaultType;
     this.#out.egress(DEAD_LETTER_EGRESS, t.typename, t.encode(record));
@@ -775,3 +859,7 @@ export class Dispatcher implements ContextHost {
 }
 
 export { Slot };
+
+function isSerialized(err: unknown): err is SerializedError {
+  return typeof err === 'object' && err !== null && !(err instanceof Error) && typeof (err as SerializedError).message === 'string';
+}
