@@ -45,8 +45,8 @@ const debug = debuglog('weft');
  * - `weft:uncaught-error` `{ shard, error }` when user code left behind by a function threw in a
  *   shard outside any invocation (a timer or callback): reported, not fatal (metrics
  *   `uncaughtErrors`);
- * - `weft:poison` `{ shard, address, error }` when a message is isolated: its invocation ended
- *   or stalled its shard, and it is dead-lettered without running again (metrics `poisonMessages`).
+ * - `weft:poison` the {@link DeadLetter} of a message that was isolated because its invocation
+ *   ended or stalled its shard (metrics `poisonMessages` counts them when isolated).
  */
 export const channels = Object.freeze({
   checkpoint: channel('weft:checkpoint'),
@@ -1057,8 +1057,11 @@ export class Weft {
       value = this.#decode(typename, payload);
       if (name === DEAD_LETTER_EGRESS) {
         const raw = value as Record<string, unknown>;
-        if (typeof raw.quarantined === 'string') this.#quarantine.delete(raw.quarantined);
         value = this.#deadLetter(raw);
+        if (typeof raw.quarantined === 'string') {
+          this.#quarantine.delete(raw.quarantined);
+          if (channels.poison.hasSubscribers) channels.poison.publish(value);
+        }
         if (channels.deadLetter.hasSubscribers) channels.deadLetter.publish(value);
       }
     } catch (err) {
@@ -1106,22 +1109,19 @@ export class Weft {
     const fp = this.#pool.control.current(shard);
     let poison: SerializedError | undefined;
     if (fp !== undefined && this.#stalled.has(shard)) {
-      poison = serializeError(err);
+      poison = { name: 'WeftError', code: 'ERR_WEFT_TIMEOUT', message: `ran synchronously for more than ${this.#opts.invocationTimeoutMs} ms (invocationTimeoutMs): its shard ${shard} was terminated, and its message dead-lettered without running again` };
     } else if (fp !== undefined && this.#suspects.has(fp)) {
       this.#suspects.delete(fp);
       // Its first death was counted as unexplained: it is explained now.
       const first = this.#recentFailures.findIndex((f) => f.suspect === fp);
       if (first >= 0) this.#recentFailures.splice(first, 1);
       this.#unexplained--;
-      const address = fp.split('\u0000').slice(0, 2).join('/');
-      poison = serializeError(new WeftError('ERR_WEFT_SHARD_FAILED', `the invocation of ${address} ended its shard worker twice (exit, crash or out of memory); its message was dead-lettered without running again (last error: ${err.message})`, { cause: err }));
+      poison = { name: 'WeftError', code: 'ERR_WEFT_SHARD_FAILED', message: `ended its shard worker twice (exit, crash or out of memory; last: ${err.message}): its message was dead-lettered without running again` };
     }
     if (fp !== undefined && poison !== undefined) {
       this.#quarantine.set(fp, poison);
       this.#poisonMessages++;
-      const [type, id] = fp.split('\u0000');
-      debug('quarantining a message to %s/%s: %s', type, id, poison.message);
-      if (channels.poison.hasSubscribers) channels.poison.publish({ shard, address: { type, id }, error: deserializeError(poison) });
+      debug('shard %d: quarantining message %s: it %s', shard, fp, poison.message);
     } else {
       // No message explains it (yet): past MAX_RECOVERIES in RECOVERY_WINDOW_MS, the engine
       // fails for good rather than spin.
@@ -1197,12 +1197,10 @@ export class Weft {
         continue;
       }
       if (now - this.#beatSeenAt[s]! < deadline || this.#stalled.has(s)) continue;
-      const fp = pool.control.current(s);
-      const address = fp === undefined ? undefined : fp.split('\u0000').slice(0, 2).join('/');
       const err =
-        address === undefined
+        pool.control.current(s) === undefined
           ? new WeftError('ERR_WEFT_TIMEOUT', `shard ${s}'s event loop was blocked for more than ${deadline} ms (invocationTimeoutMs) outside any function's synchronous code; the shard was terminated`)
-          : new WeftError('ERR_WEFT_TIMEOUT', `the invocation of ${address} ran synchronously for more than ${deadline} ms (invocationTimeoutMs); its shard ${s} was terminated and the message dead-lettered`);
+          : new WeftError('ERR_WEFT_TIMEOUT', `shard ${s} ran one function synchronously for more than ${deadline} ms (invocationTimeoutMs); the shard was terminated, and that message will be dead-lettered`);
       this.#stalled.add(s);
       this.#stalledShards++;
       debug('shard %d stalled: %s', s, err.message);

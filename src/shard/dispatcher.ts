@@ -24,7 +24,7 @@ import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
 import type { RemoteResult } from '../statefun/remote-client.js';
-import { fingerprintOf, payloadHash } from '../router/control-block.js';
+import { fingerprintOf, keyHash, payloadHash } from '../router/control-block.js';
 
 /** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
 export interface InstanceStore {
@@ -62,8 +62,9 @@ export interface DispatcherOptions {
   readonly remote?: RemoteFunctions;
   /**
    * Messages (see {@link messageFingerprint}) whose invocation ended or stalled a shard worker,
-   * with the error their dead letter carries: they are dead-lettered without running (a poison
-   * message must not stop the engine).
+   * with the error code and what happened (the dead letter's message is "the invocation of
+   * <address> " + that): they are dead-lettered without running (a poison message must not stop
+   * the engine).
    */
   readonly quarantine?: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
   /**
@@ -118,8 +119,8 @@ export class Mailbox {
   attempts = 0;
   /** The instance last used for this address (see Dispatcher#instanceOf). */
   inst: Instance | undefined = undefined;
-  /** `key` as UTF-8, made on first use by a {@link RunningRecorder}. */
-  keyBytes: Uint8Array | undefined = undefined;
+  /** Hash of `key` (see messageFingerprint), made on first use by a {@link RunningRecorder}. */
+  keyHash = 0;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;
@@ -190,13 +191,13 @@ export class HostAcks {
 }
 
 /**
- * Names one message across recoveries (it is replayed or re-sent as the same bytes):
- * `type \0 id \0 hseq:length:hash-of-payload` (see {@link fingerprintOf}; main makes the same
- * string from what a shard records in shared memory).
+ * Names one message across recoveries (see {@link fingerprintOf}; main makes the same string
+ * from what a shard records in shared memory, ControlBlock.enter).
  */
 export function messageFingerprint(key: string, env: Envelope): string {
   const p = env[E_PAYLOAD];
-  return fingerprintOf(key, env[E_HSEQ], p.length, payloadHash(p));
+  const hseq = env[E_HSEQ];
+  return fingerprintOf(keyHash(key), hseq, p.length, hseq > 0 ? 0 : payloadHash(p));
 }
 
 /** One invocation in this many has its latency measured, once past the first 1024 (power of two). */
@@ -444,7 +445,9 @@ export class Dispatcher implements ContextHost {
       const error = this.#quarantine.get(fp);
       if (error !== undefined) {
         this.#quarantine.delete(fp);
-        this.#deadLetter(mb, env, error, 0, fp);
+        // Main knows the message by its fingerprint only: the error names the address here.
+        const err = new WeftError((error.code ?? 'ERR_WEFT_SHARD_FAILED') as 'ERR_WEFT_SHARD_FAILED', `the invocation of ${mb.type}/${mb.id} ${error.message}`);
+        this.#deadLetter(mb, env, err, 0, fp);
         return;
       }
     }
@@ -787,7 +790,7 @@ export class Dispatcher implements ContextHost {
       caller: env[E_CALLER_TYPE] === null ? null : { type: env[E_CALLER_TYPE], id: env[E_CALLER_ID] },
       typename: env[E_TYPENAME],
       payload: env[E_PAYLOAD],
-      error: isSerialized(err) ? err : serializeError(err),
+      error: serializeError(err),
       attempts,
       at: this.#clock.now(),
       // Main forgets a quarantined message once its dead letter is committed.
@@ -859,7 +862,3 @@ export class Dispatcher implements ContextHost {
 }
 
 export { Slot };
-
-function isSerialized(err: unknown): err is SerializedError {
-  return typeof err === 'object' && err !== null && !(err instanceof Error) && typeof (err as SerializedError).message === 'string';
-}

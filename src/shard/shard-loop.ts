@@ -32,7 +32,7 @@ import { RemoteFunctions, remoteExpired } from './remote-functions.js';
 import type { RemoteEndpointOptions } from '../options.js';
 import { DEFAULT_TYPE } from '../state/types.js';
 import { deserializeError, type SerializedError } from '../errors.js';
-import { payloadHash } from '../router/control-block.js';
+import { keyHash } from '../router/control-block.js';
 import type { RuntimeModule } from './runtime-module.js';
 
 /** What a shard worker is started with (worker_threads `workerData`). */
@@ -180,13 +180,14 @@ export class ShardLoop {
     );
     this.#dispatcher.onAsyncSettled = () => this.#wake();
     const control = this.#control;
-    const encoder = new TextEncoder();
+    const shard = boot.shard;
     this.#dispatcher.running = {
       enter(mb, env) {
-        control.enter(boot.shard, (mb.keyBytes ??= encoder.encode(mb.key)), env[E_HSEQ], env[E_PAYLOAD].length, payloadHash(env[E_PAYLOAD]));
+        if (mb.keyHash === 0) mb.keyHash = keyHash(mb.key);
+        control.enter(shard, mb.keyHash, env[E_HSEQ], env[E_PAYLOAD]);
       },
       leave() {
-        control.leave(boot.shard);
+        control.leave(shard);
       },
     };
     this.#dispatcher.onLateCall = (type, id, method) => this.#onLateCall(type, id, method);
