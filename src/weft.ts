@@ -380,6 +380,14 @@ export class Weft {
   #stalledShards = 0;
   #lateContextCalls = 0;
   #uncaughtErrors = 0;
+  /**
+   * The unexplained failure the next (or current) generation runs careful for (see
+   * Dispatcher.careful); when that generation then isolates a message, this one is explained too.
+   */
+  #carefulFor: { at: number; suspect: string | undefined } | undefined;
+  #nextCareful = false;
+  /** The generation that runs careful for #carefulFor. */
+  #carefulGeneration = 0;
   /** Shards of this generation main terminated for a blocked event loop. */
   readonly #stalled = new Set<number>();
   #watchdog: NodeJS.Timeout | undefined;
@@ -494,7 +502,9 @@ export class Weft {
     );
     this.#pool = pool;
     this.#stalled.clear();
-    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine]);
+    if (this.#nextCareful) this.#carefulGeneration = generation;
+    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine], this.#nextCareful);
+    this.#nextCareful = false;
     this.#startWatchdog();
     // Only now: while the workers start, sends still go to the previous generation's outbounds,
     // so a recovery re-sends them after the older messages it re-sends (order is kept).
@@ -1114,13 +1124,24 @@ export class Weft {
       this.#suspects.delete(fp);
       // Its first death was counted as unexplained: it is explained now.
       const first = this.#recentFailures.findIndex((f) => f.suspect === fp);
-      if (first >= 0) this.#recentFailures.splice(first, 1);
-      this.#unexplained--;
+      if (first >= 0) {
+        this.#recentFailures.splice(first, 1);
+        this.#unexplained--;
+      }
       poison = { name: 'WeftError', code: 'ERR_WEFT_SHARD_FAILED', message: `ended its shard worker twice (exit, crash or out of memory; last: ${err.message}): its message was dead-lettered without running again` };
     }
     if (fp !== undefined && poison !== undefined) {
       this.#quarantine.set(fp, poison);
       this.#poisonMessages++;
+      // The failure this careful generation was started for is explained by the same message.
+      // (Unless it was another message's first death: that one is explained by its own.)
+      const cause = generation === this.#carefulGeneration && (this.#carefulFor?.suspect === undefined || this.#carefulFor.suspect === fp) ? this.#carefulFor : undefined;
+      this.#carefulFor = undefined;
+      const at = cause === undefined ? -1 : this.#recentFailures.indexOf(cause);
+      if (at >= 0) {
+        this.#recentFailures.splice(at, 1);
+        this.#unexplained--;
+      }
       debug('shard %d: quarantining message %s: it %s', shard, fp, poison.message);
     } else {
       // No message explains it (yet): past MAX_RECOVERIES in RECOVERY_WINDOW_MS, the engine
@@ -1130,7 +1151,11 @@ export class Weft {
         return;
       }
       this.#unexplained++;
-      this.#recentFailures.push({ at: now, suspect: fp });
+      const failure = { at: now, suspect: fp };
+      this.#recentFailures.push(failure);
+      // The next generation runs careful, to find the message if one is to blame.
+      this.#nextCareful = true;
+      if (generation !== this.#carefulGeneration || this.#carefulFor === undefined) this.#carefulFor = failure;
       if (fp !== undefined) {
         if (this.#suspects.size >= MAX_SUSPECTS) this.#suspects.delete(this.#suspects.keys().next().value as string);
         this.#suspects.set(fp, now);

@@ -95,7 +95,7 @@ export class ShardPool {
   }
 
   /** Spawns every shard (recovering from `committedEpoch`) and waits until all are ready. */
-  async start(committedEpoch: number, sameHost: boolean, quarantine: ReadonlyArray<readonly [string, QuarantineError]> = []): Promise<void> {
+  async start(committedEpoch: number, sameHost: boolean, quarantine: ReadonlyArray<readonly [string, QuarantineError]> = [], careful = false): Promise<void> {
     const n = this.#config.shards;
     // between[i][j]: shard i → shard j
     const between: Array<Array<SharedArrayBuffer | null>> = Array.from({ length: n }, (_, i) =>
@@ -118,6 +118,7 @@ export class ShardPool {
         committedEpoch,
         sameHost,
         quarantine,
+        careful,
         invocationTimeoutMs: this.#config.invocationTimeoutMs,
         cacheSize: this.#config.cacheSize,
         maxAttempts: this.#config.maxAttempts,

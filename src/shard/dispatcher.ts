@@ -297,8 +297,15 @@ export class Dispatcher implements ContextHost {
 
   /** Something can run now. */
   get hasRunnable(): boolean {
-    return this.#runHead < this.#runnable.length;
+    return this.#runHead < this.#runnable.length && !(this.careful && this.parked > 0);
   }
+
+  /**
+   * Set after a shard failure no message explained: one invocation at a time (an async one
+   * blocks the others until it settles), recorded by {@link running} until it settles, so that
+   * when the shard dies or stalls in an async function's continuation, main knows the message.
+   */
+  careful = false;
 
   /**
    * Routes a message created on this shard (a send, a reply to a calling function, a fired timer):
@@ -351,6 +358,7 @@ export class Dispatcher implements ContextHost {
     this.#now = this.#clock.now();
     const q = this.#runnable;
     while (n < budget && this.#runHead < q.length) {
+      if (this.careful && this.parked > 0) break;
       const mb = q[this.#runHead++] as Mailbox;
       mb.queued = false;
       if (mb.running || mb.head >= mb.tail) continue;
@@ -474,11 +482,13 @@ export class Dispatcher implements ContextHost {
     const started = this.onLatency === null || (this.counters.invocations > 1024 && (this.counters.invocations & (LATENCY_SAMPLE - 1)) !== 0) ? 0 : performance.now();
     let result: unknown;
     const running = this.running;
+    // Careful: an async invocation stays recorded until it settles.
+    const recordUntilSettled = this.careful && running !== null;
     this.inUserCode = true;
     try {
       if (running !== null) running.enter(mb, env);
       result = (fn.fn as (c: unknown, m: unknown) => unknown)(ctx, msg);
-      running?.leave();
+      if (!recordUntilSettled) running?.leave();
     } catch (err) {
       running?.leave();
       this.inUserCode = false;
@@ -498,6 +508,7 @@ export class Dispatcher implements ContextHost {
         settled: false,
         expire: () => {
           p.settled = true;
+          if (recordUntilSettled) running.leave();
           this.parked--;
           inst.busy = false;
           this.#failed(mb, ctx, env, new WeftError('ERR_WEFT_TIMEOUT', `the invocation of ${mb.type}/${mb.id} did not settle within ${timeoutMs} ms (invocationTimeoutMs)`), fx);
@@ -511,6 +522,7 @@ export class Dispatcher implements ContextHost {
         () => {
           if (p.settled) return;
           p.settled = true;
+          if (recordUntilSettled) running.leave();
           this.parked--;
           this.#completed(mb, fn, inst, ctx, env, fx, now, started);
           this.onAsyncSettled();
@@ -518,6 +530,7 @@ export class Dispatcher implements ContextHost {
         (err: unknown) => {
           if (p.settled) return;
           p.settled = true;
+          if (recordUntilSettled) running.leave();
           this.parked--;
           inst.busy = false;
           this.#failed(mb, ctx, env, err, fx);
@@ -526,6 +539,7 @@ export class Dispatcher implements ContextHost {
       );
       return;
     }
+    if (recordUntilSettled) running.leave();
     this.#completed(mb, fn, inst, ctx, env, fx, now, started);
   }
 

@@ -69,6 +69,11 @@ export interface ShardBoot {
   readonly quarantine: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
   /** See WeftOptions.invocationTimeoutMs. */
   readonly invocationTimeoutMs: number;
+  /**
+   * A failure no message explained preceded this generation: run careful (see Dispatcher.careful)
+   * until the messages queued at the first commit have run.
+   */
+  readonly careful: boolean;
   /** The engine's wire names (transport/names.ts), made by main. */
   readonly wireNames: readonly string[];
 }
@@ -104,6 +109,8 @@ export class ShardLoop {
   /** One drain callback per inbound ring, made once (no closure per drain). */
   readonly #frameHandlers: Array<((frame: Uint8Array) => void) | null>;
   #scheduled = false;
+  /** Invocation count that ends the careful phase (-1: not decided yet, or not careful). */
+  #carefulUntil = -1;
   /** Bumps the heartbeat while the event loop runs (see ControlBlock.beat), also when idle. */
   #heartbeat: NodeJS.Timeout | undefined;
   #computeSeq = 0;
@@ -191,6 +198,7 @@ export class ShardLoop {
       },
     };
     this.#dispatcher.onLateCall = (type, id, method) => this.#onLateCall(type, id, method);
+    this.#dispatcher.careful = boot.careful;
     const histogram = this.#control.f64;
     const hBase = this.#control.histogramBase(boot.shard);
     this.#dispatcher.onLatency = (us, weight) => {
@@ -290,6 +298,11 @@ export class ShardLoop {
     // 2. Invoke.
     work += this.#dispatcher.run(INVOCATIONS_PER_TURN);
     this.#control.beat(this.#boot.shard);
+    if (this.#carefulUntil >= 0 && this.#dispatcher.counters.invocations >= this.#carefulUntil && this.#dispatcher.parked === 0) {
+      this.#dispatcher.careful = false;
+      this.#carefulUntil = -1;
+      work++;
+    }
     // 3. Fire due timers and retries (their messages run next turn).
     const now = Date.now();
     const nextDue = this.#dispatcher.fireDue(now);
@@ -378,6 +391,11 @@ export class ShardLoop {
           this.#participant.onBarrier(ring, rec[1] as number, this.#inUse);
           break;
         case Kind.Committed: {
+          // The careful phase ends once every message queued at the first commit since the
+          // recovery has been tried (the replayed ones, and the one to blame among them, if any).
+          if (this.#dispatcher.careful && this.#carefulUntil < 0) {
+            this.#carefulUntil = this.#dispatcher.counters.invocations + this.#dispatcher.queuedMessages;
+          }
           // Fold at once when the cache is over its size or holds more unfolded records than that:
           // the records wait in memory until folded.
           const cache = this.#cache;
