@@ -321,6 +321,9 @@ export class InvocationContext implements StateAccess {
 
   reply(value: unknown, opts?: { type?: ValueType<unknown> }): void {
     if (!this.#live('reply')) return;
+    if (this.#fx.reply !== null) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `ctx.reply called twice in one invocation of ${this.#inst.type}/${this.#inst.id}: an invocation answers once`);
+    }
     this.#fx.reply = this.#encode(value, opts?.type, 'ctx.reply');
   }
 

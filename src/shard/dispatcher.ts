@@ -601,6 +601,10 @@ export class Dispatcher implements ContextHost {
       }
     }
     if (fx.reply !== null) this.#reply(mb, env, fx.reply[0], fx.reply[1]);
+    else if (env[E_REPLY_TO] > 0) {
+      // A host request waits for an answer that will not come: tell it now, not at its timeout.
+      this.#out.replyError?.(env[E_REPLY_TO], serializeError(new WeftError('ERR_WEFT_NO_REPLY', `the invocation of ${mb.type}/${mb.id} ended without calling ctx.reply`)));
+    }
     this.#release(fx);
     if (started !== 0 && this.onLatency !== null) this.onLatency((performance.now() - started) * 1000, this.counters.invocations > 1024 ? LATENCY_SAMPLE : 1);
     this.#finish(mb, env);
@@ -730,7 +734,7 @@ export class Dispatcher implements ContextHost {
   }
 
   #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown): void {
-    if (this.#retryLater(mb)) return;
+    if (!isDeterministic(err) && this.#retryLater(mb)) return;
     const attempts = mb.attempts;
     for (const env of envs) this.#deadLetter(mb, env, err, attempts);
   }
@@ -793,6 +797,12 @@ export class Dispatcher implements ContextHost {
   #failed(mb: Mailbox, ctx: InvocationContext, env: Envelope, err: unknown, fx: Effects): void {
     ctx.end();
     this.#release(fx);
+    if (isDeterministic(err)) {
+      // Running it again would fail the same way: dead-letter it at once.
+      this.counters.failures++;
+      this.#deadLetter(mb, env, err, mb.attempts + 1);
+      return;
+    }
     if (this.#retryLater(mb)) return;
     this.#deadLetter(mb, env, err, mb.attempts);
   }
@@ -804,7 +814,7 @@ export class Dispatcher implements ContextHost {
       caller: env[E_CALLER_TYPE] === null ? null : { type: env[E_CALLER_TYPE], id: env[E_CALLER_ID] },
       typename: env[E_TYPENAME],
       payload: env[E_PAYLOAD],
-      error: serializeError(err),
+      error: serializeError(asWeftError(err)),
       attempts,
       at: this.#clock.now(),
       // Main forgets a quarantined message once its dead letter is committed.
@@ -876,3 +886,31 @@ export class Dispatcher implements ContextHost {
 }
 
 export { Slot };
+
+/**
+ * Errors weft raises at a call whose outcome only the message, the state and the code decide:
+ * retrying the invocation would fail the same way, so its message is dead-lettered at once.
+ */
+const DETERMINISTIC = new Set<string>([
+  'ERR_WEFT_TYPE_MISMATCH',
+  'ERR_WEFT_UNKNOWN_STATE',
+  'ERR_WEFT_UNKNOWN_FUNCTION',
+  'ERR_WEFT_UNKNOWN_EGRESS',
+  'ERR_WEFT_UNSERIALIZABLE',
+  'ERR_WEFT_TOO_LARGE',
+  'ERR_WEFT_INVALID_ADDRESS',
+  'ERR_WEFT_INVALID_TYPENAME',
+  'ERR_WEFT_INVALID_ARG',
+  'ERR_WEFT_INVOCATION_ENDED',
+]);
+
+function isDeterministic(err: unknown): boolean {
+  return err instanceof WeftError && DETERMINISTIC.has(err.code);
+}
+
+/** What a dead letter (and a failed request) carries: weft's own errors as they are, a user's wrapped. */
+function asWeftError(err: unknown): unknown {
+  if (err instanceof WeftError) return err;
+  const message = err instanceof Error ? err.message : serializeError(err).message;
+  return new WeftError('ERR_WEFT_USER_CODE', message, { cause: err });
+}

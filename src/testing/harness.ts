@@ -257,8 +257,8 @@ class Harness implements TestHarness {
     const id = env[E_TARGET_ID];
     const mb = this.#dispatcher.mailbox(type, id);
     const waiting = mb !== undefined && mb.queue.indexOf(env, mb.head) >= 0;
-    const why = waiting ? 'its message failed and is waiting for a retry, which only advance() can run' : 'the function did not call ctx.reply';
-    return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and ${why}`);
+    if (!waiting) return new WeftError('ERR_WEFT_NO_REPLY', `weft.request to ${type}/${id} got no reply: the function did not call ctx.reply`);
+    return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and its message failed and is waiting for a retry, which only advance() can run`);
   }
 
   // ------------------------------------------------------------------------------------------

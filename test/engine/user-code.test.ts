@@ -231,6 +231,53 @@ describe('user code never stops the engine', () => {
   }, 60_000);
 });
 
+describe('what a caller sees (engine, as in the harness)', () => {
+  it('no reply, double reply, deterministic errors and user errors', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('user-code'), shards: 2, checkpointIntervalMs: 10, maxAttempts: 3, retryBackoffMs: 5 });
+    try {
+      const dead = weft.egress('weft/dead-letters');
+      const outcome = (p: Promise<unknown>): Promise<WeftError> =>
+        within(
+          p.then(
+            () => {
+              throw new Error('expected a rejection');
+            },
+            (e: unknown) => e as WeftError,
+          ),
+          10_000,
+          'request',
+        );
+      // Rejected when the invocation ends, not at the 30 s default timeout.
+      const quiet = await outcome(weft.request(cell('quiet'), { op: 'no-reply' }));
+      expect([quiet.code, quiet.message]).toEqual(['ERR_WEFT_NO_REPLY', 'the invocation of uc/cell/quiet ended without calling ctx.reply']);
+      expect(await weft.query(cell('quiet'))).toEqual({ n: 1 });
+      const twice = await outcome(weft.request(cell('twice'), { op: 'reply-twice' }));
+      expect(twice.code).toBe('ERR_WEFT_INVALID_ARG');
+      const thrown = await outcome(weft.request(cell('thrower'), { op: 'throw' }));
+      expect(thrown.code).toBe('ERR_WEFT_USER_CODE');
+      expect(thrown.message).toBe('user boom');
+      expect((thrown.cause as Error).name).toBe('RangeError');
+      expect(((thrown.cause as Error).cause as Error).message).toBe('root cause');
+      for (const [op, code] of [['wrong-type', 'ERR_WEFT_TYPE_MISMATCH'], ['unknown-state', 'ERR_WEFT_UNKNOWN_STATE'], ['send-unknown', 'ERR_WEFT_UNKNOWN_FUNCTION']] as const) {
+        expect((await outcome(weft.request(cell(op), { op }))).code).toBe(code);
+      }
+      const letters = (await take(dead, 5, 10_000)) as DeadLetter[];
+      const attempts = new Map(letters.map((l) => [l.target.id, [(l.error as WeftError).code, l.attempts]]));
+      expect(attempts).toEqual(
+        new Map([
+          ['twice', ['ERR_WEFT_INVALID_ARG', 1]],
+          ['thrower', ['ERR_WEFT_USER_CODE', 3]],
+          ['wrong-type', ['ERR_WEFT_TYPE_MISMATCH', 1]],
+          ['unknown-state', ['ERR_WEFT_UNKNOWN_STATE', 1]],
+          ['send-unknown', ['ERR_WEFT_UNKNOWN_FUNCTION', 1]],
+        ]),
+      );
+    } finally {
+      await cleanup();
+    }
+  }, 60_000);
+});
+
 describe('a function module that calls Weft.start', () => {
   const dirs: string[] = [];
   afterAll(() => {
