@@ -84,8 +84,11 @@ export interface RunningRecorder {
 interface Parked {
   readonly due: number;
   settled: boolean;
-  expire(): void;
+  /** Fails the invocation at its deadline; dropped when it settles (it holds the invocation). */
+  expire: () => void;
 }
+
+const SETTLED = (): void => {};
 
 /**
  * A host request to a REMOTE function: StateFun has no reply channel, so the request travels
@@ -392,7 +395,13 @@ export class Dispatcher implements ContextHost {
       }
       this.#retries = keep;
     }
-    const parked = this.#parkedQueue;
+    let parked = this.#parkedQueue;
+    // Settled entries behind a long-running one wait for it to leave the head: past a few times
+    // the invocations still parked, drop them all at once, so the queue stays O(parked).
+    if (parked.length - this.#parkedHead > 4 * this.parked + 1024) {
+      parked = this.#parkedQueue = parked.slice(this.#parkedHead).filter((p) => !p.settled);
+      this.#parkedHead = 0;
+    }
     while (this.#parkedHead < parked.length) {
       const p = parked[this.#parkedHead] as Parked;
       if (!p.settled && p.due > now) break;
@@ -508,6 +517,7 @@ export class Dispatcher implements ContextHost {
         settled: false,
         expire: () => {
           p.settled = true;
+          p.expire = SETTLED;
           if (recordUntilSettled) running.leave();
           this.parked--;
           inst.busy = false;
@@ -522,6 +532,7 @@ export class Dispatcher implements ContextHost {
         () => {
           if (p.settled) return;
           p.settled = true;
+          p.expire = SETTLED;
           if (recordUntilSettled) running.leave();
           this.parked--;
           this.#completed(mb, fn, inst, ctx, env, fx, now, started);
@@ -530,6 +541,7 @@ export class Dispatcher implements ContextHost {
         (err: unknown) => {
           if (p.settled) return;
           p.settled = true;
+          p.expire = SETTLED;
           if (recordUntilSettled) running.leave();
           this.parked--;
           inst.busy = false;
