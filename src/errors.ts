@@ -51,6 +51,8 @@ export const ErrorCodes = {
   ERR_WEFT_PROTOCOL: 'protocol error',
   /** A remote (StateFun) function could not be reached or answered an error. */
   ERR_WEFT_REMOTE: 'remote function failed',
+  /** A request's invocation ended without calling `ctx.reply`. */
+  ERR_WEFT_NO_REPLY: 'no reply',
   /** A context method was used outside its invocation (after fn returned). */
   ERR_WEFT_INVOCATION_ENDED: 'invocation already ended',
   /** An internal invariant broke: a bug in weft. */

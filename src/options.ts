@@ -75,6 +75,16 @@ export interface WeftOptions {
   ringBytes?: number;
   /** Default timeout of `request()` in ms. Default 30_000. */
   requestTimeoutMs?: number;
+  /**
+   * Deadline of one invocation, in ms (50 to 86_400_000). A function still running synchronously
+   * past it (an endless loop) has its shard terminated by main and recovered, and its message
+   * dead-lettered with ERR_WEFT_TIMEOUT without running again; an async function whose promise
+   * has not settled by then fails with ERR_WEFT_TIMEOUT (retried, then dead-lettered, as any
+   * failure). A stuck invocation holds every checkpoint, so every other shard's commits, for at
+   * most this long. Default 10_000 (the remote endpoints' default timeout: long enough for any
+   * call an invocation should await, short enough that one bug cannot hold every commit long).
+   */
+  invocationTimeoutMs?: number;
   /** How long `close()` waits for in-flight work before it stops anyway, in ms. Default 30_000. */
   closeTimeoutMs?: number;
   /**
@@ -114,6 +124,7 @@ export interface ResolvedOptions {
   readonly maxStateValueBytes: number;
   readonly ringBytes: number;
   readonly requestTimeoutMs: number;
+  readonly invocationTimeoutMs: number;
   readonly closeTimeoutMs: number;
   readonly maxShardHeapMb: number | undefined;
   readonly egressBufferSize: number;
@@ -133,6 +144,7 @@ export const DEFAULTS = Object.freeze({
   maxStateValueBytes: 1024 * 1024,
   ringBytes: 4 * 1024 * 1024,
   requestTimeoutMs: 30_000,
+  invocationTimeoutMs: 10_000,
   closeTimeoutMs: 30_000,
   egressBufferSize: 100_000,
   shardYoungGenerationMb: 128,
@@ -152,7 +164,7 @@ const MAX_KEY_GROUPS = 32_768;
 const KNOWN = new Set([
   'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
   'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
-  'ringBytes', 'requestTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressBufferSize', 'shardYoungGenerationMb',
+  'ringBytes', 'requestTimeoutMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressBufferSize', 'shardYoungGenerationMb',
 ]);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
@@ -295,6 +307,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     maxStateValueBytes: intOption('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
     ringBytes,
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
+    invocationTimeoutMs: intOption('invocationTimeoutMs', o.invocationTimeoutMs, DEFAULTS.invocationTimeoutMs, 50, 24 * 3600 * 1000),
     closeTimeoutMs: intOption('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
     egressBufferSize: intOption('egressBufferSize', o.egressBufferSize, DEFAULTS.egressBufferSize, 1),
     shardYoungGenerationMb: intOption('shardYoungGenerationMb', o.shardYoungGenerationMb, DEFAULTS.shardYoungGenerationMb, 1, 4096),

@@ -39,12 +39,22 @@ const debug = debuglog('weft');
  * `diagnostics_channel.subscribe(name, fn)`):
  * - `weft:checkpoint` `{ epoch, ms, bytes, states }` when a checkpoint commits;
  * - `weft:recovery` `{ shard, error, committedEpoch }` when a failed shard triggers a rollback;
- * - `weft:dead-letter` the {@link DeadLetter} as it is handed to the host.
+ * - `weft:dead-letter` the {@link DeadLetter} as it is handed to the host;
+ * - `weft:late-context` `{ shard, address, method }` when a function's `ctx` was used after its
+ *   invocation ended (a forgotten `await`): the call had no effect (metrics `lateContextCalls`);
+ * - `weft:uncaught-error` `{ shard, error }` when user code left behind by a function threw in a
+ *   shard outside any invocation (a timer or callback): reported, not fatal (metrics
+ *   `uncaughtErrors`);
+ * - `weft:poison` the {@link DeadLetter} of a message that was isolated because its invocation
+ *   ended or stalled its shard (metrics `poisonMessages` counts them when isolated).
  */
 export const channels = Object.freeze({
   checkpoint: channel('weft:checkpoint'),
   recovery: channel('weft:recovery'),
   deadLetter: channel('weft:dead-letter'),
+  lateContext: channel('weft:late-context'),
+  uncaughtError: channel('weft:uncaught-error'),
+  poison: channel('weft:poison'),
 });
 
 /** Options of {@link Weft.send}. */
@@ -95,6 +105,16 @@ export interface WeftMetrics {
   checkpointsCommitted: number;
   lastCheckpoint: { epoch: number; ms: number; bytes: number; states: number } | null;
   recoveries: number;
+  /** Recoveries that no message explains: these count against the restart budget. */
+  unexplainedFailures: number;
+  /** Messages isolated because their invocation ended or stalled its shard (see `weft:poison`). */
+  poisonMessages: number;
+  /** Shards main terminated because their event loop was blocked past `invocationTimeoutMs`. */
+  stalledShards: number;
+  /** Context methods called after their invocation ended (see `weft:late-context`). */
+  lateContextCalls: number;
+  /** Errors thrown in shards outside any invocation by code functions left behind (see `weft:uncaught-error`). */
+  uncaughtErrors: number;
   messagesAlive: number;
   /** Host sends waiting for room in the main→shard rings (ingress backpressure). */
   ingressWaiting: number;
@@ -148,9 +168,68 @@ const INGRESS_HIGH_WATER_FRAMES = 32;
 const DIRTY_CHECK_SENDS = 64;
 /** Waiting sends let through per flush once the rings have room again. */
 const INGRESS_RELEASE_BATCH = 4096;
-/** Recoveries tolerated within RECOVERY_WINDOW_MS before the engine gives up. */
+/**
+ * Shard failures that no message explains, tolerated within RECOVERY_WINDOW_MS before the engine
+ * gives up (a failure that comes back right after every recovery is a bug, not a crash).
+ */
 const MAX_RECOVERIES = 5;
 const RECOVERY_WINDOW_MS = 60_000;
+/** Suspected messages (see Weft#suspects) remembered at most. */
+const MAX_SUSPECTS = 1024;
+
+/**
+ * Set by a shard worker (shard/worker.ts) on its global object before it loads the function
+ * module: `{ shard, moduleUrl, misuse? }`. A module that calls Weft.start there would start an
+ * engine per shard, whose shards start engines, until the process runs out of threads.
+ */
+export const SHARD_THREAD = Symbol.for('weft.shardThread');
+/** Function modules Weft.start is loading on this thread (a call from inside them is re-entrant). */
+const loadingModules = new Map<string, number>();
+/** Modules that called Weft.start while being loaded: the outer Weft.start fails. */
+const reentered = new Map<string, WeftError>();
+
+/** Why Weft.start must not run here, or undefined. */
+function startMisuse(): WeftError | undefined {
+  const inShard = (globalThis as Record<symbol, unknown>)[SHARD_THREAD] as { shard: number; moduleUrl: string; misuse?: WeftError } | undefined;
+  if (inShard !== undefined) {
+    const err = new WeftError('ERR_WEFT_INVALID_MODULE', `Weft.start was called inside shard thread ${inShard.shard}, which loads function module ${inShard.moduleUrl}: a function module must not start an engine (shards load it too); call Weft.start from the host program`);
+    inShard.misuse ??= err;
+    return err;
+  }
+  if (loadingModules.size === 0) return undefined;
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 200;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  for (const url of loadingModules.keys()) {
+    if (!stack.includes(url)) continue;
+    const err = new WeftError('ERR_WEFT_INVALID_MODULE', `Weft.start was called re-entrantly by function module ${url} while the engine was loading it: a function module must not start an engine (shards load it too); call Weft.start from the host program`);
+    reentered.set(url, err);
+    return err;
+  }
+  return undefined;
+}
+
+async function loadFunctionModule(url: string): Promise<Awaited<ReturnType<typeof loadModule>>> {
+  loadingModules.set(url, (loadingModules.get(url) ?? 0) + 1);
+  let loaded: PromiseSettledResult<Awaited<ReturnType<typeof loadModule>>>;
+  try {
+    loaded = { status: 'fulfilled', value: await loadModule(url) };
+  } catch (reason) {
+    loaded = { status: 'rejected', reason };
+  }
+  const n = loadingModules.get(url)! - 1;
+  if (n === 0) loadingModules.delete(url);
+  else loadingModules.set(url, n);
+  // The module called Weft.start while loading (and may have swallowed the rejection).
+  const misuse = reentered.get(url);
+  if (misuse !== undefined) {
+    reentered.delete(url);
+    throw misuse;
+  }
+  if (loaded.status === 'rejected') throw loaded.reason;
+  return loaded.value;
+}
 
 /**
  * An async iterable of committed egress records; each record is delivered to one iterator once.
@@ -291,15 +370,39 @@ export class Weft {
   /** Between the old generation's end and the re-send: nothing may be published. */
   #rollingBack = false;
   #recoveries = 0;
-  #recentRecoveries: number[] = [];
+  /** Unexplained failures of the last RECOVERY_WINDOW_MS (`suspect`: the message running then). */
+  #recentFailures: Array<{ at: number; suspect: string | undefined }> = [];
+  #unexplained = 0;
   /**
-   * Messages (fingerprints, see Dispatcher's messageFingerprint) whose invocation was running when
-   * a careful shard died: they are dead-lettered instead of run, so one poison message cannot stop
-   * the engine. An entry leaves when its dead letter is delivered.
+   * Messages (fingerprints, see Dispatcher's messageFingerprint) that ended or stalled a shard,
+   * with the error of their dead letter: shards dead-letter them instead of running them, so no
+   * poison message can stop the engine. An entry leaves when its dead letter is committed.
    */
-  readonly #quarantine = new Set<string>();
-  /** Generations started by a recovery (their shards record the running invocation). */
+  readonly #quarantine = new Map<string, SerializedError>();
+  /**
+   * Messages that were running when a shard died once (fingerprint → when): a second death inside
+   * the same message quarantines it (one death could be a coincidence: memory another message
+   * filled, a signal), and takes back the failure the first one counted.
+   */
+  readonly #suspects = new Map<string, number>();
+  #poisonMessages = 0;
+  #stalledShards = 0;
+  #lateContextCalls = 0;
+  #uncaughtErrors = 0;
+  /**
+   * The unexplained failure the next (or current) generation runs careful for (see
+   * Dispatcher.careful); when that generation then isolates a message, this one is explained too.
+   */
+  #carefulFor: { at: number; suspect: string | undefined } | undefined;
+  #nextCareful = false;
+  /** The generation that runs careful for #carefulFor. */
   #carefulGeneration = 0;
+  /** Shards of this generation main terminated for a blocked event loop. */
+  readonly #stalled = new Set<number>();
+  #watchdog: NodeJS.Timeout | undefined;
+  #watchedAt = 0;
+  #beats: number[] = [];
+  #beatSeenAt: number[] = [];
   #checkpointsCommitted = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
 
@@ -345,9 +448,21 @@ export class Weft {
    * it when the shard count changed, spawns the shard workers, and recovers the last committed
    * checkpoint.
    */
-  static async start(options: WeftOptions): Promise<Weft> {
+  static start(options: WeftOptions): Promise<Weft> {
+    const misuse = startMisuse();
+    if (misuse !== undefined) {
+      // The caller is the function module: when it does not await, the rejection must not end
+      // the process (the engine loading the module fails with the same error instead).
+      const rejected = Promise.reject(misuse);
+      rejected.catch(() => {});
+      return rejected;
+    }
+    return Weft.#start(options);
+  }
+
+  static async #start(options: WeftOptions): Promise<Weft> {
     const opts = resolveOptions(options);
-    const definition = await loadModule(opts.moduleUrl);
+    const definition = await loadFunctionModule(opts.moduleUrl);
     const module = compileModule(definition, opts.remote.map((r) => remoteMatcher(r.functions)));
     const dir = await DataDir.open(opts.dataDir, opts.keyGroups, opts.shards, opts.durability);
     try {
@@ -387,12 +502,21 @@ export class Weft {
         wireNames: this.#names.names,
         compute: this.#compute !== undefined,
         remote: this.#opts.remote,
+        invocationTimeoutMs: this.#opts.invocationTimeoutMs,
         partitionPath: (s) => this.#dir.partitionPath(s),
       },
-      { onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err) },
+      {
+        onShardFailed: (shard, err) => this.#onShardFailed(generation, shard, err),
+        onLateCall: (shard, address, method) => this.#onLateCall(generation, shard, address, method),
+        onUncaught: (shard, error) => this.#onUncaught(generation, shard, error),
+      },
     );
     this.#pool = pool;
-    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine]);
+    this.#stalled.clear();
+    if (this.#nextCareful) this.#carefulGeneration = generation;
+    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine], this.#nextCareful);
+    this.#nextCareful = false;
+    this.#startWatchdog();
     // Only now: while the workers start, sends still go to the previous generation's outbounds,
     // so a recovery re-sends them after the older messages it re-sends (order is kept).
     this.#out = pool.toShard.map((ring, s) => {
@@ -1000,11 +1124,11 @@ export class Weft {
     try {
       value = this.#decode(typename, payload);
       if (name === DEAD_LETTER_EGRESS) {
-        value = this.#deadLetter(value as Record<string, unknown>);
-        const letter = value as DeadLetter;
-        if ((letter.error as WeftError).code === 'ERR_WEFT_SHARD_FAILED') {
-          const prefix = `${letter.target.type}\u0000${letter.target.id}\u0000`;
-          for (const key of this.#quarantine) if (key.startsWith(prefix)) this.#quarantine.delete(key);
+        const raw = value as Record<string, unknown>;
+        value = this.#deadLetter(raw);
+        if (typeof raw.quarantined === 'string') {
+          this.#quarantine.delete(raw.quarantined);
+          if (channels.poison.hasSubscribers) channels.poison.publish(value);
         }
         if (channels.deadLetter.hasSubscribers) channels.deadLetter.publish(value);
       }
@@ -1038,31 +1162,133 @@ export class Weft {
   // Failure and recovery
   // ------------------------------------------------------------------------------------------
 
+  /**
+   * A shard worker ended (or main ended it: see #watch). When it died inside a function (the
+   * shard records the running message in shared memory, see ControlBlock.enter), the message
+   * explains it: a stalled one is quarantined at once; one that ended its shard is quarantined
+   * the second time (see #suspects). Quarantined messages are dead-lettered by the recovered
+   * shards, and cost no restart budget: only failures no message explains count (MAX_RECOVERIES).
+   */
   #onShardFailed(generation: number, shard: number, err: Error): void {
     if (generation !== this.#generation || this.#closed) return;
-    // A shard of a careful generation left behind the address it was invoking: quarantine it.
-    if (generation === this.#carefulGeneration) {
-      const key = this.#pool.control.current(shard);
-      if (key !== undefined && !this.#quarantine.has(key)) {
-        this.#quarantine.add(key);
-        debug('quarantining a message to %s: it was running when shard %d failed again', key.split('\u0000').slice(0, 2).join('/'), shard);
+    const now = Date.now();
+    this.#recentFailures = this.#recentFailures.filter((f) => now - f.at < RECOVERY_WINDOW_MS);
+    for (const [fp, at] of this.#suspects) if (now - at >= RECOVERY_WINDOW_MS) this.#suspects.delete(fp);
+    const fp = this.#pool.control.current(shard);
+    let poison: SerializedError | undefined;
+    if (fp !== undefined && this.#stalled.has(shard)) {
+      poison = { name: 'WeftError', code: 'ERR_WEFT_TIMEOUT', message: `ran synchronously for more than ${this.#opts.invocationTimeoutMs} ms (invocationTimeoutMs): its shard ${shard} was terminated, and its message dead-lettered without running again` };
+    } else if (fp !== undefined && this.#suspects.has(fp)) {
+      this.#suspects.delete(fp);
+      // Its first death was counted as unexplained: it is explained now.
+      const first = this.#recentFailures.findIndex((f) => f.suspect === fp);
+      if (first >= 0) {
+        this.#recentFailures.splice(first, 1);
+        this.#unexplained--;
+      }
+      poison = { name: 'WeftError', code: 'ERR_WEFT_SHARD_FAILED', message: `ended its shard worker twice (exit, crash or out of memory; last: ${err.message}): its message was dead-lettered without running again` };
+    }
+    if (fp !== undefined && poison !== undefined) {
+      this.#quarantine.set(fp, poison);
+      this.#poisonMessages++;
+      // The failure this careful generation was started for is explained by the same message.
+      // (Unless it was another message's first death: that one is explained by its own.)
+      const cause = generation === this.#carefulGeneration && (this.#carefulFor?.suspect === undefined || this.#carefulFor.suspect === fp) ? this.#carefulFor : undefined;
+      this.#carefulFor = undefined;
+      const at = cause === undefined ? -1 : this.#recentFailures.indexOf(cause);
+      if (at >= 0) {
+        this.#recentFailures.splice(at, 1);
+        this.#unexplained--;
+      }
+      debug('shard %d: quarantining message %s: it %s', shard, fp, poison.message);
+    } else {
+      // No message explains it (yet): past MAX_RECOVERIES in RECOVERY_WINDOW_MS, the engine
+      // fails for good rather than spin.
+      if (this.#recentFailures.length >= MAX_RECOVERIES) {
+        this.#fail(new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} failed ${MAX_RECOVERIES + 1} times within ${RECOVERY_WINDOW_MS} ms, for no message in particular; last error: ${err.message}`, { cause: err }));
+        return;
+      }
+      this.#unexplained++;
+      const failure = { at: now, suspect: fp };
+      this.#recentFailures.push(failure);
+      // The next generation runs careful, to find the message if one is to blame.
+      this.#nextCareful = true;
+      if (generation !== this.#carefulGeneration || this.#carefulFor === undefined) this.#carefulFor = failure;
+      if (fp !== undefined) {
+        if (this.#suspects.size >= MAX_SUSPECTS) this.#suspects.delete(this.#suspects.keys().next().value as string);
+        this.#suspects.set(fp, now);
       }
     }
-    // A failure that comes back right after every recovery (a bug, not a crash) must not make
-    // the engine spin: past MAX_RECOVERIES in RECOVERY_WINDOW_MS, the engine fails for good.
-    const now = Date.now();
-    this.#recentRecoveries = this.#recentRecoveries.filter((t) => now - t < RECOVERY_WINDOW_MS);
-    if (this.#recentRecoveries.length >= MAX_RECOVERIES) {
-      this.#fail(new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} failed ${MAX_RECOVERIES + 1} times within ${RECOVERY_WINDOW_MS} ms; last error: ${err.message}`, { cause: err }));
-      return;
-    }
-    this.#recentRecoveries.push(now);
     debug('shard %d failed (%s); rolling back to checkpoint %d', shard, err.message, this.#coordinator.committedEpoch);
     if (channels.recovery.hasSubscribers) channels.recovery.publish({ shard, error: err, committedEpoch: this.#coordinator.committedEpoch });
     process.emitWarning(`weft: shard ${shard} failed (${err.message}); rolling back to checkpoint ${this.#coordinator.committedEpoch}`);
     this.#recovering ??= this.#recover().finally(() => {
       this.#recovering = undefined;
     });
+  }
+
+  #onLateCall(generation: number, shard: number, address: { type: string; id: string }, method: string): void {
+    if (generation !== this.#generation) return;
+    if (this.#lateContextCalls++ === 0) {
+      process.emitWarning(`weft: ctx.${method}() of ${address.type}/${address.id} was called after its invocation ended (did you forget to await?); it had no effect. Later ones are counted in metrics lateContextCalls and published on diagnostics channel weft:late-context.`);
+    }
+    debug('shard %d: ctx.%s() of %s/%s called after its invocation ended', shard, method, address.type, address.id);
+    if (channels.lateContext.hasSubscribers) channels.lateContext.publish({ shard, address, method });
+  }
+
+  #onUncaught(generation: number, shard: number, error: Error): void {
+    if (generation !== this.#generation) return;
+    if (this.#uncaughtErrors++ === 0) {
+      process.emitWarning(`weft: shard ${shard}: code a function left behind (a timer or callback) threw outside any invocation: ${error.message}. The shard goes on; later ones are counted in metrics uncaughtErrors and published on diagnostics channel weft:uncaught-error.`);
+    }
+    debug('shard %d: uncaught error outside any invocation: %s', shard, error.message);
+    if (channels.uncaughtError.hasSubscribers) channels.uncaughtError.publish({ shard, error });
+  }
+
+  /**
+   * Main's watchdog: every shard bumps a heartbeat word while its event loop runs (at every
+   * invocation and turn, and from a timer). One that does not change for invocationTimeoutMs
+   * means the shard is stuck, in a function's synchronous code (an endless loop) or elsewhere:
+   * main terminates the worker (worker.terminate() stops a busy loop) and the engine recovers;
+   * the message whose function was running is quarantined (see #onShardFailed).
+   */
+  #startWatchdog(): void {
+    clearInterval(this.#watchdog);
+    const deadline = this.#opts.invocationTimeoutMs;
+    const pool = this.#pool;
+    const generation = this.#generation;
+    this.#watchedAt = performance.now();
+    this.#beats = Array.from({ length: this.#opts.shards }, (_, s) => pool.control.heartbeat(s));
+    this.#beatSeenAt = new Array<number>(this.#opts.shards).fill(this.#watchedAt);
+    this.#watchdog = setInterval(() => this.#watch(generation, deadline), Math.max(10, Math.floor(deadline / 4)));
+    this.#watchdog.unref();
+  }
+
+  #watch(generation: number, deadline: number): void {
+    if (generation !== this.#generation || this.#closed) return;
+    const pool = this.#pool;
+    const now = performance.now();
+    // Main itself did not run for a while (a busy host, a suspended process): what it did not
+    // see says nothing about the shards; start watching again.
+    const late = now - this.#watchedAt > deadline / 2;
+    this.#watchedAt = now;
+    for (let s = 0; s < this.#opts.shards; s++) {
+      const beat = pool.control.heartbeat(s);
+      if (late || beat !== this.#beats[s] || !pool.isReady(s)) {
+        this.#beats[s] = beat;
+        this.#beatSeenAt[s] = now;
+        continue;
+      }
+      if (now - this.#beatSeenAt[s]! < deadline || this.#stalled.has(s)) continue;
+      const err =
+        pool.control.current(s) === undefined
+          ? new WeftError('ERR_WEFT_TIMEOUT', `shard ${s}'s event loop was blocked for more than ${deadline} ms (invocationTimeoutMs) outside any function's synchronous code; the shard was terminated`)
+          : new WeftError('ERR_WEFT_TIMEOUT', `shard ${s} ran one function synchronously for more than ${deadline} ms (invocationTimeoutMs); the shard was terminated, and that message will be dead-lettered`);
+      this.#stalled.add(s);
+      this.#stalledShards++;
+      debug('shard %d stalled: %s', s, err.message);
+      pool.kill(s, err);
+    }
   }
 
   /**
@@ -1079,6 +1305,7 @@ export class Weft {
     const oldOut = this.#out;
     this.#generation++;
     this.#sleeping = false;
+    clearInterval(this.#watchdog);
     await Promise.all([old.terminate(), this.#coordinator.halt()]);
     const committed = this.#coordinator.committedEpoch;
     // Uncommitted observations are void: they will happen again.
@@ -1094,7 +1321,6 @@ export class Weft {
       this.#openAck[s] = null;
     }
     this.#rollingBack = true;
-    this.#carefulGeneration = this.#generation + 1;
     try {
       await this.#startPool();
     } catch (err) {
@@ -1200,6 +1426,11 @@ export class Weft {
       checkpointsCommitted: this.#checkpointsCommitted,
       lastCheckpoint: this.#lastCheckpoint,
       recoveries: this.#recoveries,
+      unexplainedFailures: this.#unexplained,
+      poisonMessages: this.#poisonMessages,
+      stalledShards: this.#stalledShards,
+      lateContextCalls: this.#lateContextCalls,
+      uncaughtErrors: this.#uncaughtErrors,
       messagesAlive: this.#pool.control.alive(),
       ingressWaiting: this.#ingressWaiters.length,
       ingressSpilledFrames: this.#out.reduce((a, o) => a + o.spillDepth, 0),
@@ -1242,6 +1473,7 @@ export class Weft {
     }
     this.#closed = true;
     this.#generation++;
+    clearInterval(this.#watchdog);
     await this.#pool.terminate();
     await this.#compute?.close();
     this.#rejectAll(closedError);
@@ -1306,6 +1538,11 @@ function toPrometheus(m: WeftMetrics): string {
   scalar('weft_committed_epoch', m.committedEpoch);
   scalar('weft_checkpoints_committed', m.checkpointsCommitted);
   scalar('weft_recoveries', m.recoveries);
+  scalar('weft_unexplained_failures', m.unexplainedFailures);
+  scalar('weft_poison_messages', m.poisonMessages);
+  scalar('weft_stalled_shards', m.stalledShards);
+  scalar('weft_late_context_calls', m.lateContextCalls);
+  scalar('weft_uncaught_errors', m.uncaughtErrors);
   scalar('weft_messages_alive', m.messagesAlive);
   scalar('weft_ingress_waiting', m.ingressWaiting);
   scalar('weft_ingress_spilled_frames', m.ingressSpilledFrames);

@@ -55,6 +55,14 @@ describe('options', () => {
     expect(err(() => resolveOptions({ module: '/m.js', checkpointIntervalMs: 1.5 })).message).toBe(
       'options.checkpointIntervalMs must be an integer from 0 to 86400000 (got 1.5)',
     );
+    expect(err(() => resolveOptions({ module: '/m.js', invocationTimeoutMs: 10 })).message).toBe(
+      'options.invocationTimeoutMs must be an integer from 50 to 86400000 (got 10)',
+    );
+    expect(err(() => resolveOptions({ module: '/m.js', invocationTimeoutMs: '5s' })).message).toBe(
+      'options.invocationTimeoutMs must be an integer from 50 to 86400000 (got "5s")',
+    );
+    expect(resolveOptions({ module: '/m.js' }).invocationTimeoutMs).toBe(10_000);
+    expect(resolveOptions({ module: '/m.js', invocationTimeoutMs: 300 }).invocationTimeoutMs).toBe(300);
     expect(err(() => resolveOptions({ module: '/m.js', shard: 2 })).message).toBe('unknown option "shard"');
     expect(err(() => resolveOptions({})).message).toBe('options.module is required: the URL or path of the function module');
     expect(err(() => resolveOptions({ module: 42 })).message).toBe('options.module must be a file: URL or a non-empty path string (got 42)');

@@ -15,6 +15,7 @@ import { Doorbell } from '../transport/doorbell.js';
 import { Ring } from '../transport/ring.js';
 import { ControlBlock } from './control-block.js';
 import type { RemoteEndpointOptions } from '../options.js';
+import type { SerializedError as QuarantineError } from '../errors.js';
 
 export interface PoolConfig {
   readonly shards: number;
@@ -33,12 +34,17 @@ export interface PoolConfig {
   readonly wireNames: readonly string[];
   readonly compute: boolean;
   readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
+  readonly invocationTimeoutMs: number;
   partitionPath(shard: number): string;
 }
 
 export interface PoolEvents {
   /** A shard worker failed (fatal error, exit, or crash) after it was ready. */
   onShardFailed(shard: number, err: Error): void;
+  /** A context method was called after its invocation ended (see InvocationContext). */
+  onLateCall(shard: number, address: { type: string; id: string }, method: string): void;
+  /** Code a function left behind threw outside any invocation; the shard goes on (shard/worker.ts). */
+  onUncaught(shard: number, error: Error): void;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -74,6 +80,9 @@ export class ShardPool {
   #closing = false;
   #dead = false;
   readonly #closed: Array<Promise<void>> = [];
+  /** Why main ended a shard itself (see {@link kill}): reported instead of its exit code. */
+  readonly #killed: Array<Error | undefined> = [];
+  readonly #ready: boolean[] = [];
 
   constructor(config: PoolConfig, events: PoolEvents) {
     this.#config = config;
@@ -86,7 +95,7 @@ export class ShardPool {
   }
 
   /** Spawns every shard (recovering from `committedEpoch`) and waits until all are ready. */
-  async start(committedEpoch: number, sameHost: boolean, quarantine: readonly string[] = []): Promise<void> {
+  async start(committedEpoch: number, sameHost: boolean, quarantine: ReadonlyArray<readonly [string, QuarantineError]> = [], careful = false): Promise<void> {
     const n = this.#config.shards;
     // between[i][j]: shard i → shard j
     const between: Array<Array<SharedArrayBuffer | null>> = Array.from({ length: n }, (_, i) =>
@@ -108,8 +117,9 @@ export class ShardPool {
         control: this.control.buffer,
         committedEpoch,
         sameHost,
-        careful: sameHost,
         quarantine,
+        careful,
+        invocationTimeoutMs: this.#config.invocationTimeoutMs,
         cacheSize: this.#config.cacheSize,
         maxAttempts: this.#config.maxAttempts,
         retryBackoffMs: this.#config.retryBackoffMs,
@@ -155,12 +165,18 @@ export class ShardPool {
       worker.on('message', (m: { type: string; error?: SerializedError }) => {
         if (m.type === 'ready') {
           isReady = true;
+          this.#ready[shard] = true;
           clearTimeout(timer);
           resolve();
         } else if (m.type === 'fatal') {
           fatal = deserializeError(m.error as SerializedError);
         } else if (m.type === 'closed') {
           closedResolve();
+        } else if (m.type === 'uncaught') {
+          if (!this.#dead) this.#events.onUncaught(shard, deserializeError(m.error as SerializedError));
+        } else if (m.type === 'late-call') {
+          const late = m as unknown as { address: { type: string; id: string }; method: string };
+          if (!this.#dead) this.#events.onLateCall(shard, late.address, late.method);
         }
       });
       worker.on('error', (err) => {
@@ -170,6 +186,7 @@ export class ShardPool {
         clearTimeout(timer);
         closedResolve();
         const err =
+          this.#killed[shard] ??
           fatal ??
           new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} worker exited with code ${code}`);
         if (!isReady) {
@@ -184,6 +201,20 @@ export class ShardPool {
         this.#events.onShardFailed(shard, err);
       });
     });
+  }
+
+  /** The shard finished starting (its heartbeat is running). */
+  isReady(shard: number): boolean {
+    return this.#ready[shard] === true;
+  }
+
+  /**
+   * Ends one shard worker from main (its thread may be stuck in synchronous code:
+   * `worker.terminate()` stops it anyway); its failure is reported with `reason`.
+   */
+  kill(shard: number, reason: Error): void {
+    this.#killed[shard] ??= reason;
+    void this.workers[shard]?.terminate().catch(() => 0);
   }
 
   /** Waits for every shard to report closed (after main sent Close), bounded. */

@@ -26,6 +26,10 @@ export interface ContextHost {
   readonly maxStateValueBytes: number;
   hasPendingToken(senderKey: string, token: string): boolean;
   compute(task: string, input: unknown): Promise<unknown>;
+  /** True while the host runs a function synchronously (a late call there can be thrown). */
+  readonly inUserCode: boolean;
+  /** Reports a context method called after its invocation ended. */
+  lateCall(type: string, id: string, method: string): void;
 }
 
 export interface DelayedOp {
@@ -153,7 +157,12 @@ export class InvocationContext implements StateAccess {
     this.#now = now;
   }
 
-  /** Marks the invocation over: later calls on this context throw ERR_WEFT_INVOCATION_ENDED. */
+  /**
+   * Marks the invocation over. A later call on this context is reported (ContextHost.lateCall)
+   * and has no effect; it throws ERR_WEFT_INVOCATION_ENDED only while some function runs
+   * synchronously (then the throw fails that invocation, which the user can see and catch),
+   * never from a timer or callback, where a throw would be uncaught and end the shard.
+   */
   end(): void {
     this.#ended = true;
   }
@@ -176,10 +185,14 @@ export class InvocationContext implements StateAccess {
     throw new WeftError('ERR_WEFT_INVALID_ARG', 'ctx.state cannot be replaced: assign its declared names instead (ctx.state.name = value)');
   }
 
-  #live(what: string): void {
-    if (this.#ended) {
+  /** False (after reporting it, or throwing) when the invocation has ended: the call must do nothing. */
+  #live(what: string): boolean {
+    if (!this.#ended) return true;
+    this.#host.lateCall(this.#inst.type, this.#inst.id, what);
+    if (this.#host.inUserCode) {
       throw new WeftError('ERR_WEFT_INVOCATION_ENDED', `ctx.${what}() called after the invocation of ${this.#inst.type}/${this.#inst.id} ended (did you forget to await?)`);
     }
+    return false;
   }
 
   #expired(spec: CompiledSpec, slot: Slot): boolean {
@@ -187,7 +200,7 @@ export class InvocationContext implements StateAccess {
   }
 
   readState(spec: CompiledSpec): unknown {
-    if (this.#ended) this.#live(`state.${spec.name} read`);
+    if (this.#ended && !this.#live(`state.${spec.name} read`)) return undefined;
     const fx = this.#fx;
     const at = fx.nWrites === 0 ? -1 : writeIndex(fx.writes, fx.nWrites, spec);
     let slot: Slot | null | undefined;
@@ -208,7 +221,7 @@ export class InvocationContext implements StateAccess {
   }
 
   writeState(spec: CompiledSpec, value: unknown): void {
-    if (this.#ended) this.#live(`state.${spec.name} write`);
+    if (this.#ended && !this.#live(`state.${spec.name} write`)) return;
     if (value === undefined) {
       this.#put(spec, null, undefined);
       return;
@@ -250,7 +263,7 @@ export class InvocationContext implements StateAccess {
   }
 
   send(to: Address, value: unknown, opts?: { type?: ValueType<unknown> }): void {
-    this.#live('send');
+    if (!this.#live('send')) return;
     const a = this.#target(to, 'ctx.send');
     const t = valueType(this.#host.module, opts?.type, 'ctx.send');
     // A one-byte value is a shared array until the dispatcher routes it: a message to another
@@ -261,7 +274,7 @@ export class InvocationContext implements StateAccess {
   }
 
   sendAfter(delayMs: number, to: Address, value: unknown, opts?: { type?: ValueType<unknown>; cancellationToken?: string }): void {
-    this.#live('sendAfter');
+    if (!this.#live('sendAfter')) return;
     if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > MAX_DELAY_MS) {
       throw new WeftError('ERR_WEFT_INVALID_ARG', `ctx.sendAfter delayMs must be a finite number from 0 to ${MAX_DELAY_MS} (got ${describe(delayMs)})`);
     }
@@ -280,7 +293,7 @@ export class InvocationContext implements StateAccess {
   }
 
   cancelDelayed(token: string): void {
-    this.#live('cancelDelayed');
+    if (!this.#live('cancelDelayed')) return;
     this.#checkToken(token, 'ctx.cancelDelayed');
     (this.#fx.tokens ??= new Map()).set(token, false);
     (this.#fx.timerOps ??= []).push({ env: undefined, delayMs: 0, token });
@@ -298,7 +311,7 @@ export class InvocationContext implements StateAccess {
   }
 
   egress(name: string, value: unknown, opts?: { type?: ValueType<unknown> }): void {
-    this.#live('egress');
+    if (!this.#live('egress')) return;
     if (typeof name !== 'string' || !this.#host.module.egresses.has(name)) {
       throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `ctx.egress: egress ${describe(name)} is not declared in the module's egresses (declared: ${[...this.#host.module.egresses].map((e) => JSON.stringify(e)).join(', ')})`);
     }
@@ -307,7 +320,10 @@ export class InvocationContext implements StateAccess {
   }
 
   reply(value: unknown, opts?: { type?: ValueType<unknown> }): void {
-    this.#live('reply');
+    if (!this.#live('reply')) return;
+    if (this.#fx.reply !== null) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `ctx.reply called twice in one invocation of ${this.#inst.type}/${this.#inst.id}: an invocation answers once`);
+    }
     this.#fx.reply = this.#encode(value, opts?.type, 'ctx.reply');
   }
 
@@ -316,10 +332,17 @@ export class InvocationContext implements StateAccess {
   }
 
   compute(task: string, input: unknown): Promise<unknown> {
-    this.#live('compute');
+    if (!this.#live('compute')) return handled(new WeftError('ERR_WEFT_INVOCATION_ENDED', `ctx.compute() called after the invocation of ${this.#inst.type}/${this.#inst.id} ended (did you forget to await?)`));
     if (typeof task !== 'string' || task.length === 0) {
       return Promise.reject(new WeftError('ERR_WEFT_INVALID_ARG', `ctx.compute task must be the name of an export of the module's compute file (got ${describe(task)})`));
     }
     return this.#host.compute(task, input);
   }
+}
+
+/** A rejected promise that is no unhandled rejection when nobody awaits it. */
+function handled(err: Error): Promise<never> {
+  const p = Promise.reject(err);
+  p.catch(() => {});
+  return p;
 }

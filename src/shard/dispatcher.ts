@@ -24,6 +24,7 @@ import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
 import type { RemoteResult, StateSpecInfo } from '../statefun/remote-client.js';
+import { fingerprintOf, keyHash, payloadHash } from '../router/control-block.js';
 
 /** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
 export interface InstanceStore {
@@ -60,11 +61,34 @@ export interface DispatcherOptions {
   /** Remote (StateFun) endpoints; absent when none are configured. */
   readonly remote?: RemoteFunctions;
   /**
-   * Messages (see {@link messageFingerprint}) whose invocation ended a shard worker while it ran
-   * careful: they are dead-lettered without running (a poison message must not stop the engine).
+   * Messages (see {@link messageFingerprint}) whose invocation ended or stalled a shard worker,
+   * with the error code and what happened (the dead letter's message is "the invocation of
+   * <address> " + that): they are dead-lettered without running (a poison message must not stop
+   * the engine).
    */
-  readonly quarantine?: ReadonlySet<string>;
+  readonly quarantine?: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
+  /**
+   * ms an async invocation may take to settle before it fails with ERR_WEFT_TIMEOUT (then is
+   * retried and dead-lettered as any failure). Absent: no deadline (the test harness).
+   */
+  readonly invocationTimeoutMs?: number;
 }
+
+/** Records the message whose function runs synchronously right now (see ControlBlock.enter). */
+export interface RunningRecorder {
+  enter(mb: Mailbox, env: Envelope): void;
+  leave(): void;
+}
+
+/** An async invocation waiting for its promise, until `due` (see DispatcherOptions.invocationTimeoutMs). */
+interface Parked {
+  readonly due: number;
+  settled: boolean;
+  /** Fails the invocation at its deadline; dropped when it settles (it holds the invocation). */
+  expire: () => void;
+}
+
+const SETTLED = (): void => {};
 
 /**
  * A host request to a REMOTE function: StateFun has no reply channel, so the request travels
@@ -102,6 +126,8 @@ export class Mailbox {
   paused = false;
   /** Messages of a paused mailbox taken out of the engine's count of live messages. */
   excluded = 0;
+  /** Hash of `key` (see messageFingerprint), made on first use by a {@link RunningRecorder}. */
+  keyHash = 0;
 
   constructor(key: string, type: string, id: string, kg: number) {
     this.key = key;
@@ -210,14 +236,13 @@ export class HostAcks {
 }
 
 /**
- * Names one message across recoveries (it is replayed or re-sent as the same bytes):
- * `type \0 id \0 hseq:caller:typename:length:hash-of-payload`.
+ * Names one message across recoveries (see {@link fingerprintOf}; main makes the same string
+ * from what a shard records in shared memory, ControlBlock.enter).
  */
 export function messageFingerprint(key: string, env: Envelope): string {
   const p = env[E_PAYLOAD];
-  let h = 0x811c9dc5;
-  for (let i = 0; i < p.length; i++) h = Math.imul(h ^ (p[i] as number), 0x01000193);
-  return `${key}\u0000${env[E_HSEQ]}:${env[E_CALLER_TYPE] ?? ''}/${env[E_CALLER_ID] ?? ''}:${env[E_TYPENAME]}:${p.length}:${(h >>> 0).toString(16)}`;
+  const hseq = env[E_HSEQ];
+  return fingerprintOf(keyHash(key), hseq, p.length, hseq > 0 ? 0 : payloadHash(p));
 }
 
 /** One invocation in this many has its latency measured, once past the first 1024 (power of two). */
@@ -300,7 +325,20 @@ export class Dispatcher implements ContextHost {
     this.#timers = timers;
     this.#clock = clock;
     this.#compute = opts.compute ?? noCompute;
-    for (const key of opts.quarantine ?? []) this.#quarantine.add(key);
+    for (const [key, error] of opts.quarantine ?? []) this.#quarantine.set(key, error);
+  }
+
+  /** True while a function runs synchronously (called by this dispatcher, not yet returned). */
+  inUserCode = false;
+
+  /**
+   * A context method was called after its invocation ended: reported (counted, and published by
+   * main on `weft:late-context`), never thrown from a timer or callback where nobody could catch it.
+   */
+  onLateCall: (type: string, id: string, method: string) => void = () => {};
+
+  lateCall(type: string, id: string, method: string): void {
+    this.onLateCall(type, id, method);
   }
 
   hasPendingToken(senderKey: string, token: string): boolean {
@@ -317,8 +355,15 @@ export class Dispatcher implements ContextHost {
 
   /** Something can run now. */
   get hasRunnable(): boolean {
-    return this.#runHead < this.#runnable.length;
+    return this.#runHead < this.#runnable.length && !(this.careful && this.parked > 0);
   }
+
+  /**
+   * Set after a shard failure no message explained: one invocation at a time (an async one
+   * blocks the others until it settles), recorded by {@link running} until it settles, so that
+   * when the shard dies or stalls in an async function's continuation, main knows the message.
+   */
+  careful = false;
 
   /**
    * Routes a message created on this shard (a send, a reply to a calling function, a fired timer):
@@ -377,6 +422,7 @@ export class Dispatcher implements ContextHost {
     this.#now = this.#clock.now();
     const q = this.#runnable;
     while (n < budget && this.#runHead < q.length) {
+      if (this.careful && this.parked > 0) break;
       const mb = q[this.#runHead++] as Mailbox;
       mb.queued = false;
       if (mb.running || mb.head >= mb.tail) continue;
@@ -416,9 +462,33 @@ export class Dispatcher implements ContextHost {
       this.#retries = keep;
       this.#retriesDue = earliest;
     }
-    const next = this.#timers.nextDue();
-    if (this.#retries.length === 0) return next;
-    return next === undefined || this.#retriesDue < next ? this.#retriesDue : next;
+    let parked = this.#parkedQueue;
+    // Settled entries behind a long-running one wait for it to leave the head: past a few times
+    // the invocations still parked, drop them all at once, so the queue stays O(parked).
+    if (parked.length - this.#parkedHead > 4 * this.parked + 1024) {
+      parked = this.#parkedQueue = parked.slice(this.#parkedHead).filter((p) => !p.settled);
+      this.#parkedHead = 0;
+    }
+    while (this.#parkedHead < parked.length) {
+      const p = parked[this.#parkedHead] as Parked;
+      if (!p.settled && p.due > now) break;
+      parked[this.#parkedHead++] = undefined as unknown as Parked;
+      if (!p.settled) p.expire();
+    }
+    if (this.#parkedHead === parked.length) {
+      parked.length = 0;
+      this.#parkedHead = 0;
+    } else if (this.#parkedHead > 1024 && this.#parkedHead * 2 > parked.length) {
+      this.#parkedQueue = parked.slice(this.#parkedHead);
+      this.#parkedHead = 0;
+    }
+    let next = this.#timers.nextDue();
+    if (this.#retries.length > 0 && (next === undefined || this.#retriesDue < next)) next = this.#retriesDue;
+    if (this.#parkedHead < this.#parkedQueue.length) {
+      const due = (this.#parkedQueue[this.#parkedHead] as Parked).due;
+      if (next === undefined || due < next) next = due;
+    }
+    return next;
   }
 
   #retryAt(due: number, mb: Mailbox, pause: boolean): void {
@@ -447,18 +517,28 @@ export class Dispatcher implements ContextHost {
   }
 
   /**
-   * Set while the shard runs careful (after a recovery): called with the message's fingerprint
-   * right before a function runs and with null right after its synchronous part returns, so a
-   * worker that dies inside a function (process.exit, out of memory) leaves it behind.
+   * Told right before a function runs and right after its synchronous part returns, so a worker
+   * that dies or stalls inside a function (process.exit, out of memory, an endless loop) leaves
+   * the message behind for main (see ControlBlock.enter). Null in the test harness.
    */
-  onRunning: ((fingerprint: string | null) => void) | null = null;
-  readonly #quarantine: Set<string> = new Set();
+  running: RunningRecorder | null = null;
+  readonly #quarantine = new Map<string, SerializedError>();
+  /** Async invocations in start order (so in deadline order), settled ones skipped lazily. */
+  #parkedQueue: Parked[] = [];
+  #parkedHead = 0;
 
   #invoke(mb: Mailbox): void {
     const env = mb.queue[mb.head] as Envelope;
-    if (this.#quarantine.size > 0 && this.#quarantine.delete(messageFingerprint(mb.key, env))) {
-      this.#deadLetter(mb, env, new WeftError('ERR_WEFT_SHARD_FAILED', `the invocation of ${mb.type}/${mb.id} ended its shard worker twice (exit, crash or out of memory); its message was dead-lettered without running again`), 0);
-      return;
+    if (this.#quarantine.size > 0) {
+      const fp = messageFingerprint(mb.key, env);
+      const error = this.#quarantine.get(fp);
+      if (error !== undefined) {
+        this.#quarantine.delete(fp);
+        // Main knows the message by its fingerprint only: the error names the address here.
+        const err = new WeftError((error.code ?? 'ERR_WEFT_SHARD_FAILED') as 'ERR_WEFT_SHARD_FAILED', `the invocation of ${mb.type}/${mb.id} ${error.message}`);
+        this.#deadLetter(mb, env, err, 0, fp);
+        return;
+      }
     }
     const fn = this.module.functions.get(mb.type);
     if (fn === undefined) {
@@ -482,29 +562,59 @@ export class Dispatcher implements ContextHost {
     // that weight): reading the clock twice per message costs more than the histogram is worth.
     const started = this.onLatency === null || (this.counters.invocations > 1024 && (this.counters.invocations & (LATENCY_SAMPLE - 1)) !== 0) ? 0 : performance.now();
     let result: unknown;
-    const onRunning = this.onRunning;
+    const running = this.running;
+    // Careful: an async invocation stays recorded until it settles.
+    const recordUntilSettled = this.careful && running !== null;
+    this.inUserCode = true;
     try {
-      if (onRunning !== null) onRunning(messageFingerprint(mb.key, env));
+      if (running !== null) running.enter(mb, env);
       result = (fn.fn as (c: unknown, m: unknown) => unknown)(ctx, msg);
-      onRunning?.(null);
+      if (!recordUntilSettled) running?.leave();
     } catch (err) {
-      onRunning?.(null);
+      running?.leave();
+      this.inUserCode = false;
       inst.busy = false;
       this.#failed(mb, ctx, env, err, fx);
       return;
     }
+    this.inUserCode = false;
     if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
       // Parked: the address stays running, the instance stays pinned, other addresses go on.
       this.parked++;
+      // Settles once: by the promise, or by the deadline (the promise is then ignored; its
+      // function may go on, but its context has ended, see InvocationContext).
+      const timeoutMs = this.#opts.invocationTimeoutMs;
+      const p: Parked = {
+        due: timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.#clock.now() + timeoutMs,
+        settled: false,
+        expire: () => {
+          p.settled = true;
+          p.expire = SETTLED;
+          if (recordUntilSettled) running.leave();
+          this.parked--;
+          inst.busy = false;
+          this.#failed(mb, ctx, env, new WeftError('ERR_WEFT_TIMEOUT', `the invocation of ${mb.type}/${mb.id} did not settle within ${timeoutMs} ms (invocationTimeoutMs)`), fx);
+          this.onAsyncSettled();
+        },
+      };
+      if (timeoutMs !== undefined) this.#parkedQueue.push(p);
       // Promise.resolve adopts a foreign thenable, which could call back twice; a native
       // promise is returned as it is.
       void Promise.resolve(result).then(
         () => {
+          if (p.settled) return;
+          p.settled = true;
+          p.expire = SETTLED;
+          if (recordUntilSettled) running.leave();
           this.parked--;
           this.#completed(mb, fn, inst, ctx, env, fx, now, started);
           this.onAsyncSettled();
         },
         (err: unknown) => {
+          if (p.settled) return;
+          p.settled = true;
+          p.expire = SETTLED;
+          if (recordUntilSettled) running.leave();
           this.parked--;
           inst.busy = false;
           this.#failed(mb, ctx, env, err, fx);
@@ -513,6 +623,7 @@ export class Dispatcher implements ContextHost {
       );
       return;
     }
+    if (recordUntilSettled) running.leave();
     this.#completed(mb, fn, inst, ctx, env, fx, now, started);
   }
 
@@ -574,6 +685,10 @@ export class Dispatcher implements ContextHost {
       }
     }
     if (fx.reply !== null) this.#reply(mb, env, fx.reply[0], fx.reply[1]);
+    else if (env[E_REPLY_TO] > 0) {
+      // A host request waits for an answer that will not come: tell it now, not at its timeout.
+      this.#out.replyError?.(env[E_REPLY_TO], serializeError(new WeftError('ERR_WEFT_NO_REPLY', `the invocation of ${mb.type}/${mb.id} ended without calling ctx.reply`)));
+    }
     this.#release(fx);
     if (started !== 0 && this.onLatency !== null) this.onLatency((performance.now() - started) * 1000, this.counters.invocations > 1024 ? LATENCY_SAMPLE : 1);
     this.#finish(mb, env);
@@ -822,20 +937,28 @@ export class Dispatcher implements ContextHost {
   #failed(mb: Mailbox, ctx: InvocationContext, env: Envelope, err: unknown, fx: Effects): void {
     ctx.end();
     this.#release(fx);
+    if (isDeterministic(err)) {
+      // Running it again would fail the same way: dead-letter it at once.
+      this.counters.failures++;
+      this.#deadLetter(mb, env, err, mb.attempts + 1);
+      return;
+    }
     if (this.#retryLater(mb)) return;
     this.#deadLetter(mb, env, err, mb.attempts);
   }
 
-  #deadLetter(mb: Mailbox, env: Envelope, err: unknown, attempts: number): void {
+  #deadLetter(mb: Mailbox, env: Envelope, err: unknown, attempts: number, quarantined?: string): void {
     this.counters.deadLetters++;
     const record = {
       target: { type: mb.type, id: mb.id },
       caller: env[E_CALLER_TYPE] === null ? null : { type: env[E_CALLER_TYPE], id: env[E_CALLER_ID] },
       typename: env[E_TYPENAME],
       payload: env[E_PAYLOAD],
-      error: serializeError(err),
+      error: serializeError(asWeftError(err)),
       attempts,
       at: this.#clock.now(),
+      // Main forgets a quarantined message once its dead letter is committed.
+      ...(quarantined === undefined ? {} : { quarantined }),
     };
     const t = this.module.defaultType;
     this.#out.egress(DEAD_LETTER_EGRESS, t.typename, t.encode(record));
@@ -903,3 +1026,31 @@ export class Dispatcher implements ContextHost {
 }
 
 export { Slot };
+
+/**
+ * Errors weft raises at a call whose outcome only the message, the state and the code decide:
+ * retrying the invocation would fail the same way, so its message is dead-lettered at once.
+ */
+const DETERMINISTIC = new Set<string>([
+  'ERR_WEFT_TYPE_MISMATCH',
+  'ERR_WEFT_UNKNOWN_STATE',
+  'ERR_WEFT_UNKNOWN_FUNCTION',
+  'ERR_WEFT_UNKNOWN_EGRESS',
+  'ERR_WEFT_UNSERIALIZABLE',
+  'ERR_WEFT_TOO_LARGE',
+  'ERR_WEFT_INVALID_ADDRESS',
+  'ERR_WEFT_INVALID_TYPENAME',
+  'ERR_WEFT_INVALID_ARG',
+  'ERR_WEFT_INVOCATION_ENDED',
+]);
+
+function isDeterministic(err: unknown): boolean {
+  return err instanceof WeftError && DETERMINISTIC.has(err.code);
+}
+
+/** What a dead letter (and a failed request) carries: weft's own errors as they are, a user's wrapped. */
+function asWeftError(err: unknown): unknown {
+  if (err instanceof WeftError) return err;
+  const message = err instanceof Error ? err.message : serializeError(err).message;
+  return new WeftError('ERR_WEFT_USER_CODE', message, { cause: err });
+}

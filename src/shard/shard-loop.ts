@@ -26,12 +26,13 @@ import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
 import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
-import { E_HSEQ, E_REPLY_TO, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from './envelope.js';
+import { E_HSEQ, E_PAYLOAD, E_REPLY_TO, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from './envelope.js';
 import { Outbound } from './outbound.js';
 import { RemoteFunctions, remoteExpired } from './remote-functions.js';
 import type { RemoteEndpointOptions } from '../options.js';
 import { DEFAULT_TYPE } from '../state/types.js';
 import { deserializeError, type SerializedError } from '../errors.js';
+import { keyHash } from '../router/control-block.js';
 import type { RuntimeModule } from './runtime-module.js';
 
 /** What a shard worker is started with (worker_threads `workerData`). */
@@ -64,10 +65,15 @@ export interface ShardBoot {
   readonly compute: boolean;
   /** StateFun endpoints whose functions this shard calls for the addresses it owns. */
   readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
-  /** A recovery started this shard: record the running invocation until the first commit. */
+  /** Messages dead-lettered without running, with their error (see DispatcherOptions.quarantine). */
+  readonly quarantine: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
+  /** See WeftOptions.invocationTimeoutMs. */
+  readonly invocationTimeoutMs: number;
+  /**
+   * A failure no message explained preceded this generation: run careful (see Dispatcher.careful)
+   * until the messages queued at the first commit have run.
+   */
   readonly careful: boolean;
-  /** Addresses whose next message is dead-lettered without running (see Dispatcher). */
-  readonly quarantine: readonly string[];
   /** The engine's wire names (transport/names.ts), made by main. */
   readonly wireNames: readonly string[];
 }
@@ -105,6 +111,8 @@ export class ShardLoop {
   #scheduled = false;
   /** Invocation count that ends the careful phase (-1: not decided yet, or not careful). */
   #carefulUntil = -1;
+  /** Bumps the heartbeat while the event loop runs (see ControlBlock.beat), also when idle. */
+  #heartbeat: NodeJS.Timeout | undefined;
   #computeSeq = 0;
   readonly #computeCalls = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
   #sleeping = false;
@@ -119,16 +127,18 @@ export class ShardLoop {
   #lastCheckpointBytes = 0;
   readonly #onClosed: () => void;
   readonly #onFatal: (err: unknown) => void;
+  readonly #onLateCall: (type: string, id: string, method: string) => void;
 
   readonly #remote: RemoteFunctions;
 
-  constructor(boot: ShardBoot, module: RuntimeModule, partition: Partition, hooks: { closed(): void; fatal(err: unknown): void }, remote: RemoteFunctions) {
+  constructor(boot: ShardBoot, module: RuntimeModule, partition: Partition, hooks: { closed(): void; fatal(err: unknown): void; lateCall(type: string, id: string, method: string): void }, remote: RemoteFunctions) {
     this.#boot = boot;
     this.#remote = remote;
     this.#me = 1 + boot.shard;
     this.#partition = partition;
     this.#onClosed = hooks.closed;
     this.#onFatal = hooks.fatal;
+    this.#onLateCall = hooks.lateCall;
     this.#bells = Doorbell.attach(boot.bells);
     this.#control = new ControlBlock(boot.control, boot.shards);
     this.#inbound = boot.inbound.map((b) => (b === null ? null : Ring.attach(b)));
@@ -154,7 +164,8 @@ export class ShardLoop {
         maxStateValueBytes: boot.maxStateValueBytes,
         ...(boot.compute ? { compute: (task: string, input: unknown) => this.#compute(task, input) } : {}),
         ...(remote.size > 0 ? { remote } : {}),
-        quarantine: new Set(boot.quarantine),
+        quarantine: boot.quarantine,
+        invocationTimeoutMs: boot.invocationTimeoutMs,
       },
       this.#cache,
       {
@@ -176,13 +187,19 @@ export class ShardLoop {
       systemClock,
     );
     this.#dispatcher.onAsyncSettled = () => this.#wake();
-    if (boot.careful) {
-      const control = this.#control;
-      this.#dispatcher.onRunning = (key) => {
-        if (key === null) control.clearCurrent(boot.shard);
-        else control.setCurrent(boot.shard, key);
-      };
-    }
+    const control = this.#control;
+    const shard = boot.shard;
+    this.#dispatcher.running = {
+      enter(mb, env) {
+        if (mb.keyHash === 0) mb.keyHash = keyHash(mb.key);
+        control.enter(shard, mb.keyHash, env[E_HSEQ], env[E_PAYLOAD]);
+      },
+      leave() {
+        control.leave(shard);
+      },
+    };
+    this.#dispatcher.onLateCall = (type, id, method) => this.#onLateCall(type, id, method);
+    this.#dispatcher.careful = boot.careful;
     const histogram = this.#control.f64;
     const hBase = this.#control.histogramBase(boot.shard);
     this.#dispatcher.onLatency = (us, weight) => {
@@ -227,6 +244,12 @@ export class ShardLoop {
     // Metrics are valid before the shard reports ready (Weft.start resolves): a host that reads
     // pendingTimers right after start sees the restored timers, not an empty control block.
     this.#publishMetrics();
+    // Main's watchdog terminates a shard whose heartbeat stops for invocationTimeoutMs: beat a
+    // few times per deadline while the event loop is free (turns beat too).
+    const beatMs = Math.max(5, Math.floor(this.#boot.invocationTimeoutMs / 8));
+    this.#control.beat(this.#boot.shard);
+    this.#heartbeat = setInterval(() => this.#control.beat(this.#boot.shard), beatMs);
+    this.#heartbeat.unref();
     this.#schedule();
   }
 
@@ -254,6 +277,7 @@ export class ShardLoop {
 
   #turn(): void {
     this.#turns++;
+    this.#control.beat(this.#boot.shard);
     let work = 0;
     // 1. Drain every inbound ring (bounded per ring), in ring order, into mailboxes.
     const inbound = this.#inbound;
@@ -274,10 +298,11 @@ export class ShardLoop {
     if (this.#closed) return;
     // 2. Invoke.
     work += this.#dispatcher.run(INVOCATIONS_PER_TURN);
+    this.#control.beat(this.#boot.shard);
     if (this.#carefulUntil >= 0 && this.#dispatcher.counters.invocations >= this.#carefulUntil && this.#dispatcher.parked === 0) {
-      this.#dispatcher.onRunning = null;
+      this.#dispatcher.careful = false;
       this.#carefulUntil = -1;
-      this.#control.clearCurrent(this.#boot.shard);
+      work++;
     }
     // 3. Fire due timers and retries (their messages run next turn).
     const now = Date.now();
@@ -370,10 +395,10 @@ export class ShardLoop {
         case Kind.Barrier:
           this.#participant.onBarrier(ring, rec[1] as number, this.#inUse);
           break;
-        case Kind.Committed:
+        case Kind.Committed: {
           // The careful phase ends once every message queued at the first commit since the
-          // recovery has been tried (the replayed ones, and the poison among them, if any).
-          if (this.#dispatcher.onRunning !== null && this.#carefulUntil < 0) {
+          // recovery has been tried (the replayed ones, and the one to blame among them, if any).
+          if (this.#dispatcher.careful && this.#carefulUntil < 0) {
             this.#carefulUntil = this.#dispatcher.counters.invocations + this.#dispatcher.queuedMessages;
           }
           // Fold at once when the cache is over its size or holds more unfolded records than that:
@@ -381,6 +406,7 @@ export class ShardLoop {
           const cache = this.#cache;
           this.#participant.onCommitted(rec[1] as number, cache.size > cache.capacity || cache.unfoldedCount > cache.capacity);
           break;
+        }
         case Kind.Query:
           this.#query(rec[1] as number, rec[2] as string, rec[3] as string);
           break;
@@ -555,6 +581,7 @@ export class ShardLoop {
   #finishClose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#heartbeat);
     // Leave the base complete: the partition closes once every fold has been written.
     this.#participant.foldNow();
     void this.#participant.whenFolded().then(() => this.#onClosed());

@@ -4,7 +4,7 @@
  * fatal (with the error, before the thread exits so main can roll back), and closed.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { serializeError } from '../errors.js';
+import { WeftError, serializeError } from '../errors.js';
 import { Partition } from '../state/partition.js';
 import { ShardLoop, type ShardBoot } from './shard-loop.js';
 import { compileModule, loadModule } from './runtime-module.js';
@@ -26,11 +26,34 @@ function fatal(err: unknown): void {
   process.exit(1);
 }
 
-process.on('uncaughtException', fatal);
-process.on('unhandledRejection', fatal);
+let started = false;
+
+/**
+ * An error nothing caught: before the shard runs, or weft's own (ERR_WEFT_INTERNAL), it ends the
+ * shard (main rolls back). Once running, weft's own code catches what it throws (a failed turn,
+ * checkpoint or close ends the shard through `fatal`), so what arrives here was thrown by code a
+ * function left behind (a timer, a callback, a promise nobody awaited): it cannot touch state
+ * (ctx calls after an invocation ended have no effect), so it is reported and the shard goes on.
+ */
+function uncaught(err: unknown): void {
+  if (!started || (err instanceof WeftError && err.code === 'ERR_WEFT_INTERNAL')) {
+    fatal(err);
+    return;
+  }
+  port!.postMessage({ type: 'uncaught', error: serializeError(err) });
+}
+
+process.on('uncaughtException', uncaught);
+process.on('unhandledRejection', uncaught);
+
+const shardThread: { shard: number; moduleUrl: string; misuse?: Error } = { shard: boot.shard, moduleUrl: boot.moduleUrl };
+// Weft.start (weft.ts, SHARD_THREAD) refuses to run on a thread that carries this.
+(globalThis as Record<symbol, unknown>)[Symbol.for('weft.shardThread')] = shardThread;
 
 try {
   const definition = await loadModule(boot.moduleUrl);
+  // The module called Weft.start without awaiting it: the shard must not start.
+  if (shardThread.misuse !== undefined) throw shardThread.misuse;
   partition = await Partition.open(boot.partitionPath, { durability: boot.durability });
   const remote = new RemoteFunctions(boot.remote);
   const module = compileModule(definition, boot.remote.map((r) => remoteMatcher(r.functions)));
@@ -47,8 +70,12 @@ try {
       );
     },
     fatal,
+    lateCall(type, id, method) {
+      port.postMessage({ type: 'late-call', address: { type, id }, method });
+    },
   }, remote);
   await loop.start();
+  started = true;
   port.postMessage({ type: 'ready' });
 } catch (err) {
   fatal(err);

@@ -341,7 +341,9 @@ class StatefunEndpoint {
 
     await this.#drive(dispatcher, batch.invocations.length, () => failure !== null, `${type}/${id}`);
     if (failure !== null) {
-      const cause = deserializeError(failure);
+      let cause = deserializeError(failure);
+      // A user's error, wrapped in the dead letter (ERR_WEFT_USER_CODE): name the original.
+      if (cause instanceof WeftError && cause.code === 'ERR_WEFT_USER_CODE' && cause.cause instanceof Error) cause = cause.cause;
       throw new WeftError('ERR_WEFT_USER_CODE', `function ${type} (id ${describe(id)}) failed: ${errorText(cause)}`, { cause });
     }
 

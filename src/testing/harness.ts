@@ -97,6 +97,13 @@ export interface TestHarness {
   /** The delayed messages not yet fired nor cancelled, in firing order. */
   pendingTimers(): PendingTimer[];
   /**
+   * Context methods called after their invocation ended (a forgotten `await`), in call order:
+   * the engine reports them on `weft:late-context` and counts them in metrics `lateContextCalls`.
+   * Such a call has no effect; made while another function runs synchronously, it also throws
+   * ERR_WEFT_INVOCATION_ENDED there.
+   */
+  lateContextCalls(): Array<{ address: Address; method: string }>;
+  /**
    * Runs to quiescence (giving up after `settleTimeoutMs`), then refuses further
    * `send`/`request`/`advance`/`query` with ERR_WEFT_CLOSED. `egress`, `deadLetters`,
    * `pendingTimers` and `now` stay readable. Calling it again returns the same promise.
@@ -132,6 +139,7 @@ class Harness implements TestHarness {
   #closing = false;
   #closePromise: Promise<void> | undefined;
   #computeTasks: Promise<Record<string, unknown>> | undefined;
+  readonly #lateCalls: Array<{ address: Address; method: string }> = [];
 
   constructor(module: RuntimeModule, opts: ResolvedHarnessOptions) {
     this.#opts = opts;
@@ -170,6 +178,9 @@ class Harness implements TestHarness {
       ...(module.definition.compute === undefined ? {} : { compute: (task: string, input: unknown) => this.#compute(task, input) }),
     };
     this.#dispatcher = new Dispatcher(module, dispatcherOpts, this.#store, outbox, routing, this.#timers, this.#clock);
+    this.#dispatcher.onLateCall = (type, id, method) => {
+      this.#lateCalls.push({ address: { type, id }, method });
+    };
     this.#dispatcher.onAsyncSettled = () => {
       const wake = this.#onSettled;
       this.#onSettled = null;
@@ -246,8 +257,8 @@ class Harness implements TestHarness {
     const id = env[E_TARGET_ID];
     const mb = this.#dispatcher.mailbox(type, id);
     const waiting = mb !== undefined && mb.queue.indexOf(env, mb.head) >= 0;
-    const why = waiting ? 'its message failed and is waiting for a retry, which only advance() can run' : 'the function did not call ctx.reply';
-    return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and ${why}`);
+    if (!waiting) return new WeftError('ERR_WEFT_NO_REPLY', `weft.request to ${type}/${id} got no reply: the function did not call ctx.reply`);
+    return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and its message failed and is waiting for a retry, which only advance() can run`);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -389,6 +400,10 @@ class Harness implements TestHarness {
 
   deadLetters(): DeadLetter[] {
     return this.egress(DEAD_LETTER_EGRESS) as DeadLetter[];
+  }
+
+  lateContextCalls(): Array<{ address: Address; method: string }> {
+    return this.#lateCalls.map((c) => ({ address: { ...c.address }, method: c.method }));
   }
 
   pendingTimers(): PendingTimer[] {

@@ -24,13 +24,15 @@ for (const shards of [1, 2, 4]) {
       expect(state).toEqual({ balance: 200, seen: Array.from({ length: 200 }, (_, i) => i) });
     });
 
-    it('answers requests and times out cleanly', async () => {
+    it('answers requests, and rejects at once a request whose invocation does not reply', async () => {
       await expect(weft.request(acct('req'), { op: 'deposit', amount: 5 })).resolves.toBe(5);
       await expect(weft.request(acct('req'), { op: 'get' })).resolves.toBe(5);
-      // A function that does not reply: the request times out.
-      const err = await weft.request(acct('req'), { op: 'cancel', token: 'none' }, { timeoutMs: 50 }).catch((e: unknown) => e);
+      // A function that does not reply: the request is rejected when its invocation ends, not at
+      // its (default, 30 s) timeout.
+      const err = await within(weft.request(acct('req'), { op: 'cancel', token: 'none' }).catch((e: unknown) => e), 10_000, 'no-reply request');
       expect(err).toBeInstanceOf(WeftError);
-      expect((err as WeftError).code).toBe('ERR_WEFT_TIMEOUT');
+      expect((err as WeftError).code).toBe('ERR_WEFT_NO_REPLY');
+      expect((err as WeftError).message).toBe('the invocation of bank/account/req ended without calling ctx.reply');
       // The engine is fine afterwards.
       await expect(weft.request(acct('req'), { op: 'get' })).resolves.toBe(5);
     });

@@ -12,7 +12,7 @@ describe('a shard worker dying inside a live engine', () => {
   afterAll(() => removeDir(dir));
 
   for (const how of ['exit', 'uncaught', 'oom'] as const) {
-    it(`rolls every shard back and loses or doubles nothing (${how})`, async () => {
+    it(`rolls every shard back (or, for an error thrown from a timer, goes on) and loses or doubles nothing (${how})`, async () => {
       const dataDir = join(dir, how);
       const flagFile = join(dir, `${how}.flag`);
       writeFileSync(flagFile, 'crash once');
@@ -31,7 +31,10 @@ describe('a shard worker dying inside a live engine', () => {
         sends.push(weft.send({ type: 'xfer/account', id: 'x-1' }, { op: 'crash', flagFile, how }));
         burst(2000);
         await within(Promise.all(sends), 60_000, 'all sends');
-        expect(weft.metrics().recoveries).toBe(1);
+        // An error thrown from a timer the function left behind is reported, not fatal
+        // (user-code.test.ts): that shard goes on without a rollback.
+        expect(weft.metrics().recoveries).toBe(how === 'uncaught' ? 0 : 1);
+        if (how === 'uncaught') expect(weft.metrics().uncaughtErrors).toBe(1);
         const deadline = Date.now() + 20_000;
         while (weft.metrics().shards.reduce((a, s) => a + s.pendingTimers, 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         await within(weft.idle(), 20_000, 'idle');

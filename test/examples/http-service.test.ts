@@ -171,15 +171,15 @@ describe('examples/http-service', () => {
   });
 
   it('answers 504 when the function does not reply in time', async () => {
-    // A module whose account never replies (a function that forgot ctx.reply): the request can
-    // only time out. Written as compiled JS because the shards load it.
+    // A module whose account replies too late for the route (a function that forgets ctx.reply
+    // gets ERR_WEFT_NO_REPLY at once instead). Written as compiled JS because the shards load it.
     const d = tempDir();
     const weftUrl = new URL('../../dist/src/index.js', import.meta.url).href;
     const module = join(d, 'silent.mjs');
     writeFileSync(
       module,
       `import { defineModule, type } from ${JSON.stringify(weftUrl)};\n` +
-        `export default defineModule({ functions: { 'bank/account': { state: { balance: type.long(), operations: type.int() }, fn() {} } } });\n`,
+        `export default defineModule({ functions: { 'bank/account': { state: { balance: type.long(), operations: type.int() }, async fn(ctx) { await new Promise((r) => setTimeout(r, 1000)); ctx.reply({ balance: 0 }); } } } });\n`,
     );
     const silent = await createService({ port: 0, dataDir: join(d, 'data'), module, requestTimeoutMs: 100, engine: ENGINE });
     try {

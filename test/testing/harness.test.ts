@@ -144,8 +144,8 @@ describe('failures, retries and dead letters in virtual time', () => {
     expect(err.code).toBe('ERR_WEFT_TIMEOUT');
     expect(err.message).toBe('weft.request to bank/account/r got no reply: the test harness ran until quiescent and its message failed and is waiting for a retry, which only advance() can run');
     const none = await rejection(h.request(acct('r2'), { op: 'cancel', token: 'none' }));
-    expect(none.code).toBe('ERR_WEFT_TIMEOUT');
-    expect(none.message).toBe('weft.request to bank/account/r2 got no reply: the test harness ran until quiescent and the function did not call ctx.reply');
+    expect(none.code).toBe('ERR_WEFT_NO_REPLY');
+    expect(none.message).toBe('the invocation of bank/account/r2 ended without calling ctx.reply');
     await h.advance(1000);
     expect(h.deadLetters()).toHaveLength(1);
   });
