@@ -290,18 +290,46 @@ export interface ServeRestateOptions extends RestateEndpointOptions {
   readonly port?: number;
   /** Address to bind. Default 127.0.0.1. */
   readonly host?: string;
+  /**
+   * Request identity public keys (`publickeyv1_...`) of the Restate servers allowed to call; with
+   * none, any caller that reaches the port can invoke the functions (the SDK warns once).
+   */
+  readonly identityKeys?: readonly string[];
+  /**
+   * Receives the SDK's warnings and errors (an invocation failing an attempt, ...). Default:
+   * `console.error`. The SDK's per-invocation info lines are not passed on.
+   */
+  readonly log?: (level: 'warn' | 'error', message: string) => void;
+}
+
+function formatLog(message: unknown, rest: unknown[]): string {
+  return [message, ...rest].map((m) => (m instanceof Error ? (m.stack ?? m.message) : typeof m === 'string' ? m : describe(m))).join(' ');
 }
 
 /** Serves a weft module as Restate virtual objects over HTTP/2 (h2c). */
 export async function serveRestate(module: ModuleDefinition | URL | string, options: ServeRestateOptions): Promise<RestateServer> {
-  const opts = resolveOptions(options, ['port', 'host']);
+  const opts = resolveOptions(options, ['port', 'host', 'identityKeys', 'log']);
+  const log = options.log ?? ((level: string, message: string) => console.error(`[weft/restate] ${level}: ${message}`));
+  if (typeof log !== 'function') throw new WeftError('ERR_WEFT_INVALID_OPTION', `serveRestate options.log must be a function (got ${describe(log)})`);
+  const identityKeys = options.identityKeys;
+  if (identityKeys !== undefined && (!Array.isArray(identityKeys) || identityKeys.some((k) => typeof k !== 'string'))) {
+    throw new WeftError('ERR_WEFT_INVALID_OPTION', `serveRestate options.identityKeys must be an array of strings (got ${describe(identityKeys)})`);
+  }
   const port = options.port ?? 0;
   const host = options.host ?? '127.0.0.1';
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WeftError('ERR_WEFT_INVALID_OPTION', `serveRestate options.port must be an integer from 0 to 65535 (got ${describe(port)})`);
   if (typeof host !== 'string' || host === '') throw new WeftError('ERR_WEFT_INVALID_OPTION', `serveRestate options.host must be a non-empty string (got ${describe(host)})`);
   const services = await build(module, opts);
   const sdk = await loadPeer<Sdk>('@restatedev/restate-sdk', 'weft/restate');
-  const server: Http2Server = createServer(sdk.createEndpointHandler({ services }));
+  const handler = sdk.createEndpointHandler({
+    services,
+    ...(identityKeys === undefined || identityKeys.length === 0 ? {} : { identityKeys: [...identityKeys] }),
+    logger: (meta, message, ...rest) => {
+      const level = String(meta.level).toLowerCase();
+      if (level === 'warn' || level === 'error') log(level, formatLog(message, rest));
+    },
+  });
+  const server: Http2Server = createServer(handler);
   const sessions = new Set<Http2Session>();
   server.on('session', (s: Http2Session) => {
     sessions.add(s);

@@ -2,23 +2,23 @@
  * How a weft function type (`<namespace>/<name>`, each part of `[A-Za-z0-9_.-]`) is named as a
  * Restate virtual object.
  *
- * Restate service names may not contain `/` (they are a path segment of the ingress URL,
- * `/<service>/<key>/<handler>`), must start with a letter or `_`, may contain letters, digits,
- * `_`, `.` and `-`, and may not start with `restate` or `openapi` (reserved by the server,
- * case-insensitively). The default mapping replaces the one `/` with `.`:
+ * Restate service names (checked against restate-server 1.7 on registration) must match
+ * `^([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9._-]*$` — no `/` (a name is a path segment of the ingress URL,
+ * `/<service>/<key>/<handler>`), a letter or `_` + letter/digit first — and may not start with
+ * `restate` in any case (reserved: META0005). The default mapping replaces the one `/` with `.`:
  * `example/greeter` → `example.greeter`, `com.acme/cart` → `com.acme.cart`.
  *
  * That mapping is readable but not injective on its own (`a.b/c` and `a/b.c` both give `a.b.c`),
  * and some weft names have no valid image (`1x/y` starts with a digit, `restate/x` is
- * reserved). Both cases are refused when the endpoint (or client) is built, naming the types; the
+ * reserved, `_.a/b` has `_` before a dot). Both cases are refused when the endpoint (or client) is built, naming the types; the
  * `serviceNames` option then gives those types explicit names. The same option must be passed to
  * the endpoint and to every client, since both sides compute the mapping.
  */
 import { WeftError, describe } from '../errors.js';
 
 /** Restate's rule for service names, as the server enforces it on registration. */
-const RESTATE_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
-const RESERVED = /^(restate|openapi)/i;
+const RESTATE_NAME = /^([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9._-]*$/;
+const RESERVED = /^restate/i;
 
 /** The default Restate name of a weft function type: its `/` becomes `.`. */
 export function defaultRestateName(typename: string): string {
@@ -27,8 +27,8 @@ export function defaultRestateName(typename: string): string {
 
 /** Why `name` is not a valid Restate service name, or null when it is. */
 export function restateNameProblem(name: string): string | null {
-  if (!RESTATE_NAME.test(name)) return 'must start with a letter or "_" and contain only letters, digits, "_", "." and "-"';
-  if (RESERVED.test(name)) return 'must not start with "restate" or "openapi" (reserved by the Restate server)';
+  if (!RESTATE_NAME.test(name)) return 'must start with a letter (or "_" and a letter or digit) and contain only letters, digits, "_", "." and "-"';
+  if (RESERVED.test(name)) return 'must not start with "restate" in any case (reserved by the Restate server)';
   return null;
 }
 
