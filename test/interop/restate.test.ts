@@ -3,9 +3,11 @@
  * on free loopback ports in a temp dir, the endpoint registered through the admin API
  * (POST /deployments) and driven through the ingress with weft's Restate client.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Weft, isWeftError, type Address, type WeftClient } from '../../src/index.js';
 import { connectRestate, serveRestate, type RestateClient, type RestateEgressRecord, type RestateServer as Endpoint } from '../../src/restate/index.js';
@@ -70,6 +72,33 @@ describe('the greeter on Restate', () => {
         { id: 'grace', visits: 1, greeting: 'Hello, Grace!' },
       ]),
     );
+  });
+});
+
+describe('weft serve --restate', () => {
+  it('serves a module that a Restate server registers and drives; egress goes to stdout as JSON lines', async () => {
+    const main = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+    const module = fileURLToPath(new URL('../../dist/examples/greeter/functions.js', import.meta.url));
+    const child = spawn(process.execPath, [main, 'serve', '--restate', module, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    try {
+      const url = await waitFor('weft serve --restate to listen', 30_000, async () => /at (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1]);
+      // Another greeter id space than the endpoint above registered: this deployment takes over the name.
+      await server.register(url);
+      const c = await connectRestate({ url: server.ingressUrl, module: greeter });
+      expect(await c.request({ type: 'example/greeter', id: 'cli-user' }, { name: 'Cli' })).toBe('Hello, Cli!');
+      const line = await waitFor('the egress JSON line', 10_000, async () => out.split('\n').find((l) => l.includes('"egress":"example/greetings"')));
+      expect(JSON.parse(line)).toEqual({
+        egress: 'example/greetings',
+        source: { type: 'example/greeter', id: 'cli-user' },
+        typename: 'weft.types/msgpack',
+        value: { id: 'cli-user', visits: 1, greeting: 'Hello, Cli!' },
+      });
+    } finally {
+      child.kill('SIGTERM');
+      await waitFor('weft serve --restate to exit', 15_000, async () => (child.exitCode !== null || child.signalCode !== null ? true : undefined));
+    }
   });
 });
 
