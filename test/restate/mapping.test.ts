@@ -31,7 +31,7 @@ import { compileModule, type CompiledFunction } from '../../src/shard/runtime-mo
 import { isExpired } from '../../src/state/ttl.js';
 import { createTestHarness } from '../../src/testing/index.js';
 import bank from '../fixtures/bank.js';
-import { expectWeftError } from '../helpers/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 
 const runtime = compileModule(bank);
 const fnOf = (t: string): CompiledFunction => runtime.functions.get(t) as CompiledFunction;
