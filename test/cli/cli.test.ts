@@ -198,7 +198,7 @@ describe('serve --restate', () => {
     const { connect } = await import('node:http2');
     const session = connect(url!);
     try {
-      const manifest = await bounded(
+      const manifest = await within(
         new Promise<string>((resolve, reject) => {
           const req = session.request({ ':method': 'GET', ':path': '/discover', accept: 'application/vnd.restate.endpointmanifest.v2+json' });
           let body = '';
@@ -207,6 +207,7 @@ describe('serve --restate', () => {
           req.on('error', reject);
           req.end();
         }),
+        20_000,
         'discovery request',
       );
       const services = (JSON.parse(manifest) as { services: Array<{ name: string; ty: string; handlers: Array<{ name: string }> }> }).services;
