@@ -19,7 +19,7 @@ import { createServer, type Http2Server, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type * as RestateSdk from '@restatedev/restate-sdk';
 import type { Address } from '../address.js';
-import { WeftError, describe, serializeError } from '../errors.js';
+import { WeftError, describe } from '../errors.js';
 import { isModuleDefinition, type ModuleDefinition } from '../module.js';
 import { DEFAULTS } from '../options.js';
 import { compileModule, DEAD_LETTER_EGRESS, loadModule, type CompiledFunction, type RuntimeModule } from '../shard/runtime-module.js';
@@ -207,7 +207,7 @@ function objectFor(sdk: Sdk, runtime: RuntimeModule, fn: CompiledFunction, names
     } catch (err) {
       if (!(err instanceof sdk.TerminalError)) throw err;
       // Every attempt threw: the message goes to the dead letters, and a host request hears why.
-      const error = serializeError(new WeftError('ERR_WEFT_USER_CODE', err.message));
+      const error = { name: 'WeftError', code: 'ERR_WEFT_USER_CODE', message: err.message };
       const letter = {
         target: self,
         caller: msg.caller,

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type, type Address } from '../../src/index.js';
+import { type, type Address, type Weft, type WeftClient } from '../../src/index.js';
 import {
   META_KEY,
   decodeEffects,
@@ -221,6 +221,12 @@ describe('TTL on Restate (lazy, by stored write and call times)', () => {
 });
 
 describe('options and the optional peer', () => {
+  it('lets a service hold either engine as a WeftClient', () => {
+    // Compile-time: the embedded engine is a WeftClient (the Restate client is one by its type).
+    const asClient = (w: Weft): WeftClient => w;
+    expect(typeof asClient).toBe('function');
+  });
+
   it('names the missing package and how to install it', async () => {
     await expect(loadPeer('@restatedev/no-such-package', 'weft/restate')).rejects.toMatchObject({
       code: 'ERR_WEFT_MISSING_PEER',
