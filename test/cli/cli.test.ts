@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { within } from '../helpers/index.js';
 import { Weft } from '../../src/index.js';
 
@@ -194,6 +194,10 @@ describe('serve', () => {
 describe('serve --restate', () => {
   it('serves the module as Restate virtual objects (discovery over h2c) until SIGTERM', async () => {
     const proc = start(['serve', '--restate', fileURLToPath(BANK), '--port', '0']);
+    // A failed assertion must not leave the server running.
+    onTestFinished(() => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+    });
     const [, url] = await waitFor(proc, 'stdout', /as Restate virtual objects at (http:\/\/127\.0\.0\.1:\d+)/, 30_000);
     const { connect } = await import('node:http2');
     const session = connect(url!);
