@@ -13,4 +13,5 @@ export type { RestateEgressRecord, RestateEndpointOptions, RestateServer, ServeR
 export { connectRestate } from './client.js';
 export type { RestateClient, RestateClientOptions } from './client.js';
 export { defaultRestateName, restateNameProblem } from './names.js';
+export { valueSerde, type ValueSerde } from './serde.js';
 export { RESTATE_CLIENTS_VERSION, RESTATE_SDK_VERSION } from './peer.js';

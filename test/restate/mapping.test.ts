@@ -25,6 +25,8 @@ import {
 } from '../../src/restate/invocation.js';
 import { defaultRestateName, restateNameProblem, restateNames } from '../../src/restate/names.js';
 import { loadPeer } from '../../src/restate/peer.js';
+import { valueSerde } from '../../src/restate/serde.js';
+import type { Serde } from '@restatedev/restate-sdk';
 import { restateObjects } from '../../src/restate/endpoint.js';
 import { connectRestate } from '../../src/restate/client.js';
 import { compileModule, type CompiledFunction } from '../../src/shard/runtime-module.js';
@@ -109,6 +111,19 @@ describe('wire shapes', () => {
     );
     expect(decodeReply(encodeReply(null))).toBeNull();
     expect(plain(decodeReply(encodeReply(['weft/msgpack', new Uint8Array([1, 2])])))).toEqual(['weft/msgpack', [1, 2]]);
+  });
+
+  it('gives Restate code a Serde with the bytes weft stores', async () => {
+    // Assignable to the SDK's own Serde type: usable with ctx.get / ctx.set / ctx.run.
+    const balance: Serde<number> = valueSerde(type.int());
+    const fx = await runInvocation(runtime, fnOf('bank/account'), { type: 'bank/account', id: 'a' }, empty(), wire({ op: 'deposit', amount: 15 }), 1, limits, noCompute);
+    const stored = fx.writes.find(([n]) => n === 'balance')?.[1] as Uint8Array;
+    expect(balance.serialize(15)).toEqual(stored);
+    expect(balance.deserialize(stored)).toBe(15);
+    const json = valueSerde(type.json<{ a: number[] }>());
+    expect(json.deserialize(json.serialize({ a: [1, 2] }))).toEqual({ a: [1, 2] });
+    expect(() => balance.serialize('x' as never)).toThrow(expect.objectContaining({ code: 'ERR_WEFT_TYPE_MISMATCH' }) as unknown as Error);
+    expectWeftError(() => valueSerde({} as never), 'ERR_WEFT_INVALID_ARG', /valueSerde takes a weft value type/);
   });
 
   it('refuses what is not a weft message', () => {
