@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Weft, isWeftError, type Address, type WeftClient } from '../../src/index.js';
+import { Weft, defineModule, isWeftError, type, type Address, type WeftClient } from '../../src/index.js';
 import { connectRestate, serveRestate, type RestateClient, type RestateEgressRecord, type RestateServer as Endpoint } from '../../src/restate/index.js';
 import { createTestHarness } from '../../src/testing/index.js';
 import greeter from '../../examples/greeter/functions.js';
@@ -101,6 +101,55 @@ describe('weft serve --restate', () => {
     } finally {
       child.kill('SIGTERM');
       await waitFor('weft serve --restate to exit', 15_000, async () => (child.exitCode !== null || child.signalCode !== null ? true : undefined));
+    }
+  });
+});
+
+describe('retries, dead letters and compute on Restate', () => {
+  it('runs a throwing function maxAttempts times, then dead-letters it; ctx.compute and ctx.now run inside the journaled body', async () => {
+    let attempts = 0;
+    const computed: unknown[] = [];
+    const flaky = defineModule({
+      functions: {
+        'test/flaky': {
+          state: { n: type.int() },
+          async fn(ctx, msg) {
+            attempts++;
+            const v = msg.value as { failTimes: number };
+            if (attempts <= v.failTimes) throw new Error(`attempt ${attempts} fails`);
+            const squared = (await ctx.compute('square', attempts)) as number;
+            ctx.state.n = squared;
+            ctx.reply({ attempts, squared, now: ctx.now() > 0 });
+          },
+        },
+      },
+    });
+    const letters: RestateEgressRecord[] = [];
+    const ep = await serveRestate(flaky, {
+      egress: (r) => void letters.push(r),
+      maxAttempts: 3,
+      retryBackoffMs: 1,
+      log: () => {},
+      compute: async (task, input) => {
+        computed.push([task, input]);
+        return (input as number) ** 2;
+      },
+    });
+    try {
+      await server.register(ep.url);
+      const c = await connectRestate({ url: server.ingressUrl, adminUrl: server.adminUrl, module: flaky });
+      expect(await c.request({ type: 'test/flaky', id: 'a' }, { failTimes: 2 })).toEqual({ attempts: 3, squared: 9, now: true });
+      expect(computed).toEqual([['square', 3]]);
+      expect(await c.query({ type: 'test/flaky', id: 'a' })).toEqual({ n: 9 });
+      attempts = 0;
+      await expect(c.request({ type: 'test/flaky', id: 'b' }, { failTimes: 99 })).rejects.toMatchObject({ code: 'ERR_WEFT_USER_CODE', message: expect.stringContaining('attempt 3 fails') as unknown as string });
+      expect(attempts).toBe(3);
+      expect(letters).toHaveLength(1);
+      expect(letters[0]?.egress).toBe('weft/dead-letters');
+      expect(letters[0]?.value).toMatchObject({ target: { type: 'test/flaky', id: 'b' }, caller: null, value: { failTimes: 99 }, attempts: 3, error: { code: 'ERR_WEFT_USER_CODE' } });
+      expect(await c.query({ type: 'test/flaky', id: 'b' })).toBeUndefined();
+    } finally {
+      await ep.close();
     }
   });
 });
