@@ -55,6 +55,8 @@ export const ErrorCodes = {
   ERR_WEFT_NO_REPLY: 'no reply',
   /** A context method was used outside its invocation (after fn returned). */
   ERR_WEFT_INVOCATION_ENDED: 'invocation already ended',
+  /** An optional peer dependency a feature needs (e.g. `@restatedev/restate-sdk` for `weft/restate`) is not installed. */
+  ERR_WEFT_MISSING_PEER: 'optional peer dependency missing',
   /** An internal invariant broke: a bug in weft. */
   ERR_WEFT_INTERNAL: 'internal error',
 } as const;

@@ -5,6 +5,7 @@
 export { Weft, channels } from './weft.js';
 export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics } from './weft.js';
 export type { RemoteEndpointOptions } from './options.js';
+export type { WeftClient } from './client.js';
 export { defineModule } from './module.js';
 export { type } from './state/types.js';
 export type {

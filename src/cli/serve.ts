@@ -20,6 +20,8 @@ import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WeftError } from '../errors.js';
+import type { ModuleDefinition } from '../module.js';
+import type { RestateServer } from '../restate/endpoint.js';
 import { loadModule } from '../shard/runtime-module.js';
 import { STATEFUN_HANDLER_DEFAULTS, statefunHandler } from '../statefun/handler.js';
 
@@ -31,13 +33,20 @@ const EXIT_USAGE = 2;
 const DRAIN_MS = 10_000;
 
 const HELP = `Usage: weft serve <module> [--port 8000] [--host 127.0.0.1] [--max-body-bytes N] [--tls-cert FILE --tls-key FILE]
+       weft serve --restate <module> [--port 9080] [--host 127.0.0.1]
 
 Serves the function module's functions to an Apache Flink StateFun cluster over StateFun's HTTP
 request-reply protocol. Point the StateFun module's endpoint (kind http) for these function types
 at this server; every URL path answers. Runs until SIGINT or SIGTERM.
 
+With --restate, serves the module's function types as Restate virtual objects instead (HTTP/2,
+the Restate SDK's endpoint; needs the optional peer dependencies @restatedev/restate-sdk):
+register it with the Restate server's admin API (POST /deployments {"uri": "http://host:9080"}).
+Egress records and dead letters are written to stdout, one JSON line each.
+
 Options:
-  --port N              TCP port (default 8000; 0 picks a free one)
+  --restate             serve to a Restate server instead of a StateFun cluster
+  --port N              TCP port (default 8000, 9080 with --restate; 0 picks a free one)
   --host H              address to bind (default 127.0.0.1; use 0.0.0.0 to accept other hosts)
   --max-body-bytes N    largest request body accepted, larger ones get 500 (default ${STATEFUN_HANDLER_DEFAULTS.maxBodyBytes})
   --batch-timeout-ms N  longest a batch may run before it is answered 500 (default ${STATEFUN_HANDLER_DEFAULTS.batchTimeoutMs})
@@ -70,6 +79,7 @@ function intFlag(flag: string, raw: string | undefined, dflt: number, min: numbe
 
 interface ServeArgs {
   module: string;
+  restate: boolean;
   port: number;
   host: string;
   maxBodyBytes: number;
@@ -86,6 +96,7 @@ function parse(argv: string[]): ServeArgs | 'help' {
       allowPositionals: true,
       strict: true,
       options: {
+        restate: { type: 'boolean' },
         port: { type: 'string' },
         host: { type: 'string' },
         'max-body-bytes': { type: 'string' },
@@ -106,9 +117,16 @@ function parse(argv: string[]): ServeArgs | 'help' {
   if ((cert === undefined) !== (key === undefined)) throw new Usage('weft serve: --tls-cert and --tls-key go together (give both or neither)');
   const host = values.host ?? '127.0.0.1';
   if (host.trim() === '') throw new Usage('weft serve: --host must not be empty');
+  const restate = values.restate === true;
+  if (restate) {
+    for (const flag of ['tls-cert', 'tls-key', 'max-body-bytes', 'batch-timeout-ms'] as const) {
+      if (values[flag] !== undefined) throw new Usage(`weft serve: --${flag} is an option of the StateFun endpoint, not of --restate`);
+    }
+  }
   return {
     module: positionals[0] as string,
-    port: intFlag('port', values.port, 8000, 0, 65535),
+    restate,
+    port: intFlag('port', values.port, restate ? 9080 : 8000, 0, 65535),
     host,
     maxBodyBytes: intFlag('max-body-bytes', values['max-body-bytes'], STATEFUN_HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 31 - 1),
     batchTimeoutMs: intFlag('batch-timeout-ms', values['batch-timeout-ms'], STATEFUN_HANDLER_DEFAULTS.batchTimeoutMs, 1, 2 ** 31 - 1),
@@ -217,6 +235,8 @@ async function run(argv: string[], io: ServeContext): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  if (args.restate) return runRestate(args, definition, io);
+
   const handler = statefunHandler(definition, {
     maxBodyBytes: args.maxBodyBytes,
     batchTimeoutMs: args.batchTimeoutMs,
@@ -261,6 +281,40 @@ async function run(argv: string[], io: ServeContext): Promise<number> {
   return EXIT_OK;
 }
 
+/** Egress records as JSON: bytes (a value of `type.bytes()` or an unknown type) as base64. */
+function jsonLine(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v));
+}
+
+async function runRestate(args: ServeArgs, definition: ModuleDefinition, io: ServeContext): Promise<number> {
+  let server: RestateServer;
+  try {
+    // Imported here: the StateFun endpoint must work without the optional Restate SDK installed.
+    const { serveRestate } = await import('../restate/endpoint.js');
+    server = await serveRestate(definition, {
+      port: args.port,
+      host: args.host,
+      egress: (record) => {
+        line(io.stdout, jsonLine({ egress: record.egress, source: record.source, typename: record.typename, value: record.value }));
+      },
+      log: (level, message) => line(io.stderr, `weft serve: restate ${level}: ${message}`),
+    });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    line(io.stderr, `weft serve: ${e.code === undefined ? '' : `${e.code}: `}${e.message}`);
+    return EXIT_FAILURE;
+  }
+  const types = [...definition.functions.keys()];
+  line(io.stdout, `weft serve: ${types.length} function type${types.length === 1 ? '' : 's'} (${types.join(', ')}) as Restate virtual objects at ${server.url}`);
+  await new Promise<void>((resolve) => {
+    if (io.signal.aborted) resolve();
+    else io.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  await server.close();
+  line(io.stdout, 'weft serve: stopped');
+  return EXIT_OK;
+}
+
 /**
  * The `serve` entry of the CLI's command table (the shape of src/cli/command.ts's `Command`).
  *
@@ -273,7 +327,7 @@ async function run(argv: string[], io: ServeContext): Promise<number> {
  */
 export const serve = {
   name: 'serve',
-  summary: 'serve a function module to an Apache Flink StateFun cluster (HTTP request-reply protocol)',
+  summary: 'serve a function module to an Apache Flink StateFun cluster, or with --restate to a Restate server',
   help: HELP,
   run: (args: string[], ctx: ServeContext): Promise<number> => serveCommand(args, ctx),
 } as const;

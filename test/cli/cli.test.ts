@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { within } from '../helpers/index.js';
 import { Weft } from '../../src/index.js';
 
@@ -188,6 +188,53 @@ describe('serve', () => {
     const r = await proc.done(30_000);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('weft serve: stopped');
+  });
+});
+
+describe('serve --restate', () => {
+  it('serves the module as Restate virtual objects (discovery over h2c) until SIGTERM', async () => {
+    const proc = start(['serve', '--restate', fileURLToPath(BANK), '--port', '0']);
+    // A failed assertion must not leave the server running.
+    onTestFinished(() => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+    });
+    const [, url] = await waitFor(proc, 'stdout', /as Restate virtual objects at (http:\/\/127\.0\.0\.1:\d+)/, 30_000);
+    const { connect } = await import('node:http2');
+    const session = connect(url!);
+    try {
+      const manifest = await within(
+        new Promise<string>((resolve, reject) => {
+          const req = session.request({ ':method': 'GET', ':path': '/discover', accept: 'application/vnd.restate.endpointmanifest.v2+json' });
+          let body = '';
+          req.setEncoding('utf8').on('data', (d: string) => (body += d));
+          req.on('end', () => resolve(body));
+          req.on('error', reject);
+          req.end();
+        }),
+        20_000,
+        'discovery request',
+      );
+      const services = (JSON.parse(manifest) as { services: Array<{ name: string; ty: string; handlers: Array<{ name: string }> }> }).services;
+      expect(services.map((x) => [x.name, x.ty, x.handlers.map((h) => h.name)]).sort()).toEqual([
+        ['bank.account', 'VIRTUAL_OBJECT', ['invoke']],
+        ['test.bad', 'VIRTUAL_OBJECT', ['invoke']],
+        ['test.pingpong', 'VIRTUAL_OBJECT', ['invoke']],
+        ['test.slow', 'VIRTUAL_OBJECT', ['invoke']],
+        ['test.ttl', 'VIRTUAL_OBJECT', ['invoke']],
+      ]);
+    } finally {
+      session.close();
+    }
+    proc.child.kill('SIGTERM');
+    const r = await proc.done(30_000);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('weft serve: stopped');
+  });
+
+  it('refuses StateFun-only flags with --restate (exit 2)', async () => {
+    const r = await weft(['serve', '--restate', fileURLToPath(BANK), '--tls-cert', 'c.pem', '--tls-key', 'k.pem']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--tls-cert is an option of the StateFun endpoint, not of --restate');
   });
 });
 
