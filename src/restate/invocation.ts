@@ -21,6 +21,7 @@
  * bytes its `type` encodes (`type.int()` as StateFun's int bytes, `type.json()` as JSON text...),
  * and messages carry their typename next to the payload bytes, so typed values round-trip.
  */
+import { channel } from 'node:diagnostics_channel';
 import { Packr } from 'msgpackr';
 import type { Address } from '../address.js';
 import { WeftError, describe } from '../errors.js';
@@ -167,6 +168,10 @@ export async function runInvocation(
     maxStateValueBytes: limits.maxStateValueBytes,
     hasPendingToken: (_sender, token) => isPendingToken(loaded.meta, token, now),
     compute,
+    // Restate runs invocations of different objects concurrently on one endpoint, so a late call
+    // cannot be told apart from a running one's: it is reported, never thrown.
+    inUserCode: false,
+    lateCall: reportLateCall,
   };
   const fx = new Effects();
   const env: Envelope = envelope(self.type, self.id, msg.caller?.type ?? null, msg.caller?.id ?? null, msg.typename, msg.payload);
@@ -249,4 +254,15 @@ export function planCommit(fn: CompiledFunction, loaded: LoadedState, writes: Ef
 export function decodeValue(runtime: RuntimeModule, typename: string, payload: Uint8Array): unknown {
   const t: ValueType<unknown> | undefined = runtime.typeOf(typename);
   return t === undefined ? payload : t.decode(payload);
+}
+
+const lateContext = channel('weft:late-context');
+let lateCalls = 0;
+
+/** A `ctx` method called after its invocation ended: no effect, reported as the engine does. */
+function reportLateCall(type: string, id: string, method: string): void {
+  if (lateCalls++ === 0) {
+    process.emitWarning(`weft: ctx.${method}() of ${type}/${id} was called after its invocation ended (did you forget to await?); it had no effect. Later ones are published on diagnostics channel weft:late-context.`);
+  }
+  if (lateContext.hasSubscribers) lateContext.publish({ address: { type, id }, method });
 }
