@@ -18,8 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { unpack } from 'msgpackr';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, requireTool, run, servePort, startPeer, waitFor, type Peer } from './support.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ROOT, printOutputOnFailure, requireTool, run, servePort, startPeer, waitFor, type Peer } from './support.js';
 
 const PROJECT = join(ROOT, 'interop/flink');
 const MODULE = join(ROOT, 'dist/examples/front-desk/functions.js');
@@ -128,6 +128,8 @@ describe('weft serve on Apache Flink StateFun 3.3.0', () => {
     await waitRecord('the first egress record (StateFun up, weft reachable)', (r) => r.id === 'probe', FIRST_RECORD_MS);
     console.log(`interop/flink: StateFun started and answered its first batch after ${Date.now() - t} ms`);
   });
+
+  beforeEach((ctx) => printOutputOnFailure(ctx, peers));
 
   afterAll(async () => {
     // Closing stdin ends the JVM (its ingress exits the process); a SIGKILL follows if it hangs.

@@ -14,10 +14,10 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Weft, type } from '../../src/index.js';
 import { removeDir, take, tempDir, within } from '../engine/helpers.js';
-import { ROOT, requireTool, run, startPeer, waitFor, type Peer } from './support.js';
+import { ROOT, printOutputOnFailure, requireTool, run, startPeer, waitFor, type Peer } from './support.js';
 
 const PY = join(ROOT, 'interop/python');
 const VENV = join(PY, '.venv');
@@ -65,6 +65,8 @@ describe('weft as the runtime for the StateFun Python SDK 3.3.0', () => {
       remote: [{ functions: 'py/*', url: `http://127.0.0.1:${port}/statefun` }],
     });
   });
+
+  beforeEach((ctx) => printOutputOnFailure(ctx, () => (server === undefined ? [] : [server])));
 
   afterAll(async () => {
     await weft?.close();

@@ -45,6 +45,8 @@ export function startPeer(name: string, command: string, args: string[], options
       }
     });
   };
+  // A write to a peer that died must not crash the suite: its exit is reported by waitFor.
+  child.stdin?.on('error', (err) => keep(`[stdin error] ${err.message}`));
   reader(child.stdout, true);
   reader(child.stderr, false);
   const exited = new Promise<void>((resolve) => {
@@ -119,4 +121,11 @@ export async function servePort(peer: Peer, ms = 60_000): Promise<number> {
     }
     return undefined;
   }, [peer]);
+}
+
+/** Prints the peers' output when a test fails (a failed `expect` carries no process output). */
+export function printOutputOnFailure(ctx: { onTestFailed(fn: () => void): void }, peers: () => Peer[]): void {
+  ctx.onTestFailed(() => {
+    for (const p of peers()) console.error(p.output());
+  });
 }
