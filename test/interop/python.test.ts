@@ -16,13 +16,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Weft, type } from '../../src/index.js';
-import { removeDir, take, tempDir, within } from '../engine/helpers.js';
+import { fixture, removeDir, take, tempDir, within } from '../engine/helpers.js';
 import { ROOT, printOutputOnFailure, requireTool, run, startPeer, waitFor, type Peer } from './support.js';
 
 const PY = join(ROOT, 'interop/python');
 const VENV = join(PY, '.venv');
 const PYTHON = join(VENV, 'bin/python');
-const LOCAL = new URL('../../dist/test/fixtures/interop-python-local.js', import.meta.url);
 const STR = { type: type.string() };
 
 let server: Peer | undefined;
@@ -58,7 +57,7 @@ describe('weft as the runtime for the StateFun Python SDK 3.3.0', () => {
       return undefined;
     }, [server]);
     weft = await Weft.start({
-      module: LOCAL,
+      module: fixture('interop-python-local'),
       dataDir,
       shards: 2,
       durability: 'process',
