@@ -24,6 +24,8 @@ import { ROOT, printOutputOnFailure, requireTool, run, servePort, startPeer, wai
 const PROJECT = join(ROOT, 'interop/flink');
 const MODULE = join(ROOT, 'dist/examples/front-desk/functions.js');
 const EGRESS = 'front-desk/log';
+/** `$JAVA_HOME/bin/java` when JAVA_HOME is set (Maven uses it too), else `java` from the PATH. */
+const JAVA = process.env['JAVA_HOME'] ? join(process.env['JAVA_HOME'], 'bin/java') : 'java';
 
 /** What Flink 1.16 reflects into on Java 17 (Kryo, its closure cleaner, the memory manager, Netty). */
 const ADD_OPENS = [
@@ -86,7 +88,8 @@ function waitRecord(what: string, match: (r: LogRecord) => boolean, ms = RECORD_
 
 describe('weft serve on Apache Flink StateFun 3.3.0', () => {
   beforeAll(async () => {
-    requireTool('java', ['-version'], 'Java 17 (java on PATH)');
+    const version = requireTool(JAVA, ['-version'], 'Java 17 (java on the PATH, or JAVA_HOME)');
+    console.log(`interop/flink: ${version.split('\n')[0]}`);
     requireTool('mvn', ['-v'], 'Maven (mvn on PATH)');
     let t = Date.now();
     run('mvn', ['-q', '-B', 'package'], { cwd: PROJECT, ms: 20 * 60_000 });
@@ -113,7 +116,7 @@ describe('weft serve on Apache Flink StateFun 3.3.0', () => {
     );
     const classpath = `${join(PROJECT, 'target/classes')}:${readFileSync(join(PROJECT, 'target/classpath.txt'), 'utf8').trim()}`;
     t = Date.now();
-    jvm = startPeer('StateFun JVM', 'java', [
+    jvm = startPeer('StateFun JVM', JAVA, [
       ...ADD_OPENS,
       '-Xmx768m',
       '-XX:+UseSerialGC',
