@@ -53,6 +53,21 @@ def counter(context, message):
                                                    partition_key=me, value=f"count {count}"))
 
 
+@functions.bind(typename="py/memo",
+                specs=[ValueSpec(name="note", type=StringType,
+                                 expire_after_write=timedelta(milliseconds=1500))])
+def memo(context, message):
+    """Keeps a note for 1.5 s after it was written ("set:<note>"); "get" answers the caller with
+    the note, or "none" once the runtime (weft) has expired it."""
+    text = message.as_string()
+    if text.startswith("set:"):
+        context.storage.note = text[4:]
+    elif context.caller is not None:
+        context.send(message_builder(target_typename=context.caller.typename,
+                                     target_id=context.caller.id,
+                                     str_value=context.storage.note or "none"))
+
+
 @functions.bind(typename="py/quiet", specs=[ValueSpec(name="seen", type=IntType)])
 def quiet(context, message):
     """Reads its state and does nothing: every batch after the first has no effects at all, and

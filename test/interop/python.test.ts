@@ -5,7 +5,7 @@
  *
  * Checked: state kept by weft across messages, replies to host requests and to a calling weft
  * function, delayed messages and a cancelled one, Kafka and Kinesis egress records through weft's
- * egress, and the everyday batch without effects, which the SDK answers with an EMPTY FromFunction
+ * egress, the TTL a Python spec declares (also after weft restarts), and the everyday batch without effects, which the SDK answers with an EMPTY FromFunction
  * body (it must count as "no effects", not as an error).
  *
  * The suite keeps a virtualenv in interop/python/.venv (created, then pip-installed from
@@ -38,6 +38,10 @@ async function inboxOf(id: string, n: number): Promise<string[]> {
   }, server === undefined ? [] : [server], 20);
 }
 
+let url = '';
+const startEngine = (): Promise<Weft> =>
+  Weft.start({ module: fixture('interop-python-local'), dataDir, shards: 2, durability: 'process', remote: [{ functions: 'py/*', url }] });
+
 const deadLetters = (): number => weft!.metrics().shards.reduce((s, m) => s + m.deadLetters, 0);
 
 describe('weft as the runtime for the StateFun Python SDK 3.3.0', () => {
@@ -56,13 +60,8 @@ describe('weft as the runtime for the StateFun Python SDK 3.3.0', () => {
       }
       return undefined;
     }, [server]);
-    weft = await Weft.start({
-      module: fixture('interop-python-local'),
-      dataDir,
-      shards: 2,
-      durability: 'process',
-      remote: [{ functions: 'py/*', url: `http://127.0.0.1:${port}/statefun` }],
-    });
+    url = `http://127.0.0.1:${port}/statefun`;
+    weft = await startEngine();
   });
 
   beforeEach((ctx) => printOutputOnFailure(ctx, () => (server === undefined ? [] : [server])));
@@ -102,6 +101,25 @@ describe('weft as the runtime for the StateFun Python SDK 3.3.0', () => {
     const [s] = await take(kinesis, 1, 30_000);
     expect(k).toEqual({ topic: 'counts', key: 'e', value: new Uint8Array(Buffer.from('count 1')) });
     expect(s).toEqual({ stream: 'counts', partitionKey: 'e', value: new Uint8Array(Buffer.from('count 2')) });
+  });
+
+  it('expires state after the TTL the SDK declared, also across a weft restart', async () => {
+    const memo = { type: 'py/memo', id: 'm' };
+    const get = (): Promise<unknown> => within(weft!.request(memo, 'get', STR), 30_000, 'get');
+    /** Asks every 250 ms until the note is gone; bounded well past the 1.5 s TTL. */
+    const expired = (): Promise<true> =>
+      waitFor('the note to expire (expireAfterWrite 1.5 s)', 30_000, async () => ((await get()) === 'none' ? true : undefined), [server!], 250);
+
+    await weft!.send(memo, 'set:first', STR);
+    // Read right after the write, well inside 1.5 s: still there.
+    await expect(get()).resolves.toBe('first');
+    await expired();
+
+    // weft keeps the state; the TTL the SDK declared must survive a restart of the engine too.
+    await weft!.send(memo, 'set:second', STR);
+    await weft!.close();
+    weft = await startEngine();
+    await expired();
   });
 
   it('takes the SDK\'s empty answer to a batch without effects as "no effects"', async () => {
