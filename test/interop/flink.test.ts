@@ -10,7 +10,7 @@
  * across messages, the greeter's reply to the guest function that messaged it, a delayed message
  * and the cancellation of another, egress records, and the greeting's 2 s TTL.
  *
- * Needs Java 17 and Maven (the first build downloads ~310 MB from Maven Central into ~/.m2).
+ * Needs Java 17 and Maven (the first build downloads about 300 MB from Maven Central into ~/.m2).
  * A missing tool or a failed build fails the suite with the command's output; nothing is skipped.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
