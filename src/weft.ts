@@ -28,8 +28,11 @@ import { LogSlabs } from './internal/log-slabs.js';
 import { remoteMatcher } from './shard/remote-functions.js';
 import type { InstanceRecord } from './state/instance.js';
 import { decodeBatch, type FrameEncoder } from './transport/framing.js';
+import { resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from './state/listing.js';
+import { Lister } from './state/lister.js';
 
 export type { WeftOptions } from './options.js';
+export type { InstanceEntry, InstancesOptions } from './state/listing.js';
 
 /** `NODE_DEBUG=weft` prints the engine's lifecycle: start, checkpoints, recoveries, close. */
 const debug = debuglog('weft');
@@ -744,6 +747,34 @@ export class Weft {
       return Promise.reject(err);
     }
   }
+
+  /**
+   * The instances of function type `type` in the last committed checkpoint, as an async iterable
+   * of ids (or of `{ id, state }` with `withState`, the state as {@link query} returns it), in id
+   * order across all shards. Changes after that checkpoint are not seen; deleted instances and
+   * instances whose every value expired are absent. Streams with bounded memory; the read
+   * snapshot it holds is released when the iteration ends or is broken out of (src/state/listing.ts).
+   * Throws ERR_WEFT_INVALID_ARG for bad options, ERR_WEFT_UNKNOWN_FUNCTION for an unknown type.
+   */
+  instances(type: string, options: InstancesOptions & { withState: true }): AsyncIterableIterator<InstanceEntry>;
+  instances(type: string, options?: InstancesOptions & { withState?: false }): AsyncIterableIterator<string>;
+  instances(type: string, options?: InstancesOptions): AsyncIterableIterator<string | InstanceEntry>;
+  instances(type: string, options?: InstancesOptions): AsyncIterableIterator<string | InstanceEntry> {
+    this.#checkOpen('instances');
+    const opts = resolveInstancesArgs(this.#module, type, options, 'weft.instances');
+    this.#lister ??= new Lister({
+      partitionPaths: Array.from({ length: this.#opts.shards }, (_, s) => this.#dir.partitionPath(s)),
+      durability: this.#opts.durability,
+      keyGroups: this.#dir.info.keyGroups,
+      module: this.#module,
+      shardOf: (kg) => this.#partitioner.shardOf(kg),
+      committedEpoch: () => this.#coordinator.committedEpoch,
+      checkOpen: () => this.#checkOpen('instances'),
+    });
+    return this.#lister.list(type, opts);
+  }
+
+  #lister: Lister | undefined;
 
   /** Resolves when no message is queued or in flight (pending delayed messages excepted). */
   idle(): Promise<void> {
@@ -1480,6 +1511,7 @@ export class Weft {
     for (const ch of this.#egress.values()) ch.end();
     for (const w of this.#idleWaiters) w();
     this.#idleWaiters = [];
+    await this.#lister?.close();
     await this.#dir.close();
     debug('closed');
   }

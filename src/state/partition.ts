@@ -401,6 +401,30 @@ export class Partition {
     }
   }
 
+  /**
+   * A read view of ONE committed LMDB transaction: everything read through it sees the partition
+   * exactly as it was when the view was taken (LMDB read transactions are snapshots), however
+   * long it is kept and whatever commits meanwhile — unlike the chunked range reads above. The
+   * view starts at the latest commit of ANY thread (the thread's cached read snapshot is renewed
+   * first). Release it: LMDB cannot reuse the pages a live snapshot still sees, so a view kept
+   * while the engine writes makes the file grow. Every view is released by {@link close}.
+   */
+  snapshot(): PartitionSnapshot {
+    this.#assertOpen();
+    let txn: LmdbTxn;
+    try {
+      this.#root.resetReadTxn();
+      txn = (this.#root as unknown as { useReadTransaction(): LmdbTxn }).useReadTransaction();
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    const snap = new PartitionSnapshot(this.path, this.#dbs, txn, (s) => this.#snapshots.delete(s));
+    this.#snapshots.add(snap);
+    return snap;
+  }
+
+  readonly #snapshots = new Set<PartitionSnapshot>();
+
   /** Whether {@link close} has been called. */
   get closed(): boolean {
     return this.#closed;
@@ -595,6 +619,7 @@ export class Partition {
   close(): Promise<void> {
     if (this.#closePromise !== undefined) return this.#closePromise;
     this.#closed = true;
+    for (const snap of [...this.#snapshots]) snap.release();
     this.#closePromise = (async () => {
       try {
         await this.#drained();
@@ -823,6 +848,131 @@ export class Partition {
     } catch (cause) {
       throw dataDirError(this.path, 'cannot read', cause);
     }
+  }
+}
+
+/** `getBinary` in a given read transaction (lmdb-js takes the option; its typings do not declare it). */
+function getBinaryIn(db: SubDb, key: Key, transaction: LmdbTxn): Uint8Array | undefined {
+  return (db.getBinary as unknown as (this: SubDb, k: Key, o: { transaction: LmdbTxn }) => Uint8Array | undefined).call(db, key, { transaction });
+}
+
+/** lmdb-js's read transaction object (its typings declare `done` only). */
+interface LmdbTxn {
+  done(): void;
+}
+
+/**
+ * One read transaction of a partition (see {@link Partition.snapshot}). Reads are synchronous and
+ * see the snapshot; ERR_WEFT_CLOSED once released (by {@link release} or the partition's close).
+ */
+export class PartitionSnapshot {
+  readonly path: string;
+  readonly #dbs: SubDbs;
+  #txn: LmdbTxn | undefined;
+  readonly #onRelease: (s: PartitionSnapshot) => void;
+
+  constructor(path: string, dbs: SubDbs, txn: LmdbTxn, onRelease: (s: PartitionSnapshot) => void) {
+    this.path = path;
+    this.#dbs = dbs;
+    this.#txn = txn;
+    this.#onRelease = onRelease;
+  }
+
+  get released(): boolean {
+    return this.#txn === undefined;
+  }
+
+  /** Ends the read transaction (idempotent). */
+  release(): void {
+    const txn = this.#txn;
+    if (txn === undefined) return;
+    this.#txn = undefined;
+    this.#onRelease(this);
+    txn.done();
+  }
+
+  /** An instance's state record in this snapshot (a copy), or `undefined`. */
+  getState(kg: number, type: string, id: string): Uint8Array | undefined {
+    const transaction = this.#use();
+    try {
+      return getBinaryIn(this.#dbs[Db.State], [kg, type, id], transaction);
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+
+  /** A metadata value in this snapshot, or `undefined`. */
+  getMeta(key: string): unknown {
+    const transaction = this.#use();
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = getBinaryIn(this.#dbs[Db.Meta], key, transaction);
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    return bytes === undefined ? undefined : metaPackr.unpack(bytes);
+  }
+
+  /** The epochs with pending entries in this snapshot, ascending. */
+  pendingEpochs(): number[] {
+    const transaction = this.#use();
+    const out: number[] = [];
+    let from: Key = [0];
+    try {
+      for (;;) {
+        let first: number | undefined;
+        for (const key of this.#dbs[Db.Pending].getKeys({ start: from, limit: 1, transaction } as never)) first = (key as unknown[])[0] as number;
+        if (first === undefined) return out;
+        out.push(first);
+        from = [first + 1];
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+
+  /** The entries of pending epoch `epoch` of the given kinds in this snapshot, by kind, then key. */
+  pendingEntries(epoch: number, kinds: readonly number[]): PendingEntry[] {
+    checkEpoch(epoch);
+    const transaction = this.#use();
+    const out: PendingEntry[] = [];
+    try {
+      for (const kind of [...kinds].sort((a, b) => a - b)) {
+        for (const { key, value } of this.#dbs[Db.Pending].getRange({ start: [epoch, kind], end: [epoch, kind + 1], transaction } as never)) {
+          out.push({ key: key as unknown as PendingKey, value: value as Uint8Array });
+        }
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    return out;
+  }
+
+  /**
+   * Up to `limit` ids of function type `type` in key group `kg`, in key order, starting at `from`
+   * (after it when `exclusive`; from the type's first id when `from` is undefined).
+   */
+  stateIds(kg: number, type: string, from: string | undefined, exclusive: boolean, limit: number): string[] {
+    const transaction = this.#use();
+    const out: string[] = [];
+    const start: Key = from === undefined ? [kg, type] : [kg, type, from];
+    // Typenames are [A-Za-z0-9_.-/]: no other type's key sorts between [kg, type, *] and this.
+    const end: Key = [kg, `${type}\u0001`];
+    try {
+      for (const key of this.#dbs[Db.State].getKeys({ start, end, exclusiveStart: exclusive && from !== undefined, limit, transaction } as never)) {
+        const k = key as unknown as [number, string, string];
+        if (k[1] === type && typeof k[2] === 'string') out.push(k[2]);
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    return out;
+  }
+
+  #use(): LmdbTxn {
+    const txn = this.#txn;
+    if (txn === undefined) throw new WeftError('ERR_WEFT_CLOSED', `snapshot of partition ${describe(this.path)} was released`);
+    return txn;
   }
 }
 

@@ -1,0 +1,386 @@
+/**
+ * Listing the instances of a function type from a COMMITTED checkpoint: `weft.instances`,
+ * `weft inspect --list` and the test harness share the rules here.
+ *
+ * ## What "committed" means, and how one consistent view is read
+ * A shard's committed state at epoch E is its partition base (epochs folded so far) with the
+ * PENDING state changes of every epoch <= E applied on top, in epoch order (recovery computes the
+ * same). PENDING epochs > E were written but not committed: left out. A fold that is half done
+ * (some chunks of state records written to the base, its PENDING entries not yet removed) changes
+ * nothing: the records it wrote are the latest of the epochs it folds, which are applied on top
+ * anyway. So one LMDB read transaction per partition ({@link PartitionSnapshot}) plus E gives the
+ * exact state of E — provided no shard had folded an epoch > E when its snapshot began. Shards
+ * fold an epoch only after the coordinator committed it: taking E and every shard's snapshot
+ * in one synchronous step on the main thread (where commits are processed) guarantees that, and
+ * another process (`weft inspect`) reads the committed epoch before and after taking the
+ * snapshots and retries when it moved. Every shard's view is then from the same epoch.
+ *
+ * ## Order and memory
+ * Ids come in the order of their stored keys, which is global across shards: each key group's
+ * ids are a sorted range of its partition (`[kg, type, id]`), and a k-way merge over one cursor
+ * per key group (a binary heap) yields them in order. Each cursor holds a chunk of ids (at most
+ * 512, fewer with many key groups or a small `limit`); the committed-but-unfolded changes of the
+ * type (at most a few checkpoints' worth, which the shards hold in memory too) are merged in as
+ * a sorted list. Values are read one id at a time. So memory does not grow with the number of
+ * instances listed.
+ *
+ * The key order is that of LMDB's keys as lmdb-js encodes them (`ordered-binary`): UTF-8 byte
+ * order, i.e. Unicode code point order — except that ids of 64 or more UTF-16 units holding the
+ * characters U+0000 to U+0004 are encoded differently from shorter ones. {@link compareIds}
+ * reproduces that order exactly, so paging with `after` never skips nor repeats an id.
+ */
+import { WeftError, describe } from '../errors.js';
+import { LIMITS, isValidTypename, isWellFormed } from '../address.js';
+import type { RuntimeModule } from '../shard/runtime-module.js';
+import { PendingKind, decodeStates } from '../checkpoint/participant.js';
+import { decodeRecord, type InstanceRecord } from './instance.js';
+import { isExpired } from './ttl.js';
+import type { PartitionSnapshot } from './partition.js';
+
+/** Options of `weft.instances`. */
+export interface InstancesOptions {
+  /** Only ids starting with this string. */
+  prefix?: string;
+  /** Only ids after this one in listing order (to resume where a page ended). */
+  after?: string;
+  /** At most this many (a positive integer). Default: all. */
+  limit?: number;
+  /** Yield `{ id, state }` (state as `weft.query` returns it) instead of ids. Default false. */
+  withState?: boolean;
+}
+
+/** An instance with its committed state, from `weft.instances(type, { withState: true })`. */
+export interface InstanceEntry {
+  id: string;
+  state: Record<string, unknown>;
+}
+
+export interface ResolvedInstancesOptions {
+  readonly prefix: string;
+  readonly after: string | undefined;
+  readonly limit: number;
+  readonly withState: boolean;
+}
+
+const OPTION_KEYS = new Set(['prefix', 'after', 'limit', 'withState']);
+
+/**
+ * Validates the arguments of `instances(type, options)`: ERR_WEFT_INVALID_ARG for a malformed
+ * type or option (naming it), ERR_WEFT_UNKNOWN_FUNCTION for a type the module does not define.
+ */
+export function resolveInstancesArgs(module: RuntimeModule, type: unknown, options: unknown, what: string): ResolvedInstancesOptions {
+  if (!isValidTypename(type)) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `${what} type must be a function typename "<namespace>/<name>" (got ${describe(type)})`);
+  }
+  if (!module.isKnownFunction(type)) {
+    throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `${what}: no function of type ${describe(type)} is defined`);
+  }
+  if (options === undefined) return { prefix: '', after: undefined, limit: Number.POSITIVE_INFINITY, withState: false };
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `${what} options must be an object (got ${describe(options)})`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw new WeftError('ERR_WEFT_INVALID_ARG', `${what} options.${key} is not an option (options: prefix, after, limit, withState)`);
+  }
+  const o = options as InstancesOptions;
+  const idLike = (name: 'prefix' | 'after', v: unknown, allowEmpty: boolean): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || (!allowEmpty && v.length === 0) || !isWellFormed(v) || Buffer.byteLength(v, 'utf8') > LIMITS.maxIdBytes) {
+      throw new WeftError(
+        'ERR_WEFT_INVALID_ARG',
+        `${what} options.${name} must be a ${allowEmpty ? '' : 'non-empty '}well-formed string of at most ${LIMITS.maxIdBytes} UTF-8 bytes (got ${describe(v)})`,
+      );
+    }
+    return v;
+  };
+  const prefix = idLike('prefix', o.prefix, true) ?? '';
+  const after = idLike('after', o.after, false);
+  const limit = o.limit ?? Number.POSITIVE_INFINITY;
+  if (limit !== Number.POSITIVE_INFINITY && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)) {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `${what} options.limit must be a positive integer (got ${describe(o.limit)})`);
+  }
+  const withState = o.withState ?? false;
+  if (typeof withState !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `${what} options.withState must be a boolean (got ${describe(o.withState)})`);
+  return { prefix, after, limit, withState };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Key order
+// ------------------------------------------------------------------------------------------------
+
+const SURROGATE = /[\ud800-\udfff]/;
+const LOW = /[\u0000-\u0004]/;
+/** Strings of at least this many UTF-16 units are stored as plain UTF-8 (ordered-binary). */
+const LONG = 0x40;
+
+/** Whether JS's code-unit comparison orders `s` as its stored key does (true for nearly every id). */
+function plainOrder(s: string): boolean {
+  return !SURROGATE.test(s) && !(s.length >= LONG && LOW.test(s));
+}
+
+/** The bytes ordered-binary stores for string `s` as the last element of a key. */
+function keyBytes(s: string): Buffer {
+  const head = s.charCodeAt(0) >= 28 ? [] : [27];
+  if (s.length >= LONG) return Buffer.concat([Buffer.from(head), Buffer.from(s, 'utf8')]);
+  const out: number[] = head;
+  for (const ch of s) {
+    const c = ch.codePointAt(0) as number;
+    if (c <= 4) out.push(4, c);
+    else out.push(...Buffer.from(ch, 'utf8'));
+  }
+  return Buffer.from(out);
+}
+
+/** Compares two ids in stored-key order (see the module comment). */
+export function compareIds(a: string, b: string): number {
+  if (a === b) return 0;
+  if (plainOrder(a) && plainOrder(b)) return a < b ? -1 : 1;
+  return Buffer.compare(keyBytes(a), keyBytes(b));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Which records are live, and their state as weft.query shows it
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * The state of a stored record as `weft.query` returns it — declared (or, for remote functions,
+ * typed) values that have not expired at `now` — or `undefined` when none is left (the instance
+ * then does not exist). With `decode` false the values are not decoded (an empty object stands
+ * for "exists").
+ */
+export type StateReader = (type: string, record: Uint8Array, decode: boolean) => Record<string, unknown> | undefined;
+
+/**
+ * The engine's reader: a local function's undeclared or expired values are dropped, as
+ * `weft.query` drops them. A remote (StateFun) function's specs — and so its TTLs — are learned by
+ * the shards at run time: its values are listed as stored and decoded by their typename.
+ */
+export function moduleStateReader(module: RuntimeModule, now: number): StateReader {
+  return (type, bytes, decode) => {
+    const record: InstanceRecord = decodeRecord(bytes);
+    const fn = module.functions.get(type);
+    const out: Record<string, unknown> = {};
+    let live = 0;
+    for (const [name, value, writtenAt, typename] of record.slots) {
+      if (fn !== undefined) {
+        const spec = fn.specByName.get(name);
+        if (spec === undefined || isExpired(spec, writtenAt, record.calledAt, now)) continue;
+        live++;
+        if (decode) out[name] = spec.type.decode(value);
+      } else {
+        live++;
+        if (decode) {
+          const t = typename === null ? undefined : module.typeOf(typename);
+          out[name] = t === undefined ? value : t.decode(value);
+        }
+      }
+    }
+    return live === 0 ? undefined : out;
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// The merge
+// ------------------------------------------------------------------------------------------------
+
+/** A committed view of every shard: one snapshot per shard, all of epoch `committedEpoch`. */
+export interface CommittedView {
+  /** Indexed by shard; `undefined` for a shard without a partition (it holds nothing). */
+  readonly snapshots: ReadonlyArray<PartitionSnapshot | undefined>;
+  readonly committedEpoch: number;
+  readonly keyGroups: number;
+  /** The shard that owns key group `kg`. */
+  shardOf(kg: number): number;
+}
+
+/** A listed instance: its id and (with `withState`) its state. */
+export interface Listed {
+  id: string;
+  state: Record<string, unknown> | undefined;
+}
+
+/** Ids read per key-group cursor and chunk, all cursors together (a memory bound). */
+const MERGE_BUDGET = 65_536;
+const MAX_CHUNK = 512;
+const MIN_CHUNK = 16;
+
+class KgCursor {
+  ids: string[] = [];
+  pos = 0;
+  /** The last chunk was short: no more ids after `ids`. */
+  exhausted = false;
+  headPlain = true;
+
+  constructor(
+    readonly kg: number,
+    readonly snap: PartitionSnapshot,
+    readonly chunk: number,
+  ) {}
+
+  get head(): string {
+    return this.ids[this.pos] as string;
+  }
+
+  /** Reads the next chunk after `from`; false when the key group has no more ids. */
+  fill(type: string, from: string | undefined, exclusive: boolean): boolean {
+    this.ids = this.snap.stateIds(this.kg, type, from, exclusive, this.chunk);
+    this.pos = 0;
+    this.exhausted = this.ids.length < this.chunk;
+    if (this.ids.length === 0) return false;
+    this.headPlain = plainOrder(this.head);
+    return true;
+  }
+
+  /** Moves to the next id; false when the key group has no more ids. */
+  advance(type: string): boolean {
+    const last = this.head;
+    this.pos++;
+    if (this.pos < this.ids.length) {
+      this.headPlain = plainOrder(this.head);
+      return true;
+    }
+    return !this.exhausted && this.fill(type, last, true);
+  }
+}
+
+function cursorLess(a: KgCursor, b: KgCursor): boolean {
+  const x = a.head;
+  const y = b.head;
+  if (a.headPlain && b.headPlain) return x < y;
+  return compareIds(x, y) < 0;
+}
+
+/** A binary min-heap of cursors by head id. */
+class CursorHeap {
+  readonly #items: KgCursor[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  peek(): KgCursor | undefined {
+    return this.#items[0];
+  }
+
+  push(c: KgCursor): void {
+    const items = this.#items;
+    items.push(c);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!cursorLess(items[i] as KgCursor, items[parent] as KgCursor)) break;
+      [items[i], items[parent]] = [items[parent] as KgCursor, items[i] as KgCursor];
+      i = parent;
+    }
+  }
+
+  /** The top's head moved on (or the top is gone when `remove`): restore the heap. */
+  fixTop(remove: boolean): void {
+    const items = this.#items;
+    if (remove) {
+      const last = items.pop() as KgCursor;
+      if (items.length === 0) return;
+      items[0] = last;
+    }
+    let i = 0;
+    const n = items.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < n && cursorLess(items[l] as KgCursor, items[m] as KgCursor)) m = l;
+      if (r < n && cursorLess(items[r] as KgCursor, items[m] as KgCursor)) m = r;
+      if (m === i) return;
+      [items[i], items[m]] = [items[m] as KgCursor, items[i] as KgCursor];
+      i = m;
+    }
+  }
+}
+
+/**
+ * The instances of `type` in `view`, in stored-key order, filtered by `opts`: a lazy generator
+ * (see the module comment for its memory). `read` decides which records are live and gives their
+ * state. Throws ERR_WEFT_CLOSED once a snapshot is released.
+ */
+export function* listCommitted(view: CommittedView, type: string, opts: ResolvedInstancesOptions, read: StateReader): Generator<Listed, void, undefined> {
+  const { prefix, after, limit, withState } = opts;
+  const matches = (id: string): boolean => id.startsWith(prefix) && (after === undefined || compareIds(id, after) > 0);
+
+  // Committed changes not yet folded into the bases: the latest per id, over epochs in order.
+  const overlay = new Map<string, { kg: number; record: Uint8Array | null }>();
+  for (const snap of view.snapshots) {
+    if (snap === undefined) continue;
+    for (const epoch of snap.pendingEpochs()) {
+      if (epoch > view.committedEpoch) break;
+      for (const { key, value } of snap.pendingEntries(epoch, [PendingKind.State, PendingKind.StateDelete, PendingKind.States])) {
+        const kind = key[1];
+        if (kind === PendingKind.States) {
+          for (const [kg, t, id, record] of decodeStates(value)) if (t === type && matches(id)) overlay.set(id, { kg, record });
+        } else if (key[3] === type && matches(key[4] as string)) {
+          overlay.set(key[4] as string, { kg: key[2] as number, record: kind === PendingKind.State ? value : null });
+        }
+      }
+    }
+  }
+  const overlayIds = [...overlay.keys()].sort(compareIds);
+
+  // One cursor per key group, positioned at the first candidate id.
+  // Ids with a prefix free of U+0000..U+0004 are one contiguous key range (see compareIds); a
+  // prefix with such characters is filtered over the type's whole range instead.
+  const contiguous = !LOW.test(prefix);
+  let from: string | undefined;
+  let exclusive = false;
+  if (after !== undefined && (!contiguous || compareIds(after, prefix) >= 0)) {
+    from = after;
+    exclusive = true;
+  } else if (contiguous && prefix.length > 0) from = prefix;
+  const chunk = Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, Math.floor(MERGE_BUDGET / view.keyGroups), limit === Number.POSITIVE_INFINITY ? MAX_CHUNK : limit));
+  const heap = new CursorHeap();
+  for (let kg = 0; kg < view.keyGroups; kg++) {
+    const snap = view.snapshots[view.shardOf(kg)];
+    if (snap === undefined) continue;
+    const cursor = new KgCursor(kg, snap, chunk);
+    if (cursor.fill(type, from, exclusive)) heap.push(cursor);
+  }
+
+  let emitted = 0;
+  let oi = 0;
+  const emit = (id: string, state: Record<string, unknown> | undefined): Listed | undefined => {
+    if (state === undefined) return undefined;
+    return { id, state: withState ? state : undefined };
+  };
+  while (emitted < limit) {
+    const top = heap.peek();
+    const nextOverlay = oi < overlayIds.length ? (overlayIds[oi] as string) : undefined;
+    if (top === undefined && nextOverlay === undefined) return;
+    let out: Listed | undefined;
+    const c = top === undefined ? 1 : nextOverlay === undefined ? -1 : compareIds(top.head, nextOverlay);
+    if (c < 0) {
+      const t = top as KgCursor;
+      const id = t.head;
+      if (!id.startsWith(prefix)) {
+        // Past the prefix's range in this key group (or, for a non-contiguous prefix, skip it).
+        if (contiguous) heap.fixTop(true);
+        else heap.fixTop(!t.advance(type));
+        continue;
+      }
+      const record = t.snap.getState(t.kg, type, id);
+      if (record !== undefined) out = emit(id, read(type, record, withState));
+      heap.fixTop(!t.advance(type));
+    } else {
+      const id = nextOverlay as string;
+      oi++;
+      // The same id in a base: the overlay's record is the newer one.
+      if (c === 0) {
+        const t = top as KgCursor;
+        heap.fixTop(!t.advance(type));
+      }
+      const change = overlay.get(id) as { kg: number; record: Uint8Array | null };
+      if (change.record !== null) out = emit(id, read(type, change.record, withState));
+    }
+    if (out !== undefined) {
+      emitted++;
+      yield out;
+    }
+  }
+}
