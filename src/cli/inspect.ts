@@ -28,6 +28,7 @@ import { isExpired } from '../state/ttl.js';
 import { Partition } from '../state/partition.js';
 import { EXIT_OK, UsageError, numberFlag, parse, write, type CliContext, type Command } from './command.js';
 import { bytes, int, table } from './format.js';
+import { LIST_HELP, runList } from './inspect-list.js';
 
 const HELP = `Usage: weft inspect <dataDir> [--address <namespace>/<name>/<id>] [--module <path>] [--json]
 
@@ -325,9 +326,10 @@ function moduleUrl(raw: string): string {
 }
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
+  if (args.includes('--list')) return runList(args, ctx);
   const p = parse('inspect', args, { address: { type: 'string' }, module: { type: 'string' }, json: { type: 'boolean' }, checkpoints: { type: 'string' } }, 1);
   if (p.help) {
-    write(ctx.stdout, HELP);
+    write(ctx.stdout, inspect.help);
     return EXIT_OK;
   }
   const dirArg = p.positionals[0];
@@ -349,6 +351,6 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
 export const inspect: Command = {
   name: 'inspect',
   summary: 'show a data dir: checkpoints, partitions, one instance\'s state (read-only)',
-  help: HELP,
+  help: `${HELP}\n\n${LIST_HELP}`,
   run,
 };

@@ -79,6 +79,8 @@ export class Lister {
       let n = 0;
       for (;;) {
         let next: IteratorResult<{ id: string; state: Record<string, unknown> | undefined }>;
+        // Released by close() (or collected): no more ids, even those already read into memory.
+        if (active.snapshots.length === 0) throw closedError();
         try {
           next = items.next();
         } catch (err) {

@@ -19,7 +19,7 @@
  * Ids come in the order of their stored keys, which is global across shards: each key group's
  * ids are a sorted range of its partition (`[kg, type, id]`), and a k-way merge over one cursor
  * per key group (a binary heap) yields them in order. Each cursor holds a chunk of ids (at most
- * 512, fewer with many key groups or a small `limit`); the committed-but-unfolded changes of the
+ * 256, and 16k ids over all key groups together, fewer with a small `limit`); the committed-but-unfolded changes of the
  * type (at most a few checkpoints' worth, which the shards hold in memory too) are merged in as
  * a sorted list. Values are read one id at a time. So memory does not grow with the number of
  * instances listed.
@@ -200,8 +200,8 @@ export interface Listed {
 }
 
 /** Ids read per key-group cursor and chunk, all cursors together (a memory bound). */
-const MERGE_BUDGET = 65_536;
-const MAX_CHUNK = 512;
+const MERGE_BUDGET = 16_384;
+const MAX_CHUNK = 256;
 const MIN_CHUNK = 16;
 
 class KgCursor {

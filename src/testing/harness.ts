@@ -22,6 +22,7 @@ import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envel
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../shard/runtime-module.js';
 import type { Slot } from '../state/instance.js';
 import { isExpired } from '../state/ttl.js';
+import { compareIds, resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { TimerService } from '../timers/timer-service.js';
 import type { DeadLetter, RequestOptions, SendOptions } from '../weft.js';
 import { MemoryInstanceStore } from './memory-store.js';
@@ -86,6 +87,15 @@ export interface TestHarness {
    * awaiting `send`/`request`/`advance`.
    */
   query(address: Address): Promise<Record<string, unknown> | undefined>;
+  /**
+   * The instances of function type `type`, as `weft.instances` lists them: ids (or `{ id, state }`
+   * with `withState`) in the same order, with the same options and errors. The harness has no
+   * checkpoints: the listing shows the state when iteration starts (its first `next()`), every
+   * completed invocation included.
+   */
+  instances(type: string, options: InstancesOptions & { withState: true }): AsyncIterableIterator<InstanceEntry>;
+  instances(type: string, options?: InstancesOptions & { withState?: false }): AsyncIterableIterator<string>;
+  instances(type: string, options?: InstancesOptions): AsyncIterableIterator<string | InstanceEntry>;
   /**
    * Every record of egress `name` so far, in the order they were recorded, decoded like the
    * engine's egress iterator yields them (fresh objects on every call).
@@ -388,6 +398,40 @@ class Harness implements TestHarness {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  instances(type: string, options: InstancesOptions & { withState: true }): AsyncIterableIterator<InstanceEntry>;
+  instances(type: string, options?: InstancesOptions & { withState?: false }): AsyncIterableIterator<string>;
+  instances(type: string, options?: InstancesOptions): AsyncIterableIterator<string | InstanceEntry>;
+  instances(type: string, options?: InstancesOptions): AsyncIterableIterator<string | InstanceEntry> {
+    this.#checkOpen('instances');
+    const what = 'weft.instances';
+    const opts = resolveInstancesArgs(this.#module, type, options, what);
+    if (!this.#module.functions.has(type)) throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `${what}: no function of type ${describe(type)} is defined`);
+    return this.#list(type, opts.prefix, opts.after, opts.limit, opts.withState);
+  }
+
+  async *#list(type: string, prefix: string, after: string | undefined, limit: number, withState: boolean): AsyncGenerator<string | InstanceEntry, void, undefined> {
+    const fn = this.#module.functions.get(type)!;
+    const now = this.#clock.now();
+    // Taken at the first next(), all at once: later invocations do not change what this lists.
+    const live: Array<{ id: string; slots: Array<[string, Slot]>; calledAt: number }> = [];
+    for (const inst of this.#store.all()) {
+      if (inst.type !== type || !inst.id.startsWith(prefix) || (after !== undefined && compareIds(inst.id, after) <= 0)) continue;
+      const slots = [...inst.slots].filter(([name, slot]) => {
+        const spec = fn.specByName.get(name);
+        return spec !== undefined && !expired(spec, slot, inst.calledAt, now);
+      });
+      if (slots.length > 0) live.push({ id: inst.id, slots, calledAt: inst.calledAt });
+    }
+    live.sort((a, b) => compareIds(a.id, b.id));
+    if (live.length > limit) live.length = limit;
+    const entries = live.map(({ id, slots }) => {
+      const state: Record<string, unknown> = {};
+      if (withState) for (const [name, slot] of slots) state[name] = fn.specByName.get(name)!.type.decode(slot.bytes);
+      return { id, state };
+    });
+    for (const e of entries) yield withState ? e : e.id;
   }
 
   egress(name: string): unknown[] {

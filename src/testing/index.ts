@@ -17,4 +17,4 @@
 export { createTestHarness } from './harness.js';
 export type { TestHarness, PendingTimer } from './harness.js';
 export type { TestHarnessOptions } from './options.js';
-export type { Address, DeadLetter, SendOptions, RequestOptions } from '../index.js';
+export type { Address, DeadLetter, SendOptions, RequestOptions, InstancesOptions, InstanceEntry } from '../index.js';

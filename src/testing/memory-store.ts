@@ -23,6 +23,11 @@ export class MemoryInstanceStore implements InstanceStore {
     inst.dirty = true;
   }
 
+  /** Every instance ever touched (for `instances`). */
+  all(): IterableIterator<Instance> {
+    return this.#map.values();
+  }
+
   /** The instance if it was ever touched, without creating it (for `query`). */
   peek(key: string): Instance | undefined {
     return this.#map.get(key);
