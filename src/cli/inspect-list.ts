@@ -96,7 +96,6 @@ async function committedView(dir: string, opened: Partition[]): Promise<Committe
 
 /** How an id is printed in text mode: as is, or as a JSON string when it could be misread. */
 function printable(id: string): string {
-  // eslint-disable-next-line no-control-regex
   return /[\u0000-\u001f\u007f-\u009f\u2028\u2029]|^\s|\s$|^"/.test(id) ? JSON.stringify(id) : id;
 }
 

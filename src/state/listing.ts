@@ -33,6 +33,7 @@ import { WeftError, describe } from '../errors.js';
 import { LIMITS, isValidTypename, isWellFormed } from '../address.js';
 import type { RuntimeModule } from '../shard/runtime-module.js';
 import { PendingKind, decodeStates } from '../checkpoint/participant.js';
+import { Unpackr } from 'msgpackr';
 import { decodeRecord, type InstanceRecord } from './instance.js';
 import { isExpired } from './ttl.js';
 import type { PartitionSnapshot } from './partition.js';
@@ -157,27 +158,40 @@ export type StateReader = (type: string, record: Uint8Array, decode: boolean) =>
  */
 export function moduleStateReader(module: RuntimeModule, now: number): StateReader {
   return (type, bytes, decode) => {
-    const record: InstanceRecord = decodeRecord(bytes);
+    // The record as stored (instance.ts: [version, calledAt, name, bytes, writtenAt, (typename), ...]),
+    // read without building an Instance: a listing reads one per id.
+    const arr = recordUnpackr.unpack(bytes) as unknown[];
+    const stride = Array.isArray(arr) ? (arr[0] === 1 ? 3 : arr[0] === 2 ? 4 : 0) : 0;
+    if (stride === 0 || (arr.length - 2) % stride !== 0) {
+      const record: InstanceRecord = decodeRecord(bytes); // throws its ERR_WEFT_DATA_DIR
+      return record.slots.length === 0 ? undefined : {};
+    }
+    const calledAt = arr[1] as number;
     const fn = module.functions.get(type);
     const out: Record<string, unknown> = {};
     let live = 0;
-    for (const [name, value, writtenAt, typename] of record.slots) {
+    for (let i = 2; i < arr.length; i += stride) {
+      const name = arr[i] as string;
+      const value = arr[i + 1] as Uint8Array;
       if (fn !== undefined) {
         const spec = fn.specByName.get(name);
-        if (spec === undefined || isExpired(spec, writtenAt, record.calledAt, now)) continue;
+        if (spec === undefined || isExpired(spec, arr[i + 2] as number, calledAt, now)) continue;
         live++;
-        if (decode) out[name] = spec.type.decode(value);
+        if (decode) out[name] = spec.type.decode(new Uint8Array(value));
       } else {
         live++;
         if (decode) {
+          const typename = stride === 4 ? (arr[i + 3] as string | null) : null;
           const t = typename === null ? undefined : module.typeOf(typename);
-          out[name] = t === undefined ? value : t.decode(value);
+          out[name] = t === undefined ? new Uint8Array(value) : t.decode(new Uint8Array(value));
         }
       }
     }
     return live === 0 ? undefined : out;
   };
 }
+
+const recordUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 // ------------------------------------------------------------------------------------------------
 // The merge
@@ -306,23 +320,8 @@ export function* listCommitted(view: CommittedView, type: string, opts: Resolved
   const { prefix, after, limit, withState } = opts;
   const matches = (id: string): boolean => id.startsWith(prefix) && (after === undefined || compareIds(id, after) > 0);
 
-  // Committed changes not yet folded into the bases: the latest per id, over epochs in order.
-  const overlay = new Map<string, { kg: number; record: Uint8Array | null }>();
-  for (const snap of view.snapshots) {
-    if (snap === undefined) continue;
-    for (const epoch of snap.pendingEpochs()) {
-      if (epoch > view.committedEpoch) break;
-      for (const { key, value } of snap.pendingEntries(epoch, [PendingKind.State, PendingKind.StateDelete, PendingKind.States])) {
-        const kind = key[1];
-        if (kind === PendingKind.States) {
-          for (const [kg, t, id, record] of decodeStates(value)) if (t === type && matches(id)) overlay.set(id, { kg, record });
-        } else if (key[3] === type && matches(key[4] as string)) {
-          overlay.set(key[4] as string, { kg: key[2] as number, record: kind === PendingKind.State ? value : null });
-        }
-      }
-    }
-  }
-  const overlayIds = [...overlay.keys()].sort(compareIds);
+  // Committed changes not yet folded into the bases, merged in window by window.
+  const overlay = new Overlay(view, type, matches, Math.max(MIN_WINDOW, Math.min(MAX_WINDOW, limit)));
 
   // One cursor per key group, positioned at the first candidate id.
   // Ids with a prefix free of U+0000..U+0004 are one contiguous key range (see compareIds); a
@@ -344,14 +343,13 @@ export function* listCommitted(view: CommittedView, type: string, opts: Resolved
   }
 
   let emitted = 0;
-  let oi = 0;
   const emit = (id: string, state: Record<string, unknown> | undefined): Listed | undefined => {
     if (state === undefined) return undefined;
     return { id, state: withState ? state : undefined };
   };
   while (emitted < limit) {
     const top = heap.peek();
-    const nextOverlay = oi < overlayIds.length ? (overlayIds[oi] as string) : undefined;
+    const nextOverlay = overlay.peek();
     if (top === undefined && nextOverlay === undefined) return;
     let out: Listed | undefined;
     const c = top === undefined ? 1 : nextOverlay === undefined ? -1 : compareIds(top.head, nextOverlay);
@@ -368,19 +366,241 @@ export function* listCommitted(view: CommittedView, type: string, opts: Resolved
       if (record !== undefined) out = emit(id, read(type, record, withState));
       heap.fixTop(!t.advance(type));
     } else {
-      const id = nextOverlay as string;
-      oi++;
+      const change = overlay.take();
       // The same id in a base: the overlay's record is the newer one.
       if (c === 0) {
         const t = top as KgCursor;
         heap.fixTop(!t.advance(type));
       }
-      const change = overlay.get(id) as { kg: number; record: Uint8Array | null };
-      if (change.record !== null) out = emit(id, read(type, change.record, withState));
+      if (change.record !== null) out = emit(change.id, read(type, change.record, withState));
     }
     if (out !== undefined) {
       emitted++;
       yield out;
     }
   }
+}
+
+/** Overlay ids held at once (a window); a listing with a smaller limit holds that many. */
+const MAX_WINDOW = 8192;
+const MIN_WINDOW = 64;
+
+interface Change {
+  id: string;
+  kg: number;
+  record: Uint8Array | null;
+}
+
+/**
+ * The state changes of the committed epochs still PENDING (not yet folded into the bases), for
+ * one type, in id order, the latest per id — delivered a window at a time: each window is the
+ * `size` smallest matching ids after the previous window, found by one pass over the PENDING
+ * values (a bounded max-heap), so memory stays at one window however many changes there are.
+ */
+class Overlay {
+  readonly #view: CommittedView;
+  readonly #type: string;
+  readonly #typeBytes: Buffer;
+  readonly #matches: (id: string) => boolean;
+  readonly #size: number;
+  #window: Change[] = [];
+  #pos = 0;
+  /** The last id of a full window (more may follow), or undefined when the last window is loaded. */
+  #windowEnd: string | undefined;
+  #loaded = false;
+
+  constructor(view: CommittedView, type: string, matches: (id: string) => boolean, size: number) {
+    this.#view = view;
+    this.#type = type;
+    this.#typeBytes = Buffer.from(type, 'utf8');
+    this.#matches = matches;
+    this.#size = size;
+  }
+
+  peek(): string | undefined {
+    if (this.#pos === this.#window.length) {
+      if (this.#loaded && this.#windowEnd === undefined) return undefined;
+      this.#load(this.#windowEnd);
+      if (this.#window.length === 0) return undefined;
+    }
+    return (this.#window[this.#pos] as Change).id;
+  }
+
+  /** The head change (call {@link peek} first). */
+  take(): Change {
+    return this.#window[this.#pos++] as Change;
+  }
+
+  #load(from: string | undefined): void {
+    this.#loaded = true;
+    // A max-heap of the `size` smallest ids seen, with the latest record of each.
+    const heap: Change[] = [];
+    const index = new Map<string, Change>();
+    let full = false;
+    const offer = (kg: number, id: string, record: Uint8Array | null): void => {
+      const known = index.get(id);
+      if (known !== undefined) {
+        known.record = record; // epochs are read in order: the later one wins
+        return;
+      }
+      if ((from !== undefined && compareIds(id, from) <= 0) || !this.#matches(id)) return;
+      if (heap.length === this.#size) {
+        full = true;
+        if (compareIds(id, (heap[0] as Change).id) >= 0) return;
+        index.delete((heap[0] as Change).id);
+        heap[0] = { id, kg, record };
+        index.set(id, heap[0]);
+        siftDown(heap, 0);
+        return;
+      }
+      const c: Change = { id, kg, record };
+      heap.push(c);
+      index.set(id, c);
+      siftUp(heap, heap.length - 1);
+    };
+    for (const snap of this.#view.snapshots) {
+      if (snap === undefined) continue;
+      for (const epoch of snap.pendingEpochs()) {
+        if (epoch > this.#view.committedEpoch) break;
+        for (const { key, value } of snap.pendingEntries(epoch, [PendingKind.State, PendingKind.StateDelete, PendingKind.States])) {
+          const kind = key[1];
+          if (kind === PendingKind.States) scanStates(value, this.#typeBytes, this.#type, offer);
+          else if (key[3] === this.#type) offer(key[2] as number, key[4] as string, kind === PendingKind.State ? value : null);
+        }
+      }
+    }
+    heap.sort((a, b) => compareIds(a.id, b.id));
+    this.#window = heap;
+    this.#pos = 0;
+    this.#windowEnd = full ? heap[heap.length - 1]?.id : undefined;
+  }
+}
+
+function siftUp(heap: Change[], i: number): void {
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (compareIds((heap[i] as Change).id, (heap[parent] as Change).id) <= 0) return;
+    [heap[i], heap[parent]] = [heap[parent] as Change, heap[i] as Change];
+    i = parent;
+  }
+}
+
+function siftDown(heap: Change[], i: number): void {
+  const n = heap.length;
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let m = i;
+    if (l < n && compareIds((heap[l] as Change).id, (heap[m] as Change).id) > 0) m = l;
+    if (r < n && compareIds((heap[r] as Change).id, (heap[m] as Change).id) > 0) m = r;
+    if (m === i) return;
+    [heap[i], heap[m]] = [heap[m] as Change, heap[i] as Change];
+    i = m;
+  }
+}
+
+/**
+ * Walks an epoch's state changes (participant.ts `encodeStates`: a msgpack array of
+ * `[kg, type, id, record | null]`) and calls `onChange` for those of `type`, without decoding the
+ * others: the id is decoded only when the type matches, the record is a view of `bytes`. A value
+ * of another shape is decoded in full instead.
+ */
+function scanStates(bytes: Uint8Array, typeBytes: Buffer, type: string, onChange: (kg: number, id: string, record: Uint8Array | null) => void): void {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const r = { pos: 0 };
+  const fallback = (): void => {
+    for (const [kg, t, id, record] of decodeStates(bytes)) if (t === type) onChange(kg, id, record ?? null);
+  };
+  const n = arrayHeader(buf, r);
+  if (n < 0) return fallback();
+  const found: Array<[number, string, Uint8Array | null]> = [];
+  for (let i = 0; i < n; i++) {
+    if (arrayHeader(buf, r) !== 4) return fallback();
+    const kg = uint(buf, r);
+    const t = str(buf, r);
+    const id = str(buf, r);
+    if (kg < 0 || t === undefined || id === undefined) return fallback();
+    let record: Uint8Array | null;
+    const b = buf[r.pos] as number;
+    if (b === 0xc0) {
+      record = null;
+      r.pos++;
+    } else {
+      const len = b === 0xc4 ? buf.readUInt8(r.pos + 1) : b === 0xc5 ? buf.readUInt16BE(r.pos + 1) : b === 0xc6 ? buf.readUInt32BE(r.pos + 1) : -1;
+      if (len < 0) return fallback();
+      const head = b === 0xc4 ? 2 : b === 0xc5 ? 3 : 5;
+      record = buf.subarray(r.pos + head, r.pos + head + len);
+      r.pos += head + len;
+    }
+    if (t[1] - t[0] === typeBytes.length && buf.compare(typeBytes, 0, typeBytes.length, t[0], t[1]) === 0) {
+      found.push([kg, buf.toString('utf8', id[0], id[1]), record]);
+    }
+  }
+  if (r.pos !== buf.length) return fallback();
+  for (const [kg, id, record] of found) onChange(kg, id, record);
+}
+
+function arrayHeader(buf: Buffer, r: { pos: number }): number {
+  const b = buf[r.pos];
+  if (b === undefined) return -1;
+  if ((b & 0xf0) === 0x90) {
+    r.pos += 1;
+    return b & 0x0f;
+  }
+  if (b === 0xdc) {
+    r.pos += 3;
+    return buf.readUInt16BE(r.pos - 2);
+  }
+  if (b === 0xdd) {
+    r.pos += 5;
+    return buf.readUInt32BE(r.pos - 4);
+  }
+  return -1;
+}
+
+function uint(buf: Buffer, r: { pos: number }): number {
+  const b = buf[r.pos];
+  if (b === undefined) return -1;
+  if (b < 0x80) {
+    r.pos += 1;
+    return b;
+  }
+  if (b === 0xcc) {
+    r.pos += 2;
+    return buf.readUInt8(r.pos - 1);
+  }
+  if (b === 0xcd) {
+    r.pos += 3;
+    return buf.readUInt16BE(r.pos - 2);
+  }
+  if (b === 0xce) {
+    r.pos += 5;
+    return buf.readUInt32BE(r.pos - 4);
+  }
+  return -1;
+}
+
+/** A string's byte range `[start, end)`, or undefined when the next value is not a string. */
+function str(buf: Buffer, r: { pos: number }): [number, number] | undefined {
+  const b = buf[r.pos];
+  if (b === undefined) return undefined;
+  let len: number;
+  let head: number;
+  if ((b & 0xe0) === 0xa0) {
+    len = b & 0x1f;
+    head = 1;
+  } else if (b === 0xd9) {
+    len = buf.readUInt8(r.pos + 1);
+    head = 2;
+  } else if (b === 0xda) {
+    len = buf.readUInt16BE(r.pos + 1);
+    head = 3;
+  } else if (b === 0xdb) {
+    len = buf.readUInt32BE(r.pos + 1);
+    head = 5;
+  } else return undefined;
+  const start = r.pos + head;
+  r.pos = start + len;
+  if (r.pos > buf.length) return undefined;
+  return [start, r.pos];
 }

@@ -128,6 +128,45 @@ describe('listCommitted', () => {
     expect(list(v, { prefix: 'x' }).map(([id]) => id)).toEqual(['x\u0001', 'x\u0004y', 'x\u0005']);
   });
 
+  it('merges more committed changes than one overlay window holds, exactly as a model says', async () => {
+    const shards = [await partition(), await partition()];
+    const model = new Map<string, string>();
+    const id = (i: number): string => `m${String(i).padStart(6, '0')}`;
+    // Base: 5000 ids.
+    for (const s of [0, 1]) {
+      await shards[s]!.write((ops) => {
+        for (let i = 0; i < 5000; i++) {
+          if ((kgOf(id(i)) < 4 ? 0 : 1) === s) ops.putState(kgOf(id(i)), T, id(i), enc(`b${i}`));
+        }
+      });
+    }
+    for (let i = 0; i < 5000; i++) model.set(id(i), `b${i}`);
+    const epoch = async (e: number, changes: Array<[number, string | null]>): Promise<void> => {
+      for (const s of [0, 1]) {
+        const mine = changes.filter(([i]) => (kgOf(id(i)) < 4 ? 0 : 1) === s).map(([i, v]) => [kgOf(id(i)), T, id(i), v === null ? null : enc(v)] as const);
+        await shards[s]!.write((ops) => ops.putPending([e, PendingKind.States], encodeStates(mine as never)));
+      }
+      if (e <= 3) for (const [i, v] of changes) (v === null ? model.delete(id(i)) : model.set(id(i), v));
+    };
+    // 20k upserts over base and new ids (more than the 8192-id window), then deletes, then re-adds.
+    await epoch(1, Array.from({ length: 20_000 }, (_, k) => [k * 3, `e1-${k}`] as [number, string]));
+    await epoch(2, Array.from({ length: 6000 }, (_, k) => [k * 7, null] as [number, null]));
+    await epoch(3, Array.from({ length: 1000 }, (_, k) => [k * 49, `e3-${k}`] as [number, string]));
+    await epoch(4, Array.from({ length: 1000 }, (_, k) => [k * 5 + 1, 'uncommitted'] as [number, string]));
+    const v = view(shards.map((p) => p.snapshot()), 3);
+    const expected = [...model.entries()].sort(([a], [b]) => compareIds(a, b));
+    expect(list(v)).toEqual(expected);
+    // Pages of 100 (a window of 100 each) resumed with `after`, over the first 3000.
+    const paged: Array<[string, unknown]> = [];
+    for (let after: string | undefined; paged.length < 3000; ) {
+      const page = list(v, { limit: 100, ...(after === undefined ? {} : { after }) });
+      paged.push(...page);
+      after = page[page.length - 1]![0];
+    }
+    expect(paged).toEqual(expected.slice(0, 3000));
+    expect(list(v, { prefix: 'm0010', withState: true })).toEqual(expected.filter(([k]) => k.startsWith('m0010')));
+  });
+
   it('keeps reading its snapshot while the partition is folded and rewritten', async () => {
     const shards = [await partition(), await partition()];
     for (let i = 0; i < 600; i++) {
