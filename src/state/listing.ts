@@ -19,15 +19,19 @@
  * Ids come in the order of their stored keys, which is global across shards: each key group's
  * ids are a sorted range of its partition (`[kg, type, id]`), and a k-way merge over one cursor
  * per key group (a binary heap) yields them in order. Each cursor holds a chunk of ids (at most
- * 256, and 16k ids over all key groups together, fewer with a small `limit`); the committed-but-unfolded changes of the
- * type (at most a few checkpoints' worth, which the shards hold in memory too) are merged in as
- * a sorted list. Values are read one id at a time. So memory does not grow with the number of
- * instances listed.
+ * 256, and 16k ids over all key groups together, fewer with a small `limit`). The committed
+ * changes not yet folded into the bases (PENDING values: at most about `cacheSize` per shard, see
+ * participant.ts) are merged in a window at a time: the next 8192 ids (or `limit`) in order, found
+ * by one pass over those values that decodes only the listed type's entries. Values are read one
+ * id at a time. So memory does not grow with the number of instances listed, nor with the number
+ * of unfolded changes.
  *
  * The key order is that of LMDB's keys as lmdb-js encodes them (`ordered-binary`): UTF-8 byte
  * order, i.e. Unicode code point order — except that ids of 64 or more UTF-16 units holding the
  * characters U+0000 to U+0004 are encoded differently from shorter ones. {@link compareIds}
- * reproduces that order exactly, so paging with `after` never skips nor repeats an id.
+ * reproduces that order exactly, so paging with `after` never skips nor repeats an id. (Such ids
+ * do not survive lmdb-js 3.5.6's range reads at all — it decodes `"y".repeat(70) + "\u0001"` as
+ * `"y".repeat(70)` — so they cannot be listed correctly; every other well-formed id can.)
  */
 import { WeftError, describe } from '../errors.js';
 import { LIMITS, isValidTypename, isWellFormed } from '../address.js';
@@ -470,6 +474,8 @@ class Overlay {
       }
     }
     heap.sort((a, b) => compareIds(a.id, b.id));
+    // Copied out: as views, the records would keep every PENDING value read by this pass alive.
+    for (const c of heap) if (c.record !== null) c.record = c.record.slice();
     this.#window = heap;
     this.#pos = 0;
     this.#windowEnd = full ? heap[heap.length - 1]?.id : undefined;
