@@ -19,11 +19,11 @@
  * Ids come in the order of their stored keys, which is global across shards: each key group's
  * ids are a sorted range of its partition (`[kg, type, id]`), and a k-way merge over one cursor
  * per key group (a binary heap) yields them in order. Each cursor holds a chunk of ids (at most
- * 256, and 16k ids over all key groups together, fewer with a small `limit`). The committed
+ * 256, and 8192 ids over all key groups together, fewer with a small `limit`). The committed
  * changes not yet folded into the bases (PENDING values: at most about `cacheSize` per shard, see
  * participant.ts) are merged in a window at a time: the next 8192 ids (or `limit`) in order, found
- * by one pass over those values that decodes only the listed type's entries. Values are read one
- * id at a time. So memory does not grow with the number of instances listed, nor with the number
+ * by one pass over those values that decodes only the listed type's entries. Values are read with
+ * their ids, up to 8 MiB ahead over all cursors (at least one value each). So memory does not grow with the number of instances listed, nor with the number
  * of unfolded changes.
  *
  * The key order is that of LMDB's keys as lmdb-js encodes them (`ordered-binary`): UTF-8 byte
@@ -218,33 +218,49 @@ export interface Listed {
 }
 
 /** Ids read per key-group cursor and chunk, all cursors together (a memory bound). */
-const MERGE_BUDGET = 16_384;
+const MERGE_BUDGET = 8192;
 const MAX_CHUNK = 256;
 const MIN_CHUNK = 16;
+/** Value bytes read ahead, all cursors together (a cursor reads at least one value, and MIN_CHUNK_BYTES). */
+const MERGE_BYTES = 8 * 1024 * 1024;
+const MIN_CHUNK_BYTES = 16 * 1024;
 
 class KgCursor {
   ids: string[] = [];
+  data: Uint8Array = new Uint8Array(0);
+  offsets: Uint32Array = new Uint32Array(1);
   pos = 0;
-  /** The last chunk was short: no more ids after `ids`. */
+  /** The type's range in this key group has no more ids after `ids`. */
   exhausted = false;
   headPlain = true;
 
   constructor(
     readonly kg: number,
     readonly snap: PartitionSnapshot,
-    readonly chunk: number,
+    /** Ids read by the next fill; doubles with each fill up to `maxChunk`. */
+    public chunk: number,
+    readonly maxChunk: number,
+    readonly maxBytes: number,
   ) {}
 
   get head(): string {
     return this.ids[this.pos] as string;
   }
 
+  get headValue(): Uint8Array {
+    return this.data.subarray(this.offsets[this.pos], this.offsets[this.pos + 1]);
+  }
+
   /** Reads the next chunk after `from`; false when the key group has no more ids. */
   fill(type: string, from: string | undefined, exclusive: boolean): boolean {
-    this.ids = this.snap.stateIds(this.kg, type, from, exclusive, this.chunk);
+    const { ids, data, offsets, more } = this.snap.stateEntries(this.kg, type, from, exclusive, this.chunk, this.maxBytes);
+    this.chunk = Math.min(this.maxChunk, this.chunk * 2);
+    this.ids = ids;
+    this.data = data;
+    this.offsets = offsets;
     this.pos = 0;
-    this.exhausted = this.ids.length < this.chunk;
-    if (this.ids.length === 0) return false;
+    this.exhausted = !more;
+    if (ids.length === 0) return false;
     this.headPlain = plainOrder(this.head);
     return true;
   }
@@ -337,12 +353,14 @@ export function* listCommitted(view: CommittedView, type: string, opts: Resolved
     from = after;
     exclusive = true;
   } else if (contiguous && prefix.length > 0) from = prefix;
-  const chunk = Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, Math.floor(MERGE_BUDGET / view.keyGroups), limit === Number.POSITIVE_INFINITY ? MAX_CHUNK : limit));
+  const maxChunk = Math.max(MIN_CHUNK, Math.min(MAX_CHUNK, Math.floor(MERGE_BUDGET / view.keyGroups), limit === Number.POSITIVE_INFINITY ? MAX_CHUNK : limit));
+  // A page (a small limit) takes a few ids from each key group: start small, double on refills.
+  const firstChunk = Math.min(maxChunk, Math.max(4, Math.ceil((2 * Math.min(limit, MERGE_BUDGET)) / view.keyGroups)));
   const heap = new CursorHeap();
   for (let kg = 0; kg < view.keyGroups; kg++) {
     const snap = view.snapshots[view.shardOf(kg)];
     if (snap === undefined) continue;
-    const cursor = new KgCursor(kg, snap, chunk);
+    const cursor = new KgCursor(kg, snap, firstChunk, maxChunk, Math.max(MIN_CHUNK_BYTES, Math.floor(MERGE_BYTES / view.keyGroups)));
     if (cursor.fill(type, from, exclusive)) heap.push(cursor);
   }
 
@@ -366,8 +384,7 @@ export function* listCommitted(view: CommittedView, type: string, opts: Resolved
         else heap.fixTop(!t.advance(type));
         continue;
       }
-      const record = t.snap.getState(t.kg, type, id);
-      if (record !== undefined) out = emit(id, read(type, record, withState));
+      out = emit(id, read(type, t.headValue, withState));
       heap.fixTop(!t.advance(type));
     } else {
       const change = overlay.take();

@@ -969,6 +969,48 @@ export class PartitionSnapshot {
     return out;
   }
 
+  /**
+   * Like {@link stateIds}, with each id's record: up to `limit` entries, stopping early once their
+   * values add up to `maxBytes` (at least one entry is read). The records are copied into ONE
+   * buffer: record `i` is `data.subarray(offsets[i], offsets[i + 1])` (a chunk of many small
+   * records then costs one object, not one per record). `more` is false when the type's range in
+   * `kg` ended.
+   */
+  stateEntries(kg: number, type: string, from: string | undefined, exclusive: boolean, limit: number, maxBytes: number): { ids: string[]; data: Uint8Array; offsets: Uint32Array; more: boolean } {
+    const transaction = this.#use();
+    const ids: string[] = [];
+    const values: Uint8Array[] = [];
+    const start: Key = from === undefined ? [kg, type] : [kg, type, from];
+    const end: Key = [kg, `${type}\u0001`];
+    let bytes = 0;
+    let more = false;
+    try {
+      for (const { key, value } of this.#dbs[Db.State].getRange({ start, end, exclusiveStart: exclusive && from !== undefined, limit, transaction } as never)) {
+        const k = key as unknown as [number, string, string];
+        if (k[1] !== type || typeof k[2] !== 'string') continue;
+        ids.push(k[2]);
+        values.push(value as Uint8Array);
+        bytes += (value as Uint8Array).byteLength;
+        if (ids.length === limit || bytes >= maxBytes) {
+          more = true;
+          break;
+        }
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    const data = new Uint8Array(bytes);
+    const offsets = new Uint32Array(values.length + 1);
+    let at = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i] as Uint8Array;
+      data.set(v, at);
+      at += v.byteLength;
+      offsets[i + 1] = at;
+    }
+    return { ids, data, offsets, more };
+  }
+
   #use(): LmdbTxn {
     const txn = this.#txn;
     if (txn === undefined) throw new WeftError('ERR_WEFT_CLOSED', `snapshot of partition ${describe(this.path)} was released`);
