@@ -4,6 +4,8 @@
  * checkpoint, deleted and expired instances, argument errors, close, and bounded memory over
  * 200k instances.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -168,6 +170,26 @@ describe('weft.instances', () => {
       for (let r = await it.next(); r.done !== true; r = await it.next());
     }, 'ERR_WEFT_CLOSED', 'weft.instances: the engine closed during the listing');
     expectWeftError(() => weft.instances('list/item'), 'ERR_WEFT_CLOSED', 'weft.instances() called after close()');
+  });
+
+  it('keeps working across the death and recovery of a shard worker while the main thread has the partitions open', async () => {
+    const dataDir = tempDir('weft-listing-crash-');
+    dirs.push(dataDir);
+    const weft = await Weft.start({ module: fixture('xfer'), dataDir, shards: 2, durability: 'process', checkpointIntervalMs: 10 });
+    running.push(weft);
+    const acct = (i: number) => ({ type: 'xfer/account', id: `x-${i}` });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => weft.send(acct(i), { op: 'credit', id: i, amount: 1 })));
+    expect(await all(weft, 'xfer/account')).toHaveLength(20);
+    const flagFile = join(dataDir, 'crash.flag');
+    writeFileSync(flagFile, 'crash once');
+    await weft.send(acct(1), { op: 'crash', flagFile, how: 'exit' });
+    await within(Promise.all(Array.from({ length: 20 }, (_, i) => weft.send(acct(20 + i), { op: 'credit', id: 100 + i, amount: 1 }))), 30_000, 'sends after the recovery');
+    expect(weft.metrics().recoveries).toBe(1);
+    await weft.checkpoint();
+    expect(await all(weft, 'xfer/account')).toEqual(Array.from({ length: 40 }, (_, i) => `x-${i}`).sort(compareIds));
+    // The recovered shards still commit (the partitions the main thread holds open stay writable for them).
+    await within(weft.send(acct(0), { op: 'credit', id: -1, amount: 5 }), 10_000, 'a send after the listing');
+    expect(((await weft.query(acct(0)))?.credited as number[]).includes(-1)).toBe(true);
   });
 
   it('streams 200k instances with bounded memory', async () => {
