@@ -35,6 +35,9 @@ import { deserializeError, type SerializedError } from '../errors.js';
 import { keyHash } from '../router/control-block.js';
 import type { RuntimeModule } from './runtime-module.js';
 
+/** No checkpoint committed for this long: the engine is quiet, fold what is committed (see #armQuietFold). */
+const QUIET_FOLD_MS = 200;
+
 /** What a shard worker is started with (worker_threads `workerData`). */
 export interface ShardBoot {
   readonly shard: number;
@@ -405,6 +408,7 @@ export class ShardLoop {
           // the records wait in memory until folded.
           const cache = this.#cache;
           this.#participant.onCommitted(rec[1] as number, cache.size > cache.capacity || cache.unfoldedCount > cache.capacity);
+          this.#armQuietFold();
           break;
         }
         case Kind.Query:
@@ -480,6 +484,24 @@ export class ShardLoop {
     });
     this.#toMain.push([Kind.QueryResult, requestId, record.slots.length === 0 ? null : record], 64);
   }
+
+  /**
+   * Folds the committed epochs still pending once no checkpoint has committed for QUIET_FOLD_MS:
+   * folds are batched (FOLD_EVERY) to save work under load, where commits keep coming; when the
+   * engine goes quiet, checkpoints stop and the last epochs would stay unfolded until load
+   * returns — and every `weft.instances` listing would read them (a page of 100 over 300k
+   * unfolded changes: 63 ms; folded: 1.4 ms).
+   */
+  #armQuietFold(): void {
+    if (this.#quietFold !== undefined) clearTimeout(this.#quietFold);
+    this.#quietFold = setTimeout(() => {
+      this.#quietFold = undefined;
+      if (!this.#closing) this.#participant.foldNow();
+    }, QUIET_FOLD_MS);
+    this.#quietFold.unref();
+  }
+
+  #quietFold: NodeJS.Timeout | undefined;
 
   #takeSnapshot(epoch: number): Omit<Snapshot, 'inflight' | 'bytes'> {
     this.#sweepExpired();
