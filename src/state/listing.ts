@@ -21,7 +21,7 @@
  * per key group (a binary heap) yields them in order. Each cursor holds a chunk of ids (at most
  * 256, and 8192 ids over all key groups together, fewer with a small `limit`). The committed
  * changes not yet folded into the bases (PENDING values: at most about `cacheSize` per shard, see
- * participant.ts) are merged in a window at a time: the next 8192 ids (or `limit`) in order, found
+ * participant.ts) are merged in a window at a time: the next 4096 ids (or `limit`) in order, found
  * by one pass over those values that decodes only the listed type's entries. Values are read with
  * their ids, up to 8 MiB ahead over all cursors (at least one value each). So memory does not grow with the number of instances listed, nor with the number
  * of unfolded changes.
@@ -403,7 +403,7 @@ export function* listCommitted(view: CommittedView, type: string, opts: Resolved
 }
 
 /** Overlay ids held at once (a window); a listing with a smaller limit holds that many. */
-const MAX_WINDOW = 8192;
+const MAX_WINDOW = 4096;
 const MIN_WINDOW = 64;
 
 interface Change {
