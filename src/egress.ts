@@ -54,8 +54,13 @@ export interface EgressRecord<T = unknown> {
    */
   readonly id: string;
   readonly value: T;
-  /** Acknowledges the record: it is deleted from the data dir and never delivered again. Idempotent. */
-  ack(): void;
+  /**
+   * Acknowledges the record: it is deleted from the data dir and never delivered again.
+   * Idempotent. The promise resolves once the deletion is durable (a crash before that delivers
+   * the record again); it rejects with ERR_WEFT_CLOSED when the engine closed first (then the
+   * record is delivered again at the next start). Awaiting it is optional.
+   */
+  ack(): Promise<void>;
 }
 
 /** Options of `weft.egress(name, options)`. */
@@ -96,6 +101,8 @@ export class EgressStore {
   readonly #partition: Partition;
   readonly #onError: (err: unknown) => void;
   #deletes: Array<[name: string, epoch: number, seq: number]> = [];
+  /** Settles when the batch in #deletes is durable. */
+  #batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
   #scheduled = false;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -121,27 +128,49 @@ export class EgressStore {
     }
   }
 
-  delete(name: string, epoch: number, seq: number): void {
-    if (this.#closed) return; // the record stays, and is delivered again at the next start
+  /** Deletes a record (batched with the others of this turn); resolves once that is durable. */
+  delete(name: string, epoch: number, seq: number): Promise<void> {
+    if (this.#closed) {
+      // The record stays, and is delivered again at the next start.
+      const refused = Promise.reject(new WeftError('ERR_WEFT_CLOSED', `egress ${JSON.stringify(name)} record ${epoch}.${seq} acknowledged after close(): it is delivered again at the next start`));
+      refused.catch(() => {});
+      return refused;
+    }
     this.#deletes.push([name, epoch, seq]);
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      void this.flush();
-    });
+    if (this.#batch === null) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      // Acknowledging without awaiting is normal: never an unhandled rejection.
+      promise.catch(() => {});
+      this.#batch = { promise, resolve, reject };
+    }
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        void this.flush();
+      });
+    }
+    return this.#batch.promise;
   }
 
   /** Writes the acknowledgements made so far; resolves once they are durable. */
   flush(): Promise<void> {
     const deletes = this.#deletes;
-    if (deletes.length > 0 && !this.#partition.closed) {
+    const batch = this.#batch;
+    if (deletes.length > 0 && batch !== null) {
       this.#deletes = [];
+      this.#batch = null;
       this.#writing = this.#partition
         .write((ops) => {
           for (const [name, epoch, seq] of deletes) ops.deleteEgress(name, epoch, seq);
         })
-        .catch((err: unknown) => {
+        .then(batch.resolve, (err: unknown) => {
+          batch.reject(err);
           if (!this.#closed) this.#onError(err);
         });
     }
@@ -170,6 +199,8 @@ interface Entry {
   holder: IteratorState | null;
   /** Handed out before (and given back unacknowledged). */
   again: boolean;
+  /** Settles when the acknowledgement is durable. */
+  acked?: Promise<void>;
 }
 
 interface IteratorState {
@@ -251,7 +282,7 @@ export class EgressChannel {
     const iterator: AsyncIterableIterator<EgressRecord> = {
       next: () => {
         if (it.waiting !== null) return Promise.reject(new WeftError('ERR_WEFT_INVALID_ARG', `weft.egress(${JSON.stringify(this.name)}): next() called while the previous next() is pending`));
-        if (it.autoAck && it.last !== null) this.#ack(it.last);
+        if (it.autoAck && it.last !== null) void this.#ack(it.last);
         it.last = null;
         if (it.done || this.#ended) return Promise.resolve({ value: undefined, done: true });
         const e = this.#take();
@@ -306,14 +337,15 @@ export class EgressChannel {
     return { id: `${e.epoch}.${e.seq}`, value, ack: () => this.#ack(e) };
   }
 
-  #ack(e: Entry): void {
-    if (e.at === At.Acked) return;
+  #ack(e: Entry): Promise<void> {
+    if (e.at === At.Acked) return e.acked ?? Promise.resolve();
     e.at = At.Acked;
     e.holder?.held.delete(e);
     e.holder = null;
     this.backlog--;
-    this.#store.delete(this.name, e.epoch, e.seq);
+    e.acked = this.#store.delete(this.name, e.epoch, e.seq);
     this.#checkBacklog();
+    return e.acked;
   }
 
   /** The oldest record waiting in the window (refilled from disk), or undefined. */
@@ -366,7 +398,7 @@ export class EgressChannel {
         if (e === undefined) break; // every record left is held by an iterator
         e.at = At.Acked;
         this.backlog--;
-        this.#store.delete(this.name, e.epoch, e.seq);
+        void this.#store.delete(this.name, e.epoch, e.seq);
         if (this.dropped++ === 0) {
           process.emitWarning(`weft: egress ${JSON.stringify(this.name)} holds ${maxBacklog} unacknowledged records (egressMaxBacklog); deleting the oldest. Read it with weft.egress(name).`);
         }
