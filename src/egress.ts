@@ -23,8 +23,8 @@
  * processed gets each record's effect exactly once.
  *
  * MEMORY
- * Each egress keeps at most {@link WINDOW} records in memory, read ahead for its iterators; the
- * rest stay on disk and are read in chunks as iterators catch up. Commits append to the window
+ * Each egress keeps at most {@link WINDOW} records ({@link WINDOW_BYTES}) in memory, read ahead for
+ * its iterators; the rest stay on disk and are read in chunks as iterators catch up. Commits append to the window
  * directly while the egress is caught up (no read back).
  *
  * DELIVERY
@@ -73,15 +73,27 @@ export interface EgressIteratorOptions {
   autoAck?: boolean;
 }
 
-/** Records each egress keeps in memory ahead of its iterators. */
-export const WINDOW = 256;
+/**
+ * Records each egress keeps in memory ahead of its iterators, at most (and at most
+ * {@link WINDOW_BYTES} of payload): a consumer that keeps up is served from memory; one that
+ * falls further behind reads the rest back from disk, {@link READ_CHUNK} records at a time.
+ */
+export const WINDOW = 4096;
+export const WINDOW_BYTES = 16 * 1024 * 1024;
+const READ_CHUNK = 512;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
+/** A module has few typenames: each is encoded once. */
+const typenameBytes = new Map<string, Uint8Array>();
 
 /** Stored value: `[u16 typename length][typename UTF-8][payload]`. */
 export function encodeEgressValue(typename: string, payload: Uint8Array): Uint8Array {
-  const t = textEncoder.encode(typename);
+  let t = typenameBytes.get(typename);
+  if (t === undefined) {
+    t = textEncoder.encode(typename);
+    if (typenameBytes.size < 1024) typenameBytes.set(typename, t);
+  }
   const out = new Uint8Array(2 + t.byteLength + payload.byteLength);
   out[0] = t.byteLength >>> 8;
   out[1] = t.byteLength & 0xff;
@@ -233,6 +245,8 @@ export class EgressChannel {
   readonly #opts: EgressChannelOptions;
   #window: Array<Entry | undefined> = [];
   #head = 0;
+  /** Payload bytes of the records in the window (approximate: given-back ones are not re-counted). */
+  #windowBytes = 0;
   /** Highest key read into the window (from disk or a commit). */
   #tail: [number, number] | null = null;
   /** The disk may hold records after #tail. */
@@ -259,8 +273,9 @@ export class EgressChannel {
       this.backlog++;
       // Already read from disk (a reader refilled between the write and this call).
       if (this.#tail !== null && (epoch < this.#tail[0] || (epoch === this.#tail[0] && seq <= this.#tail[1]))) continue;
-      if (!this.#behind && this.#window.length - this.#head < WINDOW) {
+      if (!this.#behind && this.#window.length - this.#head < WINDOW && this.#windowBytes < WINDOW_BYTES) {
         this.#window.push({ epoch, seq, typename, payload, at: At.Window, holder: null, again: false });
+        this.#windowBytes += payload.byteLength;
         this.#tail = [epoch, seq];
       } else this.#behind = true;
     }
@@ -324,6 +339,7 @@ export class EgressChannel {
     const rest = this.#window.slice(this.#head);
     this.#window = [...back, ...rest].sort((a, b) => a!.epoch - b!.epoch || a!.seq - b!.seq);
     this.#head = 0;
+    for (const e of back) this.#windowBytes += e.payload.byteLength;
     this.#serve();
   }
 
@@ -354,6 +370,7 @@ export class EgressChannel {
       while (this.#head < this.#window.length) {
         const e = this.#window[this.#head]!;
         this.#window[this.#head++] = undefined;
+        this.#windowBytes -= e.payload.byteLength;
         if (this.#head > 1024 && this.#head * 2 > this.#window.length) {
           this.#window = this.#window.slice(this.#head);
           this.#head = 0;
@@ -367,12 +384,14 @@ export class EgressChannel {
   }
 
   #refill(): void {
-    const rows = this.#store.read(this.name, this.#tail, WINDOW);
-    if (rows.length < WINDOW) this.#behind = false;
+    const rows = this.#store.read(this.name, this.#tail, READ_CHUNK);
+    if (rows.length < READ_CHUNK) this.#behind = false;
     this.#window = [];
     this.#head = 0;
+    this.#windowBytes = 0;
     for (const row of rows) {
       const [typename, payload] = decodeEgressValue(row.value);
+      this.#windowBytes += payload.byteLength;
       this.#window.push({ epoch: row.epoch, seq: row.seq, typename, payload, at: At.Window, holder: null, again: false });
       this.#tail = [row.epoch, row.seq];
     }
