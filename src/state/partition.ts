@@ -517,6 +517,26 @@ export class Partition {
     return out;
   }
 
+  /** Every egress that holds records, with how many, in name order. */
+  egressCounts(): Array<{ name: string; records: number }> {
+    this.#assertOpen();
+    const db = this.#dbs[Db.Egress];
+    if (db === undefined) return [];
+    const out: Array<{ name: string; records: number }> = [];
+    let from: Key = [''];
+    try {
+      for (;;) {
+        let name: string | undefined;
+        for (const key of db.getKeys({ start: from, limit: 1 })) name = (key as unknown[])[0] as string;
+        if (name === undefined) return out;
+        out.push({ name, records: this.#count(Db.Egress, [name], [name, Number.MAX_SAFE_INTEGER]) });
+        from = [name, Number.MAX_SAFE_INTEGER];
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+
   /** How many records egress `name` holds. */
   countEgress(name: string): number {
     this.#assertOpen();
