@@ -268,8 +268,8 @@ describe('inspect', () => {
   it('counts the committed egress records not yet acknowledged', async () => {
     const dir = tempDir('weft-cli-inspect-egress-');
     const engine = await Weft.start({ module: BANK, shards: 2, dataDir: dir, durability: 'process' });
-    await bounded(Promise.all([0, 1, 2].map((i) => engine.send({ type: 'bank/account', id: `from-${i}` }, { op: 'transfer', amount: 1, to: 'to' }))), 'sends');
-    await bounded(engine.close(), 'close');
+    await within(Promise.all([0, 1, 2].map((i) => engine.send({ type: 'bank/account', id: `from-${i}` }, { op: 'transfer', amount: 1, to: 'to' }))), 20_000, 'sends');
+    await within(engine.close(), 20_000, 'close');
     const j = await weft(['inspect', dir, '--json']);
     expect(j.code).toBe(0);
     expect((JSON.parse(j.stdout) as { egress: unknown }).egress).toEqual([{ name: 'bank/audit', records: 3 }]);
