@@ -3,7 +3,7 @@
  * "Functions"); internals are not exported.
  */
 export { Weft, channels } from './weft.js';
-export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics, InstancesOptions, InstanceEntry } from './weft.js';
+export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics, InstancesOptions, InstanceEntry, EgressRecord, EgressIteratorOptions } from './weft.js';
 export type { RemoteEndpointOptions } from './options.js';
 export type { WeftClient } from './client.js';
 export { defineModule } from './module.js';

@@ -93,10 +93,13 @@ export interface WeftOptions {
    */
   maxShardHeapMb?: number;
   /**
-   * Committed records each egress holds for the host until read; past it the oldest are dropped
-   * (counted in metrics `egressDropped`, with a warning). Default 100_000.
+   * Committed records an egress may hold in the data dir before they are acknowledged (records
+   * wait on disk, not in memory). Past it, host sends wait until the consumer acknowledges some
+   * (backpressure); for `weft/dead-letters` the oldest unread dead letters are deleted instead,
+   * counted in metrics `egressDropped` with a warning, so dead letters nobody reads never stall
+   * the engine. Default 1_000_000. (Replaces `egressBufferSize`, which dropped records.)
    */
-  egressBufferSize?: number;
+  egressMaxBacklog?: number;
   /**
    * Young-generation size of each shard worker's V8 heap, in MiB. Messages waiting in mailboxes
    * live just long enough to outgrow a small young generation; a larger one keeps them from being
@@ -127,7 +130,7 @@ export interface ResolvedOptions {
   readonly invocationTimeoutMs: number;
   readonly closeTimeoutMs: number;
   readonly maxShardHeapMb: number | undefined;
-  readonly egressBufferSize: number;
+  readonly egressMaxBacklog: number;
   readonly shardYoungGenerationMb: number;
 }
 
@@ -146,7 +149,7 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 30_000,
   invocationTimeoutMs: 10_000,
   closeTimeoutMs: 30_000,
-  egressBufferSize: 100_000,
+  egressMaxBacklog: 1_000_000,
   shardYoungGenerationMb: 128,
   remoteTimeoutMs: 60_000,
   remoteMaxBatch: 1000,
@@ -164,7 +167,7 @@ const MAX_KEY_GROUPS = 32_768;
 const KNOWN = new Set([
   'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
   'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
-  'ringBytes', 'requestTimeoutMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressBufferSize', 'shardYoungGenerationMb',
+  'ringBytes', 'requestTimeoutMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressMaxBacklog', 'shardYoungGenerationMb',
 ]);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
@@ -272,6 +275,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
   }
   const o = options as Record<string, unknown>;
   for (const key of Object.keys(o)) {
+    if (key === 'egressBufferSize') throw bad('option "egressBufferSize" was replaced by "egressMaxBacklog": committed egress records now wait in the data dir until acknowledged, and are never dropped (see the README)');
     if (!KNOWN.has(key)) throw bad(`unknown option ${describe(key)}`);
   }
   if (o.module === undefined) throw bad('options.module is required: the URL or path of the function module');
@@ -309,7 +313,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
     invocationTimeoutMs: intOption('invocationTimeoutMs', o.invocationTimeoutMs, DEFAULTS.invocationTimeoutMs, 50, 24 * 3600 * 1000),
     closeTimeoutMs: intOption('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
-    egressBufferSize: intOption('egressBufferSize', o.egressBufferSize, DEFAULTS.egressBufferSize, 1),
+    egressMaxBacklog: intOption('egressMaxBacklog', o.egressMaxBacklog, DEFAULTS.egressMaxBacklog, 1),
     shardYoungGenerationMb: intOption('shardYoungGenerationMb', o.shardYoungGenerationMb, DEFAULTS.shardYoungGenerationMb, 1, 4096),
     maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : intOption('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
   });

@@ -10,6 +10,7 @@ import { setImmediate } from 'node:timers';
 import { debuglog } from 'node:util';
 import { validateAddress, type Address } from './address.js';
 import { DataDir } from './checkpoint/data-dir.js';
+import { EgressChannel, EgressStore, type EgressIteratorOptions, type EgressRecord } from './egress.js';
 import { Coordinator } from './checkpoint/coordinator.js';
 import { repartition } from './checkpoint/repartition.js';
 import { WeftError, deserializeError, describe, serializeError, type SerializedError } from './errors.js';
@@ -33,6 +34,7 @@ import { Lister } from './state/lister.js';
 
 export type { WeftOptions } from './options.js';
 export type { InstanceEntry, InstancesOptions } from './state/listing.js';
+export type { EgressRecord, EgressIteratorOptions } from './egress.js';
 
 /** `NODE_DEBUG=weft` prints the engine's lifecycle: start, checkpoints, recoveries, close. */
 const debug = debuglog('weft');
@@ -101,9 +103,14 @@ export interface WeftMetrics {
   hostMessagesSent: number;
   hostMessagesUncommitted: number;
   requestsPending: number;
+  /** Committed egress records not yet acknowledged by the host (they wait in the data dir). */
   egressBuffered: number;
-  /** Committed egress records dropped because nobody read them (see `egressBufferSize`). */
+  /** Dead letters deleted unacknowledged because `weft/dead-letters` held `egressMaxBacklog` (the only egress records weft ever drops). */
   egressDropped: number;
+  /** Egress records handed to an iterator again after an earlier one ended without acknowledging them (this process). */
+  egressRedelivered: number;
+  /** Egresses at `egressMaxBacklog` unacknowledged records: host sends wait while any is. */
+  egressFull: number;
   committedEpoch: number;
   checkpointsCommitted: number;
   lastCheckpoint: { epoch: number; ms: number; bytes: number; states: number } | null;
@@ -163,7 +170,7 @@ interface PendingQuery {
   reject(err: unknown): void;
 }
 
-type EgressRecord = [name: string, typename: string, payload: Uint8Array];
+type EgressRecord_ = [name: string, typename: string, payload: Uint8Array];
 
 /** Frames main may hold back for full main→shard rings before sends wait (about 2 MiB). */
 const INGRESS_HIGH_WATER_FRAMES = 32;
@@ -235,77 +242,6 @@ async function loadFunctionModule(url: string): Promise<Awaited<ReturnType<typeo
 }
 
 /**
- * An async iterable of committed egress records; each record is delivered to one iterator once.
- * Records wait here until an iterator takes them, at most `limit` of them: past that the OLDEST
- * are dropped and counted (metrics `egressDropped`), with one warning per egress, so a host that
- * never reads an egress cannot make weft's memory grow without bound.
- */
-class EgressChannel {
-  readonly #name: string;
-  readonly #limit: number;
-  readonly #buffer: unknown[] = [];
-  #head = 0;
-  readonly #waiting: Array<(r: IteratorResult<unknown>) => void> = [];
-  #ended = false;
-  dropped = 0;
-
-  constructor(name: string, limit: number) {
-    this.#name = name;
-    this.#limit = limit;
-  }
-
-  get buffered(): number {
-    return this.#buffer.length - this.#head;
-  }
-
-  push(value: unknown): void {
-    const w = this.#waiting.shift();
-    if (w !== undefined) {
-      w({ value, done: false });
-      return;
-    }
-    this.#buffer.push(value);
-    if (this.buffered > this.#limit) {
-      this.#buffer[this.#head++] = undefined;
-      if (this.dropped++ === 0) {
-        process.emitWarning(`weft: egress ${JSON.stringify(this.#name)} holds ${this.#limit} unread records (egressBufferSize); dropping the oldest. Read it with weft.egress(name).`);
-      }
-      if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
-        this.#buffer.splice(0, this.#head);
-        this.#head = 0;
-      }
-    }
-  }
-
-  end(): void {
-    this.#ended = true;
-    for (const w of this.#waiting.splice(0)) w({ value: undefined, done: true });
-  }
-
-  iterator(): AsyncIterableIterator<unknown> {
-    const next = (): Promise<IteratorResult<unknown>> => {
-      if (this.#head < this.#buffer.length) {
-        const value = this.#buffer[this.#head];
-        this.#buffer[this.#head++] = undefined;
-        if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
-          this.#buffer.splice(0, this.#head);
-          this.#head = 0;
-        }
-        return Promise.resolve({ value, done: false });
-      }
-      if (this.#ended) return Promise.resolve({ value: undefined, done: true });
-      return new Promise((resolve) => this.#waiting.push(resolve));
-    };
-    const it: AsyncIterableIterator<unknown> = {
-      next,
-      return: () => Promise.resolve({ value: undefined, done: true }),
-      [Symbol.asyncIterator]: () => it,
-    };
-    return it;
-  }
-}
-
-/**
  * A running weft engine.
  *
  * @example
@@ -354,9 +290,14 @@ export class Weft {
   readonly #pendingAtBarrier = new Map<number, number[][]>();
   readonly #committedPending: number[][];
 
-  readonly #egressSince: EgressRecord[][];
-  readonly #egressByEpoch = new Map<number, EgressRecord[]>();
+  readonly #egressSince: EgressRecord_[][];
+  readonly #egressByEpoch = new Map<number, EgressRecord_[]>();
   readonly #egress = new Map<string, EgressChannel>();
+  readonly #egressStore: EgressStore;
+  /** The records of the epoch being committed, numbered (their seq is the index). */
+  #egressCommitting: EgressRecord_[] = [];
+  /** Egresses at their backlog bound (host sends wait). */
+  #egressFull = 0;
   readonly #replySince: Array<Array<[requestId: number, typename: string, payload: Uint8Array]>>;
 
   #requestSeq = 0;
@@ -430,13 +371,20 @@ export class Weft {
     this.#committedPending = Array.from({ length: n }, () => []);
     this.#egressSince = Array.from({ length: n }, () => []);
     this.#replySince = Array.from({ length: n }, () => []);
+    this.#egressStore = new EgressStore(dir.meta, (err) => this.#fail(err));
+    for (const name of module.egresses) this.#channel(name);
     this.#coordinator = new Coordinator(n, dir.info.committedEpoch, opts.checkpointIntervalMs, {
       injectBarrier: (epoch) => {
         this.#activityAtLastCheckpoint = this.#currentActivity();
         for (const out of this.#out) out.push([Kind.Barrier, epoch], 16);
         this.#flush();
       },
-      commit: (epoch, figures) => this.#dir.commit({ epoch, at: Date.now(), ...figures }),
+      commit: (epoch, figures) => {
+        // The epoch's egress records become durable in the same transaction (see egress.ts).
+        const records = this.#takeEgress(epoch);
+        this.#egressCommitting = records;
+        return this.#dir.commit({ epoch, at: Date.now(), ...figures }, records.length === 0 ? undefined : (ops) => EgressStore.put(ops, records, epoch));
+      },
       committed: (epoch) => this.#onCommitted(epoch),
       // Changed instances no snapshot took yet are activity too: an async invocation counts when
       // it starts but changes its state when it completes, possibly after the last barrier (and
@@ -604,7 +552,7 @@ export class Weft {
   }
 
   #throttled(): boolean {
-    if (this.#ingressWaiters.length > 0) return true;
+    if (this.#ingressWaiters.length > 0 || this.#egressFull > 0) return true;
     let depth = 0;
     for (const out of this.#out) depth += out.spillDepth;
     if (depth > INGRESS_HIGH_WATER_FRAMES) return true;
@@ -708,24 +656,54 @@ export class Weft {
   }
 
   /**
-   * The committed records of egress `name`, each delivered once (to one iterator).
-   * `weft/dead-letters` yields {@link DeadLetter}s.
+   * The committed records of egress `name` as `{ id, value, ack() }`, oldest first, including
+   * records committed before this start and not yet acknowledged. At-least-once: a record stays in
+   * the data dir until acknowledged — by asking for the next record (`autoAck`, the default) or by
+   * `record.ack()` — and is delivered again after a crash, or when its iterator ends without
+   * acknowledging it (`break`, `return`, an exception in the loop body), with the same `id`.
+   * Concurrent iterators of one egress share its records: each goes to one iterator at a time.
+   * `weft/dead-letters` yields {@link DeadLetter} values.
    */
-  egress(name: string): AsyncIterableIterator<unknown> {
+  egress(name: string, options?: EgressIteratorOptions): AsyncIterableIterator<EgressRecord> {
     if (typeof name !== 'string' || !this.#module.egresses.has(name)) {
       throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `weft.egress: egress ${describe(name)} is not declared in the module's egresses`);
     }
-    return this.#channel(name).iterator();
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.egress options must be an object (got ${describe(options)})`);
+    }
+    if (options?.autoAck !== undefined && typeof options.autoAck !== 'boolean') {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.egress autoAck must be a boolean (got ${describe(options.autoAck)})`);
+    }
+    return this.#channel(name).iterator(options);
   }
 
   #channel(name: string): EgressChannel {
     let ch = this.#egress.get(name);
     if (ch === undefined) {
-      ch = new EgressChannel(name, this.#opts.egressBufferSize);
+      ch = new EgressChannel(name, this.#egressStore, {
+        maxBacklog: this.#opts.egressMaxBacklog,
+        dropOldest: name === DEAD_LETTER_EGRESS,
+        decode: (typename, payload) => this.#decodeEgress(name, typename, payload),
+        onFull: (full) => {
+          this.#egressFull += full ? 1 : -1;
+          if (!full) this.#scheduleFlush();
+        },
+      });
       this.#egress.set(name, ch);
       if (this.#closed) ch.end();
     }
     return ch;
+  }
+
+  /** Takes the egress records of the epochs up to `epoch` (the one committing). */
+  #takeEgress(epoch: number): EgressRecord_[] {
+    let out: EgressRecord_[] = [];
+    for (const [e, records] of this.#egressByEpoch) {
+      if (e > epoch) continue;
+      this.#egressByEpoch.delete(e);
+      out = out.length === 0 ? records : out.concat(records);
+    }
+    return out;
   }
 
   /** The instance's current state as a plain object of its declared specs, or undefined. */
@@ -838,7 +816,7 @@ export class Weft {
   #throttledByRings(): boolean {
     let depth = 0;
     for (const out of this.#out) depth += out.spillDepth;
-    return depth > INGRESS_HIGH_WATER_FRAMES / 2 || this.#dirtyOver((this.#opts.cacheSize >> 2) * 3);
+    return depth > INGRESS_HIGH_WATER_FRAMES / 2 || this.#egressFull > 0 || this.#dirtyOver((this.#opts.cacheSize >> 2) * 3);
   }
 
   #sleep(): void {
@@ -1113,11 +1091,9 @@ export class Weft {
       while (h < log.length && log[h]!.end <= epoch) h++;
       if (h > 0) for (const f of log.splice(0, h)) this.#logSlabs.release(s, f.frame);
     }
-    for (const [e, records] of this.#egressByEpoch) {
-      if (e > epoch) continue;
-      this.#egressByEpoch.delete(e);
-      for (const [name, typename, payload] of records) this.#deliverEgress(name, typename, payload);
-    }
+    const records = this.#egressCommitting;
+    this.#egressCommitting = [];
+    if (records.length > 0) this.#releaseEgress(epoch, records);
     for (const [e, replies] of this.#durableReplies) {
       if (e > epoch) continue;
       this.#durableReplies.delete(e);
@@ -1150,24 +1126,47 @@ export class Weft {
     (req.ack ?? Promise.resolve()).then(() => req.resolve(value), req.reject);
   }
 
-  #deliverEgress(name: string, typename: string, payload: Uint8Array): void {
-    let value: unknown;
-    try {
-      value = this.#decode(typename, payload);
-      if (name === DEAD_LETTER_EGRESS) {
-        const raw = value as Record<string, unknown>;
-        value = this.#deadLetter(raw);
-        if (typeof raw.quarantined === 'string') {
-          this.#quarantine.delete(raw.quarantined);
-          if (channels.poison.hasSubscribers) channels.poison.publish(value);
-        }
-        if (channels.deadLetter.hasSubscribers) channels.deadLetter.publish(value);
-      }
-    } catch (err) {
-      value = payload;
-      process.emitWarning(`weft: egress ${name} record could not be decoded: ${(err as Error).message}`);
+  /** The records of committed `epoch` are durable: hand them to their egresses. */
+  #releaseEgress(epoch: number, records: readonly EgressRecord_[]): void {
+    const byName = new Map<string, Array<[number, number, string, Uint8Array]>>();
+    for (let seq = 0; seq < records.length; seq++) {
+      const [name, typename, payload] = records[seq]!;
+      let list = byName.get(name);
+      if (list === undefined) byName.set(name, (list = []));
+      list.push([epoch, seq, typename, payload]);
+      if (name === DEAD_LETTER_EGRESS) this.#onDeadLetterCommitted(typename, payload);
     }
-    this.#channel(name).push(value);
+    for (const [name, list] of byName) this.#channel(name).committed(list);
+  }
+
+  /**
+   * A dead letter is committed: forget its quarantined message, tell `weft:poison` and
+   * `weft:dead-letter` subscribers (once, at its commit: redeliveries do not publish again).
+   */
+  #onDeadLetterCommitted(typename: string, payload: Uint8Array): void {
+    let raw: Record<string, unknown>;
+    let letter: DeadLetter;
+    try {
+      raw = this.#decode(typename, payload) as Record<string, unknown>;
+      letter = this.#deadLetter(raw);
+    } catch {
+      return; // reported when an iterator decodes it
+    }
+    if (typeof raw.quarantined === 'string') {
+      this.#quarantine.delete(raw.quarantined);
+      if (channels.poison.hasSubscribers) channels.poison.publish(letter);
+    }
+    if (channels.deadLetter.hasSubscribers) channels.deadLetter.publish(letter);
+  }
+
+  #decodeEgress(name: string, typename: string, payload: Uint8Array): unknown {
+    try {
+      const value = this.#decode(typename, payload);
+      return name === DEAD_LETTER_EGRESS ? this.#deadLetter(value as Record<string, unknown>) : value;
+    } catch (err) {
+      process.emitWarning(`weft: egress ${name} record could not be decoded: ${(err as Error).message}`);
+      return payload;
+    }
   }
 
   #deadLetter(raw: Record<string, unknown>): DeadLetter {
@@ -1442,9 +1441,11 @@ export class Weft {
     }
     let egressBuffered = 0;
     let egressDropped = 0;
+    let egressRedelivered = 0;
     for (const ch of this.#egress.values()) {
-      egressBuffered += ch.buffered;
+      egressBuffered += ch.backlog;
       egressDropped += ch.dropped;
+      egressRedelivered += ch.redelivered;
     }
     const m: WeftMetrics = {
       shards,
@@ -1453,6 +1454,8 @@ export class Weft {
       requestsPending: this.#requests.size,
       egressBuffered,
       egressDropped,
+      egressRedelivered,
+      egressFull: this.#egressFull,
       committedEpoch: this.#coordinator.committedEpoch,
       checkpointsCommitted: this.#checkpointsCommitted,
       lastCheckpoint: this.#lastCheckpoint,
@@ -1512,6 +1515,8 @@ export class Weft {
     for (const w of this.#idleWaiters) w();
     this.#idleWaiters = [];
     await this.#lister?.close();
+    // Acknowledgements made so far are written; later ones are ignored (delivered again at next start).
+    await this.#egressStore.close();
     await this.#dir.close();
     debug('closed');
   }
@@ -1567,6 +1572,8 @@ function toPrometheus(m: WeftMetrics): string {
   scalar('weft_requests_pending', m.requestsPending);
   scalar('weft_egress_buffered', m.egressBuffered);
   scalar('weft_egress_dropped', m.egressDropped);
+  scalar('weft_egress_redelivered', m.egressRedelivered);
+  scalar('weft_egress_full', m.egressFull);
   scalar('weft_committed_epoch', m.committedEpoch);
   scalar('weft_checkpoints_committed', m.checkpointsCommitted);
   scalar('weft_recoveries', m.recoveries);

@@ -22,7 +22,7 @@ describe('options', () => {
     expect(o.durability).toBe('fsync');
     expect(o.keyGroups).toBe(128);
     expect(o.shardYoungGenerationMb).toBe(128);
-    expect(o.egressBufferSize).toBe(100_000);
+    expect(o.egressMaxBacklog).toBe(1_000_000);
     expect(Object.isFrozen(o)).toBe(true);
   });
 

@@ -9,7 +9,11 @@ import { Weft } from 'weft';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'weft-greeter-'));
 const weft = await Weft.start({ module: new URL('./functions.js', import.meta.url), dataDir });
-const greetings = weft.egress('example/greetings');
+// Committed egress records, as { id, value }: each stays in the data dir until this loop asks for
+// the next one (which acknowledges it), and is delivered again after a crash, with the same id.
+const printed = (async () => {
+  for await (const record of weft.egress('example/greetings')) console.log('egress:', JSON.stringify(record.value));
+})();
 try {
   for (const name of ['Ada', 'Grace', 'Ada']) {
     const greeting = await weft.request({ type: 'example/greeter', id: name.toLowerCase() }, { name });
@@ -17,8 +21,9 @@ try {
   }
   console.log('state of ada:', await weft.query({ type: 'example/greeter', id: 'ada' }));
 } finally {
-  // close() commits a final checkpoint: egress records are handed to the host only once committed.
+  // close() commits a final checkpoint (egress records are handed to the host only once
+  // committed), then ends the egress loop.
   await weft.close();
+  await printed;
   rmSync(dataDir, { recursive: true, force: true });
 }
-for await (const record of greetings) console.log('egress:', JSON.stringify(record));

@@ -119,7 +119,7 @@ let onEgress: (() => void) | undefined;
 
 async function consume<T>(name: string, sink: T[], passengerOf: (r: T) => string, also?: (r: T) => void): Promise<void> {
   for await (const record of weft.egress(name)) {
-    const r = record as T;
+    const r = record.value as T;
     sink.push(r);
     also?.(r);
     idlePassengers.push(passengerOf(r));

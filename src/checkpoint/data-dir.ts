@@ -4,7 +4,8 @@
  *
  *   <dataDir>/
  *     LOCK                     pid of the engine using the dir (a second engine is refused)
- *     meta/                    LMDB: format, keyGroups, shards, layout, committedEpoch, checkpoint history
+ *     meta/                    LMDB: format, keyGroups, shards, layout, committedEpoch, checkpoint history,
+ *                              committed egress records not yet acknowledged (src/egress.ts)
  *     partitions-<layout>/shard-<i>/   one LMDB environment per shard
  *
  * Changing the shard count writes a new `partitions-<layout+1>` generation and switches `layout`
@@ -14,7 +15,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, readdirSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError, describe } from '../errors.js';
-import { Partition } from '../state/partition.js';
+import { Partition, type WriteOps } from '../state/partition.js';
 
 /** Bumped when the on-disk format changes incompatibly; a dir of another version is refused. */
 export const FORMAT_VERSION = 1;
@@ -161,8 +162,12 @@ export class DataDir {
     }
   }
 
-  /** Records a committed epoch durably (per the durability mode) with its figures. */
-  async commit(info: CheckpointInfo): Promise<void> {
+  /**
+   * Records a committed epoch durably (per the durability mode) with its figures. `also` adds ops
+   * to the same transaction: the epoch's egress records (src/egress.ts), durable exactly when the
+   * epoch is.
+   */
+  async commit(info: CheckpointInfo, also?: (ops: WriteOps) => void): Promise<void> {
     // The history is kept in memory (this engine is its only writer): read once, not per commit.
     this.#history ??= (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
     const history = this.#history.slice(-(HISTORY - 1));
@@ -170,6 +175,7 @@ export class DataDir {
     await this.meta.write((ops) => {
       ops.putMeta('committedEpoch', info.epoch);
       ops.putMeta('checkpoints', history);
+      also?.(ops);
     });
     this.#history = history;
     this.info = { ...this.info, committedEpoch: info.epoch };

@@ -105,6 +105,8 @@ export interface InspectReport {
   layout: number;
   committedEpoch: number;
   checkpoints: CheckpointInfo[];
+  /** Committed egress records not yet acknowledged by the host, per egress. */
+  egress: Array<{ name: string; records: number }>;
   partitions: PartitionReport[];
   address?: AddressReport;
 }
@@ -230,7 +232,7 @@ async function collect(dir: string, addr: Address | undefined, module: RuntimeMo
     const layout = meta.getMeta('layout') as number;
     const committedEpoch = (meta.getMeta('committedEpoch') as number | undefined) ?? 0;
     const checkpoints = (meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
-    const report: InspectReport = { command: 'inspect', dataDir: dir, lock, format, keyGroups, shards, layout, committedEpoch, checkpoints, partitions: [] };
+    const report: InspectReport = { command: 'inspect', dataDir: dir, lock, format, keyGroups, shards, layout, committedEpoch, checkpoints, egress: meta.egressCounts(), partitions: [] };
     const layoutDir = join(dir, `partitions-${layout}`);
     for (let s = 0; s < shards; s++) {
       const path = join(layoutDir, `shard-${s}`);
@@ -294,6 +296,8 @@ function text(r: InspectReport, checkpointLines: number): string {
     for (const c of shown) rows.push([`  ${c.epoch}`, ISO(c.at), bytes(c.bytes), int(c.states), c.ms.toFixed(1)]);
     out.push(table(rows));
   }
+  out.push('', `egress (committed records not yet acknowledged)${r.egress.length === 0 ? ': none' : ''}`);
+  if (r.egress.length > 0) out.push(table([['  egress', 'records'], ...r.egress.map((e) => [`  ${e.name}`, int(e.records)])]));
   out.push('', 'partitions');
   const rows = [['  shard', 'key groups', 'with data', 'states', 'timers', 'folded', 'pending committed', 'pending uncommitted', 'mailbox']];
   const list = (l: number[]): string => (l.length === 0 ? '-' : l.join(','));

@@ -10,6 +10,8 @@
  *   timers        [kg, due, seq]                      encoded delayed message (bytes)
  *   pending       [epoch, kind, ...rest]              checkpoint entry (bytes)
  *   meta          string                              msgpack value
+ *   egress        [name, epoch, seq]                  committed egress record awaiting its ack
+ *                                                     (the data dir's meta store only: src/egress.ts)
  * ```
  * The key group comes first, so one key group is one contiguous key range in `state` and `timers`:
  * rescaling moves whole ranges between partitions ({@link Partition.copyKeyGroupsFrom}).
@@ -175,6 +177,13 @@ export interface TimerEntry {
   readonly value: Uint8Array;
 }
 
+/** One committed egress record, from {@link Partition.egressRecords}. */
+export interface EgressEntry {
+  readonly epoch: number;
+  readonly seq: number;
+  readonly value: Uint8Array;
+}
+
 /** One entry of an uncommitted checkpoint epoch, from {@link Partition.pendingEntries}. */
 export interface PendingEntry {
   readonly key: PendingKey;
@@ -205,6 +214,10 @@ export interface WriteOps {
   deleteMeta(key: string): void;
   /** Removes all state and timers of key group `kg` (committed or put earlier in this or earlier calls). */
   deleteKeyGroup(kg: number): void;
+  /** Stores egress record `[name, epoch, seq]`. */
+  putEgress(name: string, epoch: number, seq: number, value: Uint8Array): void;
+  /** Removes egress record `[name, epoch, seq]` (a no-op if absent). */
+  deleteEgress(name: string, epoch: number, seq: number): void;
 }
 
 /** The on-disk format this module writes, stored under {@link FORMAT_KEY}. */
@@ -241,8 +254,11 @@ const enum Db {
   Timers = 1,
   Pending = 2,
   Meta = 3,
+  /** Opened apart: a read-only open of a dir written before it existed finds none (no records). */
+  Egress = 4,
 }
 const DB_NAMES = ['state', 'timers', 'pending', 'meta'] as const;
+const EGRESS_DB = 'egress';
 
 /** Marks a recorded op that deletes every key whose first element is `key` (a number). */
 const PREFIX_DELETE: unique symbol = Symbol('prefix-delete');
@@ -265,7 +281,7 @@ const metaPackr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 type SubDb = Database<Uint8Array, Key>;
 /** Indexed by {@link Db}. */
-type SubDbs = readonly [SubDb, SubDb, SubDb, SubDb];
+type SubDbs = readonly [SubDb, SubDb, SubDb, SubDb, SubDb | undefined];
 
 interface QueuedWrite {
   readonly ops: Recorder;
@@ -365,12 +381,14 @@ export class Partition {
         permissionsMode: 0o600,
       };
       root = openLmdb<Uint8Array, Key>(abs, lmdbOptions);
-      const dbs = DB_NAMES.map((name) => {
+      const named = DB_NAMES.map((name) => {
         // openDB returns undefined for a missing sub-database in read-only mode.
         const db = root?.openDB<Uint8Array, Key>(name, { encoding: 'binary', compression: false, cache: false }) as Database<Uint8Array, Key> | undefined;
         if (db === undefined) throw new Error(`sub-database "${name}" is missing: not a weft partition`);
         return db;
-      }) as unknown as SubDbs;
+      });
+      const egress = root.openDB<Uint8Array, Key>(EGRESS_DB, { encoding: 'binary', compression: false, cache: false }) as Database<Uint8Array, Key> | undefined;
+      const dbs = [...named, egress] as unknown as SubDbs;
       partition = new Partition(abs, opts, root, dbs);
     } catch (cause) {
       if (root !== undefined) await root.close().catch(() => undefined);
@@ -499,6 +517,56 @@ export class Partition {
     }
     this.#assertOpen();
     for (const { key, value } of this.#scan(Db.Pending, start, end)) yield { key: key as unknown as PendingKey, value };
+  }
+
+  /**
+   * Up to `limit` records of egress `name` in key order (epoch, then seq), after `after` (exclusive)
+   * or from the first. The bytes are copies the caller may keep.
+   */
+  egressRecords(name: string, after: readonly [epoch: number, seq: number] | null, limit: number): EgressEntry[] {
+    this.#assertOpen();
+    checkString('egress name', name);
+    const db = this.#dbs[Db.Egress];
+    if (db === undefined) return [];
+    const out: EgressEntry[] = [];
+    try {
+      const start: Key = after === null ? [name] : [name, after[0], after[1]];
+      for (const { key, value } of db.getRange({ start, end: [name, Number.MAX_SAFE_INTEGER], exclusiveStart: after !== null, limit })) {
+        const k = key as [string, number, number];
+        out.push({ epoch: k[1], seq: k[2], value: Uint8Array.prototype.slice.call(value) });
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+    return out;
+  }
+
+  /** Every egress that holds records, with how many, in name order. */
+  egressCounts(): Array<{ name: string; records: number }> {
+    this.#assertOpen();
+    const db = this.#dbs[Db.Egress];
+    if (db === undefined) return [];
+    const out: Array<{ name: string; records: number }> = [];
+    let from: Key = [''];
+    try {
+      for (;;) {
+        let name: string | undefined;
+        for (const key of db.getKeys({ start: from, limit: 1 })) name = (key as unknown[])[0] as string;
+        if (name === undefined) return out;
+        out.push({ name, records: this.#count(Db.Egress, [name], [name, Number.MAX_SAFE_INTEGER]) });
+        from = [name, Number.MAX_SAFE_INTEGER];
+      }
+    } catch (cause) {
+      throw dataDirError(this.path, 'cannot read', cause);
+    }
+  }
+
+  /** How many records egress `name` holds. */
+  countEgress(name: string): number {
+    this.#assertOpen();
+    checkString('egress name', name);
+    if (this.#dbs[Db.Egress] === undefined) return 0;
+    return this.#count(Db.Egress, [name], [name, Number.MAX_SAFE_INTEGER]);
   }
 
   /** The epochs that have pending entries, ascending. */
@@ -710,7 +778,7 @@ export class Partition {
           const ops = w.ops;
           const expanded = expansions.get(ops);
           for (let i = 0; i < ops.length; i++) {
-            const db = dbs[ops.dbs[i] as Db];
+            const db = dbs[ops.dbs[i] as Db] as SubDb;
             const value = ops.values[i];
             if (value === null) void db.remove(ops.keys[i] as Key);
             else if (value === PREFIX_DELETE) {
@@ -774,7 +842,7 @@ export class Partition {
             if (earlier.dbs[j] === db && v !== null && v !== PREFIX_DELETE && (earlier.keys[j] as unknown[])[0] === prefix) doomed.push(earlier.keys[j] as Key);
           }
         }
-        for (const key of this.#dbs[db].getKeys({ start: [prefix], end: [prefix + 1] })) doomed.push(key);
+        for (const key of (this.#dbs[db] as SubDb).getKeys({ start: [prefix], end: [prefix + 1] })) doomed.push(key);
         mine.set(i, doomed);
       }
     }
@@ -811,7 +879,7 @@ export class Partition {
       this.#assertOpen();
       const chunk: Array<{ key: Key; value: Uint8Array }> = [];
       try {
-        const range = this.#dbs[db].getRange(end === undefined ? { start: from, exclusiveStart: exclusive, limit: SCAN_CHUNK } : { start: from, end, exclusiveStart: exclusive, limit: SCAN_CHUNK });
+        const range = (this.#dbs[db] as SubDb).getRange(end === undefined ? { start: from, exclusiveStart: exclusive, limit: SCAN_CHUNK } : { start: from, end, exclusiveStart: exclusive, limit: SCAN_CHUNK });
         for (const entry of range) chunk.push({ key: entry.key, value: entry.value });
       } catch (cause) {
         throw dataDirError(this.path, 'cannot read', cause);
@@ -832,7 +900,7 @@ export class Partition {
     try {
       for (;;) {
         let first: number | undefined;
-        for (const key of this.#dbs[db].getKeys({ start: from, limit: 1 })) first = (key as unknown[])[0] as number;
+        for (const key of (this.#dbs[db] as SubDb).getKeys({ start: from, limit: 1 })) first = (key as unknown[])[0] as number;
         if (first === undefined) return out;
         out.push(first);
         from = [first + 1];
@@ -844,7 +912,7 @@ export class Partition {
 
   #count(db: Db, start: Key, end: Key | undefined): number {
     try {
-      return this.#dbs[db].getCount(end === undefined ? { start } : { start, end });
+      return (this.#dbs[db] as SubDb).getCount(end === undefined ? { start } : { start, end });
     } catch (cause) {
       throw dataDirError(this.path, 'cannot read', cause);
     }
@@ -1104,6 +1172,25 @@ class Recorder implements WriteOps {
     this.hasPrefixDeletes = true;
     this.#push(Db.State, kg, PREFIX_DELETE);
     this.#push(Db.Timers, kg, PREFIX_DELETE);
+  }
+
+  putEgress(name: string, epoch: number, seq: number, value: Uint8Array): void {
+    this.#check();
+    this.#push(Db.Egress, this.#egressKey(name, epoch, seq), this.#value(value));
+  }
+
+  deleteEgress(name: string, epoch: number, seq: number): void {
+    this.#check();
+    this.#push(Db.Egress, this.#egressKey(name, epoch, seq), null);
+  }
+
+  #egressKey(name: string, epoch: number, seq: number): Key {
+    if (typeof name !== 'string' || name.length === 0) throw new WeftError('ERR_WEFT_INVALID_ARG', `egress name must be a non-empty string (got ${describe(name)})`);
+    checkEpoch(epoch);
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new WeftError('ERR_WEFT_INVALID_ARG', `egress seq must be a non-negative integer (got ${describe(seq)})`);
+    const key: Key = [name, epoch, seq];
+    this.#checkKeySize(key, name.length + 4, 24 + 3 * name.length);
+    return key;
   }
 
   /** putMeta without the reserved-prefix check, for the partition's own keys. */

@@ -25,6 +25,7 @@ import { isExpired } from '../state/ttl.js';
 import { compareIds, resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { TimerService } from '../timers/timer-service.js';
 import type { DeadLetter, RequestOptions, SendOptions } from '../weft.js';
+import type { EgressRecord } from '../egress.js';
 import { MemoryInstanceStore } from './memory-store.js';
 import { resolveHarnessOptions, type ResolvedHarnessOptions, type TestHarnessOptions } from './options.js';
 import { VirtualClock } from './virtual-clock.js';
@@ -102,6 +103,13 @@ export interface TestHarness {
    * `weft/dead-letters` yields {@link DeadLetter}s.
    */
   egress(name: string): unknown[];
+  /**
+   * The same records in the shape `weft.egress(name)` yields them: `{ id, value, ack() }`, ids
+   * unique per egress in record order (`"0.<index>"`: the harness has no checkpoint epochs), so
+   * code that consumes engine records can be tested as is. Nothing is persisted: `ack()` resolves
+   * at once and changes nothing.
+   */
+  egressRecords(name: string): EgressRecord[];
   /** The records of `weft/dead-letters` so far. */
   deadLetters(): DeadLetter[];
   /** The delayed messages not yet fired nor cancelled, in firing order. */
@@ -440,6 +448,10 @@ class Harness implements TestHarness {
     }
     const records = this.#egress.get(name) ?? [];
     return records.map(([typename, payload]) => this.#decodeEgress(name, typename, payload));
+  }
+
+  egressRecords(name: string): EgressRecord[] {
+    return this.egress(name).map((value, i) => ({ id: `0.${i}`, value, ack: () => Promise.resolve() }));
   }
 
   deadLetters(): DeadLetter[] {

@@ -265,6 +265,18 @@ describe('inspect', () => {
     address?: { found: boolean; shard: number; slots: Array<{ name: string; bytes: number; hex: string; typename?: string; value?: unknown }> };
   }
 
+  it('counts the committed egress records not yet acknowledged', async () => {
+    const dir = tempDir('weft-cli-inspect-egress-');
+    const engine = await Weft.start({ module: BANK, shards: 2, dataDir: dir, durability: 'process' });
+    await within(Promise.all([0, 1, 2].map((i) => engine.send({ type: 'bank/account', id: `from-${i}` }, { op: 'transfer', amount: 1, to: 'to' }))), 20_000, 'sends');
+    await within(engine.close(), 20_000, 'close');
+    const j = await weft(['inspect', dir, '--json']);
+    expect(j.code).toBe(0);
+    expect((JSON.parse(j.stdout) as { egress: unknown }).egress).toEqual([{ name: 'bank/audit', records: 3 }]);
+    const t = await weft(['inspect', dir]);
+    expect(t.stdout).toMatch(/egress \(committed records not yet acknowledged\)\n\s+egress\s+records\n\s+bank\/audit\s+3\n/);
+  });
+
   it('shows the committed epoch, checkpoints, partitions and one instance of a closed data dir', async () => {
     const dir = tempDir('weft-cli-inspect-');
     const { engine, epoch } = await populate(dir);

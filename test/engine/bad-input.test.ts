@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeftError, type DeadLetter, type Weft } from '../../src/index.js';
-import { fixture, startEngine, take } from './helpers.js';
+import { fixture, startEngine, takeValues } from './helpers.js';
 
 describe('bad input gets a typed error naming the value, and breaks nothing', () => {
   let weft: Weft;
@@ -72,7 +72,7 @@ describe('bad input gets a typed error naming the value, and breaks nothing', ()
       ['compute', 'ERR_WEFT_COMPUTE', 'no compute file'],
     ];
     for (const [what] of cases) await weft.send({ type: 'test/bad', id: what }, what);
-    const letters = (await take(dead, cases.length)) as DeadLetter[];
+    const letters = (await takeValues(dead, cases.length)) as DeadLetter[];
     for (const [what, errCode, named] of cases) {
       const letter = letters.find((l) => l.target.id === what);
       expect(letter, what).toBeDefined();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fixture, startEngine, take, within } from './helpers.js';
+import { fixture, startEngine, within, takeValues } from './helpers.js';
 
 /**
  * With periodic checkpoints off, nothing the host can observe as committed may happen until
@@ -26,7 +26,7 @@ describe('what the host sees waits for the commit', () => {
       let egressSeen = false;
       const first = audit.next().then((r) => {
         egressSeen = true;
-        return r.value;
+        return r.value?.value;
       });
       await new Promise((r) => setImmediate(r));
       expect(acked).toBe(false);
@@ -64,7 +64,7 @@ describe('what the host sees waits for the commit', () => {
       const a = weft.egress('bank/audit');
       const b = weft.egress('bank/audit');
       await Promise.all(Array.from({ length: 20 }, (_, i) => weft.send({ type: 'bank/account', id: `e-${i}` }, { op: 'transfer', amount: 1, to: 'sink' })));
-      const got = [...(await take(a, 10)), ...(await take(b, 10))] as Array<{ from: string }>;
+      const got = [...(await takeValues(a, 10)), ...(await takeValues(b, 10))] as Array<{ from: string }>;
       expect(new Set(got.map((r) => r.from)).size).toBe(20);
     } finally {
       await cleanup();
@@ -72,17 +72,30 @@ describe('what the host sees waits for the commit', () => {
   });
 });
 
-describe('egress buffering and failed requests', () => {
-  it('keeps at most egressBufferSize unread records per egress, dropping the oldest', async () => {
-    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, egressBufferSize: 10 });
+describe('egress backlog and failed requests', () => {
+  it('a consumer that falls behind egressMaxBacklog makes host sends wait until it acknowledges; nothing is dropped', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, egressMaxBacklog: 10 });
     try {
-      await Promise.all(Array.from({ length: 25 }, (_, i) => weft.send({ type: 'bank/account', id: `b-${i}` }, { op: 'transfer', amount: 1, to: 'sink' })));
+      await Promise.all(Array.from({ length: 10 }, (_, i) => weft.send({ type: 'bank/account', id: `b-${i}` }, { op: 'transfer', amount: 1, to: 'sink' })));
+      // Committed before the acks resolved: the egress is at its bound now.
+      expect(weft.metrics()).toMatchObject({ egressBuffered: 10, egressFull: 1, egressDropped: 0 });
+      let acked = false;
+      const blocked = weft.send({ type: 'bank/account', id: 'b-10' }, { op: 'transfer', amount: 1, to: 'sink' }).then(() => {
+        acked = true;
+      });
+      // Bounded wait for what would let it through if there were no backpressure: two commits.
       await weft.checkpoint();
-      const m = weft.metrics();
-      expect(m.egressBuffered).toBe(10);
-      expect(m.egressDropped).toBe(15);
-      expect(await take(weft.egress('bank/audit'), 10)).toHaveLength(10);
-      expect(weft.metrics().egressBuffered).toBe(0);
+      await weft.checkpoint();
+      expect(acked).toBe(false);
+      expect(weft.metrics().ingressWaiting).toBe(1);
+      const audit = weft.egress('bank/audit');
+      const first = await takeValues(audit, 2); // acknowledges the first
+      expect(first).toHaveLength(2);
+      await within(blocked, 10_000, 'the waiting send once the consumer acknowledged');
+      const rest = await takeValues(audit, 9);
+      const froms = [...first, ...rest].map((r) => (r as { from: string }).from).sort();
+      expect(froms).toEqual(Array.from({ length: 11 }, (_, i) => `b-${i}`).sort());
+      expect(weft.metrics().egressDropped).toBe(0);
     } finally {
       await cleanup();
     }

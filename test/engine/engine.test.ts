@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeftError, type DeadLetter, type Weft } from '../../src/index.js';
-import { fixture, startEngine, take, within } from './helpers.js';
+import { fixture, startEngine, within, takeValues } from './helpers.js';
 
 const acct = (id: string) => ({ type: 'bank/account', id });
 
@@ -45,7 +45,7 @@ for (const shards of [1, 2, 4]) {
       const hitsB = await weft.query({ type: 'test/pingpong', id: `b-cycle-${shards}` });
       expect(hitsA).toEqual({ hits: 51 });
       expect(hitsB).toEqual({ hits: 51 });
-      const [rec] = await take(audit, 1);
+      const [rec] = await takeValues(audit, 1);
       expect(rec).toEqual({ done: `b-cycle-${shards}` });
     });
 
@@ -80,7 +80,7 @@ for (const shards of [1, 2, 4]) {
       const dead = weft.egress('weft/dead-letters');
       await weft.send(acct('bomb'), { op: 'deposit', amount: 7 });
       await weft.send(acct('bomb'), { op: 'boom' });
-      const [letter] = (await take(dead, 1)) as DeadLetter[];
+      const [letter] = (await takeValues(dead, 1)) as DeadLetter[];
       expect(letter!.target).toEqual(acct('bomb'));
       expect(letter!.attempts).toBe(3);
       expect(letter!.error.message).toBe('boom at bomb');

@@ -34,6 +34,11 @@ export async function startEngine(options: Partial<WeftOptions> & { module: URL 
 }
 
 /** Takes `n` records from an async iterator, bounded by `ms`. */
+/** Takes `n` egress records (acknowledging each but the last as it asks for the next) and returns their values. */
+export async function takeValues(it: AsyncIterator<{ value: unknown }>, n: number, ms = 10_000): Promise<unknown[]> {
+  return (await take(it, n, ms)).map((r) => r.value);
+}
+
 export async function take<T>(it: AsyncIterator<T>, n: number, ms = 10_000): Promise<T[]> {
   const out: T[] = [];
   const run = async (): Promise<T[]> => {

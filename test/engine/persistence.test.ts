@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Weft, WeftError } from '../../src/index.js';
-import { fixture, removeDir, take, tempDir, within } from './helpers.js';
+import { fixture, removeDir, tempDir, within, takeValues } from './helpers.js';
 
 const acct = (id: string) => ({ type: 'bank/account', id });
 const dirs: string[] = [];
@@ -74,7 +74,7 @@ describe('persistence across close() and start()', () => {
     weft = await start(dataDir, 3);
     try {
       await weft.send(acct('rt-3'), { op: 'schedule', delayMs: 1, amount: 1, seq: 1, token: 't3' });
-      const [letter] = await take(weft.egress('weft/dead-letters'), 1);
+      const [letter] = await takeValues(weft.egress('weft/dead-letters'), 1);
       expect((letter as { error: WeftError }).error.code).toBe('ERR_WEFT_DUPLICATE_TOKEN');
     } finally {
       await weft.close();

@@ -11,7 +11,7 @@ import { Weft, type } from '../../src/index.js';
 import type { WeftOptions } from '../../src/options.js';
 import { sdk, sdkDecodeToFunction } from '../fixtures/statefun-sdk.js';
 import { listen, type Listening } from '../fixtures/statefun-http.js';
-import { fixture, removeDir, take, tempDir, within } from './helpers.js';
+import { fixture, removeDir, tempDir, within, takeValues } from './helpers.js';
 
 const { StateFun, messageBuilder, egressMessageBuilder } = sdk;
 
@@ -191,7 +191,7 @@ describe('remote StateFun functions called from weft', () => {
       expect(got).toEqual(['io.statefun.types/string:count 1', 'io.statefun.types/string:delayed 1']);
       expect(await weft.query({ type: 'remote/counter', id: 'b' })).toEqual({ count: 1, last: 'from weft' });
       // Egress from the remote function, decoded with the type the module declared.
-      const logs = await take(weft.egress('remote/log'), 3);
+      const logs = await takeValues(weft.egress('remote/log'), 3);
       expect(logs).toEqual(expect.arrayContaining([{ count: 1 }, { count: 2 }]));
       expect(front.requests).toBeGreaterThanOrEqual(4);
     } finally {
@@ -328,7 +328,7 @@ describe('remote StateFun functions called from weft', () => {
       const err = await weft.request({ type: 'remote/counter', id: 'x' }, 'hi', { type: type.string(), timeoutMs: 60_000 }).catch((e: unknown) => e);
       expect((err as { code: string }).code).toBe('ERR_WEFT_REMOTE');
       expect((err as Error).message).toMatch(/within its budget of 300 ms \(timeoutMs\): request failed: .*ECONNREFUSED/);
-      const [letter] = await take(weft.egress('weft/dead-letters'), 1);
+      const [letter] = await takeValues(weft.egress('weft/dead-letters'), 1);
       expect((letter as { target: unknown }).target).toEqual({ type: 'remote/counter', id: 'x' });
       expect(sum(weft, 'remotePaused')).toBe(0);
       await weft.send({ type: 'local/collector', id: 'ok' }, 'still fine', { type: type.string() });

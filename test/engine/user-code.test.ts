@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft, type DeadLetter, type WeftError } from '../../src/index.js';
 import { Partitioner } from '../../src/router/partitioner.js';
-import { fixture, removeDir, startEngine, take, tempDir, within } from './helpers.js';
+import { fixture, removeDir, startEngine, takeValues, tempDir, within } from './helpers.js';
 
 const cell = (id: string) => ({ type: 'uc/cell', id });
 
@@ -112,7 +112,7 @@ describe('user code never stops the engine', () => {
         if (k % 100 === 50) sends.push(weft.send(cell(poisons[(k - 50) / 100]!), { op: 'exit' }));
       }
       await within(Promise.all(sends), 90_000, 'all sends');
-      const letters = (await take(dead, 5, 20_000)) as DeadLetter[];
+      const letters = (await takeValues(dead, 5, 20_000)) as DeadLetter[];
       unsubscribe('weft:poison', onPoison);
       expect(isolated.map((l) => l.target.id).sort()).toEqual([...poisons].sort());
       expect(letters.map((l) => l.target.id).sort()).toEqual([...poisons].sort());
@@ -149,7 +149,7 @@ describe('user code never stops the engine', () => {
       await within(Promise.all(sends), 20_000, 'sends to the other shard');
       const waited = performance.now() - t0;
       await within(loopSent, 20_000, 'the looping send');
-      const [letter] = (await take(dead, 1, 10_000)) as DeadLetter[];
+      const [letter] = (await takeValues(dead, 1, 10_000)) as DeadLetter[];
       expect(letter!.target).toEqual(cell(looper!));
       expect((letter!.error as WeftError).code).toBe('ERR_WEFT_TIMEOUT');
       expect(letter!.error.message).toMatch(/ran synchronously for more than 300 ms \(invocationTimeoutMs\)/);
@@ -183,7 +183,7 @@ describe('user code never stops the engine', () => {
           if (k === 50) sends.push(weft.send(cell(id), { op }));
         }
         await within(Promise.all(sends), 60_000, `sends around ${id}`);
-        const [letter] = (await take(dead, 1, 20_000)) as DeadLetter[];
+        const [letter] = (await takeValues(dead, 1, 20_000)) as DeadLetter[];
         codes.set(letter!.target.id, (letter!.error as WeftError).code);
       }
       expect(codes).toEqual(new Map([['exits-late', 'ERR_WEFT_SHARD_FAILED'], ['loops-late', 'ERR_WEFT_TIMEOUT']]));
@@ -216,7 +216,7 @@ describe('user code never stops the engine', () => {
       )) as WeftError;
       expect(err.code).toBe('ERR_WEFT_TIMEOUT');
       expect(err.message).toMatch(/the invocation of uc\/cell\/hanging did not settle within 300 ms \(invocationTimeoutMs\)/);
-      const [letter] = (await take(dead, 1, 10_000)) as DeadLetter[];
+      const [letter] = (await takeValues(dead, 1, 10_000)) as DeadLetter[];
       expect(letter!.target).toEqual(cell('hanging'));
       expect(letter!.attempts).toBe(2);
       expect((letter!.error as WeftError).code).toBe('ERR_WEFT_TIMEOUT');
@@ -261,7 +261,7 @@ describe('what a caller sees (engine, as in the harness)', () => {
       for (const [op, code] of [['wrong-type', 'ERR_WEFT_TYPE_MISMATCH'], ['unknown-state', 'ERR_WEFT_UNKNOWN_STATE'], ['send-unknown', 'ERR_WEFT_UNKNOWN_FUNCTION']] as const) {
         expect((await outcome(weft.request(cell(op), { op }))).code).toBe(code);
       }
-      const letters = (await take(dead, 5, 10_000)) as DeadLetter[];
+      const letters = (await takeValues(dead, 5, 10_000)) as DeadLetter[];
       const attempts = new Map(letters.map((l) => [l.target.id, [(l.error as WeftError).code, l.attempts]]));
       expect(attempts).toEqual(
         new Map([

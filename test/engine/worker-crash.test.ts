@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft, type WeftError } from '../../src/index.js';
-import { fixture, removeDir, take, tempDir, within } from './helpers.js';
+import { fixture, removeDir, tempDir, within, takeValues } from './helpers.js';
 import { ledger } from './ledger.js';
 
 const ACCOUNTS = 20;
@@ -63,7 +63,7 @@ describe('a shard worker dying inside a live engine', () => {
         if (id === 300) sends.push(weft.send({ type: 'xfer/account', id: 'x-5' }, { op: 'poison' }));
       }
       await within(Promise.all(sends), 60_000, 'all sends');
-      const [letter] = (await take(dead, 1)) as Array<{ target: unknown; error: WeftError }>;
+      const [letter] = (await takeValues(dead, 1)) as Array<{ target: unknown; error: WeftError }>;
       expect(letter!.target).toEqual({ type: 'xfer/account', id: 'x-5' });
       expect(letter!.error.code).toBe('ERR_WEFT_SHARD_FAILED');
       // Once to see it fail, once more (careful) to learn which invocation it was.

@@ -29,10 +29,10 @@ class Collector<T> {
   readonly records: T[] = [];
   #waiters: Array<() => void> = [];
 
-  constructor(it: AsyncIterable<unknown>) {
+  constructor(it: AsyncIterable<{ value: unknown }>) {
     void (async () => {
       for await (const r of it) {
-        this.records.push(r as T);
+        this.records.push(r.value as T);
         for (const w of this.#waiters.splice(0)) w();
       }
     })();

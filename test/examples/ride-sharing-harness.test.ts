@@ -409,10 +409,10 @@ class RideEgress {
     this.#read(weft.egress(UNFULFILLED_RIDES), this.unfulfilled);
   }
 
-  #read<T>(records: AsyncIterable<unknown>, sink: T[]): void {
+  #read<T>(records: AsyncIterable<{ value: unknown }>, sink: T[]): void {
     void (async () => {
       for await (const r of records) {
-        sink.push(r as T);
+        sink.push(r.value as T);
         for (const wake of this.#waiters.splice(0)) wake();
       }
     })();

@@ -99,8 +99,9 @@ describe('weft as the runtime for the StateFun Python SDK 3.3.0', () => {
     await weft!.send({ type: 'py/counter', id: 'e' }, 'kinesis', STR);
     const [k] = await take(kafka, 1, 30_000);
     const [s] = await take(kinesis, 1, 30_000);
-    expect(k).toEqual({ topic: 'counts', key: 'e', value: new Uint8Array(Buffer.from('count 1')) });
-    expect(s).toEqual({ stream: 'counts', partitionKey: 'e', value: new Uint8Array(Buffer.from('count 2')) });
+    // Engine egress records are { id, value, ack() }.
+    expect((k as { value: unknown }).value).toEqual({ topic: 'counts', key: 'e', value: new Uint8Array(Buffer.from('count 1')) });
+    expect((s as { value: unknown }).value).toEqual({ stream: 'counts', partitionKey: 'e', value: new Uint8Array(Buffer.from('count 2')) });
   });
 
   it('expires state after the TTL the SDK declared, also across a weft restart', async () => {

@@ -287,11 +287,12 @@ describe('one script, the embedded engine and Restate', () => {
       for (const a of touched) expect({ a, state: await client.query(a) }).toEqual({ a, state: await weft.query(a) });
       const restateAudit = egressOf('bank/audit', 'p-').concat(egressOf('bank/audit').filter((r) => (r as { done?: string }).done?.endsWith('-par') === true));
       const engineAudit: unknown[] = [];
-      while (engineAudit.length < restateAudit.length) engineAudit.push((await audit.next()).value);
+      // Engine egress records are { id, value, ack() }.
+      while (engineAudit.length < restateAudit.length) engineAudit.push((await audit.next()).value?.value);
       expect(sortedJson(restateAudit)).toEqual(sortedJson(engineAudit));
       expect(restateAudit).toHaveLength(31);
 
-      const engineLetter = (await dead.next()).value as { target: Address; caller: Address | null; typename: string; value: unknown; attempts: number; error: Error };
+      const engineLetter = (await dead.next()).value?.value as { target: Address; caller: Address | null; typename: string; value: unknown; attempts: number; error: Error };
       const restateLetters = egressOf('weft/dead-letters').filter((l) => (l as { target: Address }).target.id === 'p-3') as Array<typeof engineLetter>;
       expect(restateLetters).toHaveLength(1);
       const shape = (l: typeof engineLetter) => ({ target: l.target, caller: l.caller, typename: l.typename, value: l.value, attempts: l.attempts });

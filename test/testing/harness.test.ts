@@ -61,6 +61,11 @@ describe('deposits, transfers and cycles', () => {
     // Records are decoded afresh on every call: mutating one does not change the harness.
     (audit[0] as { amount: number }).amount = 1000;
     expect(h.egress('bank/audit')[0]).toEqual({ from: 'src', to: 'dst-0', amount: 3 });
+    // The engine's record shape: { id, value, ack() }, ids distinct, values as egress() gives them.
+    const records = h.egressRecords('bank/audit');
+    expect(records.map((r) => r.value)).toEqual(h.egress('bank/audit'));
+    expect(new Set(records.map((r) => r.id)).size).toBe(10);
+    await expect(records[0]!.ack()).resolves.toBeUndefined();
   });
 
   it('runs message cycles to the end', async () => {

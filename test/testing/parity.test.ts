@@ -43,12 +43,13 @@ const touched: Address[] = [
 const sortedJson = (records: unknown[]): string[] => records.map((r) => JSON.stringify(r)).sort();
 const letterShape = (l: DeadLetter) => ({ target: l.target, caller: l.caller, typename: l.typename, value: l.value, attempts: l.attempts, message: l.error.message });
 
-async function takeRecords(it: AsyncIterator<unknown>, n: number): Promise<unknown[]> {
+/** The values of the next `n` engine egress records ({ id, value }). */
+async function takeRecords(it: AsyncIterator<{ value: unknown }>, n: number): Promise<unknown[]> {
   const out: unknown[] = [];
   while (out.length < n) {
     const r = await within(it.next(), 10_000, `egress record ${out.length + 1} of ${n}`);
     if (r.done === true) break;
-    out.push(r.value);
+    out.push(r.value.value);
   }
   return out;
 }
