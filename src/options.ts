@@ -56,7 +56,11 @@ export interface WeftOptions {
   computeThreads?: number;
   /** StateFun endpoints whose functions weft calls over HTTP. Default none. */
   remote?: RemoteEndpointOptions[];
-  /** Key groups: fixed at the data dir's first start (stored there). Default 128. */
+  /**
+   * Key groups: fixed at the data dir's first start (stored there). Default 128 for a new dir;
+   * an existing dir keeps its own, and a different value here is refused (ERR_WEFT_INVALID_OPTION).
+   * `shards` may not exceed it ('auto' is capped at it).
+   */
   keyGroups?: number;
   /**
    * Instances each shard keeps decoded in memory; changed ones stay until the next checkpoint
@@ -120,6 +124,10 @@ export interface ResolvedOptions {
   readonly computeThreads: number;
   readonly remote: readonly Required<RemoteEndpointOptions>[];
   readonly keyGroups: number;
+  /** `options.keyGroups` was given (then it must match an existing data dir's). */
+  readonly keyGroupsGiven: boolean;
+  /** `shards` came from 'auto' or `{ perCore }` (then it is capped at the key groups). */
+  readonly shardsAuto: boolean;
   readonly cacheSize: number;
   readonly maxAttempts: number;
   readonly retryBackoffMs: number;
@@ -289,6 +297,9 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
   }
   const keyGroups = intOption('keyGroups', o.keyGroups, DEFAULTS.keyGroups, 1, MAX_KEY_GROUPS);
   const shards = resolveShards(o.shards, env);
+  if (o.keyGroups !== undefined && typeof o.shards === 'number' && shards > keyGroups) {
+    throw bad(`options.shards is ${shards}, more than options.keyGroups (${keyGroups}): each shard owns at least one key group`);
+  }
   const maxMessageBytes = intOption('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024);
   const ringBytes = intOption('ringBytes', o.ringBytes, DEFAULTS.ringBytes, 64 * 1024, 1024 * 1024 * 1024);
   if ((ringBytes & (ringBytes - 1)) !== 0) throw bad(`options.ringBytes must be a power of two (got ${ringBytes})`);
@@ -304,6 +315,8 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     computeThreads: intOption('computeThreads', o.computeThreads, DEFAULTS.computeThreads, 0, 1024),
     remote: Object.freeze(remotes(o.remote)),
     keyGroups,
+    keyGroupsGiven: o.keyGroups !== undefined,
+    shardsAuto: typeof o.shards !== 'number',
     cacheSize: intOption('cacheSize', o.cacheSize, DEFAULTS.cacheSize, 16),
     maxAttempts: intOption('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
     retryBackoffMs: intOption('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),

@@ -412,10 +412,12 @@ export class Weft {
   }
 
   static async #start(options: WeftOptions): Promise<Weft> {
-    const opts = resolveOptions(options);
+    let opts = resolveOptions(options);
     const definition = await loadFunctionModule(opts.moduleUrl);
     const module = compileModule(definition, opts.remote.map((r) => remoteMatcher(r.functions)));
-    const dir = await DataDir.open(opts.dataDir, opts.keyGroups, opts.shards, opts.durability);
+    const dir = await DataDir.open(opts.dataDir, { keyGroups: opts.keyGroupsGiven ? opts.keyGroups : undefined, shards: opts.shards, shardsAuto: opts.shardsAuto, durability: opts.durability });
+    // 'auto' shards are capped at the data dir's key groups.
+    if (dir.shards !== opts.shards) opts = Object.freeze({ ...opts, shards: dir.shards });
     try {
       if (dir.info.shards !== opts.shards) await repartition(dir, opts.shards, opts.durability);
       const weft = new Weft(opts, module, dir);
@@ -1352,6 +1354,8 @@ export class Weft {
     }
     this.#rollingBack = true;
     try {
+      // Damage since the start must be an error here, not a signal when the shards map the files.
+      this.#dir.checkFiles();
       await this.#startPool();
     } catch (err) {
       this.#rollingBack = false;

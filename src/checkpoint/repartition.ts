@@ -14,7 +14,7 @@ import { keyGroupOf } from '../address.js';
 import { Partition } from '../state/partition.js';
 import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
 import type { Envelope } from '../shard/envelope.js';
-import type { DataDir } from './data-dir.js';
+import { META_IDENTITY, type DataDir } from './data-dir.js';
 import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, encodeEnvelopes, recoverPartition } from './participant.js';
 
 export async function repartition(dir: DataDir, shards: number, durability: 'fsync' | 'process'): Promise<void> {
@@ -48,6 +48,7 @@ export async function repartition(dir: DataDir, shards: number, durability: 'fsy
       }
       for (const [src, kgs] of bySource) await p.copyKeyGroupsFrom(olds[src]!, kgs);
       await p.write((ops) => {
+        ops.putMeta(META_IDENTITY, dir.identity(s, next, shards));
         ops.putMeta(META_MAILBOX, encodeEnvelopes(mailboxes[s]!));
         ops.putMeta(META_TIMER_SEQ, timerSeq);
         ops.putMeta(META_FOLDED_EPOCH, committedEpoch);

@@ -191,7 +191,7 @@ export class ShardPool {
           new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} worker exited with code ${code}`);
         if (!isReady) {
           const wrapped =
-            err instanceof WeftError && err.code === 'ERR_WEFT_INVALID_MODULE'
+            err instanceof WeftError && (err.code === 'ERR_WEFT_INVALID_MODULE' || err.code === 'ERR_WEFT_DATA_DIR')
               ? err
               : new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} failed to start: ${err.message}`, { cause: err });
           reject(wrapped);

@@ -130,7 +130,7 @@
  * anything reaches LMDB, caller-owned buffers, the prefix guarantee and exact range deletes.
  * `transactionSync` blocks for the whole commit, fdatasync included.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { open as openLmdb, type Database, type Key, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -246,6 +246,15 @@ const META_MAGIC_OFFSET = 24;
 const META_VERSION_OFFSET = 28;
 /** `mm_psize` is `mm_dbs[FREE_DBI].md_pad`, the first field of the first MDB_db. */
 const META_PAGE_SIZE_OFFSET = 48;
+// MDB_meta after the page header: magic u32 @24, version u32 @28, address @32, mapsize @40,
+// mm_dbs[FREE] @48 (48 bytes, md_root last), mm_dbs[MAIN] @96, mm_last_pg @144, mm_txnid @152.
+const META_MAP_SIZE_OFFSET = 40;
+const META_FREE_ROOT_OFFSET = 88;
+const META_MAIN_ROOT_OFFSET = 136;
+const META_LAST_PAGE_OFFSET = 144;
+const META_TXNID_OFFSET = 152;
+const META_READ_BYTES = 160;
+const P_INVALID = 0xffff_ffff_ffff_ffffn;
 const MDB_MAGIC = 0xbeefc0de;
 const MDB_DATA_VERSION = 2;
 
@@ -352,7 +361,7 @@ export class Partition {
     } catch (cause) {
       throw dataDirError(abs, opts.readOnly ? 'cannot open' : 'cannot create', cause);
     }
-    checkDataFile(abs);
+    checkDataFile(abs, opts.readOnly);
     let root: RootDatabase<Uint8Array, Key> | undefined;
     let partition: Partition;
     try {
@@ -1305,48 +1314,117 @@ class Recorder implements WriteOps {
 }
 
 /**
- * Refuses a `data.mdb` that is not an LMDB file of the format lmdb-js 3 writes, BEFORE lmdb-js
- * sees it: lmdb-js 3.5.6 crashes the whole process (SIGSEGV, a double free of its ExtendedEnv in
- * `EnvWrap::openEnv`'s failure path) when `mdb_env_open` rejects the file (MDB_INVALID,
- * MDB_VERSION_MISMATCH). Checked: the first meta page — page flags P_META, magic 0xBEEFC0DE,
- * data format version 2 (24-byte page header, little-endian) — and a file of at least two pages.
- * An empty or missing file is what a new environment starts from. Every reopen in the tests
- * passes through here, so a layout change in a future lmdb-js would fail loudly, not silently.
+ * Checks a partition's files BEFORE lmdb-js maps them, so that damage is an ERR_WEFT_DATA_DIR in
+ * the host and never a signal that ends the process:
+ * - lmdb-js 3.5.6 crashes the whole process (SIGSEGV, a double free of its ExtendedEnv in
+ *   `EnvWrap::openEnv`'s failure path) whenever `mdb_env_open` fails: a `data.mdb` that is not
+ *   LMDB (MDB_INVALID, MDB_VERSION_MISMATCH), a `lock.mdb` it cannot open (a directory, a dangling
+ *   link, no permission), a file it cannot open for writing.
+ * - A `data.mdb` shorter than the pages its meta page says are in use is mapped anyway, and the
+ *   first read of a page past the end of the file is SIGBUS.
+ *
+ * Checked, with plain reads: the file opens for reading (and writing, unless read-only); it holds
+ * both meta pages (24-byte page header, little-endian, 64-bit); each has page flag P_META, magic
+ * 0xBEEFC0DE, data format version 2 and the same page size (a power of two, 512-65536); the newer
+ * one (by txnid, as LMDB picks it) has its last used page and both tree roots inside the file, and
+ * a map size covering them. `lock.mdb`, if present, is a regular file that opens the same way; if
+ * absent, the directory must be writable for LMDB to create it. An empty or missing `data.mdb` is
+ * what a new environment starts from: allowed unless `required`.
+ *
+ * Not checked: the B-tree pages themselves (LMDB has no page checksums). LMDB refuses a page
+ * number beyond the last used page, so damage inside the file gives LMDB errors or wrong values,
+ * not a read past the end of the file; a damaged node length could still make LMDB read past a
+ * page. Returns a description of the first problem found, or undefined.
  */
-function checkDataFile(dir: string): void {
+export function lmdbFileProblem(dir: string, options: { required: boolean; writable: boolean }): string | undefined {
   const file = join(dir, 'data.mdb');
+  const mode = options.writable ? constants.O_RDWR : constants.O_RDONLY;
+  const access = options.writable ? 'reading and writing' : 'reading';
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    fd = openSync(file, mode);
   } catch (cause) {
     const code = (cause as { code?: unknown }).code;
-    // Missing: a new environment. A directory or an unreadable file: LMDB reports those cleanly.
-    if (code === 'ENOENT' || code === 'EISDIR' || code === 'EACCES' || code === 'EPERM') return;
-    throw dataDirError(dir, 'cannot open', cause);
+    if (code === 'ENOENT' && !options.required) return lockFileProblem(dir, options.writable);
+    return `${describe(file)} cannot be opened for ${access} (${(cause as Error).message})`;
   }
   try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return;
-    const head = Buffer.alloc(64);
-    const n = readSync(fd, head, 0, head.length, 0);
-    const pageSize = n === head.length ? head.readUInt32LE(META_PAGE_SIZE_OFFSET) : 0;
-    const ok =
-      n === head.length &&
-      (head.readUInt16LE(PAGE_FLAGS_OFFSET) & P_META) !== 0 &&
-      head.readUInt32LE(META_MAGIC_OFFSET) === MDB_MAGIC &&
-      (head.readUInt32LE(META_VERSION_OFFSET) & 0xffff) === MDB_DATA_VERSION &&
-      pageSize >= 512 &&
-      pageSize <= 65536 &&
-      (pageSize & (pageSize - 1)) === 0 &&
-      size >= 2 * pageSize;
-    if (!ok) {
-      throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(dir)}: ${describe(file)} is not an LMDB data file of format version ${MDB_DATA_VERSION}; not opening it`);
+    const st = fstatSync(fd);
+    if (!st.isFile()) return `${describe(file)} is not a regular file`;
+    const size = st.size;
+    if (size === 0) {
+      if (options.required) return `${describe(file)} is empty (0 bytes): its data is gone`;
+      return lockFileProblem(dir, options.writable);
     }
+    const notLmdb = `${describe(file)} is not an LMDB data file of format version ${MDB_DATA_VERSION}; not opening it`;
+    const head = Buffer.alloc(META_READ_BYTES);
+    if (readSync(fd, head, 0, head.length, 0) !== head.length) return notLmdb;
+    if (!isMetaPage(head)) return notLmdb;
+    const pageSize = head.readUInt32LE(META_PAGE_SIZE_OFFSET);
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) return notLmdb;
+    if (size < 2 * pageSize) return `${describe(file)} is truncated: ${size} bytes, less than its two meta pages (${2 * pageSize} bytes)`;
+    const second = Buffer.alloc(META_READ_BYTES);
+    if (readSync(fd, second, 0, second.length, pageSize) !== second.length || !isMetaPage(second) || second.readUInt32LE(META_PAGE_SIZE_OFFSET) !== pageSize) {
+      return `${describe(file)}: LMDB's second meta page (at byte ${pageSize}) is damaged`;
+    }
+    const newer = head.readBigUInt64LE(META_TXNID_OFFSET) >= second.readBigUInt64LE(META_TXNID_OFFSET) ? head : second;
+    const txn = newer.readBigUInt64LE(META_TXNID_OFFSET);
+    const lastPage = newer.readBigUInt64LE(META_LAST_PAGE_OFFSET);
+    const need = (lastPage + 1n) * BigInt(pageSize);
+    if (lastPage < 1n || need > BigInt(Number.MAX_SAFE_INTEGER)) return `${describe(file)}: LMDB's meta page of transaction ${txn} is damaged (last page ${lastPage})`;
+    if (BigInt(size) < need) {
+      return `${describe(file)} is truncated: ${size} bytes, but LMDB's meta page (transaction ${txn}) says pages 0-${lastPage} of ${pageSize} bytes are in use (${need} bytes)`;
+    }
+    for (const [name, offset] of [['free-page', META_FREE_ROOT_OFFSET], ['main', META_MAIN_ROOT_OFFSET]] as const) {
+      const root = newer.readBigUInt64LE(offset);
+      if (root !== P_INVALID && (root < 2n || root > lastPage)) return `${describe(file)}: LMDB's meta page (transaction ${txn}) is damaged: its ${name} tree root ${root} is outside pages 2-${lastPage}`;
+    }
+    if (newer.readBigUInt64LE(META_MAP_SIZE_OFFSET) < need) return `${describe(file)}: LMDB's meta page (transaction ${txn}) is damaged: map size ${newer.readBigUInt64LE(META_MAP_SIZE_OFFSET)} is smaller than the ${need} bytes in use`;
   } catch (cause) {
-    throw dataDirError(dir, 'cannot open', cause);
+    return `${describe(file)} cannot be read (${(cause as Error).message})`;
   } finally {
     closeSync(fd);
   }
+  return lockFileProblem(dir, options.writable);
+}
+
+function isMetaPage(page: Buffer): boolean {
+  return (page.readUInt16LE(PAGE_FLAGS_OFFSET) & P_META) !== 0 && page.readUInt32LE(META_MAGIC_OFFSET) === MDB_MAGIC && (page.readUInt32LE(META_VERSION_OFFSET) & 0xffff) === MDB_DATA_VERSION;
+}
+
+function lockFileProblem(dir: string, writable: boolean): string | undefined {
+  const file = join(dir, 'lock.mdb');
+  let st;
+  try {
+    st = lstatSync(file);
+  } catch {
+    // Absent: LMDB creates it, in a directory it can write to.
+    try {
+      accessSync(dir, constants.W_OK | constants.X_OK);
+      return undefined;
+    } catch (cause) {
+      return `${describe(dir)} has no lock.mdb and is not writable, so LMDB cannot create one (${String((cause as { code?: unknown }).code ?? 'error')})`;
+    }
+  }
+  if (st.isSymbolicLink()) {
+    try {
+      st = statSync(file);
+    } catch {
+      return `${describe(file)} is a dangling symbolic link`;
+    }
+  }
+  if (!st.isFile()) return `${describe(file)} is not a regular file`;
+  try {
+    closeSync(openSync(file, writable ? constants.O_RDWR : constants.O_RDONLY));
+  } catch (cause) {
+    return `${describe(file)} cannot be opened for ${writable ? 'reading and writing' : 'reading'} (${(cause as Error).message})`;
+  }
+  return undefined;
+}
+
+function checkDataFile(dir: string, readOnly: boolean): void {
+  const problem = lmdbFileProblem(dir, { required: readOnly, writable: !readOnly });
+  if (problem !== undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(dir)}: ${problem}`);
 }
 
 function timerKey(kg: number, due: number, seq: number): Key {

@@ -683,7 +683,7 @@ describe('Partition: data directory errors', () => {
     await expectWeftRejection(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: ENOENT/);
     expect(existsSync(missing)).toBe(false);
     mkdirSync(missing, { mode: 0o700 });
-    await expectWeftRejection(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /: cannot open: No such file or directory/);
+    await expectWeftRejection(Partition.open(missing, { durability: 'fsync', readOnly: true }), 'ERR_WEFT_DATA_DIR', /data\.mdb" cannot be opened for reading \(ENOENT/);
   });
 
   it('fails a commit that cannot be written (file size limit), refusing every later write', async () => {
