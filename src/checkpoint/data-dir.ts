@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError, describe } from '../errors.js';
-import { Partition, lmdbFileProblem, type WriteOps } from '../state/partition.js';
+import { Partition, lmdbFileProblem, lmdbTreeProblem, type WriteOps } from '../state/partition.js';
 import { DirLock } from './dir-lock.js';
 import { META_FOLDED_EPOCH } from './participant.js';
 
@@ -172,7 +172,8 @@ export async function verifyLayout(path: string, info: DataDirMeta & { dirId: st
   try {
     entries = readdirSync(layoutDir);
   } catch (cause) {
-    if (required) throw damaged(path, `${describe(layoutDir)}, the partitions of meta's layout ${layout}, cannot be read (${String((cause as NodeJS.ErrnoException).code)})`);
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (required) throw damaged(path, `${describe(layoutDir)}, the partitions of meta's layout ${layout} (${shards} shards, committed epoch ${committedEpoch}), ${code === 'ENOENT' ? 'is missing' : `cannot be read (${(cause as Error).message})`}`);
   }
   for (const name of entries) {
     const m = /^shard-(\d+)$/.exec(name);
@@ -185,7 +186,7 @@ export async function verifyLayout(path: string, info: DataDirMeta & { dirId: st
       if (required) throw damaged(path, `partition ${describe(dir)} is missing (meta's layout ${layout} has ${shards} shards, committed epoch ${committedEpoch})`);
       continue;
     }
-    const problem = lmdbFileProblem(dir, { required, writable: true });
+    const problem = lmdbFileProblem(dir, { required, writable: true }) ?? lmdbTreeProblem(dir);
     if (problem !== undefined) throw damaged(path, problem);
     if (!required && isEmptyEnv(dir)) continue;
     const p = await Partition.open(dir, { durability: 'process', readOnly: true }).catch((err: unknown) => {
@@ -252,6 +253,10 @@ export class DataDir {
       const metaPath = join(path, 'meta');
       if (layouts.length > 0 && isEmptyEnv(metaPath)) {
         throw damaged(path, `${describe(join(metaPath, 'data.mdb'))} is missing or empty, but partitions-${layouts.join(', partitions-')} exist: the committed metadata is gone`);
+      }
+      if (!isEmptyEnv(metaPath)) {
+        const problem = lmdbFileProblem(metaPath, { required: true, writable: true }) ?? lmdbTreeProblem(metaPath);
+        if (problem !== undefined) throw damaged(path, problem);
       }
       meta = await Partition.open(metaPath, { durability: request.durability });
       let info: DataDirMeta & { dirId: string | undefined; createdLayout: number | undefined };

@@ -130,7 +130,7 @@
  * anything reaches LMDB, caller-owned buffers, the prefix guarantee and exact range deletes.
  * `transactionSync` blocks for the whole commit, fdatasync included.
  */
-import { accessSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, statSync, statfsSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { open as openLmdb, type Database, type Key, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
 import { Packr } from 'msgpackr';
@@ -255,6 +255,16 @@ const META_LAST_PAGE_OFFSET = 144;
 const META_TXNID_OFFSET = 152;
 const META_READ_BYTES = 160;
 const P_INVALID = 0xffff_ffff_ffff_ffffn;
+const PAGE_HEADER_BYTES = 24;
+const NODE_HEADER_BYTES = 8;
+/** An MDB_db record: pad u32, flags u16, depth u16, 4 counters, root (all 64-bit). */
+const DB_RECORD_BYTES = 48;
+const P_BRANCH = 0x01;
+const P_LEAF = 0x02;
+const P_OVERFLOW = 0x04;
+const P_LEAF2 = 0x20;
+const F_BIGDATA = 0x01;
+const F_SUBDATA = 0x02;
 const MDB_MAGIC = 0xbeefc0de;
 const MDB_DATA_VERSION = 2;
 
@@ -817,7 +827,7 @@ export class Partition {
     let cause = err;
     const detail = (err as { commitError?: Promise<unknown> } | null)?.commitError;
     if (detail !== undefined) cause = await detail.then(() => err, (e: unknown) => e);
-    this.#failure = dataDirError(this.path, 'commit failed', cause);
+    this.#failure = commitError(this.path, cause);
     const rest = this.#queue.splice(0);
     this.#inFlight = false;
     for (const w of group) w.reject(this.#failure);
@@ -1388,6 +1398,111 @@ export function lmdbFileProblem(dir: string, options: { required: boolean; writa
   return lockFileProblem(dir, options.writable);
 }
 
+/**
+ * Walks every B-tree page LMDB can reach from the newer meta page (the free-page tree, the main
+ * tree and each sub-database's tree, with their overflow pages) and checks each one's structure
+ * BEFORE LMDB maps the file: the page number in its header is its position, its flags are those
+ * of a branch, leaf or overflow page, its node offsets and sizes stay inside the page, and every
+ * page it refers to (child, overflow run, sub-database root) lies inside the pages in use. A page
+ * overwritten with anything else is found (its header no longer names it), so LMDB is never
+ * handed a structure that would make it read past a page or the file. Values are not checked
+ * (LMDB has no checksums): damage inside a stored value that keeps the page structure intact is
+ * not detected here; msgpack decoding of that value then fails or reads other data.
+ * Reads each page in use once. Call after {@link lmdbFileProblem} passed. Returns the first problem.
+ */
+export function lmdbTreeProblem(dir: string): string | undefined {
+  const file = join(dir, 'data.mdb');
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (cause) {
+    return `${describe(file)} cannot be opened for reading (${(cause as Error).message})`;
+  }
+  try {
+    const head = Buffer.alloc(META_READ_BYTES);
+    if (readSync(fd, head, 0, head.length, 0) !== head.length) return undefined;
+    if (fstatSync(fd).size === 0) return undefined;
+    const psize = head.readUInt32LE(META_PAGE_SIZE_OFFSET);
+    const second = Buffer.alloc(META_READ_BYTES);
+    readSync(fd, second, 0, second.length, psize);
+    const meta = head.readBigUInt64LE(META_TXNID_OFFSET) >= second.readBigUInt64LE(META_TXNID_OFFSET) ? head : second;
+    const last = Number(meta.readBigUInt64LE(META_LAST_PAGE_OFFSET));
+    const page = Buffer.alloc(psize);
+    const seen = new Set<number>();
+    const bad = (pgno: number, what: string): string => `${describe(file)}: page ${pgno} is damaged (${what})`;
+    const read = (pgno: number): void => {
+      if (readSync(fd, page, 0, psize, pgno * psize) !== psize) throw new Error(`page ${pgno} cannot be read`);
+    };
+    // Iterative depth-first walk: [pgno, depth left].
+    const stack: Array<[number, number]> = [];
+    const pushRoot = (root: bigint, depth: number, what: string): string | undefined => {
+      if (root === P_INVALID) return undefined;
+      if (root < 2n || root > BigInt(last)) return `${describe(file)}: the ${what} tree root ${root} is outside pages 2-${last}`;
+      if (depth < 1 || depth > 64) return `${describe(file)}: the ${what} tree has depth ${depth}`;
+      stack.push([Number(root), depth]);
+      return undefined;
+    };
+    let problem = pushRoot(meta.readBigUInt64LE(META_FREE_ROOT_OFFSET), meta.readUInt16LE(META_FREE_ROOT_OFFSET - 34), 'free-page') ?? pushRoot(meta.readBigUInt64LE(META_MAIN_ROOT_OFFSET), meta.readUInt16LE(META_MAIN_ROOT_OFFSET - 34), 'main');
+    if (problem !== undefined) return problem;
+    while (stack.length > 0) {
+      const [pgno, depth] = stack.pop() as [number, number];
+      if (seen.has(pgno)) return bad(pgno, 'reached twice');
+      seen.add(pgno);
+      read(pgno);
+      if (page.readBigUInt64LE(0) !== BigInt(pgno)) return bad(pgno, `its header names page ${page.readBigUInt64LE(0)}`);
+      const flags = page.readUInt16LE(PAGE_FLAGS_OFFSET) & 0xff;
+      const branch = flags === P_BRANCH;
+      if (!branch && flags !== P_LEAF && flags !== (P_LEAF | P_LEAF2)) return bad(pgno, `page flags 0x${flags.toString(16)} in a tree`);
+      if (branch !== depth > 1) return bad(pgno, `a ${branch ? 'branch' : 'leaf'} page at tree depth ${depth}`);
+      const lower = page.readUInt16LE(PAGE_HEADER_BYTES - 4);
+      const upper = page.readUInt16LE(PAGE_HEADER_BYTES - 2);
+      if (lower > upper || PAGE_HEADER_BYTES + upper > psize) return bad(pgno, `free space bounds ${lower}-${upper}`);
+      if (flags & P_LEAF2) continue;
+      const n = lower >> 1;
+      if (branch && n === 0) return bad(pgno, 'an empty branch page');
+      for (let i = 0; i < n; i++) {
+        const node = PAGE_HEADER_BYTES + page.readUInt16LE(PAGE_HEADER_BYTES + 2 * i);
+        if (node < PAGE_HEADER_BYTES + lower || node + NODE_HEADER_BYTES > psize) return bad(pgno, `node ${i} starts outside the page`);
+        const lo = page.readUInt16LE(node);
+        const hi = page.readUInt16LE(node + 2);
+        const nodeFlags = page.readUInt16LE(node + 4);
+        const ksize = page.readUInt16LE(node + 6);
+        const data = node + NODE_HEADER_BYTES + ksize;
+        if (data > psize) return bad(pgno, `node ${i}'s key runs past the page`);
+        if (branch) {
+          const child = lo + hi * 0x10000 + nodeFlags * 0x1_0000_0000;
+          if (child < 2 || child > last) return bad(pgno, `node ${i} points to page ${child}, outside pages 2-${last}`);
+          stack.push([child, depth - 1]);
+          continue;
+        }
+        const dsize = lo + hi * 0x10000;
+        if (nodeFlags & F_BIGDATA) {
+          if (data + 8 > psize) return bad(pgno, `node ${i}'s overflow reference runs past the page`);
+          const ovf = Number(page.readBigUInt64LE(data));
+          if (ovf < 2 || ovf > last) return bad(pgno, `node ${i} points to overflow page ${ovf}, outside pages 2-${last}`);
+          const ovfPage = Buffer.alloc(PAGE_HEADER_BYTES);
+          readSync(fd, ovfPage, 0, PAGE_HEADER_BYTES, ovf * psize);
+          const pages = ovfPage.readUInt32LE(PAGE_HEADER_BYTES - 4);
+          if (ovfPage.readBigUInt64LE(0) !== BigInt(ovf) || (ovfPage.readUInt16LE(PAGE_FLAGS_OFFSET) & 0xff) !== P_OVERFLOW) return bad(ovf, 'not the overflow page a value refers to');
+          if (pages < 1 || ovf + pages - 1 > last || dsize > pages * psize - PAGE_HEADER_BYTES) return bad(ovf, `an overflow run of ${pages} pages for ${dsize} bytes`);
+          continue;
+        }
+        if (data + dsize > psize) return bad(pgno, `node ${i}'s value (${dsize} bytes) runs past the page`);
+        if (nodeFlags & F_SUBDATA) {
+          if (dsize < DB_RECORD_BYTES) return bad(pgno, `node ${i}'s sub-database record is ${dsize} bytes`);
+          problem = pushRoot(page.readBigUInt64LE(data + DB_RECORD_BYTES - 8), page.readUInt16LE(data + 6), `sub-database ${JSON.stringify(page.subarray(node + NODE_HEADER_BYTES, data).toString('latin1'))}`);
+          if (problem !== undefined) return problem;
+        }
+      }
+    }
+  } catch (cause) {
+    return `${describe(file)} cannot be read (${(cause as Error).message})`;
+  } finally {
+    closeSync(fd);
+  }
+  return undefined;
+}
+
 function isMetaPage(page: Buffer): boolean {
   return (page.readUInt16LE(PAGE_FLAGS_OFFSET) & P_META) !== 0 && page.readUInt32LE(META_MAGIC_OFFSET) === MDB_MAGIC && (page.readUInt32LE(META_VERSION_OFFSET) & 0xffff) === MDB_DATA_VERSION;
 }
@@ -1484,6 +1599,29 @@ function validateOptions(options: PartitionOptions): Required<PartitionOptions> 
   }
   return { durability, mapSizeBytes, readOnly };
 }
+
+/**
+ * A failed commit, saying so when the file system is full: LMDB reports a short write as EIO
+ * ("Input/output error", its own comment: "short write, filesystem full?"), and lmdb-js prints the
+ * real errno on stderr only. With under {@link FULL_BYTES} free on the partition's file system, an
+ * EIO or ENOSPC commit failure is reported as ENOSPC with the free bytes and the directory.
+ */
+function commitError(path: string, cause: unknown): WeftError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  let free: number | undefined;
+  try {
+    const st = statfsSync(path);
+    free = st.bavail * st.bsize;
+  } catch {
+    free = undefined;
+  }
+  const full = /ENOSPC|No space left/i.test(detail) || (/Input\/output error|EIO/.test(detail) && free !== undefined && free < FULL_BYTES);
+  if (!full) return dataDirError(path, 'commit failed', cause);
+  return new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(path)}: commit failed: ENOSPC: no space left on the file system of ${describe(path)} (${free ?? 'unknown'} bytes free; LMDB said: ${detail}). Nothing acknowledged is lost: free some space and start again`, { cause });
+}
+
+/** Free bytes under which a failed write is taken to be a full file system (see commitError). */
+const FULL_BYTES = 16 * 1024 * 1024;
 
 function dataDirError(path: string, what: string, cause: unknown): WeftError {
   if (cause instanceof WeftError && cause.code === 'ERR_WEFT_DATA_DIR') return cause;

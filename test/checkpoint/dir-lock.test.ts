@@ -6,16 +6,17 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DataDir } from '../../src/checkpoint/data-dir.js';
 import { Weft, WeftError } from '../../src/index.js';
 import { fixture, removeDir, tempDir, within } from '../engine/helpers.js';
+import { engineChild, killSpawned, startEngineChild, type EngineChild } from '../helpers/engine-child.js';
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
 afterEach(() => {
+  killSpawned();
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const d of dirs.splice(0)) removeDir(d);
 });
@@ -26,42 +27,12 @@ function newDir(): string {
   return d;
 }
 
-interface Child {
-  proc: ChildProcess;
-  /** The next JSON line the child prints (bounded). */
-  next(what: string): Promise<Record<string, unknown>>;
-  send(line: string): void;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+function child(dataDir: string, options: { prefix?: string[]; waitGo?: boolean } = {}): EngineChild {
+  return engineChild(dataDir, { ...(options.prefix === undefined ? {} : { prefix: options.prefix }), args: options.waitGo === true ? ['--wait-go'] : [] });
 }
 
-/** Runs test/fixtures/lock-child.js, directly or under `prefix` (e.g. unshare ...). */
-function child(dataDir: string, options: { prefix?: string[]; waitGo?: boolean } = {}): Child {
-  const args = [fileURLToPath(fixture('lock-child')), dataDir, ...(options.waitGo === true ? ['--wait-go'] : [])];
-  const prefix = options.prefix ?? [];
-  const proc = prefix.length === 0 ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] }) : spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.push(proc);
-  const queue: Array<Record<string, unknown>> = [];
-  const waiters: Array<(l: Record<string, unknown>) => void> = [];
-  createInterface({ input: proc.stdout! }).on('line', (line) => {
-    const msg = JSON.parse(line) as Record<string, unknown>;
-    const w = waiters.shift();
-    if (w !== undefined) w(msg);
-    else queue.push(msg);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  return {
-    proc,
-    next: (what) => within(new Promise((resolve) => (queue.length > 0 ? resolve(queue.shift()!) : waiters.push(resolve))), 30_000, `child: ${what}`),
-    send: (line) => proc.stdin!.write(`${line}\n`),
-    exited,
-  };
-}
-
-/** Starts a child and waits until its engine started or was refused. */
-async function startChild(dataDir: string, prefix?: string[]): Promise<{ c: Child; result: Record<string, unknown> }> {
-  const c = child(dataDir, prefix === undefined ? {} : { prefix });
-  expect((await c.next('loaded')).event).toBe('loaded');
-  return { c, result: await c.next('started or refused') };
+async function startChild(dataDir: string, prefix?: string[]): Promise<{ c: EngineChild; result: Record<string, unknown> }> {
+  return startEngineChild(dataDir, prefix === undefined ? {} : { prefix });
 }
 
 const CHURN = 800;
