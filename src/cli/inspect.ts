@@ -1,11 +1,13 @@
 /**
  * `weft inspect <dataDir>`: what a data dir holds — format, key groups, shards, layout, the
  * committed epoch and checkpoint history, each partition's key groups and counts — and, with
- * `--address`, one instance's committed state.
+ * `--address`, one instance's committed state. With `--verify`, the checks a start runs on the
+ * dir (data-dir.ts `verifyLayout`): exit 0 with a one-line summary, or 1 with what is damaged.
  *
- * Read-only, and allowed while an engine runs. Inspect never takes the data dir's LOCK (taking it
- * would stop the engine from restarting, and removing a live engine's lock would let a second
- * engine in) and never writes: meta and partitions are opened with LMDB's read-only flag. LMDB
+ * Read-only, and allowed while an engine runs. Inspect never takes the data dir's LOCK (even
+ * briefly: an engine starting at that moment would be refused) and never writes: meta and
+ * partitions are opened with LMDB's read-only flag. Whether an engine holds the lock is read from
+ * the kernel's lock table (/proc/locks, Linux); the holder's pid from the lock file's note. LMDB
  * readers never block the writer and each read sees a committed transaction, so a running engine
  * is safe; the only cost is that lines may come from different moments (a checkpoint may commit
  * between reading meta and reading a partition). The report says when the lock is held by a live
@@ -18,19 +20,21 @@ import { join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect as inspectValue } from 'node:util';
 import { keyGroupOf, validateAddress, type Address } from '../address.js';
-import { type CheckpointInfo } from '../checkpoint/data-dir.js';
+import { readDirMeta, verifyLayout, type CheckpointInfo } from '../checkpoint/data-dir.js';
+import { lockNote } from '../checkpoint/dir-lock.js';
 import { META_FOLDED_EPOCH, META_MAILBOX, PendingKind, decodeEnvelopes, decodeStates } from '../checkpoint/participant.js';
 import { WeftError, describe } from '../errors.js';
 import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
 import { compileModule, loadModule, type RuntimeModule } from '../shard/runtime-module.js';
 import { decodeRecord } from '../state/instance.js';
 import { isExpired } from '../state/ttl.js';
-import { Partition } from '../state/partition.js';
+import { Partition, lmdbFileProblem, lmdbTreeProblem } from '../state/partition.js';
 import { EXIT_OK, UsageError, numberFlag, parse, write, type CliContext, type Command } from './command.js';
 import { bytes, int, table } from './format.js';
 import { LIST_HELP, runList } from './inspect-list.js';
 
 const HELP = `Usage: weft inspect <dataDir> [--address <namespace>/<name>/<id>] [--module <path>] [--json]
+       weft inspect --verify <dataDir>
 
 Prints what a data dir holds: format version, key groups, shards, partition layout, the committed
 epoch, the checkpoint history (epoch, time, bytes, ms) and each partition's key groups and counts
@@ -40,7 +44,13 @@ state: per slot its bytes and write time, decoded when --module names the functi
 Read-only: inspect never writes and never takes the data dir's lock, so it may run while an
 engine uses the dir (it then says so; lines may then come from different moments).
 
+ With --verify, runs the checks an engine runs at start — meta and every partition of the
+current layout present, readable and writable, sizes and page structure consistent with LMDB's
+meta pages, each partition's identity and last epoch agreeing with meta — and exits 0 with a
+one-line "ok" summary, or 1 with ERR_WEFT_DATA_DIR naming the file and what is wrong.
+
 Options:
+  --verify           verify the data dir (exit code 0: ok, 1: damaged)
   --address A        an instance, as <namespace>/<name>/<id> (the id may contain "/")
   --module PATH      the function module (file path or file: URL) to decode state values with
   --json             print one JSON object on stdout
@@ -98,7 +108,8 @@ export interface AddressReport {
 export interface InspectReport {
   command: 'inspect';
   dataDir: string;
-  lock: { pid: number; running: boolean } | null;
+  /** Null when no engine holds the lock and the lock file has no note. */
+  lock: { pid: number | null; running: boolean } | null;
   format: number;
   keyGroups: number;
   shards: number;
@@ -111,23 +122,37 @@ export interface InspectReport {
   address?: AddressReport;
 }
 
-function readLock(dir: string): InspectReport['lock'] {
-  let text: string;
+/**
+ * Whether an flock is held on `file`, from the kernel's lock table (Linux /proc/locks: "id: FLOCK
+ * ADVISORY WRITE pid major:minor:inode start end", device numbers in hex). Undefined where there
+ * is no such table.
+ */
+function flockHeld(file: string): boolean | undefined {
+  let table: string;
+  let st;
   try {
-    text = readFileSync(join(dir, 'LOCK'), 'utf8');
+    table = readFileSync('/proc/locks', 'utf8');
+    st = statSync(file, { bigint: true });
   } catch {
-    return null;
+    return undefined;
   }
-  const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 0) return null;
-  let running: boolean;
-  try {
-    process.kill(pid, 0);
-    running = true;
-  } catch (err) {
-    running = (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  return { pid, running };
+  const dev = st.dev;
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
+  return table.split('\n').some((line) => {
+    const f = line.trim().split(/\s+/);
+    return f[1] === 'FLOCK' && f[5] === id;
+  });
+}
+
+function readLock(dir: string): InspectReport['lock'] {
+  const note = lockNote(dir);
+  const held = flockHeld(join(dir, 'LOCK'));
+  if (held === true) return { pid: note?.pid ?? null, running: true };
+  if (note === undefined) return null;
+  // A note without a lock: what a killed engine leaves (or, without a lock table, unknown).
+  return { pid: note.pid, running: held === undefined };
 }
 
 function parseAddress(raw: string): Address {
@@ -264,6 +289,33 @@ async function collect(dir: string, addr: Address | undefined, module: RuntimeMo
   }
 }
 
+/**
+ * `--verify`: the checks a start runs (see data-dir.ts), read-only. Throws ERR_WEFT_DATA_DIR on
+ * damage; returns the "ok" summary.
+ */
+async function verify(dir: string): Promise<string> {
+  try {
+    statSync(dir);
+  } catch {
+    throw new WeftError('ERR_WEFT_DATA_DIR', `data dir ${describe(dir)} does not exist`);
+  }
+  const metaPath = join(dir, 'meta');
+  const problem = lmdbFileProblem(metaPath, { required: true, writable: true }) ?? lmdbTreeProblem(metaPath);
+  if (problem !== undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `data dir ${describe(dir)} is damaged: ${problem}`);
+  const meta = await openReadOnly(metaPath);
+  let info;
+  try {
+    if (meta.getMeta('format') === undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `${describe(dir)} is not an initialised weft data dir (meta has no format version)`);
+    info = readDirMeta(dir, meta);
+  } finally {
+    await meta.close();
+  }
+  await verifyLayout(dir, info);
+  const lock = readLock(dir);
+  const running = lock?.running === true ? `; an engine (process ${lock.pid ?? 'unknown'}) is running on it` : '';
+  return `ok: data dir ${dir} verified: format ${info.format}, ${info.keyGroups} key groups, ${info.shards} shards (layout ${info.layout}), committed epoch ${info.committedEpoch}; meta and ${info.shards} partitions checked (files against LMDB's meta pages, page structure, identity, last epoch)${running}`;
+}
+
 function jsonValue(_key: string, value: unknown): unknown {
   if (value instanceof Uint8Array) return { bytes: hex(value) };
   if (typeof value === 'bigint') return value.toString();
@@ -276,8 +328,8 @@ function text(r: InspectReport, checkpointLines: number): string {
     r.lock === null
       ? 'not running (no lock)'
       : r.lock.running
-        ? `RUNNING: process ${r.lock.pid} holds the lock; this is a live read-only view, lines may come from different moments`
-        : `not running (stale lock of process ${r.lock.pid})`;
+        ? `RUNNING: process ${r.lock.pid ?? '(unknown)'} holds the lock; this is a live read-only view, lines may come from different moments`
+        : `not running (the lock file names process ${r.lock.pid ?? '(unknown)'}, which no longer holds it)`;
   out.push(
     table([
       ['data dir', r.dataDir],
@@ -331,13 +383,20 @@ function moduleUrl(raw: string): string {
 
 async function run(args: string[], ctx: CliContext): Promise<number> {
   if (args.includes('--list')) return runList(args, ctx);
-  const p = parse('inspect', args, { address: { type: 'string' }, module: { type: 'string' }, json: { type: 'boolean' }, checkpoints: { type: 'string' } }, 1);
+  const p = parse('inspect', args, { address: { type: 'string' }, module: { type: 'string' }, json: { type: 'boolean' }, checkpoints: { type: 'string' }, verify: { type: 'boolean' } }, 1);
   if (p.help) {
     write(ctx.stdout, inspect.help);
     return EXIT_OK;
   }
   const dirArg = p.positionals[0];
   if (dirArg === undefined) throw new UsageError('weft inspect: missing <dataDir>');
+  if (p.values.verify === true) {
+    if (p.values.address !== undefined || p.values.module !== undefined || p.values.json !== undefined || p.values.checkpoints !== undefined) {
+      throw new UsageError('weft inspect: --verify takes no other option');
+    }
+    write(ctx.stdout, await verify(resolvePath(dirArg)));
+    return EXIT_OK;
+  }
   const addr = typeof p.values.address === 'string' ? parseAddress(p.values.address) : undefined;
   const modulePath = p.values.module as string | undefined;
   if (modulePath !== undefined && addr === undefined) throw new UsageError('weft inspect: --module is only used with --address');
@@ -354,7 +413,7 @@ async function run(args: string[], ctx: CliContext): Promise<number> {
 
 export const inspect: Command = {
   name: 'inspect',
-  summary: 'show a data dir: checkpoints, partitions, one instance\'s state (read-only)',
+  summary: 'show a data dir: checkpoints, partitions, one instance\'s state (read-only); --verify checks it',
   help: `${HELP}\n\n${LIST_HELP}`,
   run,
 };

@@ -3,7 +3,7 @@
  * `npm run build`). Every child is bounded: killed, and the test failed, if it outlives its limit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -328,6 +328,27 @@ describe('inspect', () => {
     const unknownType = await weft(['inspect', dir, '--address', 'nope/x/y', '--module', fileURLToPath(BANK)]);
     expect(unknownType.code).toBe(1);
     expect(unknownType.stderr).toContain('defines no function of type "nope/x"');
+  });
+
+  it('--verify runs the start checks: ok (exit 0) on a sound dir, ERR_WEFT_DATA_DIR (exit 1) on a damaged one', async () => {
+    const dir = tempDir('weft-cli-verify-');
+    const { engine } = await populate(dir);
+    const live = await weft(['inspect', '--verify', dir]);
+    expect(live.code).toBe(0);
+    expect(live.stdout).toMatch(new RegExp(`^ok: data dir ${dir} verified: format 1, 128 key groups, 2 shards \\(layout 1\\), committed epoch \\d+; meta and 2 partitions checked .*; an engine \\(process ${process.pid}\\) is running on it\\n$`));
+    await bounded(engine.close(), 'close');
+    const ok = await weft(['inspect', dir, '--verify']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).not.toContain('running');
+    const data = join(dir, 'partitions-1', 'shard-1', 'data.mdb');
+    truncateSync(data, 4096 * 2);
+    const bad = await weft(['inspect', '--verify', dir]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toContain(`ERR_WEFT_DATA_DIR: data dir "${dir}" is damaged: "${data}" is truncated: 8192 bytes, but LMDB's meta page`);
+    const usage = await weft(['inspect', '--verify', dir, '--json']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('weft inspect: --verify takes no other option');
   });
 
   it('reads a data dir while an engine runs on it, without disturbing the engine', async () => {
