@@ -6,7 +6,7 @@
  * wrong, and nothing in the dir may be deleted or changed by the refused start.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeSync, closeSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeSync, closeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Weft, WeftError } from '../../src/index.js';
@@ -64,9 +64,9 @@ async function setMeta(dir: string, key: string, value: unknown): Promise<void> 
 }
 
 /** Starts an engine on `dir` in a child: it must be refused with ERR_WEFT_DATA_DIR, the dir unchanged. */
-async function expectRefused(dir: string, message: RegExp, args: string[] = ['--shards', String(SHARDS)]): Promise<string> {
+async function expectRefused(dir: string, message: RegExp, args: string[] = ['--shards', String(SHARDS)], prefix?: string[]): Promise<string> {
   const before = listing(dir);
-  const { c, result } = await startEngineChild(dir, { args });
+  const { c, result } = await startEngineChild(dir, { args, ...(prefix === undefined ? {} : { prefix }) });
   const exit = await c.exited;
   expect(exit.signal, `the child died by a signal: ${JSON.stringify(result)}`).toBe(null);
   expect(result).toMatchObject({ event: 'refused', code: 'ERR_WEFT_DATA_DIR' });
@@ -214,6 +214,17 @@ describe('a damaged data dir is refused with ERR_WEFT_DATA_DIR, nothing deleted'
     rmSync(join(part(dir2, 2), 'lock.mdb'));
     symlinkSync(join(dir2, 'nowhere'), join(part(dir2, 2), 'lock.mdb'));
     await expectRefused(dir2, /shard-2\/lock\.mdb" is a dangling symbolic link/);
+  });
+
+  const asNobody = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0;
+  it.skipIf(!asNobody)(`lock.mdb not openable by the engine's user (engine run as nobody): refused, not SIGSEGV${asNobody ? '' : ' (skipped: needs root and setpriv to run the engine as another user)'}`, async () => {
+    const dir = copy();
+    // The engine's user owns the dir, all but one shard's lock.mdb (root's, mode 0600).
+    spawnSync('chown', ['-R', '65534:65534', dir]);
+    const lock = join(part(dir, 1), 'lock.mdb');
+    spawnSync('chown', ['0:0', lock]);
+    chmodSync(lock, 0o600);
+    await expectRefused(dir, /shard-1\/lock\.mdb" cannot be opened for reading and writing \(EACCES/, ['--shards', String(SHARDS)], ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
   });
 
   it('a dir from a weft before identity records (no dirId, createdLayout or partition identity) still starts, with everything', async () => {
