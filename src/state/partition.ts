@@ -90,9 +90,12 @@
  * cannot block on one. A regression test closes under load many times in a child process.
  *
  * ## Other lmdb-js 3.5.6 hazards found, and what this module does about them
- * - A `data.mdb` that is not LMDB (or of another data format) makes `mdb_env_open` fail, and
- *   lmdb-js then frees its ExtendedEnv twice: SIGSEGV, the whole process. {@link checkDataFile}
- *   reads the header first and refuses such files with ERR_WEFT_DATA_DIR.
+ * - Any `mdb_env_open` failure (a `data.mdb` that is not LMDB or of another data format, a
+ *   `lock.mdb` it cannot open) makes lmdb-js free its ExtendedEnv twice: SIGSEGV, the whole
+ *   process; and a `data.mdb` shorter than its meta page says is SIGBUS at the first read past
+ *   its end. {@link lmdbFileProblem} checks the files with plain reads first (every open) and
+ *   refuses such files with ERR_WEFT_DATA_DIR; {@link lmdbTreeProblem} checks the page structure
+ *   (data-dir.ts runs it at start and `weft inspect --verify`).
  * - With event-turn batching, a failed commit rejects a promise lmdb-js created for the turn and
  *   never handed out: an unhandled rejection, which ends the process. Off (`eventTurnBatching:
  *   false`); each write is an explicit `batch`, atomic by itself.

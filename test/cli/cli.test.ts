@@ -336,7 +336,7 @@ describe('inspect', () => {
     const live = await weft(['inspect', '--verify', dir]);
     expect(live.code).toBe(0);
     expect(live.stdout).toMatch(new RegExp(`^ok: data dir ${dir} verified: format 1, 128 key groups, 2 shards \\(layout 1\\), committed epoch \\d+; meta and 2 partitions checked .*; an engine \\(process ${process.pid}\\) is running on it\\n$`));
-    await bounded(engine.close(), 'close');
+    await within(engine.close(), 20_000, 'close');
     const ok = await weft(['inspect', dir, '--verify']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).not.toContain('running');
