@@ -186,11 +186,13 @@ export async function verifyLayout(path: string, info: DataDirMeta & { dirId: st
       if (required) throw damaged(path, `partition ${describe(dir)} is missing (meta's layout ${layout} has ${shards} shards, committed epoch ${committedEpoch})`);
       continue;
     }
-    const problem = lmdbFileProblem(dir, { required, writable: true }) ?? lmdbTreeProblem(dir);
+    const problem = lmdbFileProblem(dir, { required, writable: true });
     if (problem !== undefined) throw damaged(path, problem);
     if (!required && isEmptyEnv(dir)) continue;
+    // Opened read-only: Partition.open walks the page structure first (lmdbTreeProblem), as it
+    // does for every opener, the shard workers included.
     const p = await Partition.open(dir, { durability: 'process', readOnly: true }).catch((err: unknown) => {
-      throw damaged(path, `partition ${describe(dir)} cannot be opened: ${(err as Error).message}`);
+      throw damaged(path, err instanceof WeftError && err.code === 'ERR_WEFT_DATA_DIR' ? err.message : `partition ${describe(dir)} cannot be opened: ${(err as Error).message}`);
     });
     try {
       const id = created ? identityProblem(p.getMeta(META_IDENTITY), { dir: dirId as string, layout, shard: s, shards, keyGroups }) : undefined;
@@ -307,7 +309,7 @@ export class DataDir {
    */
   checkFiles(): void {
     for (let s = 0; s < this.info.shards; s++) {
-      const problem = lmdbFileProblem(this.partitionPath(s), { required: true, writable: true });
+      const problem = lmdbFileProblem(this.partitionPath(s), { required: true, writable: true }) ?? lmdbTreeProblem(this.partitionPath(s));
       if (problem !== undefined) throw damaged(this.path, problem);
     }
   }

@@ -1339,15 +1339,14 @@ class Recorder implements WriteOps {
  * Checked, with plain reads: the file opens for reading (and writing, unless read-only); it holds
  * both meta pages (24-byte page header, little-endian, 64-bit); each has page flag P_META, magic
  * 0xBEEFC0DE, data format version 2 and the same page size (a power of two, 512-65536); the newer
- * one (by txnid, as LMDB picks it) has its last used page and both tree roots inside the file, and
- * a map size covering them. `lock.mdb`, if present, is a regular file that opens the same way; if
+ * one (by txnid, as LMDB picks it) has both tree roots within its last used page and a map size
+ * covering that. The file may end before the last used page (free pages at the end need not have
+ * been written before a crash): whether every page in use lies inside the file is
+ * {@link lmdbTreeProblem}'s check, which {@link Partition.open} runs after this one. `lock.mdb`, if present, is a regular file that opens the same way; if
  * absent, the directory must be writable for LMDB to create it. An empty or missing `data.mdb` is
  * what a new environment starts from: allowed unless `required`.
  *
- * Not checked: the B-tree pages themselves (LMDB has no page checksums). LMDB refuses a page
- * number beyond the last used page, so damage inside the file gives LMDB errors or wrong values,
- * not a read past the end of the file; a damaged node length could still make LMDB read past a
- * page. Returns a description of the first problem found, or undefined.
+ * Returns a description of the first problem found, or undefined.
  */
 export function lmdbFileProblem(dir: string, options: { required: boolean; writable: boolean }): string | undefined {
   const file = join(dir, 'data.mdb');
@@ -1385,9 +1384,6 @@ export function lmdbFileProblem(dir: string, options: { required: boolean; writa
     const lastPage = newer.readBigUInt64LE(META_LAST_PAGE_OFFSET);
     const need = (lastPage + 1n) * BigInt(pageSize);
     if (lastPage < 1n || need > BigInt(Number.MAX_SAFE_INTEGER)) return `${describe(file)}: LMDB's meta page of transaction ${txn} is damaged (last page ${lastPage})`;
-    if (BigInt(size) < need) {
-      return `${describe(file)} is truncated: ${size} bytes, but LMDB's meta page (transaction ${txn}) says pages 0-${lastPage} of ${pageSize} bytes are in use (${need} bytes)`;
-    }
     for (const [name, offset] of [['free-page', META_FREE_ROOT_OFFSET], ['main', META_MAIN_ROOT_OFFSET]] as const) {
       const root = newer.readBigUInt64LE(offset);
       if (root !== P_INVALID && (root < 2n || root > lastPage)) return `${describe(file)}: LMDB's meta page (transaction ${txn}) is damaged: its ${name} tree root ${root} is outside pages 2-${lastPage}`;
@@ -1419,6 +1415,8 @@ export function lmdbTreeProblem(dir: string): string | undefined {
   try {
     fd = openSync(file, 'r');
   } catch (cause) {
+    // Missing: a new environment (whether it may be missing is lmdbFileProblem's to say).
+    if ((cause as { code?: unknown }).code === 'ENOENT') return undefined;
     return `${describe(file)} cannot be opened for reading (${(cause as Error).message})`;
   }
   try {
@@ -1430,6 +1428,11 @@ export function lmdbTreeProblem(dir: string): string | undefined {
     readSync(fd, second, 0, second.length, psize);
     const meta = head.readBigUInt64LE(META_TXNID_OFFSET) >= second.readBigUInt64LE(META_TXNID_OFFSET) ? head : second;
     const last = Number(meta.readBigUInt64LE(META_LAST_PAGE_OFFSET));
+    // Pages past the end of the file are allowed only if nothing refers to them: LMDB's last page
+    // counts free pages at the end that a crash may have left unwritten ("the file may be shorter
+    // if the freeDB lists the final pages", mdb.c). A page in use there is the SIGBUS case.
+    const filePages = Math.floor(fstatSync(fd).size / psize);
+    const truncated = (pgno: number, what: string): string => `${describe(file)} is truncated: ${filePages * psize} bytes, but ${what} page ${pgno} (in use, of ${psize} bytes) lies past its end`;
     const page = Buffer.alloc(psize);
     const seen = new Set<number>();
     const bad = (pgno: number, what: string): string => `${describe(file)}: page ${pgno} is damaged (${what})`;
@@ -1451,6 +1454,7 @@ export function lmdbTreeProblem(dir: string): string | undefined {
       const [pgno, depth] = stack.pop() as [number, number];
       if (seen.has(pgno)) return bad(pgno, 'reached twice');
       seen.add(pgno);
+      if (pgno >= filePages) return truncated(pgno, 'tree');
       read(pgno);
       if (page.readBigUInt64LE(0) !== BigInt(pgno)) return bad(pgno, `its header names page ${page.readBigUInt64LE(0)}`);
       const flags = page.readUInt16LE(PAGE_FLAGS_OFFSET) & 0xff;
@@ -1483,11 +1487,13 @@ export function lmdbTreeProblem(dir: string): string | undefined {
           if (data + 8 > psize) return bad(pgno, `node ${i}'s overflow reference runs past the page`);
           const ovf = Number(page.readBigUInt64LE(data));
           if (ovf < 2 || ovf > last) return bad(pgno, `node ${i} points to overflow page ${ovf}, outside pages 2-${last}`);
+          if (ovf >= filePages) return truncated(ovf, 'overflow');
           const ovfPage = Buffer.alloc(PAGE_HEADER_BYTES);
           readSync(fd, ovfPage, 0, PAGE_HEADER_BYTES, ovf * psize);
           const pages = ovfPage.readUInt32LE(PAGE_HEADER_BYTES - 4);
           if (ovfPage.readBigUInt64LE(0) !== BigInt(ovf) || (ovfPage.readUInt16LE(PAGE_FLAGS_OFFSET) & 0xff) !== P_OVERFLOW) return bad(ovf, 'not the overflow page a value refers to');
           if (pages < 1 || ovf + pages - 1 > last || dsize > pages * psize - PAGE_HEADER_BYTES) return bad(ovf, `an overflow run of ${pages} pages for ${dsize} bytes`);
+          if (ovf + pages > filePages) return truncated(ovf + pages - 1, 'overflow');
           continue;
         }
         if (data + dsize > psize) return bad(pgno, `node ${i}'s value (${dsize} bytes) runs past the page`);
@@ -1541,7 +1547,7 @@ function lockFileProblem(dir: string, writable: boolean): string | undefined {
 }
 
 function checkDataFile(dir: string, readOnly: boolean): void {
-  const problem = lmdbFileProblem(dir, { required: readOnly, writable: !readOnly });
+  const problem = lmdbFileProblem(dir, { required: readOnly, writable: !readOnly }) ?? lmdbTreeProblem(dir);
   if (problem !== undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(dir)}: ${problem}`);
 }
 
