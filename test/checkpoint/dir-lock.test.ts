@@ -27,16 +27,12 @@ function newDir(): string {
   return d;
 }
 
-function child(dataDir: string, options: { prefix?: string[]; waitGo?: boolean } = {}): EngineChild {
-  return engineChild(dataDir, { ...(options.prefix === undefined ? {} : { prefix: options.prefix }), args: options.waitGo === true ? ['--wait-go'] : [] });
-}
-
 async function startChild(dataDir: string, prefix?: string[]): Promise<{ c: EngineChild; result: Record<string, unknown> }> {
   return startEngineChild(dataDir, prefix === undefined ? {} : { prefix });
 }
 
 const CHURN = 800;
-const TRIES = 12;
+const TRIES = 20;
 const UNSHARE = ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child'];
 function unshareProblem(): string | undefined {
   const r = spawnSync(UNSHARE[0]!, [...UNSHARE.slice(1), 'true'], { encoding: 'utf8' });
@@ -130,23 +126,30 @@ describe('the data dir lock (flock, held by the kernel)', () => {
     await weft.close();
   }, 120_000);
 
-  it('lets exactly one of two engines starting at once over a stale LOCK start, every time (12 tries)', async () => {
+  it(`lets exactly one of two engines starting at once over a stale LOCK in, every time (${TRIES} tries)`, async () => {
     const dataDir = newDir();
-    let started = 0;
+    // A stale LOCK from a SIGKILLed engine to begin with.
+    const first = await startChild(dataDir);
+    expect(first.result.event).toBe('started');
+    first.c.proc.kill('SIGKILL');
+    await first.c.exited;
     for (let t = 0; t < TRIES; t++) {
-      const pair = [child(dataDir, { waitGo: true }), child(dataDir, { waitGo: true })];
+      // Both take the lock the way Weft.start does first (DataDir.open), released by one 'go'.
+      const pair = [0, 1].map(() => engineChild(dataDir, { fixture: 'lock-hold-child' }));
       for (const c of pair) expect((await c.next('loaded')).event).toBe('loaded');
       for (const c of pair) c.send('go');
       const results = await Promise.all(pair.map((c) => c.next('started or refused')));
-      const winners = pair.filter((_, i) => results[i]!.event === 'started');
       for (const [i, r] of results.entries()) if (r.event !== 'started') expect(r, `try ${t}, child ${i}`).toMatchObject({ event: 'refused', code: 'ERR_WEFT_DATA_DIR' });
-      expect(winners.length, `try ${t}: ${JSON.stringify(results)}`).toBe(1);
-      started++;
-      // The winner dies without closing: the next try starts over a stale LOCK.
-      winners[0]!.proc.kill('SIGKILL');
+      expect(results.filter((r) => r.event === 'started').length, `try ${t}: ${JSON.stringify(results)}`).toBe(1);
+      // The winner dies without closing: the next try starts over a stale LOCK again.
+      for (const c of pair) c.proc.kill('SIGKILL');
       await Promise.all(pair.map((c) => c.exited));
     }
-    expect(started).toBe(TRIES);
+    // And an engine starts on the dir the last winner left.
+    const last = await startChild(dataDir);
+    expect(last.result.event).toBe('started');
+    last.c.send('close');
+    await last.c.next('closed');
   }, 120_000);
 
   it('never lets two processes hold the dir at once under open/close churn, and refuses only with ERR_WEFT_DATA_DIR', async () => {

@@ -23,8 +23,8 @@ export function killSpawned(): void {
   for (const c of spawned.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-export function engineChild(dataDir: string, options: { prefix?: string[]; args?: string[] } = {}): EngineChild {
-  const args = [fileURLToPath(fixture('lock-child')), dataDir, ...(options.args ?? [])];
+export function engineChild(dataDir: string, options: { prefix?: string[]; args?: string[]; fixture?: string } = {}): EngineChild {
+  const args = [fileURLToPath(fixture(options.fixture ?? 'lock-child')), dataDir, ...(options.args ?? [])];
   const prefix = options.prefix ?? [];
   const proc = prefix.length === 0 ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] }) : spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   spawned.push(proc);
