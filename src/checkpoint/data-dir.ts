@@ -186,12 +186,11 @@ export async function verifyLayout(path: string, info: DataDirMeta & { dirId: st
       if (required) throw damaged(path, `partition ${describe(dir)} is missing (meta's layout ${layout} has ${shards} shards, committed epoch ${committedEpoch})`);
       continue;
     }
-    const problem = lmdbFileProblem(dir, { required, writable: true });
+    const problem = lmdbFileProblem(dir, { required, writable: true }) ?? lmdbTreeProblem(dir);
     if (problem !== undefined) throw damaged(path, problem);
     if (!required && isEmptyEnv(dir)) continue;
-    // Opened read-only: Partition.open walks the page structure first (lmdbTreeProblem), as it
-    // does for every opener, the shard workers included.
-    const p = await Partition.open(dir, { durability: 'process', readOnly: true }).catch((err: unknown) => {
+    // The structure was just checked: the shard workers (and this read-only open) skip the walk.
+    const p = await Partition.open(dir, { durability: 'process', readOnly: true, structureChecked: true }).catch((err: unknown) => {
       throw damaged(path, err instanceof WeftError && err.code === 'ERR_WEFT_DATA_DIR' ? err.message : `partition ${describe(dir)} cannot be opened: ${(err as Error).message}`);
     });
     try {

@@ -27,7 +27,8 @@ export async function repartition(dir: DataDir, shards: number, durability: 'fsy
     const mailboxes: Envelope[][] = Array.from({ length: shards }, () => []);
     let timerSeq = 1;
     for (let s = 0; s < oldShards; s++) {
-      const p = await Partition.open(dir.partitionPath(s, layout), { durability });
+      // Verified when the data dir was opened.
+      const p = await Partition.open(dir.partitionPath(s, layout), { durability, structureChecked: true });
       olds.push(p);
       const rec = await recoverPartition(p, committedEpoch);
       timerSeq = Math.max(timerSeq, rec.timerSeq);

@@ -54,7 +54,9 @@ try {
   const definition = await loadModule(boot.moduleUrl);
   // The module called Weft.start without awaiting it: the shard must not start.
   if (shardThread.misuse !== undefined) throw shardThread.misuse;
-  partition = await Partition.open(boot.partitionPath, { durability: boot.durability });
+  // Main checked the partition's page structure before starting this pool (DataDir.open at
+  // start, checkFiles before a recovery), or created it.
+  partition = await Partition.open(boot.partitionPath, { durability: boot.durability, structureChecked: true });
   const remote = new RemoteFunctions(boot.remote);
   const module = compileModule(definition, boot.remote.map((r) => remoteMatcher(r.functions)));
   const loop = new ShardLoop(boot, module, partition, {

@@ -157,6 +157,11 @@ export interface PartitionOptions {
   mapSizeBytes?: number;
   /** Open without write access; the partition must exist. `write()` is refused. Default `false`. */
   readOnly?: boolean;
+  /**
+   * The caller has just checked this path's page structure ({@link lmdbTreeProblem}): skip that
+   * walk (the cheap meta-page checks still run). Default `false`.
+   */
+  structureChecked?: boolean;
 }
 
 /** A key of the `pending` sub-database: `[epoch, kind, ...rest]`. */
@@ -258,6 +263,8 @@ const META_LAST_PAGE_OFFSET = 144;
 const META_TXNID_OFFSET = 152;
 const META_READ_BYTES = 160;
 const P_INVALID = 0xffff_ffff_ffff_ffffn;
+/** lmdbTreeProblem reads files up to this size whole, larger ones page by page. */
+const WHOLE_READ_BYTES = 64 * 1024 * 1024;
 const PAGE_HEADER_BYTES = 24;
 const NODE_HEADER_BYTES = 8;
 /** An MDB_db record: pad u32, flags u16, depth u16, 4 counters, root (all 64-bit). */
@@ -374,7 +381,7 @@ export class Partition {
     } catch (cause) {
       throw dataDirError(abs, opts.readOnly ? 'cannot open' : 'cannot create', cause);
     }
-    checkDataFile(abs, opts.readOnly);
+    checkDataFile(abs, opts.readOnly, opts.structureChecked);
     let root: RootDatabase<Uint8Array, Key> | undefined;
     let partition: Partition;
     try {
@@ -1433,11 +1440,15 @@ export function lmdbTreeProblem(dir: string): string | undefined {
     // if the freeDB lists the final pages", mdb.c). A page in use there is the SIGBUS case.
     const filePages = Math.floor(fstatSync(fd).size / psize);
     const truncated = (pgno: number, what: string): string => `${describe(file)} is truncated: ${filePages * psize} bytes, but ${what} page ${pgno} (in use, of ${psize} bytes) lies past its end`;
-    const page = Buffer.alloc(psize);
+    // Files up to WHOLE_READ_BYTES are read in one go (one read instead of one per page).
+    const whole = filePages * psize <= WHOLE_READ_BYTES ? Buffer.allocUnsafe(filePages * psize) : undefined;
+    if (whole !== undefined && readSync(fd, whole, 0, whole.length, 0) !== whole.length) throw new Error('the file changed while it was read');
+    let page = Buffer.alloc(psize);
     const seen = new Set<number>();
     const bad = (pgno: number, what: string): string => `${describe(file)}: page ${pgno} is damaged (${what})`;
     const read = (pgno: number): void => {
-      if (readSync(fd, page, 0, psize, pgno * psize) !== psize) throw new Error(`page ${pgno} cannot be read`);
+      if (whole !== undefined) page = whole.subarray(pgno * psize, (pgno + 1) * psize);
+      else if (readSync(fd, page, 0, psize, pgno * psize) !== psize) throw new Error(`page ${pgno} cannot be read`);
     };
     // Iterative depth-first walk: [pgno, depth left].
     const stack: Array<[number, number]> = [];
@@ -1488,8 +1499,9 @@ export function lmdbTreeProblem(dir: string): string | undefined {
           const ovf = Number(page.readBigUInt64LE(data));
           if (ovf < 2 || ovf > last) return bad(pgno, `node ${i} points to overflow page ${ovf}, outside pages 2-${last}`);
           if (ovf >= filePages) return truncated(ovf, 'overflow');
-          const ovfPage = Buffer.alloc(PAGE_HEADER_BYTES);
-          readSync(fd, ovfPage, 0, PAGE_HEADER_BYTES, ovf * psize);
+          let ovfPage = Buffer.alloc(PAGE_HEADER_BYTES);
+          if (whole !== undefined) ovfPage = whole.subarray(ovf * psize, ovf * psize + PAGE_HEADER_BYTES);
+          else readSync(fd, ovfPage, 0, PAGE_HEADER_BYTES, ovf * psize);
           const pages = ovfPage.readUInt32LE(PAGE_HEADER_BYTES - 4);
           if (ovfPage.readBigUInt64LE(0) !== BigInt(ovf) || (ovfPage.readUInt16LE(PAGE_FLAGS_OFFSET) & 0xff) !== P_OVERFLOW) return bad(ovf, 'not the overflow page a value refers to');
           if (pages < 1 || ovf + pages - 1 > last || dsize > pages * psize - PAGE_HEADER_BYTES) return bad(ovf, `an overflow run of ${pages} pages for ${dsize} bytes`);
@@ -1546,8 +1558,8 @@ function lockFileProblem(dir: string, writable: boolean): string | undefined {
   return undefined;
 }
 
-function checkDataFile(dir: string, readOnly: boolean): void {
-  const problem = lmdbFileProblem(dir, { required: readOnly, writable: !readOnly }) ?? lmdbTreeProblem(dir);
+function checkDataFile(dir: string, readOnly: boolean, structureChecked: boolean): void {
+  const problem = lmdbFileProblem(dir, { required: readOnly, writable: !readOnly }) ?? (structureChecked ? undefined : lmdbTreeProblem(dir));
   if (problem !== undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `partition ${describe(dir)}: ${problem}`);
 }
 
@@ -1596,7 +1608,7 @@ function validateOptions(options: PartitionOptions): Required<PartitionOptions> 
   if (options === null || typeof options !== 'object') {
     throw new WeftError('ERR_WEFT_INVALID_ARG', `partition options must be an object (got ${describe(options)})`);
   }
-  const { durability, mapSizeBytes = DEFAULT_MAP_SIZE, readOnly = false } = options;
+  const { durability, mapSizeBytes = DEFAULT_MAP_SIZE, readOnly = false, structureChecked = false } = options;
   if (durability !== 'fsync' && durability !== 'process') {
     throw new WeftError('ERR_WEFT_INVALID_ARG', `options.durability must be 'fsync' or 'process' (got ${describe(durability)})`);
   }
@@ -1606,7 +1618,10 @@ function validateOptions(options: PartitionOptions): Required<PartitionOptions> 
   if (typeof readOnly !== 'boolean') {
     throw new WeftError('ERR_WEFT_INVALID_ARG', `options.readOnly must be a boolean (got ${describe(readOnly)})`);
   }
-  return { durability, mapSizeBytes, readOnly };
+  if (typeof structureChecked !== 'boolean') {
+    throw new WeftError('ERR_WEFT_INVALID_ARG', `options.structureChecked must be a boolean (got ${describe(structureChecked)})`);
+  }
+  return { durability, mapSizeBytes, readOnly, structureChecked };
 }
 
 /**

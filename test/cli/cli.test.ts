@@ -345,7 +345,7 @@ describe('inspect', () => {
     const bad = await weft(['inspect', '--verify', dir]);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
-    expect(bad.stderr).toContain(`ERR_WEFT_DATA_DIR: data dir "${dir}" is damaged: partition "${join(dir, 'partitions-1', 'shard-1')}": "${data}" is truncated: 8192 bytes, but tree page`);
+    expect(bad.stderr).toContain(`ERR_WEFT_DATA_DIR: data dir "${dir}" is damaged: "${data}" is truncated: 8192 bytes, but tree page`);
     const usage = await weft(['inspect', '--verify', dir, '--json']);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('weft inspect: --verify takes no other option');
