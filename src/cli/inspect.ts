@@ -300,17 +300,27 @@ async function verify(dir: string): Promise<string> {
     throw new WeftError('ERR_WEFT_DATA_DIR', `data dir ${describe(dir)} does not exist`);
   }
   const metaPath = join(dir, 'meta');
-  const problem = lmdbFileProblem(metaPath, { required: true, writable: true }) ?? lmdbTreeProblem(metaPath);
-  if (problem !== undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `data dir ${describe(dir)} is damaged: ${problem}`);
-  const meta = await openReadOnly(metaPath);
-  let info;
-  try {
-    if (meta.getMeta('format') === undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `${describe(dir)} is not an initialised weft data dir (meta has no format version)`);
-    info = readDirMeta(dir, meta);
-  } finally {
-    await meta.close();
+  // With an engine running, a commit can reuse a page while the walk reads it (the walk is no
+  // LMDB reader), or fold an epoch newer than the meta read: damage must be seen three times in
+  // a row (meta read again each time) to be reported.
+  let info: ReturnType<typeof readDirMeta>;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const problem = lmdbFileProblem(metaPath, { required: true, writable: true }) ?? lmdbTreeProblem(metaPath);
+      if (problem !== undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `data dir ${describe(dir)} is damaged: ${problem}`);
+      const meta = await openReadOnly(metaPath);
+      try {
+        if (meta.getMeta('format') === undefined) throw new WeftError('ERR_WEFT_DATA_DIR', `${describe(dir)} is not an initialised weft data dir (meta has no format version)`);
+        info = readDirMeta(dir, meta);
+      } finally {
+        await meta.close();
+      }
+      await verifyLayout(dir, info);
+      break;
+    } catch (err) {
+      if (attempt >= 3 || readLock(dir)?.running !== true) throw err;
+    }
   }
-  await verifyLayout(dir, info);
   const lock = readLock(dir);
   const running = lock?.running === true ? `; an engine (process ${lock.pid ?? 'unknown'}) is running on it` : '';
   return `ok: data dir ${dir} verified: format ${info.format}, ${info.keyGroups} key groups, ${info.shards} shards (layout ${info.layout}), committed epoch ${info.committedEpoch}; meta and ${info.shards} partitions checked (files against LMDB's meta pages, page structure, identity, last epoch)${running}`;

@@ -159,7 +159,9 @@ export interface PartitionOptions {
   readOnly?: boolean;
   /**
    * The caller has just checked this path's page structure ({@link lmdbTreeProblem}): skip that
-   * walk (the cheap meta-page checks still run). Default `false`.
+   * walk (the cheap meta-page checks still run). Default `false`. Read-only opens never walk: they
+   * may read an environment another process is writing, whose freed pages can be reused while a
+   * walk reads them (the walk is no LMDB reader), which would look like damage.
    */
   structureChecked?: boolean;
 }
@@ -381,7 +383,7 @@ export class Partition {
     } catch (cause) {
       throw dataDirError(abs, opts.readOnly ? 'cannot open' : 'cannot create', cause);
     }
-    checkDataFile(abs, opts.readOnly, opts.structureChecked);
+    checkDataFile(abs, opts.readOnly, opts.structureChecked || opts.readOnly);
     let root: RootDatabase<Uint8Array, Key> | undefined;
     let partition: Partition;
     try {
