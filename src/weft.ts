@@ -1306,7 +1306,11 @@ export class Weft {
     this.#generation++;
     this.#sleeping = false;
     clearInterval(this.#watchdog);
+    // Frames cut into the old outbounds from here on are logged (and re-sent below), never
+    // written: the new generation reuses the old rings.
+    for (const out of oldOut) out.retire();
     await Promise.all([old.terminate(), this.#coordinator.halt()]);
+    old.release();
     const committed = this.#coordinator.committedEpoch;
     // Uncommitted observations are void: they will happen again.
     for (const [e] of this.#egressByEpoch) if (e > committed) this.#egressByEpoch.delete(e);
@@ -1474,7 +1478,12 @@ export class Weft {
     this.#closed = true;
     this.#generation++;
     clearInterval(this.#watchdog);
+    // Nothing touches the rings from here on (#wake and #sleep check #closed and the
+    // generation, the outbounds are retired, ingress is refused): the next engine in this
+    // process may reuse them.
+    for (const out of this.#out) out.retire();
     await this.#pool.terminate();
+    this.#pool.release();
     await this.#compute?.close();
     this.#rejectAll(closedError);
     for (const ch of this.#egress.values()) ch.end();
