@@ -3,7 +3,9 @@
  * (test/engine/mutation.test.ts runs the same module on worker threads).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
+// The fixture imports 'weft' (the build): the harness comes from the same build, so weft's
+// errors raised by its value types are the harness's own WeftError class.
+import { createTestHarness, type TestHarness } from 'weft/testing';
 import mutation from '../fixtures/mutation.js';
 
 const to = { type: 'mut/list', id: 'l' };
