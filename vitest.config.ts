@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/**/*.soak.test.ts', 'test/interop/**', 'node_modules/**'],
+    exclude: ['test/**/*.soak.test.ts', 'test/interop/**', 'test/install/**', 'node_modules/**'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -53,6 +53,8 @@ export const ErrorCodes = {
   ERR_WEFT_REMOTE: 'remote function failed',
   /** A request's invocation ended without calling `ctx.reply`. */
   ERR_WEFT_NO_REPLY: 'no reply',
+  /** A server is over a capacity limit (e.g. request bodies in flight); retry later. */
+  ERR_WEFT_OVERLOADED: 'overloaded',
   /** A context method was used outside its invocation (after fn returned). */
   ERR_WEFT_INVOCATION_ENDED: 'invocation already ended',
   /** An optional peer dependency a feature needs (e.g. `@restatedev/restate-sdk` for `weft/restate`) is not installed. */

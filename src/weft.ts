@@ -1338,7 +1338,11 @@ export class Weft {
     this.#generation++;
     this.#sleeping = false;
     clearInterval(this.#watchdog);
+    // Frames cut into the old outbounds from here on are logged (and re-sent below), never
+    // written: the new generation reuses the old rings.
+    for (const out of oldOut) out.retire();
     await Promise.all([old.terminate(), this.#coordinator.halt()]);
+    old.release();
     const committed = this.#coordinator.committedEpoch;
     // Uncommitted observations are void: they will happen again.
     for (const [e] of this.#egressByEpoch) if (e > committed) this.#egressByEpoch.delete(e);
@@ -1512,7 +1516,12 @@ export class Weft {
     this.#closed = true;
     this.#generation++;
     clearInterval(this.#watchdog);
+    // Nothing touches the rings from here on (#wake and #sleep check #closed and the
+    // generation, the outbounds are retired, ingress is refused): the next engine in this
+    // process may reuse them.
+    for (const out of this.#out) out.retire();
     await this.#pool.terminate();
+    this.#pool.release();
     await this.#compute?.close();
     this.#rejectAll(closedError);
     for (const ch of this.#egress.values()) ch.end();
@@ -1551,43 +1560,90 @@ function quantile(histogram: number[], q: number): number {
   return 2 ** (HISTOGRAM_BUCKETS - 1);
 }
 
+/**
+ * How each figure of {@link WeftMetrics} is exposed to Prometheus: its type, name and HELP text.
+ * Monotonic counts are counters named `..._total` (they restart from 0 after a recovery or a
+ * restart, which Prometheus's rate() treats as a counter reset); levels are gauges; durations are
+ * in seconds (Prometheus's base unit). `latencySumMicros` is the latency histogram's `_sum`.
+ */
+const SHARD_PROMETHEUS: Readonly<Record<MetricName, readonly ['counter' | 'gauge', string, string, number?] | null>> = {
+  invocations: ['counter', 'weft_shard_invocations_total', 'Invocations run (attempts included).'],
+  failures: ['counter', 'weft_shard_failures_total', 'Invocation attempts that threw.'],
+  retries: ['counter', 'weft_shard_retries_total', 'Invocation attempts retried after a failure.'],
+  deadLetters: ['counter', 'weft_shard_dead_letters_total', 'Messages sent to weft/dead-letters.'],
+  localSends: ['counter', 'weft_shard_local_sends_total', 'Messages sent by functions to an address of the same shard.'],
+  remoteSends: ['counter', 'weft_shard_remote_sends_total', 'Messages sent by functions to another shard.'],
+  egress: ['counter', 'weft_shard_egress_records_total', 'Egress records written by functions.'],
+  replies: ['counter', 'weft_shard_replies_total', 'ctx.reply calls.'],
+  timersFired: ['counter', 'weft_shard_timers_fired_total', 'Delayed messages delivered.'],
+  mailboxBacklog: ['gauge', 'weft_shard_mailbox_backlog', 'Messages waiting in mailboxes.'],
+  parkedInvocations: ['gauge', 'weft_shard_parked_invocations', 'Async invocations awaiting.'],
+  pendingTimers: ['gauge', 'weft_shard_pending_timers', 'Delayed messages not yet due.'],
+  cacheInstances: ['gauge', 'weft_shard_cache_instances', 'Instances decoded in the cache.'],
+  cacheHits: ['counter', 'weft_shard_cache_hits_total', 'Instance lookups served by the cache.'],
+  cacheMisses: ['counter', 'weft_shard_cache_misses_total', 'Instance lookups read from the partition.'],
+  cacheEvictions: ['counter', 'weft_shard_cache_evictions_total', 'Instances evicted from the cache.'],
+  dirtyInstances: ['gauge', 'weft_shard_dirty_instances', 'Instances changed since the last snapshot.'],
+  ringSpilledFrames: ['counter', 'weft_shard_ring_spilled_frames_total', 'Outbound frames that had to wait for room in a ring.'],
+  ringSpillDepth: ['gauge', 'weft_shard_ring_spill_depth', 'Outbound frames waiting for room in a ring now.'],
+  inboundRingFill: ['gauge', 'weft_shard_inbound_ring_fill', 'Fill of the fullest inbound ring.'],
+  checkpoints: ['counter', 'weft_shard_checkpoints_total', 'Snapshots this shard took.'],
+  lastCheckpointMs: ['gauge', 'weft_shard_last_checkpoint_seconds', 'Duration of the last snapshot.', 1e-3],
+  lastCheckpointBytes: ['gauge', 'weft_shard_last_checkpoint_bytes', 'Bytes written by the last snapshot.'],
+  checkpointBytesTotal: ['counter', 'weft_shard_checkpoint_bytes_total', 'Bytes written by snapshots.'],
+  hostMessagesPending: ['gauge', 'weft_shard_host_messages_pending', 'Host messages received and not yet finished.'],
+  turns: ['counter', 'weft_shard_turns_total', 'Turns of the shard loop.'],
+  remoteRetries: ['counter', 'weft_shard_remote_retries_total', 'Remote (StateFun) call attempts retried.'],
+  remotePaused: ['gauge', 'weft_shard_remote_paused', 'Addresses paused because their remote endpoint failed.'],
+  latencySumMicros: null,
+};
+
+/** Engine-wide figures: [type, name, help, value]. */
+function engineFigures(m: WeftMetrics): Array<readonly ['counter' | 'gauge', string, string, number]> {
+  return [
+    ['counter', 'weft_host_messages_sent_total', 'Messages the host sent (send and request).', m.hostMessagesSent],
+    ['gauge', 'weft_host_messages_uncommitted', 'Host messages accepted and not yet committed.', m.hostMessagesUncommitted],
+    ['gauge', 'weft_requests_pending', 'request() calls waiting for their reply.', m.requestsPending],
+    ['gauge', 'weft_egress_buffered', 'Committed egress records not yet acknowledged by the host.', m.egressBuffered],
+    ['counter', 'weft_egress_dropped_total', 'Dead letters deleted unacknowledged past egressMaxBacklog (the only egress records weft drops).', m.egressDropped],
+    ['counter', 'weft_egress_redelivered_total', 'Egress records handed to an iterator again after an earlier one ended without acknowledging them.', m.egressRedelivered],
+    ['gauge', 'weft_egress_full', 'Egresses at egressMaxBacklog unacknowledged records (host sends wait while any is).', m.egressFull],
+    ['gauge', 'weft_committed_epoch', 'Epoch of the last committed checkpoint.', m.committedEpoch],
+    ['counter', 'weft_checkpoints_committed_total', 'Checkpoints committed since start.', m.checkpointsCommitted],
+    ['counter', 'weft_recoveries_total', 'In-process recoveries since start.', m.recoveries],
+    ['counter', 'weft_unexplained_failures_total', 'Recoveries no message explains (they count against the restart budget).', m.unexplainedFailures],
+    ['counter', 'weft_poison_messages_total', 'Messages isolated because their invocation ended or stalled its shard.', m.poisonMessages],
+    ['counter', 'weft_stalled_shards_total', 'Shards terminated because their event loop was blocked past invocationTimeoutMs.', m.stalledShards],
+    ['counter', 'weft_late_context_calls_total', 'Context methods called after their invocation ended.', m.lateContextCalls],
+    ['counter', 'weft_uncaught_errors_total', 'Errors thrown in shards outside any invocation.', m.uncaughtErrors],
+    ['gauge', 'weft_messages_alive', 'Messages queued or in flight anywhere in the engine.', m.messagesAlive],
+    ['gauge', 'weft_ingress_waiting', 'Host sends waiting for room (backpressure).', m.ingressWaiting],
+    ['gauge', 'weft_ingress_spilled_frames', 'Frames main holds back because a ring to a shard is full.', m.ingressSpilledFrames],
+  ];
+}
+
+/** Prometheus text exposition format 0.0.4 of one metrics snapshot. */
 function toPrometheus(m: WeftMetrics): string {
   const lines: string[] = [];
   for (const name of METRICS) {
-    const metric = `weft_shard_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
-    lines.push(`# TYPE ${metric} gauge`);
-    for (const s of m.shards) lines.push(`${metric}{shard="${s.shard}"} ${s[name]}`);
+    const spec = SHARD_PROMETHEUS[name];
+    if (spec === null) continue;
+    const [kind, metric, help, scale = 1] = spec;
+    lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} ${kind}`);
+    for (const s of m.shards) lines.push(`${metric}{shard="${s.shard}"} ${s[name] * scale}`);
   }
-  lines.push('# TYPE weft_invocation_latency_microseconds histogram');
-  for (const s of m.shards) {
-    let acc = 0;
-    for (const [le, count] of s.latencyHistogram) {
-      acc += count;
-      lines.push(`weft_invocation_latency_microseconds_bucket{shard="${s.shard}",le="${le}"} ${acc}`);
-    }
-    lines.push(`weft_invocation_latency_microseconds_bucket{shard="${s.shard}",le="+Inf"} ${acc}`);
-    lines.push(`weft_invocation_latency_microseconds_count{shard="${s.shard}"} ${acc}`);
+  // One engine-wide histogram (the shards' buckets added up; metrics() keeps them per shard).
+  const hist = 'weft_invocation_latency_seconds';
+  lines.push(`# HELP ${hist} Invocation latency (sampled: every invocation up to 1024 per shard, then one in 16, weighted).`, `# TYPE ${hist} histogram`);
+  const bounds = m.shards[0]?.latencyHistogram.map(([le]) => le) ?? [];
+  let acc = 0;
+  let sum = 0;
+  for (let b = 0; b < bounds.length; b++) {
+    for (const s of m.shards) acc += s.latencyHistogram[b]![1];
+    lines.push(`${hist}_bucket{le="${bounds[b]! / 1e6}"} ${acc}`);
   }
-  const scalar = (name: string, value: number): void => {
-    lines.push(`# TYPE ${name} gauge`, `${name} ${value}`);
-  };
-  scalar('weft_host_messages_sent', m.hostMessagesSent);
-  scalar('weft_host_messages_uncommitted', m.hostMessagesUncommitted);
-  scalar('weft_requests_pending', m.requestsPending);
-  scalar('weft_egress_buffered', m.egressBuffered);
-  scalar('weft_egress_dropped', m.egressDropped);
-  scalar('weft_egress_redelivered', m.egressRedelivered);
-  scalar('weft_egress_full', m.egressFull);
-  scalar('weft_committed_epoch', m.committedEpoch);
-  scalar('weft_checkpoints_committed', m.checkpointsCommitted);
-  scalar('weft_recoveries', m.recoveries);
-  scalar('weft_unexplained_failures', m.unexplainedFailures);
-  scalar('weft_poison_messages', m.poisonMessages);
-  scalar('weft_stalled_shards', m.stalledShards);
-  scalar('weft_late_context_calls', m.lateContextCalls);
-  scalar('weft_uncaught_errors', m.uncaughtErrors);
-  scalar('weft_messages_alive', m.messagesAlive);
-  scalar('weft_ingress_waiting', m.ingressWaiting);
-  scalar('weft_ingress_spilled_frames', m.ingressSpilledFrames);
+  for (const s of m.shards) sum += s.latencySumMicros;
+  lines.push(`${hist}_bucket{le="+Inf"} ${acc}`, `${hist}_sum ${sum / 1e6}`, `${hist}_count ${acc}`);
+  for (const [kind, name, help, value] of engineFigures(m)) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${kind}`, `${name} ${value}`);
   return `${lines.join('\n')}\n`;
 }

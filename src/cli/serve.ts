@@ -49,6 +49,10 @@ Options:
   --port N              TCP port (default 8000, 9080 with --restate; 0 picks a free one)
   --host H              address to bind (default 127.0.0.1; use 0.0.0.0 to accept other hosts)
   --max-body-bytes N    largest request body accepted, larger ones get 500 (default ${STATEFUN_HANDLER_DEFAULTS.maxBodyBytes})
+  --max-buffered-bytes N
+                        request body bytes held at once over all connections; a request that
+                        would pass it gets 503 with Retry-After (default ${STATEFUN_HANDLER_DEFAULTS.maxBufferedBytes},
+                        at least --max-body-bytes)
   --batch-timeout-ms N  longest a batch may run before it is answered 500 (default ${STATEFUN_HANDLER_DEFAULTS.batchTimeoutMs})
   --tls-cert FILE       PEM certificate (chain): serve HTTPS (needs --tls-key)
   --tls-key FILE        PEM private key of --tls-cert
@@ -83,6 +87,7 @@ interface ServeArgs {
   port: number;
   host: string;
   maxBodyBytes: number;
+  maxBufferedBytes: number;
   batchTimeoutMs: number;
   tls: { cert: string; key: string } | undefined;
 }
@@ -100,6 +105,7 @@ function parse(argv: string[]): ServeArgs | 'help' {
         port: { type: 'string' },
         host: { type: 'string' },
         'max-body-bytes': { type: 'string' },
+        'max-buffered-bytes': { type: 'string' },
         'batch-timeout-ms': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
@@ -119,16 +125,22 @@ function parse(argv: string[]): ServeArgs | 'help' {
   if (host.trim() === '') throw new Usage('weft serve: --host must not be empty');
   const restate = values.restate === true;
   if (restate) {
-    for (const flag of ['tls-cert', 'tls-key', 'max-body-bytes', 'batch-timeout-ms'] as const) {
+    for (const flag of ['tls-cert', 'tls-key', 'max-body-bytes', 'max-buffered-bytes', 'batch-timeout-ms'] as const) {
       if (values[flag] !== undefined) throw new Usage(`weft serve: --${flag} is an option of the StateFun endpoint, not of --restate`);
     }
+  }
+  const maxBodyBytes = intFlag('max-body-bytes', values['max-body-bytes'], STATEFUN_HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 31 - 1);
+  const maxBufferedBytes = intFlag('max-buffered-bytes', values['max-buffered-bytes'], Math.max(STATEFUN_HANDLER_DEFAULTS.maxBufferedBytes, maxBodyBytes), 1, Number.MAX_SAFE_INTEGER);
+  if (maxBufferedBytes < maxBodyBytes) {
+    throw new Usage(`weft serve: --max-buffered-bytes (${maxBufferedBytes}) must be at least --max-body-bytes (${maxBodyBytes})`);
   }
   return {
     module: positionals[0] as string,
     restate,
     port: intFlag('port', values.port, restate ? 9080 : 8000, 0, 65535),
     host,
-    maxBodyBytes: intFlag('max-body-bytes', values['max-body-bytes'], STATEFUN_HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 31 - 1),
+    maxBodyBytes,
+    maxBufferedBytes,
     batchTimeoutMs: intFlag('batch-timeout-ms', values['batch-timeout-ms'], STATEFUN_HANDLER_DEFAULTS.batchTimeoutMs, 1, 2 ** 31 - 1),
     tls: cert === undefined || key === undefined ? undefined : { cert, key },
   };
@@ -239,6 +251,7 @@ async function run(argv: string[], io: ServeContext): Promise<number> {
 
   const handler = statefunHandler(definition, {
     maxBodyBytes: args.maxBodyBytes,
+    maxBufferedBytes: args.maxBufferedBytes,
     batchTimeoutMs: args.batchTimeoutMs,
     onError: (error: WeftError, status: number) => {
       // The client got one line; the operator gets the function's stack.

@@ -51,6 +51,8 @@ export const METRICS = [
   'turns',
   'remoteRetries',
   'remotePaused',
+  /** Sum of the invocation latencies counted in the histogram, µs (the histogram's `_sum`). */
+  'latencySumMicros',
 ] as const;
 
 export type MetricName = (typeof METRICS)[number];

@@ -12,8 +12,9 @@ import { WeftError, deserializeError, type SerializedError } from '../errors.js'
 import { compiledUrl } from '../internal/paths.js';
 import type { ShardBoot } from '../shard/shard-loop.js';
 import { Doorbell } from '../transport/doorbell.js';
-import { Ring } from '../transport/ring.js';
+import type { Ring } from '../transport/ring.js';
 import { ControlBlock } from './control-block.js';
+import { giveRings, takeRing } from './spare-rings.js';
 import type { RemoteEndpointOptions } from '../options.js';
 import type { SerializedError as QuarantineError } from '../errors.js';
 
@@ -79,6 +80,9 @@ export class ShardPool {
   readonly #events: PoolEvents;
   #closing = false;
   #dead = false;
+  #released = false;
+  /** Every ring buffer of this generation (main's and the shard-to-shard ones), for {@link release}. */
+  readonly #ringBuffers: SharedArrayBuffer[] = [];
   readonly #closed: Array<Promise<void>> = [];
   /** Why main ended a shard itself (see {@link kill}): reported instead of its exit code. */
   readonly #killed: Array<Error | undefined> = [];
@@ -90,8 +94,14 @@ export class ShardPool {
     const n = config.shards;
     this.bells = Doorbell.create(n + 1);
     this.control = ControlBlock.create(n);
-    this.toShard = Array.from({ length: n }, () => Ring.create(config.ringBytes));
-    this.fromShard = Array.from({ length: n }, () => Ring.create(config.ringBytes));
+    this.toShard = Array.from({ length: n }, () => this.#ring());
+    this.fromShard = Array.from({ length: n }, () => this.#ring());
+  }
+
+  #ring(): Ring {
+    const ring = takeRing(this.#config.ringBytes);
+    this.#ringBuffers.push(ring.buffer);
+    return ring;
   }
 
   /** Spawns every shard (recovering from `committedEpoch`) and waits until all are ready. */
@@ -99,7 +109,7 @@ export class ShardPool {
     const n = this.#config.shards;
     // between[i][j]: shard i → shard j
     const between: Array<Array<SharedArrayBuffer | null>> = Array.from({ length: n }, (_, i) =>
-      Array.from({ length: n }, (_, j) => (i === j ? null : Ring.create(this.#config.ringBytes).buffer)),
+      Array.from({ length: n }, (_, j) => (i === j ? null : this.#ring().buffer)),
     );
     const entry = compiledUrl('shard/worker.js');
     const ready: Array<Promise<void>> = [];
@@ -145,7 +155,9 @@ export class ShardPool {
     try {
       await Promise.all(ready);
     } catch (err) {
+      // Nothing on the main thread uses the rings of a generation that never started.
       await this.terminate();
+      this.release();
       throw err;
     }
   }
@@ -229,9 +241,26 @@ export class ShardPool {
     clearTimeout(timer);
   }
 
-  /** Ends every worker at once (after close, or to discard a failed generation). */
+  /**
+   * Ends every worker at once (after close, or to discard a failed generation), then wakes the
+   * main thread's pending doorbell sleep on this generation's bells: left pending, it would keep
+   * the generation's rings (and the engine) reachable forever.
+   */
   async terminate(): Promise<void> {
     this.#dead = true;
     await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)));
+    this.bells.wakeAll();
+  }
+
+  /**
+   * Hands this generation's rings to the next one (router/spare-rings.ts). Only after
+   * {@link terminate}, and only when the main thread will not touch them again either: its
+   * outbounds to these rings are retired and it drains them no more.
+   */
+  release(): void {
+    if (!this.#dead) throw new WeftError('ERR_WEFT_INTERNAL', 'ShardPool.release() before terminate()');
+    if (this.#released) return;
+    this.#released = true;
+    giveRings(this.#ringBuffers);
   }
 }

@@ -91,6 +91,12 @@ export class Effects {
   }
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000;
 const MAX_TOKEN_LENGTH = 1024;
 
@@ -147,6 +153,13 @@ export class InvocationContext implements StateAccess {
   readonly #now: number;
   #ended = false;
   #state: object | undefined;
+  /**
+   * Object values handed out by this invocation, three entries per name: `[spec, value, base]`.
+   * A read keeps handing out the same object (so `ctx.state.items.push(x)` then a read sees it),
+   * and {@link settle} writes what was changed in place. `base` is the stored bytes the value was
+   * decoded from, or the Slot an assignment made.
+   */
+  #handed: unknown[] | null = null;
 
   constructor(host: ContextHost, fn: CompiledFunction, inst: Instance, env: Envelope, fx: Effects, now: number) {
     this.#host = host;
@@ -215,15 +228,64 @@ export class InvocationContext implements StateAccess {
     }
     if (slot === undefined) return undefined;
     if (slot.hasDecoded) return slot.decoded;
+    if (spec.type.immutable) {
+      const value = spec.type.decode(slot.bytes);
+      slot.settle(value, spec.encode);
+      return value;
+    }
+    // An object value: the one this invocation already has (assigned or read), else a copy of the
+    // stored one, kept for the rest of the invocation.
+    const h = this.#handed;
+    if (h !== null) for (let i = 0; i < h.length; i += 3) if (h[i] === spec) return h[i + 1];
     const value = spec.type.decode(slot.bytes);
-    if (spec.type.immutable) slot.settle(value, spec.encode);
+    this.#hand(spec, value, slot.bytes);
     return value;
+  }
+
+  #hand(spec: CompiledSpec, value: unknown, base: Uint8Array | Slot): void {
+    const h = (this.#handed ??= []);
+    for (let i = 0; i < h.length; i += 3) {
+      if (h[i] === spec) {
+        h[i + 1] = value;
+        h[i + 2] = base;
+        return;
+      }
+    }
+    h.push(spec, value, base);
+  }
+
+  /**
+   * Writes the object values this invocation changed in place (`ctx.state.items.push(x)`, or an
+   * assigned object changed after the assignment), as if assigned again: each is encoded and
+   * compared with the bytes it came from. Called once the function succeeded, before its effects
+   * apply; a value that no longer encodes (or is now too large) fails the invocation.
+   */
+  settle(): void {
+    const h = this.#handed;
+    if (h === null) return;
+    this.#handed = null;
+    for (let i = 0; i < h.length; i += 3) {
+      const spec = h[i] as CompiledSpec;
+      const value = h[i + 1];
+      const base = h[i + 2];
+      const bytes = spec.type.encode(value, spec.path);
+      const was = base instanceof Slot ? base.bytes : (base as Uint8Array);
+      if (sameBytes(bytes, was)) continue;
+      // Bytes differ: changed, unless the type does not re-encode what it decoded byte for byte
+      // (a custom serializer may not): compare with a re-encoding of the stored value.
+      if (!(base instanceof Slot) && sameBytes(bytes, spec.type.encode(spec.type.decode(was), spec.path))) continue;
+      if (bytes.byteLength > this.#host.maxStateValueBytes) {
+        throw new WeftError('ERR_WEFT_TOO_LARGE', `state ${describe(spec.name)} of ${this.#inst.type}/${this.#inst.id}, changed in place, encodes to ${bytes.byteLength} bytes, over the limit of ${this.#host.maxStateValueBytes} (maxStateValueBytes)`);
+      }
+      this.#put(spec, new Slot(bytes, this.#now, value, false), undefined);
+    }
   }
 
   writeState(spec: CompiledSpec, value: unknown): void {
     if (this.#ended && !this.#live(`state.${spec.name} write`)) return;
     if (value === undefined) {
       this.#put(spec, null, undefined);
+      this.#unhand(spec);
       return;
     }
     const type: ValueType<unknown> = spec.type;
@@ -232,13 +294,29 @@ export class InvocationContext implements StateAccess {
     if (type.immutable && !(typeof value === 'string' && value.length * 3 + 16 > this.#host.maxStateValueBytes)) {
       type.check(value, spec.path);
       this.#put(spec, IMMUTABLE, value);
+      this.#unhand(spec);
       return;
     }
     const bytes = type.encode(value, spec.path);
     if (bytes.byteLength > this.#host.maxStateValueBytes) {
       throw new WeftError('ERR_WEFT_TOO_LARGE', `state ${describe(spec.name)} of ${this.#inst.type}/${this.#inst.id} encodes to ${bytes.byteLength} bytes, over the limit of ${this.#host.maxStateValueBytes} (maxStateValueBytes)`);
     }
-    this.#put(spec, new Slot(bytes, this.#now, value, type.immutable), undefined);
+    const slot = new Slot(bytes, this.#now, value, type.immutable);
+    this.#put(spec, slot, undefined);
+    // Reads hand out the assigned object itself; what it becomes by the end is what is stored.
+    if (!type.immutable) this.#hand(spec, value, slot);
+    else this.#unhand(spec);
+  }
+
+  #unhand(spec: CompiledSpec): void {
+    const h = this.#handed;
+    if (h === null) return;
+    for (let i = 0; i < h.length; i += 3) {
+      if (h[i] === spec) {
+        h.splice(i, 3);
+        return;
+      }
+    }
   }
 
   #put(spec: CompiledSpec, slot: Slot | null | typeof IMMUTABLE, value: unknown): void {

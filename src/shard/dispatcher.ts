@@ -638,6 +638,13 @@ export class Dispatcher implements ContextHost {
   }
 
   #completed(mb: Mailbox, fn: CompiledFunction, inst: Instance, ctx: InvocationContext, env: Envelope, fx: Effects, now: number, started: number): void {
+    try {
+      ctx.settle(); // state objects changed in place become writes
+    } catch (err) {
+      inst.busy = false;
+      this.#failed(mb, ctx, env, err, fx);
+      return;
+    }
     ctx.end();
     inst.busy = false;
     let dirty = false;

@@ -32,6 +32,7 @@ export class Outbound {
   #spill: Uint8Array[] = [];
   #spillHead = 0;
   #staged = false;
+  #retired = false;
   readonly #frameTarget: number;
   readonly #encode: (records: readonly unknown[]) => Uint8Array;
   /** Frames that ever had to spill (metrics). */
@@ -86,7 +87,18 @@ export class Outbound {
   /** Spilled frames wait and the ring now has room for the oldest: a flush would make progress. */
   canProgress(): boolean {
     const next = this.#spill[this.#spillHead];
-    return next !== undefined && this.ring.hasRoomFor(next.byteLength);
+    return next !== undefined && !this.#retired && this.ring.hasRoomFor(next.byteLength);
+  }
+
+  /**
+   * Stops using the ring for good (its consumer is gone and the ring may serve another pair):
+   * frames are still cut and shown to {@link onCut}, then dropped; flushes do nothing.
+   */
+  retire(): void {
+    this.#retired = true;
+    this.#spill = [];
+    this.#spillHead = 0;
+    this.#staged = false;
   }
 
   /** Encodes the current batch into a frame and stages (or spills) it. */
@@ -96,6 +108,7 @@ export class Outbound {
     this.onCut?.(frame, this.#batch);
     this.#batch = [];
     this.#weight = 0;
+    if (this.#retired) return;
     if (this.spillDepth === 0 && this.ring.tryWrite(frame)) {
       this.#staged = true;
       return;
@@ -112,6 +125,7 @@ export class Outbound {
    * @returns true when the ring still holds back frames (the producer asked to be woken for room).
    */
   flush(beforePublish: () => void): boolean {
+    if (this.#retired) return false;
     this.#drainSpill();
     this.#cut();
     if (this.#staged) {

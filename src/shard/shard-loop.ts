@@ -205,8 +205,10 @@ export class ShardLoop {
     this.#dispatcher.careful = boot.careful;
     const histogram = this.#control.f64;
     const hBase = this.#control.histogramBase(boot.shard);
+    const sumAt = this.#control.metricsBase(boot.shard) + METRIC_INDEX.latencySumMicros;
     this.#dispatcher.onLatency = (us, weight) => {
       histogram[hBase + latencyBucket(us)]! += weight;
+      histogram[sumAt]! += us * weight;
     };
     this.#participant = new Participant(
       partition,

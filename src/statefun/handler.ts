@@ -56,6 +56,15 @@ export interface StatefunHandlerOptions {
    * (payload_max_bytes), which carries a batch of up to 1000 messages (maxNumBatchRequests).
    */
   readonly maxBodyBytes?: number;
+  /**
+   * Bytes of request bodies this handler holds at once, over all requests: bodies still arriving
+   * and bodies of batches still running. A request whose body would take the total past it is
+   * answered 503 with `Retry-After: 1` (StateFun retries it) and its bytes are dropped, so many
+   * slow or stalled clients cannot make the server buffer without bound. At least
+   * `maxBodyBytes`, so that a lone request always fits. Default 256 MiB (268_435_456), or
+   * `maxBodyBytes` if that is larger.
+   */
+  readonly maxBufferedBytes?: number;
   /** Largest encoded message value a function may send, in bytes (as the engine's option). Default 512 KiB. */
   readonly maxMessageBytes?: number;
   /** Largest encoded state value a function may write, in bytes (as the engine's option). Default 1 MiB. */
@@ -84,6 +93,7 @@ export interface StatefunHandlerOptions {
 /** The defaults of {@link StatefunHandlerOptions}. */
 export const STATEFUN_HANDLER_DEFAULTS = Object.freeze({
   maxBodyBytes: 32 * 1024 * 1024,
+  maxBufferedBytes: 256 * 1024 * 1024,
   maxMessageBytes: DEFAULTS.maxMessageBytes,
   maxStateValueBytes: DEFAULTS.maxStateValueBytes,
   batchTimeoutMs: 60_000,
@@ -111,6 +121,7 @@ function positiveInt(value: unknown, name: string, dflt: number): number {
 
 interface Resolved {
   readonly maxBodyBytes: number;
+  readonly maxBufferedBytes: number;
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
   readonly batchTimeoutMs: number;
@@ -123,7 +134,7 @@ function resolveOptions(options: StatefunHandlerOptions | undefined): Resolved {
     throw new WeftError('ERR_WEFT_INVALID_OPTION', `statefunHandler options must be an object (got ${describe(options)})`);
   }
   const o = options ?? {};
-  const known = new Set(['maxBodyBytes', 'maxMessageBytes', 'maxStateValueBytes', 'batchTimeoutMs', 'compute', 'onError']);
+  const known = new Set(['maxBodyBytes', 'maxBufferedBytes', 'maxMessageBytes', 'maxStateValueBytes', 'batchTimeoutMs', 'compute', 'onError']);
   for (const key of Object.keys(o)) {
     if (!known.has(key)) throw new WeftError('ERR_WEFT_INVALID_OPTION', `statefunHandler options has an unknown key ${describe(key)}`);
   }
@@ -132,8 +143,14 @@ function resolveOptions(options: StatefunHandlerOptions | undefined): Resolved {
       throw new WeftError('ERR_WEFT_INVALID_OPTION', `statefunHandler options.${key} must be a function (got ${describe(o[key])})`);
     }
   }
+  const maxBodyBytes = positiveInt(o.maxBodyBytes, 'maxBodyBytes', STATEFUN_HANDLER_DEFAULTS.maxBodyBytes);
+  const maxBufferedBytes = positiveInt(o.maxBufferedBytes, 'maxBufferedBytes', Math.max(STATEFUN_HANDLER_DEFAULTS.maxBufferedBytes, maxBodyBytes));
+  if (maxBufferedBytes < maxBodyBytes) {
+    throw new WeftError('ERR_WEFT_INVALID_OPTION', `statefunHandler options.maxBufferedBytes (${maxBufferedBytes}) must be at least maxBodyBytes (${maxBodyBytes}): a lone request must fit`);
+  }
   return {
-    maxBodyBytes: positiveInt(o.maxBodyBytes, 'maxBodyBytes', STATEFUN_HANDLER_DEFAULTS.maxBodyBytes),
+    maxBodyBytes,
+    maxBufferedBytes,
     maxMessageBytes: positiveInt(o.maxMessageBytes, 'maxMessageBytes', STATEFUN_HANDLER_DEFAULTS.maxMessageBytes),
     maxStateValueBytes: positiveInt(o.maxStateValueBytes, 'maxStateValueBytes', STATEFUN_HANDLER_DEFAULTS.maxStateValueBytes),
     batchTimeoutMs: positiveInt(o.batchTimeoutMs, 'batchTimeoutMs', STATEFUN_HANDLER_DEFAULTS.batchTimeoutMs),
@@ -246,6 +263,13 @@ class StatefunEndpoint {
   get maxBodyBytes(): number {
     return this.#opts.maxBodyBytes;
   }
+
+  get maxBufferedBytes(): number {
+    return this.#opts.maxBufferedBytes;
+  }
+
+  /** Bytes of request bodies held now, over all requests (see `maxBufferedBytes`). */
+  buffered = 0;
 
   get onError(): ((error: WeftError, status: number) => void) | undefined {
     return this.#opts.onError;
@@ -509,18 +533,45 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
     return;
   }
   const limit = endpoint.maxBodyBytes;
+  const cap = endpoint.maxBufferedBytes;
   let overflow = false;
   let discarded = 0;
-  const tooLarge = (size: string): void => {
-    overflow = true;
-    reject(FAILURE_STATUS, `request body of ${size} bytes is over the limit of ${limit} (maxBodyBytes)`, 'ERR_WEFT_TOO_LARGE', { Connection: 'close' });
-    req.resume();
-  };
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) tooLarge(declared);
-
+  let ended = false;
   const chunks: Buffer[] = [];
   let size = 0;
+  /** This request's bytes counted in `endpoint.buffered`. */
+  let held = 0;
+  const release = (): void => {
+    endpoint.buffered -= held;
+    held = 0;
+    chunks.length = 0;
+  };
+  // A 503 is a 5xx, which the runtime retries with backoff like a 500 (see FAILURE_STATUS).
+  const refuse = (status: number, message: string, code: 'ERR_WEFT_TOO_LARGE' | 'ERR_WEFT_OVERLOADED', headers: Record<string, string>): void => {
+    overflow = true;
+    release();
+    sendError(res, status, message, endpoint, new WeftError(code, message), headers);
+    req.resume();
+  };
+  const tooLarge = (size: string): void => {
+    refuse(FAILURE_STATUS, `request body of ${size} bytes is over the limit of ${limit} (maxBodyBytes)`, 'ERR_WEFT_TOO_LARGE', { Connection: 'close' });
+  };
+  const overloaded = (more: number): void => {
+    refuse(
+      503,
+      `the endpoint holds ${endpoint.buffered} bytes of request bodies; ${more} more would pass its limit of ${cap} (maxBufferedBytes): retry later`,
+      'ERR_WEFT_OVERLOADED',
+      { Connection: 'close', 'Retry-After': '1' },
+    );
+  };
+  // A client gone before its body arrived in full frees what it sent.
+  req.on('close', () => {
+    if (!ended) release();
+  });
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) tooLarge(declared);
+  else if (declared !== undefined && endpoint.buffered + Number(declared) > cap) overloaded(Number(declared));
+
   req.on('data', (chunk: Buffer) => {
     if (overflow) {
       discarded += chunk.length;
@@ -529,16 +580,24 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
     }
     size += chunk.length;
     if (size > limit) {
-      chunks.length = 0;
       tooLarge(`more than ${limit}`);
       return;
     }
+    if (endpoint.buffered + chunk.length > cap) {
+      overloaded(chunk.length);
+      return;
+    }
+    endpoint.buffered += chunk.length;
+    held += chunk.length;
     chunks.push(chunk);
   });
   req.on('end', () => {
+    ended = true;
     if (overflow) return;
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-    endpoint.invoke(body).then(
+    chunks.length = 0;
+    // The body stays counted until its batch is done with it.
+    endpoint.invoke(body).finally(release).then(
       (out) => {
         if (res.destroyed) return;
         res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': out.byteLength });
@@ -581,8 +640,10 @@ function handleRequest(endpoint: StatefunEndpoint, req: IncomingMessage, res: Se
  * a failed or timed-out batch, malformed protobuf, a batch without target or argument, a state
  * value whose typename is not the declared one, a function type this module does not define, a
  * body over `maxBodyBytes` — as the SDKs answer, because every other status makes the runtime
- * fail its job sooner (see FAILURE_STATUS). Error bodies are one line of `text/plain` naming the cause
- * (`onError` gets its code), never a stack trace. TTLs are enforced by the StateFun runtime.
+ * fail its job sooner (see FAILURE_STATUS); 503 with `Retry-After: 1` (a 5xx too, retried the
+ * same way) a body that would take the bytes held over all requests past `maxBufferedBytes`.
+ * Error bodies are one line of `text/plain` naming the cause (`onError` gets its code), never a
+ * stack trace. TTLs are enforced by the StateFun runtime.
  *
  * @example
  * ```ts

@@ -232,6 +232,21 @@ export class Doorbell {
     return true;
   }
 
+  /**
+   * Wakes every thread's pending {@link sleep}, whatever its bell says: for when the bells are
+   * discarded (an engine generation ends). A pending `Atomics.waitAsync` is a GC root in its
+   * isolate: it holds its promise's reactions — and through them everything they reach — until
+   * it is notified or times out, so a sleep nobody will ever ring keeps its whole engine alive
+   * (rings and all) after close.
+   */
+  wakeAll(): void {
+    for (let i = 0; i < this.count; i++) {
+      const index = bellIndexI32(i);
+      Atomics.store(this.#words, index, BELL_AWAKE);
+      Atomics.notify(this.#words, index);
+    }
+  }
+
   /** Whether thread `i` has announced sleep and not been woken yet (a snapshot, for tests/metrics). */
   isSleeping(i: number): boolean {
     return Atomics.load(this.#words, this.#bell(i)) === BELL_SLEEPING;

@@ -145,6 +145,25 @@ export class Ring {
     return new Ring(sab);
   }
 
+  /**
+   * Makes a ring that no thread uses any more empty again, for a new producer/consumer pair:
+   * HEAD, TAIL and the WAITING_FOR_ROOM flag are reset (stale data bytes are never read: a
+   * consumer reads only between TAIL and HEAD). Spares memory: a fresh ring costs `capacity`
+   * bytes of zeroed memory, which the allocator may not give back to the system when the old one
+   * is freed (router/spare-rings.ts).
+   *
+   * The caller guarantees that no Ring object of the old pair will be used again (their threads
+   * ended, their main-thread users retired).
+   * @throws WeftError `ERR_WEFT_INVALID_ARG` when `buffer` is not an initialised ring.
+   */
+  static recycle(buffer: SharedArrayBuffer): Ring {
+    const ring = new Ring(buffer);
+    Atomics.store(ring.#ctl, RING_HEAD_I32, 0);
+    Atomics.store(ring.#ctl, RING_TAIL_I32, 0);
+    Atomics.store(ring.#ctl, RING_WAITING_I32, 0);
+    return new Ring(buffer);
+  }
+
   /** Attaches to a ring created by {@link Ring.create} (usually in another thread). */
   static attach(buffer: SharedArrayBuffer): Ring {
     return new Ring(buffer);

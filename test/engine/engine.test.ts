@@ -138,7 +138,7 @@ for (const shards of [1, 2, 4]) {
       expect(m.shards).toHaveLength(shards);
       expect(m.committedEpoch).toBeGreaterThanOrEqual(epoch);
       expect(m.shards.reduce((a, s) => a + s.invocations, 0)).toBeGreaterThan(0);
-      expect(weft.metrics('prometheus')).toContain('weft_shard_invocations{shard="0"}');
+      expect(weft.metrics('prometheus')).toContain('weft_shard_invocations_total{shard="0"}');
     });
   });
 }

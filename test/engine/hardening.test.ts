@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import parsePrometheus from 'parse-prometheus-text-format';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Weft, WeftError } from '../../src/index.js';
 import { fixture, removeDir, startEngine, tempDir, within } from './helpers.js';
@@ -112,20 +113,55 @@ describe('observability', () => {
     }
   });
 
-  it('exposes metrics in the Prometheus text format', async () => {
+  it('exposes metrics in the Prometheus text format: counters as counters, levels as gauges, a histogram (checked by a parser)', async () => {
     const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2 });
     try {
-      await weft.send(acct('p'), { op: 'deposit', amount: 1 });
-      const text = weft.metrics('prometheus');
-      const lines = text.trimEnd().split('\n');
-      const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? -?[0-9.e+]+$/;
-      for (const line of lines) {
-        if (line.startsWith('# TYPE ')) expect(line).toMatch(/^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (gauge|counter|histogram)$/);
-        else expect(line).toMatch(sample);
+      await Promise.all(Array.from({ length: 50 }, (_, i) => weft.send(acct(`p${i}`), { op: 'deposit', amount: 1 })));
+      await weft.checkpoint();
+      await weft.idle();
+      const json = weft.metrics();
+      const families = parsePrometheus(weft.metrics('prometheus'));
+      const byName = new Map(families.map((f) => [f.name, f]));
+      expect(byName.size).toBe(families.length); // each family once
+      for (const f of families) {
+        expect(f.help, f.name).not.toBe('');
+        expect(['COUNTER', 'GAUGE', 'HISTOGRAM'], f.name).toContain(f.type);
+        // Exposition conventions: counters end in _total, nothing else does.
+        expect(f.name.endsWith('_total'), f.name).toBe(f.type === 'COUNTER');
+        expect(f.name, f.name).not.toMatch(/_(micro|milli)seconds|_ms$/);
       }
-      expect(text).toMatch(/weft_shard_invocations\{shard="0"\} \d+/);
-      expect(text).toMatch(/weft_invocation_latency_microseconds_bucket\{shard="1",le="\+Inf"\} \d+/);
-      expect(text).toContain('weft_committed_epoch ');
+      const counters = ['invocations', 'failures', 'retries', 'dead_letters', 'local_sends', 'remote_sends', 'egress_records', 'replies', 'timers_fired', 'cache_hits', 'cache_misses', 'cache_evictions', 'ring_spilled_frames', 'checkpoints', 'checkpoint_bytes', 'turns', 'remote_retries'];
+      const gauges = ['mailbox_backlog', 'parked_invocations', 'pending_timers', 'cache_instances', 'dirty_instances', 'ring_spill_depth', 'inbound_ring_fill', 'last_checkpoint_seconds', 'last_checkpoint_bytes', 'host_messages_pending', 'remote_paused'];
+      for (const c of counters) expect(byName.get(`weft_shard_${c}_total`)?.type, c).toBe('COUNTER');
+      for (const g of gauges) expect(byName.get(`weft_shard_${g}`)?.type, g).toBe('GAUGE');
+      const engineCounters = ['host_messages_sent', 'egress_dropped', 'checkpoints_committed', 'recoveries', 'unexplained_failures', 'poison_messages', 'stalled_shards', 'late_context_calls', 'uncaught_errors'];
+      for (const c of engineCounters) expect(byName.get(`weft_${c}_total`)?.type, c).toBe('COUNTER');
+      for (const g of ['host_messages_uncommitted', 'requests_pending', 'egress_buffered', 'committed_epoch', 'messages_alive', 'ingress_waiting', 'ingress_spilled_frames']) expect(byName.get(`weft_${g}`)?.type, g).toBe('GAUGE');
+      expect(families).toHaveLength(counters.length + gauges.length + engineCounters.length + 7 + 1);
+
+      // Per-shard samples carry the shard label and the values of metrics().
+      const invocations = byName.get('weft_shard_invocations_total')!.metrics;
+      expect(invocations.map((s) => s.labels)).toEqual([{ shard: '0' }, { shard: '1' }]);
+      expect(invocations.map((s) => Number(s.value))).toEqual(json.shards.map((s) => s.invocations));
+      expect(Number(byName.get('weft_committed_epoch')!.metrics[0]!.value)).toBe(json.committedEpoch);
+      expect(Number(byName.get('weft_host_messages_sent_total')!.metrics[0]!.value)).toBe(50);
+
+      // The latency histogram: cumulative buckets in seconds, +Inf = count, a sum.
+      const hist = byName.get('weft_invocation_latency_seconds')!;
+      expect(hist.type).toBe('HISTOGRAM');
+      const [h] = hist.metrics;
+      const buckets = Object.entries(h!.buckets!).map(([le, n]) => [le === '+Inf' ? Infinity : Number(le), Number(n)] as const);
+      expect(buckets.length).toBe(33);
+      for (let i = 1; i < buckets.length; i++) {
+        expect(buckets[i]![0]).toBeGreaterThan(buckets[i - 1]![0]);
+        expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
+      }
+      const total = json.shards.reduce((a, s) => a + s.latencyHistogram.reduce((b, [, n]) => b + n, 0), 0);
+      expect(total).toBeGreaterThanOrEqual(50);
+      expect(buckets[buckets.length - 1]).toEqual([Infinity, total]);
+      expect(Number(h!.count)).toBe(total);
+      expect(Number(h!.sum)).toBeGreaterThan(0);
+      expect(Number(h!.sum)).toBeCloseTo(json.shards.reduce((a, s) => a + s.latencySumMicros, 0) / 1e6, 9);
     } finally {
       await cleanup();
     }

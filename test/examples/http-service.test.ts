@@ -136,7 +136,7 @@ describe('examples/http-service', () => {
     expect(health.json).toEqual({ status: 'ok' });
     const metrics = await http(service.url, 'GET', '/metrics');
     expect(metrics.status).toBe(200);
-    expect(metrics.text).toContain('weft_shard_invocations{shard="0"}');
+    expect(metrics.text).toContain('weft_shard_invocations_total{shard="0"}');
   });
 
   it('runs the load script briefly and reports throughput and percentiles', async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { removeDir, tempDir } from '../engine/helpers.js';
@@ -24,15 +24,19 @@ describe('README examples are the tested files', () => {
     expect(blocks[0]).toBe(body(read('examples/greeter/functions.ts')));
   });
 
-  it('the 30-second host is examples/quickstart/main.ts, and it runs', () => {
+  it('the 30-second host is examples/quickstart/main.ts, and the command printed after it runs it', () => {
     expect(blocks[1]).toBe(read('examples/quickstart/main.ts'));
-    const cwd = tempDir('weft-readme-');
-    try {
-      const out = execFileSync(process.execPath, [fileURLToPath(new URL('dist/examples/quickstart/main.js', root))], { cwd, encoding: 'utf8', timeout: 60_000 });
-      expect(out.split('\n').slice(0, 2)).toEqual(['Hello, Ada!', '{ visits: 1 }']);
-    } finally {
-      removeDir(cwd);
-    }
+    const md = read('README.md');
+    const hostAt = md.indexOf(blocks[1]!);
+    const command = /```sh\n([^\n]+)\n```/.exec(md.slice(hostAt))?.[1];
+    expect(command).toBe('node dist/examples/quickstart/main.js');
+    // Exactly as printed, from the repository root; it leaves nothing there.
+    const before = readdirSync(fileURLToPath(root)).sort();
+    const [exe, ...args] = command!.split(' ');
+    expect(exe).toBe('node');
+    const out = execFileSync(process.execPath, args, { cwd: fileURLToPath(root), encoding: 'utf8', timeout: 60_000 });
+    expect(out).toBe('Hello, Ada!\n{ visits: 1 }\n');
+    expect(readdirSync(fileURLToPath(root)).sort()).toEqual(before);
   });
 
   it('documents the set-up and test commands', () => {

@@ -122,6 +122,20 @@ describe('Doorbell: single thread', () => {
     expect(bell.isSleeping(0)).toBe(false);
   });
 
+  it('wakeAll settles every pending sleep (a discarded generation keeps nothing waiting)', async () => {
+    const bell = Doorbell.create(3);
+    bell.prepareSleep(0);
+    bell.prepareSleep(2);
+    const sleeps = [bell.sleep(0), bell.sleep(2)];
+    bell.wakeAll();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('a sleep without timeout was still pending 5 s after wakeAll()')), 5_000);
+    });
+    expect(await Promise.race([Promise.all(sleeps), bound]).finally(() => clearTimeout(timer))).toEqual(['ok', 'ok']);
+    expect([bell.isSleeping(0), bell.isSleeping(1), bell.isSleeping(2)]).toEqual([false, false, false]);
+  });
+
   it('attaches to the same memory from a second object', () => {
     const a = Doorbell.create(2);
     const b = Doorbell.attach(a.buffer);

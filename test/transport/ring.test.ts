@@ -137,6 +137,30 @@ describe('Ring: frames', () => {
   });
 });
 
+describe('Ring.recycle', () => {
+  it('empties a used ring (unread frames, a raised room flag) for a new pair', () => {
+    const old = Ring.create(256);
+    for (let seq = 0; seq < 5; seq++) expect(old.tryWrite(makeFrame(seq, 40))).toBe(true);
+    old.publish();
+    expect(drainAll(old, 2)).toHaveLength(2);
+    expect(old.tryWrite(makeFrame(9, 120))).toBe(false);
+    expect(old.requestRoom(120)).toBe(false);
+    const ring = Ring.recycle(old.buffer);
+    expect(ring.buffer).toBe(old.buffer);
+    expect(ring.isEmpty()).toBe(true);
+    expect(ring.usedBytes()).toBe(0);
+    expect(ring.takeRoomRequest()).toBe(false);
+    const consumer = Ring.attach(ring.buffer);
+    for (let seq = 10; seq < 13; seq++) expect(ring.tryWrite(makeFrame(seq, 70))).toBe(true);
+    ring.publish();
+    expect(drainAll(consumer)).toEqual([makeFrame(10, 70), makeFrame(11, 70), makeFrame(12, 70)]);
+  });
+
+  it('refuses a buffer that is not a ring', () => {
+    expectWeftError(() => Ring.recycle(new SharedArrayBuffer(1024)), 'ERR_WEFT_INVALID_ARG', /has no ring header/);
+  });
+});
+
 describe('Ring: property', () => {
   type Op = { kind: 'write'; size: number } | { kind: 'publish' } | { kind: 'drain'; max: number };
   const capacity = 4096;
