@@ -409,7 +409,7 @@ describe('large backlogs', () => {
       const first = weft.send(n, 'first', str);
       await until(() => front.batches.length >= 1, 10_000, 'the first call');
       const rest = Array.from({ length: 69 }, () => weft.send(n, big, str));
-      await until(() => sum(weft, 'mailboxBacklog') === 70, 10_000, 'the backlog queued behind the call');
+      await until(() => sum(weft, 'mailboxBacklog') === 70, 30_000, 'the backlog queued behind the call');
       front.script.hold = null;
       release();
       await within(Promise.all([first, ...rest]), 30_000, 'the sends');
