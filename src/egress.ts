@@ -45,6 +45,7 @@
 import { setImmediate } from 'node:timers';
 import { WeftError } from './errors.js';
 import type { EgressEntry, Partition, WriteOps } from './state/partition.js';
+import { quietDeferred, type Deferred } from './internal/deferred.js';
 
 /** A committed egress record, as `weft.egress(name)` yields it. */
 export interface EgressRecord<T = unknown> {
@@ -105,7 +106,9 @@ export function encodeEgressValue(typename: string, payload: Uint8Array): Uint8A
 function decodeEgressValue(bytes: Uint8Array): [typename: string, payload: Uint8Array] {
   const n = ((bytes[0] ?? 0) << 8) | (bytes[1] ?? 0);
   if (bytes.byteLength < 2 + n) throw new WeftError('ERR_WEFT_DATA_DIR', `a stored egress record is truncated (${bytes.byteLength} bytes)`);
-  return [textDecoder.decode(bytes.subarray(2, 2 + n)), bytes.subarray(2 + n)];
+  // A plain Uint8Array of its own: LMDB hands out Buffers, and decoders that return a payload's
+  // bytes (type.bytes(), a Kafka record's value) must give what a record released at commit gives.
+  return [textDecoder.decode(bytes.subarray(2, 2 + n)), new Uint8Array(bytes.subarray(2 + n))];
 }
 
 /** The egress records of the data dir's meta store; acknowledgements are deleted in batches. */
@@ -114,7 +117,7 @@ export class EgressStore {
   readonly #onError: (err: unknown) => void;
   #deletes: Array<[name: string, epoch: number, seq: number]> = [];
   /** Settles when the batch in #deletes is durable. */
-  #batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
+  #batch: Deferred<void> | null = null;
   #scheduled = false;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -149,17 +152,8 @@ export class EgressStore {
       return refused;
     }
     this.#deletes.push([name, epoch, seq]);
-    if (this.#batch === null) {
-      let resolve!: () => void;
-      let reject!: (err: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      // Acknowledging without awaiting is normal: never an unhandled rejection.
-      promise.catch(() => {});
-      this.#batch = { promise, resolve, reject };
-    }
+    // Acknowledging without awaiting is normal: never an unhandled rejection.
+    if (this.#batch === null) this.#batch = quietDeferred();
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => {

@@ -8,6 +8,7 @@ import { checkTarget, encodeSharedPayload, valueType } from './validation.js';
 import { channel } from 'node:diagnostics_channel';
 import { setImmediate } from 'node:timers';
 import { debuglog } from 'node:util';
+import { quietDeferred } from './internal/deferred.js';
 import { validateAddress, type Address } from './address.js';
 import { DataDir } from './checkpoint/data-dir.js';
 import { EgressChannel, EgressStore, type EgressIteratorOptions, type EgressRecord } from './egress.js';
@@ -535,17 +536,10 @@ export class Weft {
     this.#out[shard]!.push(env, envelopeWeight(env));
     let group = this.#openAck[shard];
     if (group === null || group === undefined) {
-      let resolve!: () => void;
-      let reject!: (err: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
       // Fire-and-forget sends are normal: a group nobody awaits must not become an unhandled
       // rejection (and crash the host) when the engine closes or fails. Awaiting callers still
       // get the rejection.
-      promise.catch(() => {});
-      group = { first: hseq, hseq, promise, resolve, reject };
+      group = { first: hseq, hseq, ...quietDeferred() };
       this.#openAck[shard] = group;
       this.#ackGroups[shard]!.push(group);
     } else group.hseq = hseq;

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Weft, type DeadLetter, type EgressRecord } from '../../src/index.js';
+import { Weft, type, type DeadLetter, type EgressRecord } from '../../src/index.js';
 import { fixture, removeDir, startEngine, take, tempDir, within } from './helpers.js';
 
 /** Runs the egress child until it prints `ready`, SIGKILLs it, and returns the lines it printed. */
@@ -103,6 +103,34 @@ describe('egress records survive SIGKILL until acknowledged', () => {
 });
 
 describe('egress delivery in one process', () => {
+  it('gives byte values (a Kafka record\'s value) as plain Uint8Arrays, whether released at commit or read back from the data dir after a restart', async () => {
+    const dataDir = tempDir();
+    const start = () => Weft.start({ module: fixture('egress-bytes'), dataDir, shards: 1, durability: 'process' });
+    try {
+      let weft = await start();
+      await weft.send({ type: 'bytes/echo', id: 'a' }, new Uint8Array([1, 2, 3]), { type: type.bytes() });
+      await weft.send({ type: 'bytes/echo', id: 'b' }, new Uint8Array([4, 5]), { type: type.bytes() });
+      const [first] = await take(weft.egress('bytes/out', { autoAck: false }), 1);
+      const bytesOf = (r: EgressRecord | undefined): Uint8Array => (r!.value as { value: Uint8Array }).value;
+      expect(first!.value).toEqual({ topic: 't', key: 'a', value: new Uint8Array([1, 2, 3]) });
+      expect(bytesOf(first).constructor).toBe(Uint8Array);
+      await within(weft.close(), 20_000, 'close');
+      weft = await start();
+      try {
+        const again = await take(weft.egress('bytes/out'), 2);
+        expect(again.map((r) => r.value)).toEqual([
+          { topic: 't', key: 'a', value: new Uint8Array([1, 2, 3]) },
+          { topic: 't', key: 'b', value: new Uint8Array([4, 5]) },
+        ]);
+        for (const r of again) expect(bytesOf(r).constructor).toBe(Uint8Array);
+      } finally {
+        await within(weft.close(), 20_000, 'close');
+      }
+    } finally {
+      removeDir(dataDir);
+    }
+  });
+
   it('an iterator that ends without acknowledging gives its record back, with the same id', async () => {
     const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2 });
     try {
