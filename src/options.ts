@@ -1,3 +1,4 @@
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS, MAX_IDEMPOTENCY_RETENTION_MS } from './idempotency.js';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +81,12 @@ export interface WeftOptions {
   /** Default timeout of `request()` in ms. Default 30_000. */
   requestTimeoutMs?: number;
   /**
+   * How long, in ms, an address remembers an idempotency key it applied (`send`/`request` with
+   * `{ idempotencyKey }`): a message with the same key within this window is not applied again.
+   * 1 to 2_592_000_000 (30 days). Default 86_400_000 (24 h).
+   */
+  idempotencyRetentionMs?: number;
+  /**
    * Deadline of one invocation, in ms (50 to 86_400_000). A function still running synchronously
    * past it (an endless loop) has its shard terminated by main and recovered, and its message
    * dead-lettered with ERR_WEFT_TIMEOUT without running again; an async function whose promise
@@ -135,6 +142,7 @@ export interface ResolvedOptions {
   readonly maxStateValueBytes: number;
   readonly ringBytes: number;
   readonly requestTimeoutMs: number;
+  readonly idempotencyRetentionMs: number;
   readonly invocationTimeoutMs: number;
   readonly closeTimeoutMs: number;
   readonly maxShardHeapMb: number | undefined;
@@ -155,6 +163,7 @@ export const DEFAULTS = Object.freeze({
   maxStateValueBytes: 1024 * 1024,
   ringBytes: 4 * 1024 * 1024,
   requestTimeoutMs: 30_000,
+  idempotencyRetentionMs: DEFAULT_IDEMPOTENCY_RETENTION_MS,
   invocationTimeoutMs: 10_000,
   closeTimeoutMs: 30_000,
   egressMaxBacklog: 1_000_000,
@@ -175,7 +184,7 @@ const MAX_KEY_GROUPS = 32_768;
 const KNOWN = new Set([
   'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
   'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
-  'ringBytes', 'requestTimeoutMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressMaxBacklog', 'shardYoungGenerationMb',
+  'ringBytes', 'requestTimeoutMs', 'idempotencyRetentionMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressMaxBacklog', 'shardYoungGenerationMb',
 ]);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
@@ -324,6 +333,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     maxStateValueBytes: intOption('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
     ringBytes,
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
+    idempotencyRetentionMs: intOption('idempotencyRetentionMs', o.idempotencyRetentionMs, DEFAULTS.idempotencyRetentionMs, 1, MAX_IDEMPOTENCY_RETENTION_MS),
     invocationTimeoutMs: intOption('invocationTimeoutMs', o.invocationTimeoutMs, DEFAULTS.invocationTimeoutMs, 50, 24 * 3600 * 1000),
     closeTimeoutMs: intOption('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
     egressMaxBacklog: intOption('egressMaxBacklog', o.egressMaxBacklog, DEFAULTS.egressMaxBacklog, 1),

@@ -4,6 +4,7 @@
  * batch into main→shard rings), the checkpoint coordinator, and what the host may observe only
  * after a commit (send acknowledgements, egress records, durable replies).
  */
+import { checkIdempotencyKey } from './idempotency.js';
 import { checkTarget, encodeSharedPayload, valueType } from './validation.js';
 import { channel } from 'node:diagnostics_channel';
 import { setImmediate } from 'node:timers';
@@ -67,6 +68,13 @@ export const channels = Object.freeze({
 export interface SendOptions {
   /** The value's type; default: msgpack. */
   type?: ValueType<unknown>;
+  /**
+   * Applies the message at most once per target address within `idempotencyRetentionMs`: a
+   * message with a key the address has applied is not applied again, and a request gets the
+   * reply of the invocation that applied it (README, "Idempotency keys"). A non-empty string of
+   * at most 256 characters.
+   */
+  idempotencyKey?: string;
 }
 
 /** Options of {@link Weft.request}. */
@@ -457,6 +465,7 @@ export class Weft {
         compute: this.#compute !== undefined,
         remote: this.#opts.remote,
         invocationTimeoutMs: this.#opts.invocationTimeoutMs,
+        idempotencyRetentionMs: this.#opts.idempotencyRetentionMs,
         partitionPath: (s) => this.#dir.partitionPath(s),
       },
       {
@@ -527,10 +536,10 @@ export class Weft {
   readonly #logSlabs: LogSlabs;
 
   /** Accepts a host message: routes it; its frame is logged for re-sending until its epoch commits. */
-  #accept(a: Address, typename: string, payload: Uint8Array, requestId: number): AckGroup {
+  #accept(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
     const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(a.type, a.id));
     const hseq = ++this.#hseq;
-    const env = envelope(a.type, a.id, null, null, typename, payload, requestId, hseq);
+    const env = envelope(a.type, a.id, null, null, typename, payload, requestId, hseq, idempotencyKey);
     this.#unpublished++;
     this.#activity++;
     this.#out[shard]!.push(env, envelopeWeight(env));
@@ -595,16 +604,17 @@ export class Weft {
       const t = valueType(this.#module, opts?.type, 'weft.send');
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
-      if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0).promise);
-      return this.#accept(a, typename, payload, 0).promise;
+      const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.send');
+      if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0, key).promise);
+      return this.#accept(a, typename, payload, 0, key).promise;
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number): AckGroup {
+  #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
     this.#checkOpen('send');
-    return this.#accept(a, typename, payload, requestId);
+    return this.#accept(a, typename, payload, requestId, idempotencyKey);
   }
 
   /**
@@ -625,6 +635,7 @@ export class Weft {
       const t = valueType(this.#module, opts?.type, 'weft.request');
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.request value', this.#opts.maxMessageBytes);
+      const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.request');
       const requestId = ++this.#requestSeq;
       return new Promise<unknown>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -635,7 +646,7 @@ export class Weft {
         this.#requests.set(requestId, pending);
         const go = (): void => {
           try {
-            const group = this.#acceptChecked(a, typename, payload, requestId);
+            const group = this.#acceptChecked(a, typename, payload, requestId, key);
             if (durable) pending.ack = group.promise;
           } catch (err) {
             clearTimeout(timer);
@@ -1570,6 +1581,7 @@ const SHARD_PROMETHEUS: Readonly<Record<MetricName, readonly ['counter' | 'gauge
   egress: ['counter', 'weft_shard_egress_records_total', 'Egress records written by functions.'],
   replies: ['counter', 'weft_shard_replies_total', 'ctx.reply calls.'],
   timersFired: ['counter', 'weft_shard_timers_fired_total', 'Delayed messages delivered.'],
+  idempotentDuplicates: ['counter', 'weft_shard_idempotent_duplicates_total', 'Host messages not applied because their idempotency key was applied within idempotencyRetentionMs.'],
   mailboxBacklog: ['gauge', 'weft_shard_mailbox_backlog', 'Messages waiting in mailboxes.'],
   parkedInvocations: ['gauge', 'weft_shard_parked_invocations', 'Async invocations awaiting.'],
   pendingTimers: ['gauge', 'weft_shard_pending_timers', 'Delayed messages not yet due.'],

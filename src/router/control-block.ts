@@ -51,6 +51,8 @@ export const METRICS = [
   'turns',
   'remoteRetries',
   'remotePaused',
+  /** Host messages not applied: their idempotency key was applied within the window. */
+  'idempotentDuplicates',
   /** Sum of the invocation latencies counted in the histogram, µs (the histogram's `_sum`). */
   'latencySumMicros',
 ] as const;

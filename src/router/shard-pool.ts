@@ -36,6 +36,7 @@ export interface PoolConfig {
   readonly compute: boolean;
   readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
   readonly invocationTimeoutMs: number;
+  readonly idempotencyRetentionMs: number;
   partitionPath(shard: number): string;
 }
 
@@ -130,6 +131,7 @@ export class ShardPool {
         quarantine,
         careful,
         invocationTimeoutMs: this.#config.invocationTimeoutMs,
+        idempotencyRetentionMs: this.#config.idempotencyRetentionMs,
         cacheSize: this.#config.cacheSize,
         maxAttempts: this.#config.maxAttempts,
         retryBackoffMs: this.#config.retryBackoffMs,

@@ -19,7 +19,8 @@ import type { Instance } from '../state/instance.js';
 import { Slot } from '../state/instance.js';
 import type { Clock, TimerService } from '../timers/timer-service.js';
 import { Effects, IMMUTABLE, InvocationContext, MessageImpl, writeIndex, type ContextHost } from './context.js';
-import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
+import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_IDEMPOTENCY_KEY, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../idempotency.js';
 import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
@@ -72,6 +73,8 @@ export interface DispatcherOptions {
    * retried and dead-lettered as any failure). Absent: no deadline (the test harness).
    */
   readonly invocationTimeoutMs?: number;
+  /** ms an applied idempotency key is remembered (src/idempotency.ts). Default 24 h. */
+  readonly idempotencyRetentionMs?: number;
 }
 
 /** Records the message whose function runs synchronously right now (see ControlBlock.enter). */
@@ -89,6 +92,8 @@ interface Parked {
 }
 
 const SETTLED = (): void => {};
+
+const NO_PAYLOAD = new Uint8Array(0);
 
 /**
  * A host request to a REMOTE function: StateFun has no reply channel, so the request travels
@@ -310,7 +315,7 @@ export class Dispatcher implements ContextHost {
   queuedMessages = 0;
   /** Called when an async invocation settles: the loop should run again. */
   onAsyncSettled: () => void = () => {};
-  readonly counters = { invocations: 0, failures: 0, retries: 0, deadLetters: 0, localSends: 0, remoteSends: 0, egress: 0, replies: 0, timersFired: 0 };
+  readonly counters = { invocations: 0, failures: 0, retries: 0, deadLetters: 0, localSends: 0, remoteSends: 0, egress: 0, replies: 0, timersFired: 0, duplicates: 0 };
   /** Invocation latencies in µs, fed to a histogram by the loop (null when not collected). */
   onLatency: ((micros: number, weight: number) => void) | null = null;
 
@@ -325,6 +330,7 @@ export class Dispatcher implements ContextHost {
     this.#timers = timers;
     this.#clock = clock;
     this.#compute = opts.compute ?? noCompute;
+    this.#retentionMs = opts.idempotencyRetentionMs ?? DEFAULT_IDEMPOTENCY_RETENTION_MS;
     for (const [key, error] of opts.quarantine ?? []) this.#quarantine.set(key, error);
   }
 
@@ -527,8 +533,65 @@ export class Dispatcher implements ContextHost {
   #parkedQueue: Parked[] = [];
   #parkedHead = 0;
 
+  readonly #retentionMs: number;
+
+  /**
+   * A message with an idempotency key (src/idempotency.ts): true when it is done without running
+   * — its key was applied within the window (a request gets the stored reply), or it is the
+   * delayed message that purges an expired key. Messages without a key never get here.
+   */
+  #alreadyApplied(mb: Mailbox, env: Envelope): boolean {
+    const key = env[E_IDEMPOTENCY_KEY] as string;
+    const inst = this.#instanceOf(mb);
+    const applied = inst.applied;
+    const entry = applied?.get(key);
+    const now = this.#now;
+    if (env[E_CALLER_TYPE] === IDEMPOTENCY_PURGE_CALLER) {
+      if (applied != null && entry !== undefined) {
+        const end = entry[0] + this.#retentionMs;
+        if (end <= now) {
+          applied.delete(key);
+          if (applied.size === 0) inst.applied = null;
+          this.#store.markDirty(inst);
+        } else {
+          // The window is longer than when this purge was scheduled (options changed): later.
+          this.#timers.schedule(end, mb.kg, env, mb.key, null);
+        }
+      }
+      this.#finish(mb, env);
+      return true;
+    }
+    if (entry === undefined || now - entry[0] >= this.#retentionMs) return false;
+    this.counters.duplicates++;
+    const typename = entry[1];
+    if (typename !== null) this.#reply(mb, env, typename, entry[2] as Uint8Array);
+    else if (env[E_REPLY_TO] > 0) {
+      this.#out.replyError?.(
+        env[E_REPLY_TO],
+        serializeError(new WeftError('ERR_WEFT_NO_REPLY', `the invocation of ${mb.type}/${mb.id} that applied idempotency key ${describe(key)} ended without calling ctx.reply`)),
+      );
+    }
+    this.#finish(mb, env);
+    return true;
+  }
+
+  /**
+   * The invocation of a message with an idempotency key completed: its key and reply are kept
+   * with the instance's state (so in the same checkpoint as its effects), and a delayed message
+   * purges them once the window has passed (so keys on disk are bounded by the window too).
+   */
+  #recordApplied(mb: Mailbox, inst: Instance, env: Envelope, reply: readonly [string, Uint8Array] | null, now: number): void {
+    const key = env[E_IDEMPOTENCY_KEY] as string;
+    // The payload is copied: a reply's bytes may be a view the outbox or the caller reuses.
+    (inst.applied ??= new Map()).set(key, [now, reply === null ? null : reply[0], reply === null ? null : reply[1].slice()]);
+    this.#store.markDirty(inst);
+    const purge = envelope(mb.type, mb.id, IDEMPOTENCY_PURGE_CALLER, null, IDEMPOTENCY_PURGE_TYPENAME, NO_PAYLOAD, 0, 0, key);
+    this.#timers.schedule(now + this.#retentionMs, mb.kg, purge, mb.key, null);
+  }
+
   #invoke(mb: Mailbox): void {
     const env = mb.queue[mb.head] as Envelope;
+    if (env.length > E_IDEMPOTENCY_KEY && this.#alreadyApplied(mb, env)) return;
     if (this.#quarantine.size > 0) {
       const fp = messageFingerprint(mb.key, env);
       const error = this.#quarantine.get(fp);
@@ -691,6 +754,7 @@ export class Dispatcher implements ContextHost {
         this.#out.egress(name, typename, payload);
       }
     }
+    if (env.length > E_IDEMPOTENCY_KEY) this.#recordApplied(mb, inst, env, fx.reply, now);
     if (fx.reply !== null) this.#reply(mb, env, fx.reply[0], fx.reply[1]);
     else if (env[E_REPLY_TO] > 0) {
       // A host request waits for an answer that will not come: tell it now, not at its timeout.
@@ -717,7 +781,10 @@ export class Dispatcher implements ContextHost {
     let count = 1;
     let bytes = (mb.queue[mb.head] as Envelope)[E_PAYLOAD].byteLength;
     while (count < backlog) {
-      const next = (mb.queue[mb.head + count] as Envelope)[E_PAYLOAD].byteLength;
+      const e = mb.queue[mb.head + count] as Envelope;
+      // A message with an idempotency key heads its own batch: its key is looked up before it runs.
+      if (e.length > E_IDEMPOTENCY_KEY) break;
+      const next = e[E_PAYLOAD].byteLength;
       if (bytes + next > MAX_REMOTE_BATCH_BYTES) break;
       bytes += next;
       count++;
@@ -830,6 +897,18 @@ export class Dispatcher implements ContextHost {
     for (const e of result.egress) {
       this.counters.egress++;
       this.#out.egress(e.name, e.typename, e.payload);
+    }
+    const head = envs[0] as Envelope;
+    if (head.length > E_IDEMPOTENCY_KEY) {
+      // Only the head of a batch can have a key (#invokeRemote); its reply went to REPLY_CALLER_TYPE.
+      let reply: [string, Uint8Array] | null = null;
+      const requestId = String(head[E_REPLY_TO]);
+      if (head[E_REPLY_TO] > 0) {
+        for (const o of result.outgoing) {
+          if (o.target.type === REPLY_CALLER_TYPE && o.target.id === requestId) reply = [o.typename, o.payload];
+        }
+      }
+      this.#recordApplied(mb, inst, head, reply, now);
     }
     for (const env of envs) this.#finish(mb, env);
   }

@@ -49,6 +49,9 @@ export const enum Kind {
  * shard reports a low watermark of completed host messages (Kind.Ack) so the host can resolve
  * `send()` once the message's invocation is part of a committed checkpoint.
  * `replyTo` is the host request id (> 0) awaiting `ctx.reply`, 0 when none.
+ * `idempotencyKey` is present only on host messages sent with one (src/idempotency.ts) and on
+ * the delayed message that purges such a key: a message without a key has 9 fields, so the
+ * dispatcher's test for one is a length check.
  */
 export type Envelope = [
   kind: Kind.Msg,
@@ -60,6 +63,7 @@ export type Envelope = [
   payload: Uint8Array,
   replyTo: number,
   hseq: number,
+  idempotencyKey?: string,
 ];
 
 export const E_TARGET_TYPE = 1;
@@ -70,6 +74,7 @@ export const E_TYPENAME = 5;
 export const E_PAYLOAD = 6;
 export const E_REPLY_TO = 7;
 export const E_HSEQ = 8;
+export const E_IDEMPOTENCY_KEY = 9;
 
 export function envelope(
   targetType: string,
@@ -80,13 +85,15 @@ export function envelope(
   payload: Uint8Array,
   replyTo = 0,
   hseq = 0,
+  idempotencyKey?: string,
 ): Envelope {
+  if (idempotencyKey !== undefined) return [Kind.Msg, targetType, targetId, callerType, callerId, typename, payload, replyTo, hseq, idempotencyKey];
   return [Kind.Msg, targetType, targetId, callerType, callerId, typename, payload, replyTo, hseq];
 }
 
 /** Bytes an envelope adds to a frame, roughly: used to cut batches into frames of bounded size. */
 export function envelopeWeight(e: Envelope): number {
-  return e[E_PAYLOAD].byteLength + e[E_TARGET_TYPE].length + e[E_TARGET_ID].length + 48;
+  return e[E_PAYLOAD].byteLength + e[E_TARGET_TYPE].length + e[E_TARGET_ID].length + 48 + (e.length > E_IDEMPOTENCY_KEY ? (e[E_IDEMPOTENCY_KEY] as string).length * 3 : 0);
 }
 
 

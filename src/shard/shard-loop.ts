@@ -72,6 +72,8 @@ export interface ShardBoot {
   readonly quarantine: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
   /** See WeftOptions.invocationTimeoutMs. */
   readonly invocationTimeoutMs: number;
+  /** See WeftOptions.idempotencyRetentionMs. */
+  readonly idempotencyRetentionMs: number;
   /**
    * A failure no message explained preceded this generation: run careful (see Dispatcher.careful)
    * until the messages queued at the first commit have run.
@@ -169,6 +171,7 @@ export class ShardLoop {
         ...(remote.size > 0 ? { remote } : {}),
         quarantine: boot.quarantine,
         invocationTimeoutMs: boot.invocationTimeoutMs,
+        idempotencyRetentionMs: boot.idempotencyRetentionMs,
       },
       this.#cache,
       {
@@ -572,6 +575,7 @@ export class ShardLoop {
     f[b + m.egress] = c.egress;
     f[b + m.replies] = c.replies;
     f[b + m.timersFired] = c.timersFired;
+    f[b + m.idempotentDuplicates] = c.duplicates;
     f[b + m.mailboxBacklog] = this.#dispatcher.queuedMessages;
     f[b + m.parkedInvocations] = this.#dispatcher.parked;
     f[b + m.pendingTimers] = this.#timers.size;

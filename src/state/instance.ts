@@ -80,6 +80,12 @@ export class Slot {
   }
 }
 
+/**
+ * An idempotency key the instance applied (src/idempotency.ts): when, and the reply of the
+ * invocation that applied it (typename and payload; null when it did not reply).
+ */
+export type AppliedKey = [at: number, typename: string | null, payload: Uint8Array | null];
+
 export class Instance {
   readonly key: string;
   readonly type: string;
@@ -96,6 +102,12 @@ export class Instance {
   evicted = false;
   /** CLOCK reference bit for the bounded cache. */
   ref = true;
+  /**
+   * Idempotency keys applied within the retention window, with their replies; null when none.
+   * Kept in the instance's record with its state (checkpointed with the invocations' effects),
+   * but not state: listing, inspect and `ctx.state` do not see it.
+   */
+  applied: Map<string, AppliedKey> | null = null;
   /** `ctx.self`, frozen, made on first use. */
   self: Readonly<{ type: string; id: string }> | undefined = undefined;
 
@@ -107,23 +119,33 @@ export class Instance {
   }
 
   get isEmpty(): boolean {
-    return this.slots.size === 0;
+    return this.slots.size === 0 && (this.applied === null || this.applied.size === 0);
   }
 }
 
 // The record format is part of the on-disk format:
 //   v1: [1, calledAt, name, bytes, writtenAt, ...]
 //   v2: [2, calledAt, name, bytes, writtenAt, typename | null, ...]   (written when a slot has a typename)
+//   v3: [3, calledAt, [key, at, replyTypename | null, replyPayload | null, ...], name, bytes, writtenAt, typename | null, ...]
+//       (written when the instance holds applied idempotency keys)
 const RECORD_V1 = 1;
 const RECORD_V2 = 2;
+const RECORD_V3 = 3;
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /** Encodes an instance's slots for its partition; `null` when it holds nothing (delete the record). */
 export function encodeInstance(inst: Instance): Uint8Array | null {
-  if (inst.slots.size === 0) return null;
-  let typed = false;
+  const applied = inst.applied;
+  const keys = applied !== null && applied.size > 0;
+  if (inst.slots.size === 0 && !keys) return null;
+  let typed = keys;
   for (const slot of inst.slots.values()) if (slot.typename !== null) typed = true;
-  const arr: unknown[] = [typed ? RECORD_V2 : RECORD_V1, inst.calledAt];
+  const arr: unknown[] = [keys ? RECORD_V3 : typed ? RECORD_V2 : RECORD_V1, inst.calledAt];
+  if (keys) {
+    const flat: unknown[] = [];
+    for (const [key, [at, typename, payload]] of applied) flat.push(key, at, typename, payload);
+    arr.push(flat);
+  }
   for (const [name, slot] of inst.slots) {
     if (typed) arr.push(name, slot.bytes, slot.writtenAt, slot.typename);
     else arr.push(name, slot.bytes, slot.writtenAt);
@@ -154,13 +176,27 @@ function unpackRecord(bytes: Uint8Array): unknown {
 export function decodeInstanceInto(inst: Instance, bytes: Uint8Array): Instance {
   const arr = unpackRecord(bytes) as unknown[];
   const version = Array.isArray(arr) ? arr[0] : undefined;
-  const stride = version === RECORD_V1 ? 3 : version === RECORD_V2 ? 4 : 0;
-  if (stride === 0 || (arr.length - 2) % stride !== 0) {
+  const stride = version === RECORD_V1 ? 3 : version === RECORD_V2 || version === RECORD_V3 ? 4 : 0;
+  const first = version === RECORD_V3 ? 3 : 2;
+  if (stride === 0 || (arr.length - first) % stride !== 0 || (first === 3 && !Array.isArray(arr[2]))) {
     throw new WeftError('ERR_WEFT_DATA_DIR', `state record of ${inst.type}/${inst.id} has an unknown format (version ${String(version)})`);
   }
   inst.slots.clear();
   inst.calledAt = arr[1] as number;
-  for (let i = 2; i < arr.length; i += stride) {
+  inst.applied = null;
+  if (first === 3) {
+    const flat = arr[2] as unknown[];
+    if (flat.length > 0) {
+      const applied = new Map<string, AppliedKey>();
+      for (let i = 0; i + 3 < flat.length; i += 4) {
+        const payload = flat[i + 3] as Uint8Array | null;
+        // Copied out of the scratch buffer (see unpackRecord).
+        applied.set(flat[i] as string, [flat[i + 1] as number, flat[i + 2] as string | null, payload === null ? null : new Uint8Array(payload)]);
+      }
+      inst.applied = applied;
+    }
+  }
+  for (let i = first; i < arr.length; i += stride) {
     const b = arr[i + 1] as Uint8Array;
     const typename = stride === 4 ? (arr[i + 3] as string | null) : null;
     // Copied out: the record's bytes come from LMDB as a Buffer, often a slice of an 8 KiB pool

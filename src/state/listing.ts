@@ -162,11 +162,13 @@ export type StateReader = (type: string, record: Uint8Array, decode: boolean) =>
  */
 export function moduleStateReader(module: RuntimeModule, now: number): StateReader {
   return (type, bytes, decode) => {
-    // The record as stored (instance.ts: [version, calledAt, name, bytes, writtenAt, (typename), ...]),
-    // read without building an Instance: a listing reads one per id.
+    // The record as stored (instance.ts: [version, calledAt, (applied idempotency keys: v3), name,
+    // bytes, writtenAt, (typename), ...]), read without building an Instance: a listing reads one
+    // per id. Idempotency keys are not state: an instance holding only keys is not listed.
     const arr = recordUnpackr.unpack(bytes) as unknown[];
-    const stride = Array.isArray(arr) ? (arr[0] === 1 ? 3 : arr[0] === 2 ? 4 : 0) : 0;
-    if (stride === 0 || (arr.length - 2) % stride !== 0) {
+    const stride = Array.isArray(arr) ? (arr[0] === 1 ? 3 : arr[0] === 2 || arr[0] === 3 ? 4 : 0) : 0;
+    const first = Array.isArray(arr) && arr[0] === 3 ? 3 : 2;
+    if (stride === 0 || (arr.length - first) % stride !== 0) {
       const record: InstanceRecord = decodeRecord(bytes); // throws its ERR_WEFT_DATA_DIR
       return record.slots.length === 0 ? undefined : {};
     }
@@ -174,7 +176,7 @@ export function moduleStateReader(module: RuntimeModule, now: number): StateRead
     const fn = module.functions.get(type);
     const out: Record<string, unknown> = {};
     let live = 0;
-    for (let i = 2; i < arr.length; i += stride) {
+    for (let i = first; i < arr.length; i += stride) {
       const name = arr[i] as string;
       const value = arr[i + 1] as Uint8Array;
       if (fn !== undefined) {

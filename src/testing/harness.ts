@@ -9,6 +9,7 @@
  * stands still meanwhile, so what falls due later (delayed messages, retries, TTL expiry) happens
  * only when `advance` moves the clock, one due time after another.
  */
+import { checkIdempotencyKey, IDEMPOTENCY_PURGE_CALLER } from '../idempotency.js';
 import { checkTarget, encodeMessage } from '../validation.js';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -18,7 +19,7 @@ import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../mo
 import { DEFAULTS } from '../options.js';
 import { keyGroupOf } from '../router/partitioner.js';
 import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
-import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
+import { E_CALLER_TYPE, E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../shard/runtime-module.js';
 import type { Slot } from '../state/instance.js';
 import { isExpired } from '../state/ttl.js';
@@ -193,6 +194,7 @@ class Harness implements TestHarness {
       retryBackoffMs: opts.retryBackoffMs,
       maxMessageBytes: opts.maxMessageBytes,
       maxStateValueBytes: opts.maxStateValueBytes,
+      idempotencyRetentionMs: opts.idempotencyRetentionMs,
       ...(module.definition.compute === undefined ? {} : { compute: (task: string, input: unknown) => this.#compute(task, input) }),
     };
     this.#dispatcher = new Dispatcher(module, dispatcherOpts, this.#store, outbox, routing, this.#timers, this.#clock);
@@ -228,7 +230,8 @@ class Harness implements TestHarness {
       this.#checkOpen('send');
       const a = this.#target(to, 'weft.send');
       const [typename, payload] = this.#encode(value, opts?.type, 'weft.send');
-      this.#dispatcher.enqueue(envelope(a.type, a.id, null, null, typename, payload));
+      const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.send');
+      this.#dispatcher.enqueue(envelope(a.type, a.id, null, null, typename, payload, 0, 0, key));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -249,10 +252,11 @@ class Harness implements TestHarness {
       const durable = opts?.durable ?? false;
       if (typeof durable !== 'boolean') throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.request durable must be a boolean (got ${describe(durable)})`);
       const [typename, payload] = this.#encode(value, opts?.type, 'weft.request');
+      const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.request');
       requestId = ++this.#requestSeq;
       pending = { reply: null, error: null };
       this.#requests.set(requestId, pending);
-      env = envelope(a.type, a.id, null, null, typename, payload, requestId);
+      env = envelope(a.type, a.id, null, null, typename, payload, requestId, 0, key);
       this.#dispatcher.enqueue(env);
     } catch (err) {
       return Promise.reject(err);
@@ -465,6 +469,8 @@ class Harness implements TestHarness {
   pendingTimers(): PendingTimer[] {
     return this.#timers
       .pending()
+      // The purges of idempotency keys (src/idempotency.ts) are the harness's own, not the module's.
+      .filter((t) => t.env[E_CALLER_TYPE] !== IDEMPOTENCY_PURGE_CALLER)
       .sort((a, b) => a.due - b.due || a.seq - b.seq)
       .map((t) => ({
         due: t.due,

@@ -4,6 +4,7 @@
  */
 import { WeftError, describe } from '../errors.js';
 import { DEFAULTS, intOption } from '../options.js';
+import { MAX_IDEMPOTENCY_RETENTION_MS } from '../idempotency.js';
 
 /** Options of `createTestHarness`. Every field is documented with its unit and default. */
 export interface TestHarnessOptions {
@@ -28,6 +29,11 @@ export interface TestHarnessOptions {
    * a message cycle that never ends. Default 30_000.
    */
   settleTimeoutMs?: number;
+  /**
+   * How long, in VIRTUAL ms, an address remembers an idempotency key it applied (as the engine's
+   * option; expired keys are purged on `advance()`). Default 86_400_000 (24 h, as the engine).
+   */
+  idempotencyRetentionMs?: number;
 }
 
 export interface ResolvedHarnessOptions {
@@ -37,6 +43,7 @@ export interface ResolvedHarnessOptions {
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
   readonly settleTimeoutMs: number;
+  readonly idempotencyRetentionMs: number;
 }
 
 export const HARNESS_DEFAULTS = Object.freeze({
@@ -47,7 +54,7 @@ export const HARNESS_DEFAULTS = Object.freeze({
 /** Largest time a JS Date can hold (ms since the epoch). */
 const MAX_TIME = 8_640_000_000_000_000;
 
-const KNOWN = new Set(['startTime', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes', 'settleTimeoutMs']);
+const KNOWN = new Set(['startTime', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes', 'settleTimeoutMs', 'idempotencyRetentionMs']);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
   return new WeftError('ERR_WEFT_INVALID_OPTION', message);
@@ -72,5 +79,6 @@ export function resolveHarnessOptions(options: unknown): ResolvedHarnessOptions 
     maxMessageBytes: int('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024),
     maxStateValueBytes: int('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
     settleTimeoutMs: int('settleTimeoutMs', o.settleTimeoutMs, HARNESS_DEFAULTS.settleTimeoutMs, 1),
+    idempotencyRetentionMs: int('idempotencyRetentionMs', o.idempotencyRetentionMs, DEFAULTS.idempotencyRetentionMs, 1, MAX_IDEMPOTENCY_RETENTION_MS),
   });
 }

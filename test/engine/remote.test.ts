@@ -363,6 +363,42 @@ describe('remote StateFun functions called from weft', () => {
     }
   }, 60_000);
 
+  it('applies idempotency keys: a duplicate request gets the first reply, a keyed message heads its own batch', async () => {
+    front.reset();
+    let release!: () => void;
+    front.script.hold = new Promise<void>((r) => (release = r));
+    const weft = await start({ shards: 1 });
+    const b = { type: 'remote/seq', id: 'keyed' };
+    try {
+      const first = weft.send(b, 'm0', str);
+      await until(() => front.batches.length >= 1, 10_000, 'the first call');
+      const rest = [
+        weft.send(b, 'm1', str),
+        weft.send(b, 'm2', { ...str, idempotencyKey: 'k' }),
+        weft.send(b, 'm3', { ...str, idempotencyKey: 'k' }),
+        weft.send(b, 'm4', str),
+        weft.send(b, 'm5', str),
+      ];
+      await until(() => sum(weft, 'mailboxBacklog') === 6, 10_000, 'the backlog queued behind the call');
+      front.script.hold = null;
+      release();
+      await within(Promise.all([first, ...rest]), 20_000, 'the sends');
+      // m2 alone (its key looked up first), m3 never sent (a duplicate), m4 and m5 together.
+      expect(front.batchesOf('remote/seq', 'keyed')).toEqual([1, 1, 1, 1, 2]);
+      expect(seen(await weft.query(b))).toEqual(['m0', 'm1', 'm2', 'm4', 'm5']);
+      // A request: the retry gets the first reply, and the function is not called again.
+      const c = { type: 'remote/counter', id: 'keyed' };
+      await expect(weft.request(c, 'hi', { ...str, idempotencyKey: 'r' })).resolves.toBe('count 1');
+      const calls = front.batchesOf('remote/counter', 'keyed').length;
+      await expect(weft.request(c, 'hi again', { ...str, idempotencyKey: 'r' })).resolves.toBe('count 1');
+      expect(front.batchesOf('remote/counter', 'keyed').length).toBe(calls);
+      expect(await weft.query(c)).toEqual({ count: 1, last: 'hi' });
+    } finally {
+      release();
+      await weft.close();
+    }
+  }, 60_000);
+
   it('splits a backlog only past maxBatch, keeping order', async () => {
     front.reset();
     let release!: () => void;

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InstanceCache } from '../../src/state/instance-cache.js';
-import { Instance, Slot, decodeRecord, encodeInstance } from '../../src/state/instance.js';
+import { Instance, Slot, decodeInstanceInto, decodeRecord, encodeInstance } from '../../src/state/instance.js';
 import { type } from '../../src/index.js';
 
 const int = type.int();
@@ -123,5 +123,39 @@ describe('InstanceCache', () => {
     expect(a.evicted).toBe(true);
     expect(cache.unfoldedCount).toBe(0);
     expect(valueOf(cache.get(key('a'), T, 'a', 0))).toBe(1);
+  });
+});
+
+describe('instance records with applied idempotency keys (v3)', () => {
+  it('keep the keys and their replies across encode/decode, apart from the state slots', () => {
+    const inst = new Instance('t\u0000a', 't', 'a', 3);
+    inst.calledAt = 7;
+    inst.slots.set('n', new Slot(new Uint8Array([1, 2]), 5, undefined, false));
+    inst.applied = new Map([
+      ['k1', [100, 'weft/int', new Uint8Array([9])]],
+      ['k2', [200, null, null]],
+    ]);
+    const bytes = encodeInstance(inst) as Uint8Array;
+    const back = new Instance('t\u0000a', 't', 'a', 3);
+    decodeInstanceInto(back, bytes);
+    expect(back.calledAt).toBe(7);
+    expect([...back.slots.keys()]).toEqual(['n']);
+    expect(back.slots.get('n')?.bytes).toEqual(new Uint8Array([1, 2]));
+    expect([...(back.applied ?? [])]).toEqual([
+      ['k1', [100, 'weft/int', new Uint8Array([9])]],
+      ['k2', [200, null, null]],
+    ]);
+    // What listing and inspect read: the state only.
+    expect(decodeRecord(bytes).slots.map((s) => s[0])).toEqual(['n']);
+  });
+
+  it('are written for an instance holding keys only, and deleted once it holds nothing', () => {
+    const inst = new Instance('t\u0000b', 't', 'b', 3);
+    inst.applied = new Map([['k', [1, null, null]]]);
+    expect(inst.isEmpty).toBe(false);
+    const bytes = encodeInstance(inst) as Uint8Array;
+    expect(decodeRecord(bytes).slots).toEqual([]);
+    inst.applied = null;
+    expect(encodeInstance(inst)).toBeNull();
   });
 });

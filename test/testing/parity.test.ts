@@ -113,6 +113,8 @@ describe('harness ↔ engine parity on the bank module', () => {
       (t) => t.send(acct('a'), Symbol('s')),
       (t) => t.request(acct('a'), 1, { timeoutMs: 0 }),
       (t) => t.query({ type: 'nope/x', id: 'a' }),
+      (t) => t.send(acct('a'), 1, { idempotencyKey: '' }),
+      (t) => t.request(acct('a'), 1, { idempotencyKey: 'k'.repeat(300) }),
     ];
     for (const call of calls) {
       const fromEngine = await call(weft).then(() => null, (e: unknown) => e as Error & { code?: string });
@@ -120,6 +122,25 @@ describe('harness ↔ engine parity on the bank module', () => {
       expect(fromEngine).not.toBeNull();
       expect({ code: fromHarness?.code, message: fromHarness?.message }).toEqual({ code: fromEngine?.code, message: fromEngine?.message });
     }
+  });
+
+  it('answers keyed duplicates the same way', async () => {
+    const run = async (t: Pick<TestHarness, 'send' | 'request' | 'query'>): Promise<unknown[]> => {
+      const out: unknown[] = [];
+      for (const id of ['key-a', 'key-b']) {
+        out.push(await t.request(acct(id), { op: 'deposit', amount: 2 }, { idempotencyKey: 'k1' }));
+        await t.send(acct(id), { op: 'deposit', amount: 2 }, { idempotencyKey: 'k1' });
+        await t.send(acct(id), { op: 'deposit', amount: 1 }, { idempotencyKey: 'k2' });
+        out.push(await t.request(acct(id), { op: 'deposit', amount: 50 }, { idempotencyKey: 'k1' }));
+        out.push(await t.request(acct(id), { op: 'get' }, { idempotencyKey: 'k2' }));
+        out.push(await t.query(acct(id)));
+      }
+      return out;
+    };
+    const fromEngine = await within(run(weft), 20_000, 'the engine run');
+    expect(await run(h)).toEqual(fromEngine);
+    // k2 was applied by a send whose invocation replied (3): a request with k2 gets that reply.
+    expect(fromEngine).toEqual([2, 2, 3, { balance: 3 }, 2, 2, 3, { balance: 3 }]);
   });
 });
 
