@@ -102,7 +102,11 @@ export function splitTypename(typename: string): { namespace: string; name: stri
  * without lone surrogates (the id is UTF-8 on disk and on the StateFun wire, where a lone
  * surrogate would turn into U+FFFD and silently name another instance). Any other character,
  * control characters and `\0` included, is allowed: StateFun peers may use them, and
- * {@link addressKey} stays unambiguous because typenames cannot contain `\0`.
+ * {@link addressKey} stays unambiguous because typenames cannot contain `\0`. One exception:
+ * an id of {@link LONG_ID_UNITS} or more UTF-16 units must not contain U+0000–U+0004. The
+ * storage's key encoding (ordered-binary, under lmdb-js) escapes those characters only in
+ * shorter strings; in a longer one they read back as key separators, so range reads (listing,
+ * re-partitioning on a shard-count change) would cut the id short and lose its state.
  *
  * Throws ERR_WEFT_INVALID_ADDRESS, or ERR_WEFT_TOO_LARGE.
  */
@@ -123,7 +127,17 @@ export function validateId(id: unknown, what = 'id'): asserts id is string {
   if (!wellFormed.call(id)) {
     throw new WeftError('ERR_WEFT_INVALID_ADDRESS', `${what} must not contain lone surrogates (got ${describe(id)})`);
   }
+  if (id.length >= LONG_ID_UNITS && KEY_SEPARATOR_CHARS.test(id)) {
+    throw new WeftError(
+      'ERR_WEFT_INVALID_ADDRESS',
+      `${what} of ${LONG_ID_UNITS} or more characters must not contain U+0000-U+0004 (got ${describe(id)}): stored keys could not keep it intact`,
+    );
+  }
 }
+
+/** Ids at least this long (UTF-16 units) are stored unescaped: see {@link validateId}. */
+export const LONG_ID_UNITS = 64;
+const KEY_SEPARATOR_CHARS = /[\u0000-\u0004]/;
 
 /**
  * Checks an address `{ type, id }`: `type` a valid typename, `id` a valid id (extra properties are

@@ -104,6 +104,14 @@ describe('validateId', () => {
     );
     expectWeftError(() => validateId('a\udc00'), 'ERR_WEFT_INVALID_ADDRESS', 'id must not contain lone surrogates (got "a\\udc00")');
   });
+
+  it('refuses U+0000-U+0004 in ids of 64 or more characters (the key encoding would cut them short), allows them in shorter ones', () => {
+    for (const c of ['\u0000', '\u0001', '\u0004']) {
+      expect(() => validateId('y'.repeat(62) + c)).not.toThrow();
+      expectWeftError(() => validateId('y'.repeat(63) + c), 'ERR_WEFT_INVALID_ADDRESS', /^id of 64 or more characters must not contain U\+0000-U\+0004 \(got "y{63}/);
+    }
+    expect(() => validateId('y'.repeat(70) + '\u0005')).not.toThrow();
+  });
 });
 
 describe('validateAddress', () => {
