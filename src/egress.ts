@@ -37,10 +37,12 @@
  * with `record.ack()` before a `break` when the record is done.
  *
  * BACKLOG
- * At most `maxBacklog` records unacknowledged per egress: past it a user egress reports `full`
- * (host sends wait: backpressure), and `weft/dead-letters` deletes its oldest records not held by
- * an iterator (counted in `dropped`, one warning), so dead letters nobody reads never stall the
- * engine.
+ * A user egress reports `full` while its unacknowledged records NOT held by an iterator number
+ * `maxBacklog` or more (host sends wait: backpressure, bounded in time by weft.ts). Held records
+ * do not count: a consumer that awaits a host send before it acknowledges the record it holds
+ * (a `for await` loop with autoAck) would otherwise wait for itself. `weft/dead-letters` instead
+ * deletes its oldest records not held by an iterator past `maxBacklog` (counted in `dropped`, one
+ * warning), so dead letters nobody reads never stall the engine.
  */
 import { setImmediate } from 'node:timers';
 import { WeftError } from './errors.js';
@@ -222,8 +224,8 @@ export interface EgressChannelOptions {
   /** Past `maxBacklog`, delete the oldest instead of reporting `full` (dead letters). */
   dropOldest: boolean;
   decode(typename: string, payload: Uint8Array): unknown;
-  /** `full` changed. */
-  onFull(full: boolean): void;
+  /** `full` changed (possibly from within the constructor). */
+  onFull(full: boolean, channel: EgressChannel): void;
 }
 
 /** One egress: its backlog count, its in-memory window and its iterators. */
@@ -235,6 +237,8 @@ export class EgressChannel {
   dropped = 0;
   /** Records handed out again after an iterator gave them back. */
   redelivered = 0;
+  /** Records held by iterators (handed out, not yet acknowledged): part of `backlog`, not of `full`. */
+  #held = 0;
   readonly #store: EgressStore;
   readonly #opts: EgressChannelOptions;
   #window: Array<Entry | undefined> = [];
@@ -330,6 +334,8 @@ export class EgressChannel {
       e.holder = null;
       e.again = true;
     }
+    this.#held -= back.length;
+    this.#checkFull();
     const rest = this.#window.slice(this.#head);
     this.#window = [...back, ...rest].sort((a, b) => a!.epoch - b!.epoch || a!.seq - b!.seq);
     this.#head = 0;
@@ -342,6 +348,8 @@ export class EgressChannel {
     e.holder = it;
     it.held.add(e);
     it.last = e;
+    this.#held++;
+    this.#checkFull();
     if (e.again) this.redelivered++;
     const value = this.#opts.decode(e.typename, e.payload);
     return { id: `${e.epoch}.${e.seq}`, value, ack: () => this.#ack(e) };
@@ -349,6 +357,7 @@ export class EgressChannel {
 
   #ack(e: Entry): Promise<void> {
     if (e.at === At.Acked) return e.acked ?? Promise.resolve();
+    if (e.at === At.Out) this.#held--;
     e.at = At.Acked;
     e.holder?.held.delete(e);
     e.holder = null;
@@ -419,10 +428,15 @@ export class EgressChannel {
       }
       return;
     }
-    const full = this.backlog >= maxBacklog;
+    this.#checkFull();
+  }
+
+  #checkFull(): void {
+    if (this.#opts.dropOldest) return;
+    const full = this.backlog - this.#held >= this.#opts.maxBacklog;
     if (full !== this.#full) {
       this.#full = full;
-      this.#opts.onFull(full);
+      this.#opts.onFull(full, this);
     }
   }
 }

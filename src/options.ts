@@ -109,8 +109,18 @@ export interface WeftOptions {
    * (backpressure); for `weft/dead-letters` the oldest unread dead letters are deleted instead,
    * counted in metrics `egressDropped` with a warning, so dead letters nobody reads never stall
    * the engine. Default 1_000_000. (Replaces `egressBufferSize`, which dropped records.)
+   * Records an iterator holds (handed out, not yet acknowledged) do not count toward the bound.
    */
   egressMaxBacklog?: number;
+  /**
+   * How long host sends wait, at most, for full egresses (at `egressMaxBacklog`) to get room, in
+   * ms. When it passes, the waiting sends go on and the full egresses may hold more than
+   * `egressMaxBacklog` records until their backlog drops below it again (nothing is dropped;
+   * counted in metrics `egressOverBacklog`, one warning). So a consumer that stalls, or an
+   * egress nobody reads, slows host sends down but never blocks them, `idle()` or `close()`.
+   * 0: sends never wait for egresses. Default 5_000.
+   */
+  egressFullWaitMs?: number;
   /**
    * Young-generation size of each shard worker's V8 heap, in MiB. Messages waiting in mailboxes
    * live just long enough to outgrow a small young generation; a larger one keeps them from being
@@ -147,6 +157,7 @@ export interface ResolvedOptions {
   readonly closeTimeoutMs: number;
   readonly maxShardHeapMb: number | undefined;
   readonly egressMaxBacklog: number;
+  readonly egressFullWaitMs: number;
   readonly shardYoungGenerationMb: number;
 }
 
@@ -167,6 +178,7 @@ export const DEFAULTS = Object.freeze({
   invocationTimeoutMs: 10_000,
   closeTimeoutMs: 30_000,
   egressMaxBacklog: 1_000_000,
+  egressFullWaitMs: 5_000,
   shardYoungGenerationMb: 128,
   remoteTimeoutMs: 60_000,
   remoteMaxBatch: 1000,
@@ -184,7 +196,8 @@ const MAX_KEY_GROUPS = 32_768;
 const KNOWN = new Set([
   'module', 'shards', 'dataDir', 'checkpointIntervalMs', 'durability', 'computeThreads', 'remote',
   'keyGroups', 'cacheSize', 'maxAttempts', 'retryBackoffMs', 'maxMessageBytes', 'maxStateValueBytes',
-  'ringBytes', 'requestTimeoutMs', 'idempotencyRetentionMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressMaxBacklog', 'shardYoungGenerationMb',
+  'ringBytes', 'requestTimeoutMs', 'idempotencyRetentionMs', 'invocationTimeoutMs', 'closeTimeoutMs', 'maxShardHeapMb', 'egressMaxBacklog',
+  'egressFullWaitMs', 'shardYoungGenerationMb',
 ]);
 
 function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
@@ -337,6 +350,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     invocationTimeoutMs: intOption('invocationTimeoutMs', o.invocationTimeoutMs, DEFAULTS.invocationTimeoutMs, 50, 24 * 3600 * 1000),
     closeTimeoutMs: intOption('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
     egressMaxBacklog: intOption('egressMaxBacklog', o.egressMaxBacklog, DEFAULTS.egressMaxBacklog, 1),
+    egressFullWaitMs: intOption('egressFullWaitMs', o.egressFullWaitMs, DEFAULTS.egressFullWaitMs, 0, 24 * 3600 * 1000),
     shardYoungGenerationMb: intOption('shardYoungGenerationMb', o.shardYoungGenerationMb, DEFAULTS.shardYoungGenerationMb, 1, 4096),
     maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : intOption('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
   });

@@ -118,8 +118,16 @@ export interface WeftMetrics {
   egressDropped: number;
   /** Egress records handed to an iterator again after an earlier one ended without acknowledging them (this process). */
   egressRedelivered: number;
-  /** Egresses at `egressMaxBacklog` unacknowledged records: host sends wait while any is. */
+  /**
+   * Egresses at `egressMaxBacklog` unacknowledged records not held by an iterator: host sends wait
+   * while any is, at most `egressFullWaitMs`.
+   */
   egressFull: number;
+  /**
+   * Times a full egress held host sends back for `egressFullWaitMs`: the waiting sends went on, and
+   * that egress may hold more than `egressMaxBacklog` records until its backlog drops below it.
+   */
+  egressOverBacklog: number;
   committedEpoch: number;
   checkpointsCommitted: number;
   lastCheckpoint: { epoch: number; ms: number; bytes: number; states: number } | null;
@@ -305,8 +313,18 @@ export class Weft {
   readonly #egressStore: EgressStore;
   /** The records of the epoch being committed, numbered (their seq is the index). */
   #egressCommitting: EgressRecord_[] = [];
-  /** Egresses at their backlog bound (host sends wait). */
+  /** Egresses at their backlog bound. */
   #egressFull = 0;
+  /**
+   * The full egresses host sends wait for: a full egress leaves this set when it has room again,
+   * or when sends waited `egressFullWaitMs` for it (then it may grow past its bound until it has
+   * room again), or at close().
+   */
+  readonly #egressBlocking = new Set<EgressChannel>();
+  /** Bounds the wait of host sends for #egressBlocking (armed while sends wait for it). */
+  #egressWaitTimer: NodeJS.Timeout | undefined;
+  #egressOverBacklog = 0;
+  #egressOverWarned = false;
   readonly #replySince: Array<Array<[requestId: number, typename: string, payload: Uint8Array]>>;
 
   #requestSeq = 0;
@@ -557,7 +575,7 @@ export class Weft {
   }
 
   #throttled(): boolean {
-    if (this.#ingressWaiters.length > 0 || this.#egressFull > 0) return true;
+    if (this.#ingressWaiters.length > 0 || this.#egressBlocking.size > 0) return true;
     let depth = 0;
     for (const out of this.#out) depth += out.spillDepth;
     if (depth > INGRESS_HIGH_WATER_FRAMES) return true;
@@ -589,8 +607,36 @@ export class Weft {
   }
 
   #waitForRoom(): Promise<void> {
-    return new Promise<void>((resolve) => this.#ingressWaiters.push(resolve));
+    return new Promise<void>((resolve) => {
+      this.#ingressWaiters.push(resolve);
+      if (this.#egressBlocking.size > 0) this.#armEgressWait();
+    });
   }
+
+  /** Host sends wait for a full egress: they go on after `egressFullWaitMs` at most. */
+  #armEgressWait(): void {
+    if (this.#egressWaitTimer !== undefined) return;
+    this.#egressWaitTimer = setTimeout(this.#egressWaitExpired, this.#opts.egressFullWaitMs);
+    this.#egressWaitTimer.unref();
+  }
+
+  readonly #egressWaitExpired = (): void => {
+    this.#egressWaitTimer = undefined;
+    if (this.#closed || this.#ingressWaiters.length === 0 || this.#egressBlocking.size === 0) return;
+    for (const ch of this.#egressBlocking) {
+      this.#egressOverBacklog++;
+      if (!this.#egressOverWarned) {
+        this.#egressOverWarned = true;
+        process.emitWarning(
+          `weft: host sends waited ${this.#opts.egressFullWaitMs} ms (egressFullWaitMs) for egress ${JSON.stringify(ch.name)}, which holds ${this.#opts.egressMaxBacklog} unacknowledged records (egressMaxBacklog); ` +
+            'they go on, and the egress may hold more until its consumer catches up (metrics egressOverBacklog; nothing is dropped). ' +
+            'Read it with weft.egress(name); a consumer that awaits a send per record should acknowledge the record (record.ack()) first.',
+        );
+      }
+    }
+    this.#egressBlocking.clear();
+    this.#scheduleFlush();
+  };
 
   /**
    * Sends `value` to the function at `to`. Resolves once the message's invocation and all its
@@ -605,15 +651,19 @@ export class Weft {
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.send');
-      if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0, key).promise);
+      if (this.#throttled()) return this.#waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0, key, 'send').promise);
       return this.#accept(a, typename, payload, 0, key).promise;
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
-    this.#checkOpen('send');
+  /** Accepts a message that waited for room (backpressure), unless the engine closed or failed meanwhile. */
+  #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined, what: string): AckGroup {
+    if (this.#closing && this.#failure === undefined) {
+      throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() waited for room (backpressure) and close() was called meanwhile: the message was not accepted`);
+    }
+    this.#checkOpen(what);
     return this.#accept(a, typename, payload, requestId, idempotencyKey);
   }
 
@@ -646,7 +696,7 @@ export class Weft {
         this.#requests.set(requestId, pending);
         const go = (): void => {
           try {
-            const group = this.#acceptChecked(a, typename, payload, requestId, key);
+            const group = this.#acceptChecked(a, typename, payload, requestId, key, 'request');
             if (durable) pending.ack = group.promise;
           } catch (err) {
             clearTimeout(timer);
@@ -691,9 +741,14 @@ export class Weft {
         maxBacklog: this.#opts.egressMaxBacklog,
         dropOldest: name === DEAD_LETTER_EGRESS,
         decode: (typename, payload) => this.#decodeEgress(name, typename, payload),
-        onFull: (full) => {
+        onFull: (full, channel) => {
           this.#egressFull += full ? 1 : -1;
-          if (!full) this.#scheduleFlush();
+          if (full) {
+            // egressFullWaitMs 0: sends never wait for egresses. After close(), nothing waits.
+            if (this.#opts.egressFullWaitMs === 0 || this.#closing) return;
+            this.#egressBlocking.add(channel);
+            if (this.#ingressWaiters.length > 0) this.#armEgressWait();
+          } else if (this.#egressBlocking.delete(channel)) this.#scheduleFlush();
         },
       });
       this.#egress.set(name, ch);
@@ -817,13 +872,15 @@ export class Weft {
       const waiters = this.#ingressWaiters.splice(0, INGRESS_RELEASE_BATCH);
       for (const w of waiters) w();
       if (this.#ingressWaiters.length > 0) this.#scheduleFlush();
+      // Released sends refused at close() publish nothing: no shard report would end idle().
+      else if (this.#closing) queueMicrotask(() => this.#resolveIdle());
     }
   }
 
   #throttledByRings(): boolean {
     let depth = 0;
     for (const out of this.#out) depth += out.spillDepth;
-    return depth > INGRESS_HIGH_WATER_FRAMES / 2 || this.#egressFull > 0 || this.#dirtyOver((this.#opts.cacheSize >> 2) * 3);
+    return depth > INGRESS_HIGH_WATER_FRAMES / 2 || this.#egressBlocking.size > 0 || this.#dirtyOver((this.#opts.cacheSize >> 2) * 3);
   }
 
   #sleep(): void {
@@ -867,6 +924,10 @@ export class Weft {
       } while (n === 256);
     }
     this.#flush();
+    this.#resolveIdle();
+  }
+
+  #resolveIdle(): void {
     if (this.#idleWaiters.length > 0 && this.#isIdle()) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -1469,6 +1530,7 @@ export class Weft {
       egressDropped,
       egressRedelivered,
       egressFull: this.#egressFull,
+      egressOverBacklog: this.#egressOverBacklog,
       committedEpoch: this.#coordinator.committedEpoch,
       checkpointsCommitted: this.#checkpointsCommitted,
       lastCheckpoint: this.#lastCheckpoint,
@@ -1497,6 +1559,12 @@ export class Weft {
   async #close(): Promise<void> {
     this.#closing = true;
     debug('closing');
+    // Sends waiting for a full egress are refused now (never accepted), so closing never waits
+    // for egressFullWaitMs; sends accepted earlier finish and are committed below.
+    this.#egressBlocking.clear();
+    clearTimeout(this.#egressWaitTimer);
+    this.#egressWaitTimer = undefined;
+    this.#scheduleFlush();
     const closedError = new WeftError('ERR_WEFT_CLOSED', 'the engine closed before this completed');
     let finished = false;
     if (this.#failure === undefined) {
@@ -1613,7 +1681,8 @@ function engineFigures(m: WeftMetrics): Array<readonly ['counter' | 'gauge', str
     ['gauge', 'weft_egress_buffered', 'Committed egress records not yet acknowledged by the host.', m.egressBuffered],
     ['counter', 'weft_egress_dropped_total', 'Dead letters deleted unacknowledged past egressMaxBacklog (the only egress records weft drops).', m.egressDropped],
     ['counter', 'weft_egress_redelivered_total', 'Egress records handed to an iterator again after an earlier one ended without acknowledging them.', m.egressRedelivered],
-    ['gauge', 'weft_egress_full', 'Egresses at egressMaxBacklog unacknowledged records (host sends wait while any is).', m.egressFull],
+    ['gauge', 'weft_egress_full', 'Egresses at egressMaxBacklog unacknowledged records not held by an iterator (host sends wait while any is, at most egressFullWaitMs).', m.egressFull],
+    ['counter', 'weft_egress_over_backlog_total', 'Times host sends waited egressFullWaitMs for a full egress and went on (that egress may then hold more than egressMaxBacklog records).', m.egressOverBacklog],
     ['gauge', 'weft_committed_epoch', 'Epoch of the last committed checkpoint.', m.committedEpoch],
     ['counter', 'weft_checkpoints_committed_total', 'Checkpoints committed since start.', m.checkpointsCommitted],
     ['counter', 'weft_recoveries_total', 'In-process recoveries since start.', m.recoveries],

@@ -23,6 +23,7 @@ describe('options', () => {
     expect(o.keyGroups).toBe(128);
     expect(o.shardYoungGenerationMb).toBe(128);
     expect(o.egressMaxBacklog).toBe(1_000_000);
+    expect(o.egressFullWaitMs).toBe(5_000);
     expect(Object.isFrozen(o)).toBe(true);
   });
 
@@ -92,6 +93,8 @@ describe('options', () => {
     expect(err(() => resolveOptions({ module: '/m.js', shardYoungGenerationMb: 0 })).message).toBe(
       'options.shardYoungGenerationMb must be an integer from 1 to 4096 (got 0)',
     );
+    expect(err(() => resolveOptions({ module: '/m.js', egressFullWaitMs: -1 })).message).toBe('options.egressFullWaitMs must be an integer from 0 to 86400000 (got -1)');
+    expect(resolveOptions({ module: '/m.js', egressFullWaitMs: 0 }).egressFullWaitMs).toBe(0);
     expect(err(() => resolveOptions(null)).message).toBe('Weft.start options must be an object (got null)');
   });
 });
