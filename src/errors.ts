@@ -33,6 +33,11 @@ export const ErrorCodes = {
   ERR_WEFT_CORRUPT_FRAME: 'corrupt frame',
   /** The engine (or harness) is closed, or closing. */
   ERR_WEFT_CLOSED: 'closed',
+  /**
+   * The engine closed (or failed) before a committed message was applied: it waits for a paused
+   * remote address, is kept in the data dir and is applied at the next start. Do not resend it.
+   */
+  ERR_WEFT_DEFERRED: 'committed; applied at the next start',
   /** A request or operation did not finish in time. */
   ERR_WEFT_TIMEOUT: 'timed out',
   /** A cancellation token is already used by a pending delayed message of the same sender. */

@@ -177,6 +177,8 @@ interface PendingRequest {
   timer: NodeJS.Timeout;
   durable: boolean;
   ack: Promise<void> | null;
+  /** The request message's hseq, once accepted (0 before). */
+  hseq: number;
 }
 
 interface PendingQuery {
@@ -692,11 +694,12 @@ export class Weft {
           this.#requests.delete(requestId);
           reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${a.type}/${a.id} got no reply within ${timeoutMs} ms`));
         }, timeoutMs);
-        const pending: PendingRequest = { resolve, reject, timer, durable, ack: null };
+        const pending: PendingRequest = { resolve, reject, timer, durable, ack: null, hseq: 0 };
         this.#requests.set(requestId, pending);
         const go = (): void => {
           try {
             const group = this.#acceptChecked(a, typename, payload, requestId, key, 'request');
+            pending.hseq = group.hseq;
             if (durable) pending.ack = group.promise;
           } catch (err) {
             clearTimeout(timer);
@@ -1474,20 +1477,42 @@ export class Weft {
     void this.close().catch(() => {});
   }
 
+  /**
+   * Rejects what waits. Host messages the last commit holds back because they wait for a paused
+   * remote address (see HostAcks) are in the committed checkpoint: they are applied at the next
+   * start, so their sends and requests get ERR_WEFT_DEFERRED (do not resend), not `err`.
+   */
   #rejectAll(err: Error): void {
+    const why = err instanceof WeftError && err.code === 'ERR_WEFT_CLOSED' ? 'the engine closed' : `the engine failed (${err.message})`;
     for (const [, r] of this.#requests) {
       clearTimeout(r.timer);
-      r.reject(err);
+      if (r.hseq !== 0 && this.#committedPending.some((_, s) => this.#keptAtCommit(s, r.hseq, r.hseq))) {
+        r.reject(new WeftError('ERR_WEFT_DEFERRED', `weft.request(): ${why} before its message was applied: the message waits for a paused remote address; it is committed, kept in the data dir and applied at the next start (do not resend it). Its reply is lost.`, { cause: err }));
+      } else r.reject(err);
     }
     this.#requests.clear();
     for (const [, q] of this.#queries) q.reject(err);
     this.#queries.clear();
-    for (const groups of this.#ackGroups) {
-      for (const g of groups) g.reject(err);
+    for (let s = 0; s < this.#ackGroups.length; s++) {
+      const groups = this.#ackGroups[s]!;
+      for (const g of groups) {
+        if (this.#keptAtCommit(s, g.first, g.hseq)) {
+          g.reject(new WeftError('ERR_WEFT_DEFERRED', `weft.send(): ${why} before this message was applied: it waits for a paused remote address; it is committed, kept in the data dir and applied at the next start (do not resend it)`, { cause: err }));
+        } else g.reject(err);
+      }
       groups.length = 0;
     }
     for (const w of this.#ingressWaiters) w();
     this.#ingressWaiters = [];
+  }
+
+  /**
+   * Shard `s`'s host messages `first`..`last` are all below its committed acknowledgement
+   * watermark, and some of them wait for a paused remote address in the committed checkpoint.
+   */
+  #keptAtCommit(s: number, first: number, last: number): boolean {
+    const pending = this.#committedPending[s]!;
+    return pending.length > 0 && last < this.#committedAck[s]! && pending.some((h) => h >= first && h <= last);
   }
 
   // ------------------------------------------------------------------------------------------

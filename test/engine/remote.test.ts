@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Weft, type } from '../../src/index.js';
+import { Weft, WeftError, type } from '../../src/index.js';
 import type { WeftOptions } from '../../src/options.js';
 import { sdk, sdkDecodeToFunction } from '../fixtures/statefun-sdk.js';
 import { listen, type Listening } from '../fixtures/statefun-http.js';
@@ -291,24 +291,37 @@ describe('remote StateFun functions called from weft', () => {
     }
   }, 60_000);
 
-  it('closes without waiting for a down endpoint, and runs the kept messages after a restart', async () => {
+  it('closes without waiting for a down endpoint: sends and requests of the kept messages reject with ERR_WEFT_DEFERRED (not to be resent), and the messages run once after a restart', async () => {
     front.reset();
     front.script.failures = Number.POSITIVE_INFINITY;
     const dataDir = tempDir('weft-remote-pause-');
     let weft = await start({ dataDir, shards: 1 }, { timeoutMs: 200, pauseMs: 50 });
     const sent = weft.send({ type: 'remote/counter', id: 'k' }, 'kept over a restart', str);
-    sent.catch(() => {});
+    const asked = weft.request({ type: 'remote/counter', id: 'k2' }, 'asked before close', { type: str.type, timeoutMs: 60_000 });
+    // Settled before close() rejects them: no unhandled rejection.
+    const sentResult = sent.then(() => null, (e: unknown) => e);
+    const askedResult = asked.then(() => null, (e: unknown) => e);
     try {
-      await until(() => sum(weft, 'remotePaused') > 0, 10_000, 'a paused address in metrics');
+      await until(() => sum(weft, 'remotePaused') >= 2, 10_000, 'both addresses paused in metrics');
+      // A message to a local function is applied and committed as usual.
+      await within(weft.send({ type: 'local/collector', id: 'before-close' }, 'applied', str), 10_000, 'send to a local function');
     } finally {
       await within(weft.close(), 10_000, 'close() with a paused address');
     }
-    await expect(sent).rejects.toMatchObject({ code: 'ERR_WEFT_CLOSED' });
+    const sendErr = (await sentResult) as WeftError;
+    expect(sendErr).toBeInstanceOf(WeftError);
+    expect(sendErr.code).toBe('ERR_WEFT_DEFERRED');
+    expect(sendErr.message).toMatch(/paused remote address; it is committed, kept in the data dir and applied at the next start \(do not resend it\)/);
+    const askErr = (await askedResult) as WeftError;
+    expect(askErr.code).toBe('ERR_WEFT_DEFERRED');
+    expect(askErr.message).toMatch(/applied at the next start \(do not resend it\)\. Its reply is lost\./);
     front.script.failures = 0;
     weft = await start({ dataDir, shards: 1 });
     try {
       await within(weft.idle(), 10_000, 'idle() after the restart');
+      // The host did not resend: each message is applied exactly once.
       expect(await weft.query({ type: 'remote/counter', id: 'k' })).toEqual({ count: 1, last: 'kept over a restart' });
+      expect(await weft.query({ type: 'remote/counter', id: 'k2' })).toEqual({ count: 1, last: 'asked before close' });
     } finally {
       await weft.close();
     }
