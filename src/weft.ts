@@ -643,7 +643,11 @@ export class Weft {
   /**
    * Sends `value` to the function at `to`. Resolves once the message's invocation and all its
    * effects are part of a committed checkpoint: from then on no crash loses it and it is applied
-   * exactly once. When the engine is behind, the message waits for room first (backpressure).
+   * exactly once. When the engine is behind, the message waits for room first (backpressure; a
+   * full egress holds it back for at most `egressFullWaitMs`). Rejects with ERR_WEFT_CLOSED when
+   * the engine closed before the message was committed (it is not applied), or ERR_WEFT_DEFERRED
+   * when it was committed but waits for a paused remote address (it is applied at the next start:
+   * do not resend it).
    */
   send(to: Address, value: unknown, opts?: SendOptions): Promise<void> {
     try {
@@ -1574,7 +1578,9 @@ export class Weft {
 
   /**
    * Stops intake, finishes in-flight work (up to `closeTimeoutMs`), commits a final checkpoint,
-   * and ends all threads. Calling it again returns the same promise.
+   * and ends all threads. Calling it again returns the same promise. Sends still waiting for room
+   * are refused (ERR_WEFT_CLOSED); committed messages waiting for a paused remote address are
+   * kept for the next start (their sends reject with ERR_WEFT_DEFERRED, see #rejectAll).
    */
   close(): Promise<void> {
     this.#closePromise ??= this.#close();
