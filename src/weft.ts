@@ -632,7 +632,7 @@ export class Weft {
         process.emitWarning(
           `weft: host sends waited ${this.#opts.egressFullWaitMs} ms (egressFullWaitMs) for egress ${JSON.stringify(ch.name)}, which holds ${this.#opts.egressMaxBacklog} unacknowledged records (egressMaxBacklog); ` +
             'they go on, and the egress may hold more until its consumer catches up (metrics egressOverBacklog; nothing is dropped). ' +
-            'Read it with weft.egress(name); a consumer that awaits a send per record should acknowledge the record (record.ack()) first.',
+            'Read it with weft.egress(name), or raise egressMaxBacklog / egressFullWaitMs.',
         );
       }
     }
