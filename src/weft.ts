@@ -20,7 +20,7 @@ import { ComputePool } from './compute/pool.js';
 import { DEFAULT_TYPE } from './state/types.js';
 import type { ValueType } from './module.js';
 import { resolveOptions, type ResolvedOptions, type WeftOptions } from './options.js';
-import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName } from './router/control-block.js';
+import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName, type Running } from './router/control-block.js';
 import { Partitioner } from './router/partitioner.js';
 import { ShardPool } from './router/shard-pool.js';
 import { Kind, envelope, envelopeWeight, resolveNames, wireEncoder } from './shard/envelope.js';
@@ -205,6 +205,12 @@ const MAX_RECOVERIES = 5;
 const RECOVERY_WINDOW_MS = 60_000;
 /** Suspected messages (see Weft#suspects) remembered at most. */
 const MAX_SUSPECTS = 1024;
+/**
+ * A shard whose event loop is blocked while no function is recorded as running is terminated
+ * after this many times invocationTimeoutMs (see #watch): the engine's long steps beat the
+ * heartbeat, but a GC pause, or a step that cannot (one LMDB call), may take a while.
+ */
+const ENGINE_STALL_FACTOR = 10;
 
 /**
  * Set by a shard worker (shard/worker.ts) on its global object before it loads the function
@@ -348,10 +354,13 @@ export class Weft {
   #unexplained = 0;
   /**
    * Messages (fingerprints, see Dispatcher's messageFingerprint) that ended or stalled a shard,
-   * with the error of their dead letter: shards dead-letter them instead of running them, so no
-   * poison message can stop the engine. An entry leaves when its dead letter is committed.
+   * with the error of their dead letter and the generation that isolated them: shards
+   * dead-letter them instead of running them, so no poison message can stop the engine. An entry
+   * holds for the replay of the recovery it was made for only: it leaves when its dead letter is
+   * committed, or at the first checkpoint committed after that recovery (the replay has then
+   * reached it, or it was not sent again: see Dispatcher.scopeQuarantine, the shards' side).
    */
-  readonly #quarantine = new Map<string, SerializedError>();
+  readonly #quarantine = new Map<string, { error: SerializedError; generation: number }>();
   /**
    * Messages that were running when a shard died once (fingerprint → when): a second death inside
    * the same message quarantines it (one death could be a coincidence: memory another message
@@ -370,8 +379,12 @@ export class Weft {
   #nextCareful = false;
   /** The generation that runs careful for #carefulFor. */
   #carefulGeneration = 0;
-  /** Shards of this generation main terminated for a blocked event loop. */
-  readonly #stalled = new Set<number>();
+  /**
+   * Shards of this generation main terminated for a blocked event loop, with the invocation
+   * recorded when #watch decided (undefined: none): #onShardFailed blames it only if it is still
+   * the one recorded when the worker exited.
+   */
+  readonly #stalled = new Map<number, Running | undefined>();
   #watchdog: NodeJS.Timeout | undefined;
   #watchedAt = 0;
   #beats: number[] = [];
@@ -497,7 +510,7 @@ export class Weft {
     this.#pool = pool;
     this.#stalled.clear();
     if (this.#nextCareful) this.#carefulGeneration = generation;
-    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine], this.#nextCareful);
+    await pool.start(this.#coordinator.committedEpoch, generation > 1, [...this.#quarantine].map(([fp, q]) => [fp, q.error] as const), this.#nextCareful);
     this.#nextCareful = false;
     this.#startWatchdog();
     // Only now: while the workers start, sends still go to the previous generation's outbounds,
@@ -1134,6 +1147,8 @@ export class Weft {
   /** COMMITTED(epoch) is durable: release what the host may now observe. */
   #onCommitted(epoch: number): void {
     this.#checkpointsCommitted++;
+    // The first commit after a recovery ends the quarantine made for it (see #quarantine).
+    for (const [fp, q] of this.#quarantine) if (q.generation < this.#generation) this.#quarantine.delete(fp);
     const acks = this.#ackAtBarrier.get(epoch);
     for (const [e] of this.#ackAtBarrier) if (e <= epoch) this.#ackAtBarrier.delete(e);
     const pendingAt = this.#pendingAtBarrier.get(epoch);
@@ -1270,18 +1285,30 @@ export class Weft {
   /**
    * A shard worker ended (or main ended it: see #watch). When it died inside a function (the
    * shard records the running message in shared memory, see ControlBlock.enter), the message
-   * explains it: a stalled one is quarantined at once; one that ended its shard is quarantined
-   * the second time (see #suspects). Quarantined messages are dead-lettered by the recovered
-   * shards, and cost no restart budget: only failures no message explains count (MAX_RECOVERIES).
+   * explains it: one whose function ran synchronously through the whole stall is quarantined at
+   * once; one that ended its shard, or that was only awaiting (careful mode) when its shard
+   * stalled, is quarantined the second time (see #suspects): a timer left behind by another
+   * function, a GC pause or the engine's own work may be what blocked the loop. Quarantined
+   * messages are dead-lettered by the recovered shards, and cost no restart budget: only
+   * failures no message explains count (MAX_RECOVERIES).
    */
   #onShardFailed(generation: number, shard: number, err: Error): void {
     if (generation !== this.#generation || this.#closed) return;
     const now = Date.now();
     this.#recentFailures = this.#recentFailures.filter((f) => now - f.at < RECOVERY_WINDOW_MS);
     for (const [fp, at] of this.#suspects) if (now - at >= RECOVERY_WINDOW_MS) this.#suspects.delete(fp);
-    const fp = this.#pool.control.current(shard);
+    const stalled = this.#stalled.has(shard);
+    const recorded = this.#pool.control.current(shard);
+    // A stall is blamed on the invocation #watch saw, if it is still the one recorded now (the
+    // shard could have started another one between the decision and its termination).
+    let running: Running | undefined = recorded;
+    if (stalled) {
+      const seen = this.#stalled.get(shard);
+      running = seen !== undefined && recorded !== undefined && seen.fingerprint === recorded.fingerprint && seen.synchronous === recorded.synchronous ? seen : undefined;
+    }
+    const fp = running?.fingerprint;
     let poison: SerializedError | undefined;
-    if (fp !== undefined && this.#stalled.has(shard)) {
+    if (fp !== undefined && stalled && running!.synchronous) {
       poison = { name: 'WeftError', code: 'ERR_WEFT_TIMEOUT', message: `ran synchronously for more than ${this.#opts.invocationTimeoutMs} ms (invocationTimeoutMs): its shard ${shard} was terminated, and its message dead-lettered without running again` };
     } else if (fp !== undefined && this.#suspects.has(fp)) {
       this.#suspects.delete(fp);
@@ -1291,10 +1318,12 @@ export class Weft {
         this.#recentFailures.splice(first, 1);
         this.#unexplained--;
       }
-      poison = { name: 'WeftError', code: 'ERR_WEFT_SHARD_FAILED', message: `ended its shard worker twice (exit, crash or out of memory; last: ${err.message}): its message was dead-lettered without running again` };
+      poison = stalled
+        ? { name: 'WeftError', code: 'ERR_WEFT_TIMEOUT', message: `was awaiting, in a careful replay, each of two times its shard's event loop was blocked for more than ${this.#opts.invocationTimeoutMs} ms (invocationTimeoutMs; its continuation, or code it left behind, is presumed to block it): its shard ${shard} was terminated, and its message dead-lettered without running again` }
+        : { name: 'WeftError', code: 'ERR_WEFT_SHARD_FAILED', message: `ended its shard worker twice (exit, crash or out of memory; last: ${err.message}): its message was dead-lettered without running again` };
     }
     if (fp !== undefined && poison !== undefined) {
-      this.#quarantine.set(fp, poison);
+      this.#quarantine.set(fp, { error: poison, generation });
       this.#poisonMessages++;
       // The failure this careful generation was started for is explained by the same message.
       // (Unless it was another message's first death: that one is explained by its own.)
@@ -1352,10 +1381,15 @@ export class Weft {
 
   /**
    * Main's watchdog: every shard bumps a heartbeat word while its event loop runs (at every
-   * invocation and turn, and from a timer). One that does not change for invocationTimeoutMs
-   * means the shard is stuck, in a function's synchronous code (an endless loop) or elsewhere:
-   * main terminates the worker (worker.terminate() stops a busy loop) and the engine recovers;
-   * the message whose function was running is quarantined (see #onShardFailed).
+   * invocation and turn, from a timer, and every few thousand records of the engine's own long
+   * loops: snapshot encode, fold). One that does not change means the shard is stuck. Main
+   * terminates the worker (worker.terminate() stops a busy loop) and the engine recovers:
+   * - after invocationTimeoutMs when a function is recorded as running (synchronously, or, in a
+   *   careful generation, awaiting: see ControlBlock.current); the message is blamed as
+   *   #onShardFailed decides;
+   * - otherwise after ENGINE_STALL_FACTOR × invocationTimeoutMs: the loop is blocked outside any
+   *   function's synchronous code (a timer or callback a function left behind, a long GC pause,
+   *   an engine step that does not beat), which no message explains.
    */
   #startWatchdog(): void {
     clearInterval(this.#watchdog);
@@ -1384,12 +1418,17 @@ export class Weft {
         this.#beatSeenAt[s] = now;
         continue;
       }
-      if (now - this.#beatSeenAt[s]! < deadline || this.#stalled.has(s)) continue;
+      const blockedMs = now - this.#beatSeenAt[s]!;
+      if (blockedMs < deadline || this.#stalled.has(s)) continue;
+      const running = pool.control.current(s);
+      if (running === undefined && blockedMs < deadline * ENGINE_STALL_FACTOR) continue;
       const err =
-        pool.control.current(s) === undefined
-          ? new WeftError('ERR_WEFT_TIMEOUT', `shard ${s}'s event loop was blocked for more than ${deadline} ms (invocationTimeoutMs) outside any function's synchronous code; the shard was terminated`)
-          : new WeftError('ERR_WEFT_TIMEOUT', `shard ${s} ran one function synchronously for more than ${deadline} ms (invocationTimeoutMs); the shard was terminated, and that message will be dead-lettered`);
-      this.#stalled.add(s);
+        running === undefined
+          ? new WeftError('ERR_WEFT_TIMEOUT', `shard ${s}'s event loop was blocked for more than ${deadline * ENGINE_STALL_FACTOR} ms (${ENGINE_STALL_FACTOR} × invocationTimeoutMs) outside any function's synchronous code; the shard was terminated`)
+          : running.synchronous
+            ? new WeftError('ERR_WEFT_TIMEOUT', `shard ${s} ran one function synchronously for more than ${deadline} ms (invocationTimeoutMs); the shard was terminated, and that message will be dead-lettered`)
+            : new WeftError('ERR_WEFT_TIMEOUT', `shard ${s}'s event loop was blocked for more than ${deadline} ms (invocationTimeoutMs) while a function awaited in a careful replay; the shard was terminated, and that message is suspected (dead-lettered if it happens again)`);
+      this.#stalled.set(s, running);
       this.#stalledShards++;
       debug('shard %d stalled: %s', s, err.message);
       pool.kill(s, err);

@@ -18,7 +18,7 @@
  *      reload timers, and replay the committed mailbox before any new input.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { FrameEncoder } from '../transport/framing.js';
+import { FrameEncoder, PROGRESS_EVERY } from '../transport/framing.js';
 import type { Envelope } from '../shard/envelope.js';
 import type { StateChange } from '../state/instance-cache.js';
 import type { Partition, WriteOps } from '../state/partition.js';
@@ -68,9 +68,9 @@ class SnapshotEncoder {
   static readonly KEEP_BYTES = 8 * 1024 * 1024;
   #encoder: FrameEncoder | undefined;
 
-  encode(records: readonly unknown[]): Uint8Array {
+  encode(records: readonly unknown[], progress?: () => void): Uint8Array {
     this.#encoder ??= new FrameEncoder();
-    const bytes = this.#encoder.encode(records).slice();
+    const bytes = this.#encoder.encode(records, progress).slice();
     if (bytes.byteLength > SnapshotEncoder.KEEP_BYTES) this.#encoder = undefined;
     return bytes;
   }
@@ -79,9 +79,9 @@ class SnapshotEncoder {
 const statesEncoder = new SnapshotEncoder();
 const envelopesEncoder = new SnapshotEncoder();
 
-/** An epoch's state changes as one value (PendingKind.States). */
-export function encodeStates(states: readonly StateChange[]): Uint8Array {
-  return statesEncoder.encode(states);
+/** An epoch's state changes as one value (PendingKind.States); `progress`: see FrameEncoder.encode. */
+export function encodeStates(states: readonly StateChange[], progress?: () => void): Uint8Array {
+  return statesEncoder.encode(states, progress);
 }
 
 /** Decodes {@link encodeStates}; byte fields are views of `bytes`. */
@@ -96,8 +96,8 @@ export function decodeStates(bytes: Uint8Array): StateChange[] {
  * writes for arrays of scalars and byte arrays, at about twice the speed (framing.ts): a snapshot
  * packs every queued message, tens of thousands per epoch under load.
  */
-export function encodeEnvelopes(envs: Envelope[]): Uint8Array {
-  return envelopesEncoder.encode(envs);
+export function encodeEnvelopes(envs: Envelope[], progress?: () => void): Uint8Array {
+  return envelopesEncoder.encode(envs, progress);
 }
 
 export function decodeEnvelopes(bytes: Uint8Array | undefined): Envelope[] {
@@ -136,6 +136,12 @@ export interface ParticipantHooks {
   folded(epoch: number): void;
   /** A partition write failed: the shard cannot go on. */
   fatal(err: unknown): void;
+  /**
+   * Called every PROGRESS_EVERY records of a snapshot's encode and a fold's loops, which run
+   * synchronously on the shard's event loop: bumps the shard's heartbeat, so main's watchdog
+   * never takes a large checkpoint for a blocked loop (ControlBlock.beat).
+   */
+  beat(): void;
 }
 
 export class Participant {
@@ -200,8 +206,9 @@ export class Participant {
     let bytes = 0;
     this.#partition
       .write((ops) => {
+        const beat = this.#hooks.beat;
         if (snap.states.length > 0) {
-          const states = encodeStates(snap.states);
+          const states = encodeStates(snap.states, beat);
           bytes += states.byteLength;
           ops.putPending([e, PendingKind.States], states);
         }
@@ -211,7 +218,7 @@ export class Participant {
           ops.putPending([e, PendingKind.TimerPut, t.kg, t.due, t.seq], b);
         }
         for (const [kg, due, seq] of snap.timers.deletes) ops.putPending([e, PendingKind.TimerDelete, kg, due, seq], new Uint8Array(0));
-        const mailbox = encodeEnvelopes(snap.mailbox.concat(snap.inflight));
+        const mailbox = encodeEnvelopes(snap.mailbox.concat(snap.inflight), beat);
         snap.mailboxBytes = mailbox;
         bytes += mailbox.byteLength;
         ops.putPending([e, PendingKind.Mailbox], mailbox);
@@ -257,17 +264,18 @@ export class Participant {
     if (snaps.length === 0) return;
     this.#committedSnaps = [];
     const last = snaps[snaps.length - 1] as Snapshot;
+    const beat = this.#hooks.beat;
     this.#folding = this.#folding.then(async () => {
-      const states = latestStates(snaps);
+      const states = latestStates(snaps, beat);
       let at = 0;
       for (; states.length - at > FOLD_CHUNK; at += FOLD_CHUNK) {
         const from = at;
-        await this.#partition.write((ops) => writeStates(ops, states, from, from + FOLD_CHUNK));
+        await this.#partition.write((ops) => writeStates(ops, states, from, from + FOLD_CHUNK, beat));
       }
       const from = at;
       await this.#partition.write((ops) => {
-        writeStates(ops, states, from, states.length);
-        foldRest(ops, snaps);
+        writeStates(ops, states, from, states.length, beat);
+        foldRest(ops, snaps, beat);
       });
       this.#hooks.folded(last.epoch);
     }).catch((err: unknown) => this.#hooks.fatal(err));
@@ -306,13 +314,15 @@ function dropMailbox(snap: Snapshot): void {
 }
 
 /** Each instance's latest record over consecutive snapshots, once (in first-change order). */
-function latestStates(snaps: readonly Snapshot[]): StateChange[] {
+function latestStates(snaps: readonly Snapshot[], beat: () => void): StateChange[] {
   if (snaps.length === 1) return (snaps[0] as Snapshot).states;
+  let n = 0;
   // By type, then id (the key group follows from both): no key string built per change.
   const byType = new Map<string, Map<string, number>>();
   const out: StateChange[] = [];
   for (const snap of snaps) {
     for (const change of snap.states) {
+      if ((++n & (PROGRESS_EVERY - 1)) === 0) beat();
       let byId = byType.get(change[1]);
       if (byId === undefined) {
         byId = new Map();
@@ -328,8 +338,9 @@ function latestStates(snaps: readonly Snapshot[]): StateChange[] {
   return out;
 }
 
-function writeStates(ops: WriteOps, states: readonly StateChange[], from: number, to: number): void {
+function writeStates(ops: WriteOps, states: readonly StateChange[], from: number, to: number, beat?: () => void): void {
   for (let i = from; i < to; i++) {
+    if (beat !== undefined && (i & (PROGRESS_EVERY - 1)) === 0) beat();
     const [kg, type, id, record] = states[i] as StateChange;
     if (record === null) ops.deleteState(kg, type, id);
     else ops.putState(kg, type, id, record);
@@ -343,7 +354,7 @@ function writeStates(ops: WriteOps, states: readonly StateChange[], from: number
  * folded epoch's PENDING entries removed. Until this commits, the folded epoch in the metadata
  * stays where it was, so a crash in between folds the epochs again (rewriting the same records).
  */
-function foldRest(ops: WriteOps, snaps: readonly Snapshot[]): void {
+function foldRest(ops: WriteOps, snaps: readonly Snapshot[], beat: () => void): void {
   const timers = new Map<string, { put: Timer | null; at: [number, number, number] }>();
   for (const snap of snaps) {
     for (const t of snap.timers.puts) timers.set(`${t.kg}:${t.due}:${t.seq}`, { put: t, at: [t.kg, t.due, t.seq] });
@@ -359,7 +370,7 @@ function foldRest(ops: WriteOps, snaps: readonly Snapshot[]): void {
     else ops.deleteTimer(at[0], at[1], at[2]);
   }
   const last = snaps[snaps.length - 1] as Snapshot;
-  ops.putMeta(META_MAILBOX, last.mailboxBytes ?? encodeEnvelopes(last.mailbox.concat(last.inflight)));
+  ops.putMeta(META_MAILBOX, last.mailboxBytes ?? encodeEnvelopes(last.mailbox.concat(last.inflight), beat));
   ops.putMeta(META_TIMER_SEQ, last.timerSeq);
   ops.putMeta(META_FOLDED_EPOCH, last.epoch);
   for (const snap of snaps) ops.deletePendingEpoch(snap.epoch);

@@ -71,20 +71,39 @@ export const SHARD_STRIDE = METRIC_SLOTS + HISTOGRAM_BUCKETS;
 /**
  * Per shard, after the metrics, 32 bytes: the shard's heartbeat and the invocation running now.
  *
- *   Int32 [0] heartbeat: bumped by the shard at every invocation, every loop turn and from a
- *             timer, so a value that stops changing means the shard's event loop is blocked
- *             (main's watchdog, weft.ts);
- *   Int32 [1] 1 while a function runs synchronously (written last when entering), else 0;
- *   Int32 [2] hash of the message's address, [3] its payload's length, [4] its payload's hash
- *             (0 for host messages: their sequence number names them), Float64 at byte 24 its
- *             host sequence number.
+ *   Int32 [0] heartbeat: bumped by the shard at every invocation, every loop turn, from a timer,
+ *             and every few thousand records of the engine's own long loops (snapshot encode,
+ *             fold, recovery), so a value that stops changing means the shard's event loop is
+ *             blocked (main's watchdog, weft.ts);
+ *   Int32 [1] what the recorded invocation is doing (written last when entering):
+ *             {@link RUN_NONE}, {@link RUN_SYNC} (a function runs synchronously), or
+ *             {@link RUN_AWAITING} (careful mode only: its synchronous part returned, it awaits
+ *             a promise, and stays recorded so that a stall or death in its continuation names
+ *             it; other code, such as a timer left behind, may be what runs);
+ *   Int32 [2] hash of the message's address, [3] its payload's length, [4] a hash of its payload,
+ *             typename and caller address (0 for host messages: their sequence number names
+ *             them), Float64 at byte 24 its host sequence number.
  *
- * It is written on every invocation (a few stores; a hash of the payload only for messages not
- * from the host), so that when a shard dies or stalls inside a function, main can tell which
- * message did it: see {@link ControlBlock.current} and `messageFingerprint` (the same string,
- * made by the dispatcher).
+ * It is written on every invocation (a few stores; for messages not from the host, a hash of the
+ * payload, typename and caller), so that when a shard dies or stalls inside a function, main can
+ * tell which message did it: see {@link ControlBlock.current} and `messageFingerprint` (the same
+ * string, made by the dispatcher).
  */
 export const CURRENT_BYTES = 32;
+
+/** Int32 [1] of a shard's CURRENT_BYTES: no invocation recorded. */
+export const RUN_NONE = 0;
+/** A function runs synchronously (called, not yet returned). */
+export const RUN_SYNC = 1;
+/** Careful mode: an async invocation awaits its promise (see CURRENT_BYTES). */
+export const RUN_AWAITING = 2;
+
+/** The invocation a shard recorded (see {@link ControlBlock.current}). */
+export interface Running {
+  readonly fingerprint: string;
+  /** True: its function was running synchronously ({@link RUN_SYNC}); false: awaiting ({@link RUN_AWAITING}). */
+  readonly synchronous: boolean;
+}
 
 export class ControlBlock {
   readonly buffer: SharedArrayBuffer;
@@ -109,32 +128,42 @@ export class ControlBlock {
   }
 
   /** Records the message a shard is about to run a function for (see CURRENT_BYTES). */
-  enter(shard: number, keyHash: number, hseq: number, payload: Uint8Array): void {
+  /**
+   * Records the message a shard is about to run a function for (see CURRENT_BYTES); `origin` is
+   * {@link originHash} of its typename and caller (not read for host messages).
+   */
+  enter(shard: number, keyHash: number, hseq: number, payload: Uint8Array, origin: number): void {
     const i32 = this.#currentI32;
     const i = shard << 3;
     i32[i + 2] = keyHash;
     i32[i + 3] = payload.length;
-    i32[i + 4] = hseq > 0 ? 0 : payloadHash(payload);
+    i32[i + 4] = hseq > 0 ? 0 : payloadHash(payload, origin);
     this.#currentF64[(shard << 2) + 3] = hseq;
-    i32[i + 1] = 1;
+    i32[i + 1] = RUN_SYNC;
     i32[i] = (i32[i]! + 1) | 0;
   }
 
-  /** The function called by {@link enter} returned (or threw). */
+  /** Careful mode: the function called by {@link enter} returned a promise it now awaits. */
+  awaiting(shard: number): void {
+    this.#currentI32[(shard << 3) + 1] = RUN_AWAITING;
+  }
+
+  /** The invocation recorded by {@link enter} ended (returned, threw, or settled). */
   leave(shard: number): void {
-    this.#currentI32[(shard << 3) + 1] = 0;
+    this.#currentI32[(shard << 3) + 1] = RUN_NONE;
   }
 
   /**
-   * The fingerprint of the message whose function was running when the shard stopped (see
-   * `messageFingerprint`), or undefined. Read only when the shard is dead or stuck, so the
-   * fields cannot change under the read.
+   * The message whose invocation was recorded when the shard stopped (see `messageFingerprint`),
+   * and whether its function was running synchronously, or undefined. Read when the shard is
+   * dead or stuck (and compared again after it exited: see Weft's #onShardFailed).
    */
-  current(shard: number): string | undefined {
+  current(shard: number): Running | undefined {
     const i32 = this.#currentI32;
     const i = shard << 3;
-    if (i32[i + 1] !== 1) return undefined;
-    return fingerprintOf(i32[i + 2]!, this.#currentF64[(shard << 2) + 3]!, i32[i + 3]!, i32[i + 4]!);
+    const state = Atomics.load(i32, i + 1);
+    if (state === RUN_NONE) return undefined;
+    return { fingerprint: fingerprintOf(i32[i + 2]!, this.#currentF64[(shard << 2) + 3]!, i32[i + 3]!, i32[i + 4]!), synchronous: state === RUN_SYNC };
   }
 
   /** Bumps the shard's heartbeat (see CURRENT_BYTES). */
@@ -185,7 +214,9 @@ export function latencyBucket(micros: number): number {
 /**
  * Names one message across recoveries (it is replayed or re-sent as the same bytes): the hash of
  * its address, its host sequence number (unique per host message), and its payload's length and
- * hash (what tells apart messages between functions, whose sequence number is 0).
+ * a hash of its payload, typename and caller address (what tells apart messages between
+ * functions, whose sequence number is 0). Two messages from the same caller to the same address
+ * with the same typename and bytes are the same message to it.
  */
 export function fingerprintOf(keyHash: number, hseq: number, payloadLength: number, payloadHash: number): string {
   return `${keyHash >>> 0}:${hseq}:${payloadLength}:${payloadHash >>> 0}`;
@@ -194,16 +225,32 @@ export function fingerprintOf(keyHash: number, hseq: number, payloadLength: numb
 /**
  * A 32-bit hash of the payload, four bytes per multiply (about twice as fast as byte-wise FNV-1a,
  * measured: ~40 ns for 24 bytes): it runs on every invocation of a message between functions.
+ * `seed` is {@link originHash} of the message's typename and caller.
  */
-export function payloadHash(p: Uint8Array): number {
+export function payloadHash(p: Uint8Array, seed = -2128831035): number {
   const n = p.length;
-  let h = -2128831035 ^ n;
+  let h = Math.imul(seed ^ n, 16777619);
   let i = 0;
   for (; i + 3 < n; i += 4) {
     h = Math.imul(h ^ ((p[i] as number) | ((p[i + 1] as number) << 8) | ((p[i + 2] as number) << 16) | ((p[i + 3] as number) << 24)), 16777619);
     h ^= h >>> 15;
   }
   for (; i < n; i++) h = Math.imul(h ^ (p[i] as number), 16777619);
+  return h | 0;
+}
+
+/**
+ * FNV-1a over a message's typename and caller address (type, then id), the seed of its
+ * {@link payloadHash}: made per invocation of a message between functions (not for host
+ * messages), a multiply per character.
+ */
+export function originHash(typename: string, callerType: string | null, callerId: string | null): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < typename.length; i++) h = Math.imul(h ^ typename.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ 0x2f, 0x01000193);
+  if (callerType !== null) for (let i = 0; i < callerType.length; i++) h = Math.imul(h ^ callerType.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ 0x2f, 0x01000193);
+  if (callerId !== null) for (let i = 0; i < callerId.length; i++) h = Math.imul(h ^ callerId.charCodeAt(i), 0x01000193);
   return h | 0;
 }
 

@@ -25,7 +25,7 @@ import { isSharedPayload } from '../state/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
 import type { RemoteResult, StateSpecInfo } from '../statefun/remote-client.js';
-import { fingerprintOf, keyHash, payloadHash } from '../router/control-block.js';
+import { fingerprintOf, keyHash, originHash, payloadHash } from '../router/control-block.js';
 
 /** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
 export interface InstanceStore {
@@ -80,6 +80,8 @@ export interface DispatcherOptions {
 /** Records the message whose function runs synchronously right now (see ControlBlock.enter). */
 export interface RunningRecorder {
   enter(mb: Mailbox, env: Envelope): void;
+  /** Careful mode: the function returned a promise; it stays recorded, as awaiting, until it settles. */
+  awaiting(): void;
   leave(): void;
 }
 
@@ -247,7 +249,7 @@ export class HostAcks {
 export function messageFingerprint(key: string, env: Envelope): string {
   const p = env[E_PAYLOAD];
   const hseq = env[E_HSEQ];
-  return fingerprintOf(keyHash(key), hseq, p.length, hseq > 0 ? 0 : payloadHash(p));
+  return fingerprintOf(keyHash(key), hseq, p.length, hseq > 0 ? 0 : payloadHash(p, originHash(env[E_TYPENAME], env[E_CALLER_TYPE], env[E_CALLER_ID])));
 }
 
 /** One invocation in this many has its latency measured, once past the first 1024 (power of two). */
@@ -529,6 +531,26 @@ export class Dispatcher implements ContextHost {
    */
   running: RunningRecorder | null = null;
   readonly #quarantine = new Map<string, SerializedError>();
+  /** Messages taken to run (#invoke calls, quarantined ones included). */
+  #tried = 0;
+  /** #tried count past which the quarantine is dropped (-1: not decided yet; see scopeQuarantine). */
+  #quarantineUntil = -1;
+
+  /**
+   * A checkpoint was committed: the quarantine (made for the replay of the recovery this shard
+   * started from) lasts until every message queued now has been tried. A quarantined message
+   * not met by then was not sent again (its sender took another path): the entry must not
+   * dead-letter a later, healthy message that happens to look the same.
+   */
+  scopeQuarantine(): void {
+    if (this.#quarantine.size > 0 && this.#quarantineUntil < 0) this.#quarantineUntil = this.#tried + this.queuedMessages;
+  }
+
+  /** Quarantined messages this shard still waits for (see scopeQuarantine). */
+  get quarantined(): number {
+    return this.#quarantine.size;
+  }
+
   /** Async invocations in start order (so in deadline order), settled ones skipped lazily. */
   #parkedQueue: Parked[] = [];
   #parkedHead = 0;
@@ -591,6 +613,11 @@ export class Dispatcher implements ContextHost {
 
   #invoke(mb: Mailbox): void {
     const env = mb.queue[mb.head] as Envelope;
+    this.#tried++;
+    if (this.#quarantine.size > 0 && this.#quarantineUntil >= 0 && this.#tried > this.#quarantineUntil) {
+      this.#quarantine.clear();
+      this.#quarantineUntil = -1;
+    }
     if (env.length > E_IDEMPOTENCY_KEY && this.#alreadyApplied(mb, env)) return;
     if (this.#quarantine.size > 0) {
       const fp = messageFingerprint(mb.key, env);
@@ -626,13 +653,14 @@ export class Dispatcher implements ContextHost {
     const started = this.onLatency === null || (this.counters.invocations > 1024 && (this.counters.invocations & (LATENCY_SAMPLE - 1)) !== 0) ? 0 : performance.now();
     let result: unknown;
     const running = this.running;
-    // Careful: an async invocation stays recorded until it settles.
+    // Careful: an async invocation stays recorded (as awaiting) until it settles.
     const recordUntilSettled = this.careful && running !== null;
     this.inUserCode = true;
     try {
       if (running !== null) running.enter(mb, env);
       result = (fn.fn as (c: unknown, m: unknown) => unknown)(ctx, msg);
-      if (!recordUntilSettled) running?.leave();
+      if (recordUntilSettled) running.awaiting();
+      else running?.leave();
     } catch (err) {
       running?.leave();
       this.inUserCode = false;

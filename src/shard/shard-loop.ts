@@ -26,13 +26,13 @@ import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
 import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
-import { E_HSEQ, E_PAYLOAD, E_REPLY_TO, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from './envelope.js';
+import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from './envelope.js';
 import { Outbound } from './outbound.js';
 import { RemoteFunctions, remoteExpired } from './remote-functions.js';
 import type { RemoteEndpointOptions } from '../options.js';
 import { DEFAULT_TYPE } from '../state/types.js';
 import { deserializeError, type SerializedError } from '../errors.js';
-import { keyHash } from '../router/control-block.js';
+import { keyHash, originHash } from '../router/control-block.js';
 import type { RuntimeModule } from './runtime-module.js';
 
 /** No checkpoint committed for this long: the engine is quiet, fold what is committed (see #armQuietFold). */
@@ -198,7 +198,11 @@ export class ShardLoop {
     this.#dispatcher.running = {
       enter(mb, env) {
         if (mb.keyHash === 0) mb.keyHash = keyHash(mb.key);
-        control.enter(shard, mb.keyHash, env[E_HSEQ], env[E_PAYLOAD]);
+        const hseq = env[E_HSEQ];
+        control.enter(shard, mb.keyHash, hseq, env[E_PAYLOAD], hseq > 0 ? 0 : originHash(env[E_TYPENAME], env[E_CALLER_TYPE], env[E_CALLER_ID]));
+      },
+      awaiting() {
+        control.awaiting(shard);
       },
       leave() {
         control.leave(shard);
@@ -224,6 +228,7 @@ export class ShardLoop {
           this.#cache.foldedEpoch = Math.max(this.#cache.foldedEpoch, epoch);
         },
         fatal: (err) => this.#onFatal(err),
+        beat: () => this.#control.beat(boot.shard),
       },
       boot.committedEpoch,
     );
@@ -409,6 +414,9 @@ export class ShardLoop {
           if (this.#dispatcher.careful && this.#carefulUntil < 0) {
             this.#carefulUntil = this.#dispatcher.counters.invocations + this.#dispatcher.queuedMessages;
           }
+          // The same point ends the quarantine made for that recovery (main drops its copy at
+          // this commit too).
+          this.#dispatcher.scopeQuarantine();
           // Fold at once when the cache is over its size or holds more unfolded records than that:
           // the records wait in memory until folded.
           const cache = this.#cache;

@@ -90,6 +90,9 @@ const INITIAL_ENCODE_BYTES = 64 * 1024;
  * if (!ring.tryWrite(frame)) spill.push(frame.slice());
  * ```
  */
+/** Records between two calls of FrameEncoder.encode's `progress` (a power of two). */
+export const PROGRESS_EVERY = 4096;
+
 export class FrameEncoder {
   // The same memory three ways: Buffer for its native UTF-8 write, DataView for wide numbers,
   // and a plain Uint8Array to hand out — its slice() copies (Buffer#slice would not).
@@ -121,13 +124,20 @@ export class FrameEncoder {
 
   /**
    * Encodes `records` (each a {@link FrameRecord}; anything else fails in the decoder) as one
-   * frame; the result is valid until the next `encode` call.
+   * frame; the result is valid until the next `encode` call. `progress` (unnamed records only) is
+   * called every {@link PROGRESS_EVERY} records: a shard's heartbeat during a large snapshot.
    */
-  encode(records: readonly unknown[]): Uint8Array {
+  encode(records: readonly unknown[], progress?: () => void): Uint8Array {
     this.#pos = 0;
     this.#arrayHeader(records.length);
     if (this.#names === null) {
-      for (let i = 0; i < records.length; i++) this.#value(records[i]);
+      if (progress === undefined) for (let i = 0; i < records.length; i++) this.#value(records[i]);
+      else {
+        for (let i = 0; i < records.length; i++) {
+          this.#value(records[i]);
+          if ((i & (PROGRESS_EVERY - 1)) === PROGRESS_EVERY - 1) progress();
+        }
+      }
     } else {
       for (let i = 0; i < records.length; i++) {
         const r = records[i];

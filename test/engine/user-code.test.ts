@@ -189,9 +189,11 @@ describe('user code never stops the engine', () => {
       expect(codes).toEqual(new Map([['exits-late', 'ERR_WEFT_SHARD_FAILED'], ['loops-late', 'ERR_WEFT_TIMEOUT']]));
       const m = weft.metrics();
       // exits-late: unexplained, then suspected and isolated by two careful replays (3 recoveries);
-      // loops-late: unexplained stall, then isolated at the careful replay's stall (2).
-      expect(m.recoveries).toBe(5);
-      expect(m.stalledShards).toBe(2);
+      // loops-late: unexplained stall (no function recorded: 10 × invocationTimeoutMs), then
+      // suspected at the first careful replay's stall (it was only awaiting: code it did not
+      // leave could be what blocks) and isolated at the second's (3).
+      expect(m.recoveries).toBe(6);
+      expect(m.stalledShards).toBe(3);
       expect(m.poisonMessages).toBe(2);
       expect(m.unexplainedFailures).toBe(0);
       await within(weft.idle(), 20_000, 'idle');
