@@ -16,6 +16,7 @@ import greeter from '../../examples/greeter/functions.js';
 import bank from '../fixtures/bank.js';
 import ttlModule from '../fixtures/restate-ttl.js';
 import { RestateServer, waitFor } from './restate-server.js';
+import { parityScript } from '../helpers/parity-script.js';
 
 const BANK_URL = new URL('../../dist/test/fixtures/bank.js', import.meta.url);
 const TTL_URL = new URL('../../dist/test/fixtures/restate-ttl.js', import.meta.url);
@@ -242,25 +243,8 @@ describe('bank on Restate', () => {
   });
 });
 
-/** The parity script of test/testing/parity.test.ts, sent in order through a WeftClient. */
-function script(): Array<[Address, unknown]> {
-  const s: Array<[Address, unknown]> = [];
-  for (let i = 0; i < 10; i++) s.push([acct(`p-${i}`), { op: 'deposit', amount: 100 + i, seq: i }]);
-  for (let i = 0; i < 30; i++) s.push([acct(`p-${i % 4}`), { op: 'transfer', amount: 1 + (i % 5), to: `p-${4 + (i % 6)}` }]);
-  s.push([{ type: 'test/pingpong', id: 'a-par' }, 21]);
-  s.push([acct('p-3'), { op: 'boom' }]);
-  s.push([acct('p-3'), { op: 'deposit', amount: 1, seq: 100 }]);
-  s.push([acct('p-7'), { op: 'schedule', delayMs: 0, amount: 5, seq: 200 }]);
-  s.push([acct('p-8'), { op: 'schedule', delayMs: 3_600_000, amount: 5, seq: 300, token: 'later' }]);
-  s.push([acct('p-8'), { op: 'cancel', token: 'later' }]);
-  s.push([acct('p-9'), { op: 'schedule', delayMs: 3_600_000, amount: 5, seq: 400, token: 'stays' }]);
-  s.push([{ type: 'test/slow', id: 'slow' }, { tag: 'one', waitMs: 1 }]);
-  s.push([{ type: 'test/slow', id: 'slow' }, { tag: 'two', waitMs: 0 }]);
-  return s;
-}
-
 async function runScript(c: WeftClient): Promise<void> {
-  for (const [to, value] of script()) await c.send(to, value);
+  for (const [to, value] of parityScript()) await c.send(to, value);
 }
 
 const touched: Address[] = [

@@ -11,26 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { within } from '../helpers/index.js';
 import { Weft, type Address, type DeadLetter } from '../../src/index.js';
 import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
+import { parityScript } from '../helpers/parity-script.js';
 
 const BANK = new URL('../../dist/test/fixtures/bank.js', import.meta.url);
 const acct = (id: string): Address => ({ type: 'bank/account', id });
-
-/** The script: deposits, transfers (cross-shard in the engine), a cycle, a failure, timers, an async function. */
-function script(): Array<[Address, unknown]> {
-  const s: Array<[Address, unknown]> = [];
-  for (let i = 0; i < 10; i++) s.push([acct(`p-${i}`), { op: 'deposit', amount: 100 + i, seq: i }]);
-  for (let i = 0; i < 30; i++) s.push([acct(`p-${i % 4}`), { op: 'transfer', amount: 1 + (i % 5), to: `p-${4 + (i % 6)}` }]);
-  s.push([{ type: 'test/pingpong', id: 'a-par' }, 21]);
-  s.push([acct('p-3'), { op: 'boom' }]);
-  s.push([acct('p-3'), { op: 'deposit', amount: 1, seq: 100 }]);
-  s.push([acct('p-7'), { op: 'schedule', delayMs: 0, amount: 5, seq: 200 }]);
-  s.push([acct('p-8'), { op: 'schedule', delayMs: 3_600_000, amount: 5, seq: 300, token: 'later' }]);
-  s.push([acct('p-8'), { op: 'cancel', token: 'later' }]);
-  s.push([acct('p-9'), { op: 'schedule', delayMs: 3_600_000, amount: 5, seq: 400, token: 'stays' }]);
-  s.push([{ type: 'test/slow', id: 'slow' }, { tag: 'one', waitMs: 1 }]);
-  s.push([{ type: 'test/slow', id: 'slow' }, { tag: 'two', waitMs: 0 }]);
-  return s;
-}
 
 const touched: Address[] = [
   ...Array.from({ length: 10 }, (_, i) => acct(`p-${i}`)),
@@ -74,7 +58,7 @@ describe('harness ↔ engine parity on the bank module', () => {
   it('ends in the same states, egress records, dead letters and pending timers', async () => {
     const audit = weft.egress('bank/audit');
     const dead = weft.egress('weft/dead-letters');
-    const steps = script();
+    const steps = parityScript();
 
     await within(Promise.all(steps.map(([to, value]) => weft.send(to, value))), 20_000, 'engine sends');
     await within(weft.idle(), 10_000, 'engine idle');
