@@ -147,10 +147,15 @@ export class Ring {
 
   /**
    * Makes a ring that no thread uses any more empty again, for a new producer/consumer pair:
-   * HEAD, TAIL and the WAITING_FOR_ROOM flag are reset (stale data bytes are never read: a
-   * consumer reads only between TAIL and HEAD). Spares memory: a fresh ring costs `capacity`
-   * bytes of zeroed memory, which the allocator may not give back to the system when the old one
-   * is freed (router/spare-rings.ts).
+   * HEAD, TAIL and the WAITING_FOR_ROOM flag are reset and the data bytes zeroed, so a recycled
+   * ring is byte for byte what {@link Ring.create} makes. Without the zeroing, a reused ring
+   * stalled an engine: in test/engine/remote.test.ts, run whole, a 34 MB backlog never reached
+   * its shard (every time; alone, or with fresh rings, it passed in 0.6 s). The consumer reads
+   * only between TAIL and HEAD, so which reader depends on stale bytes is not yet found; until it
+   * is, recycled rings start zeroed, as new ones do (a memset of `capacity` bytes per ring at
+   * start). Reuse still spares memory: a fresh ring costs `capacity` bytes of zeroed memory, which
+   * the allocator may not give back to the system when the old one is freed
+   * (router/spare-rings.ts).
    *
    * The caller guarantees that no Ring object of the old pair will be used again (their threads
    * ended, their main-thread users retired).
@@ -161,6 +166,7 @@ export class Ring {
     Atomics.store(ring.#ctl, RING_HEAD_I32, 0);
     Atomics.store(ring.#ctl, RING_TAIL_I32, 0);
     Atomics.store(ring.#ctl, RING_WAITING_I32, 0);
+    new Uint8Array(buffer, RING_DATA_OFFSET).fill(0);
     return new Ring(buffer);
   }
 
