@@ -152,10 +152,16 @@ const str = { type: type.string() };
 /** `remote/seq`'s list (a JSON type the weft module does not declare: raw bytes in query()). */
 const seen = (state: Record<string, unknown> | undefined): unknown => JSON.parse(Buffer.from(state?.seen as Uint8Array).toString('utf8'));
 
-describe('remote StateFun functions called from weft', () => {
+type RemoteOptions = Partial<NonNullable<WeftOptions['remote']>[number]>;
+
+/**
+ * A {@link Front} for one describe block, started before and closed after it, and `start`: an
+ * engine on the remote-local fixture calling it (`remote` null: no remote endpoint), on a fresh
+ * data dir unless one is given; every data dir is removed after the block.
+ */
+function withFront(): { front: Front; start: (options?: Partial<WeftOptions> & { dataDir?: string }, remote?: RemoteOptions | null) => Promise<Weft> } {
   const front = new Front();
   const dirs: string[] = [];
-
   beforeAll(async () => {
     await front.start();
   });
@@ -163,12 +169,16 @@ describe('remote StateFun functions called from weft', () => {
     await front.close();
     for (const d of dirs) removeDir(d);
   });
-
-  function start(options: Partial<WeftOptions> & { dataDir?: string } = {}, remote: Partial<NonNullable<WeftOptions['remote']>[number]> = {}): Promise<Weft> {
+  const start = (options: Partial<WeftOptions> & { dataDir?: string } = {}, remote: RemoteOptions | null = {}): Promise<Weft> => {
     const dataDir = options.dataDir ?? tempDir('weft-remote-');
     if (!dirs.includes(dataDir)) dirs.push(dataDir);
-    return Weft.start({ module: fixture('remote-local'), dataDir, shards: 2, durability: 'process', ...options, remote: [{ functions: 'remote/*', url: front.url, ...remote }] });
-  }
+    return Weft.start({ module: fixture('remote-local'), dataDir, shards: 2, durability: 'process', ...options, ...(remote === null ? {} : { remote: [{ functions: 'remote/*', url: front.url, ...remote }] }) });
+  };
+  return { front, start };
+}
+
+describe('remote StateFun functions called from weft', () => {
+  const { front, start } = withFront();
 
   it('keeps their state in weft, replies to requests, and carries messages both ways', async () => {
     front.reset();
@@ -328,15 +338,7 @@ describe('remote StateFun functions called from weft', () => {
   }, 60_000);
 
   it("dead-letters a failed call's messages with onExhausted: 'dead-letter', and keeps running", async () => {
-    const dir = tempDir('weft-remote-down-');
-    dirs.push(dir);
-    const weft = await Weft.start({
-      module: fixture('remote-local'),
-      dataDir: dir,
-      shards: 1,
-      durability: 'process',
-      remote: [{ functions: 'remote/*', url: 'http://127.0.0.1:9/statefun', timeoutMs: 300, onExhausted: 'dead-letter' }],
-    });
+    const weft = await start({ shards: 1 }, { url: 'http://127.0.0.1:9/statefun', timeoutMs: 300, onExhausted: 'dead-letter' });
     try {
       const err = await weft.request({ type: 'remote/counter', id: 'x' }, 'hi', { type: type.string(), timeoutMs: 60_000 }).catch((e: unknown) => e);
       expect((err as { code: string }).code).toBe('ERR_WEFT_REMOTE');
@@ -436,22 +438,12 @@ describe('remote StateFun functions called from weft', () => {
 });
 
 describe('large backlogs', () => {
-  const front = new Front();
-  const dirs: string[] = [];
-  beforeAll(async () => {
-    await front.start();
-  });
-  afterAll(async () => {
-    await front.close();
-    for (const d of dirs) removeDir(d);
-  });
+  const { front, start } = withFront();
 
   it('keeps a batch within 32 MiB of payload (what the async transport of the runtime sends at most)', async () => {
     let release!: () => void;
     front.script.hold = new Promise<void>((r) => (release = r));
-    const dataDir = tempDir('weft-remote-big-');
-    dirs.push(dataDir);
-    const weft = await Weft.start({ module: fixture('remote-local'), dataDir, shards: 1, durability: 'process', remote: [{ functions: 'remote/*', url: front.url }] });
+    const weft = await start({ shards: 1 });
     const n = { type: 'remote/noop', id: 'big' };
     try {
       const big = 'x'.repeat(500_000);
@@ -479,21 +471,11 @@ describe('commits of invocations that outlast the checkpoint interval and change
   // Before the fix such a send stayed pending until unrelated traffic made the next checkpoint:
   // the periodic checkpoint found the engine quiescent. The bounds below are on the wait, far
   // below the 5 s seen then; nothing else is sent.
-  const front = new Front();
-  const dirs: string[] = [];
-  beforeAll(async () => {
-    await front.start();
-  });
-  afterAll(async () => {
-    await front.close();
-    for (const d of dirs) removeDir(d);
-  });
+  const { front, start } = withFront();
 
   it('resolves a send to a remote function answering after 150 ms without a state change', async () => {
     front.script.delayMs = 150;
-    const dataDir = tempDir('weft-remote-slow-');
-    dirs.push(dataDir);
-    const weft = await Weft.start({ module: fixture('remote-local'), dataDir, shards: 2, durability: 'process', checkpointIntervalMs: 50, remote: [{ functions: 'remote/*', url: front.url }] });
+    const weft = await start({ checkpointIntervalMs: 50 });
     try {
       for (let i = 0; i < 3; i++) await within(weft.send({ type: 'remote/noop', id: `n${i}` }, 'x', str), 3_000, `send ${i} to a slow remote function`);
     } finally {
@@ -502,9 +484,7 @@ describe('commits of invocations that outlast the checkpoint interval and change
   });
 
   it('resolves a send to an async local function that awaits 150 ms without a state change', async () => {
-    const dataDir = tempDir('weft-local-slow-');
-    dirs.push(dataDir);
-    const weft = await Weft.start({ module: fixture('remote-local'), dataDir, shards: 2, durability: 'process', checkpointIntervalMs: 50 });
+    const weft = await start({ checkpointIntervalMs: 50 }, null);
     try {
       for (let i = 0; i < 3; i++) await within(weft.send({ type: 'local/slow', id: `s${i}` }, 150), 3_000, `send ${i} to a slow async function`);
     } finally {
