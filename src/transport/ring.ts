@@ -148,12 +148,13 @@ export class Ring {
   /**
    * Makes a ring that no thread uses any more empty again, for a new producer/consumer pair:
    * HEAD, TAIL and the WAITING_FOR_ROOM flag are reset and the data bytes zeroed, so a recycled
-   * ring is byte for byte what {@link Ring.create} makes. Without the zeroing, a reused ring
-   * stalled an engine: in test/engine/remote.test.ts, run whole, a 34 MB backlog never reached
-   * its shard (every time; alone, or with fresh rings, it passed in 0.6 s). The consumer reads
-   * only between TAIL and HEAD, so which reader depends on stale bytes is not yet found; until it
-   * is, recycled rings start zeroed, as new ones do (a memset of `capacity` bytes per ring at
-   * start). Reuse still spares memory: a fresh ring costs `capacity` bytes of zeroed memory, which
+   * ring is byte for byte what {@link Ring.create} makes. Known issue: with reused rings and no
+   * zeroing, test/engine/remote.test.ts run whole stalled every time (a 34 MB backlog never
+   * reached its shard; alone, or with fresh rings, it passed in 0.6 s). Busy-waiting 3 ms here
+   * instead of zeroing made it pass too, so the cause is a race while an engine starts right
+   * after another closed, not stale bytes (a consumer reads only between TAIL and HEAD); the
+   * zeroing (a memset of `capacity` bytes per ring at start) hides it and is kept until the race
+   * is found. Reuse spares memory: a fresh ring costs `capacity` bytes of zeroed memory, which
    * the allocator may not give back to the system when the old one is freed
    * (router/spare-rings.ts).
    *
