@@ -50,8 +50,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { Weft, defineModule, type } from '../src/index.js';
-import { DEFAULTS } from '../src/options.js';
-import { Partitioner } from '../src/router/partitioner.js';
+import { DEFAULTS } from '../src/contract/options.js';
+import { Partitioner } from '../src/contract/partitioner.js';
 
 /** The heavy task: naive Fibonacci, pure CPU, no allocation; the bench prints what fib(27) takes. */
 export function fib(n: number): number {

@@ -21,7 +21,7 @@
  * Run: `npm run build && node dist/native-bench/transport-framing.js`
  */
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
-import { DEFAULT_TYPE } from '../src/state/types.js';
+import { DEFAULT_TYPE } from '../src/codec/types.js';
 import { decodeBatch, encodeBatch, type MessageTuple } from '../src/transport/framing.js';
 
 const BATCH = 256;

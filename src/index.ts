@@ -2,12 +2,12 @@
  * weft — Stateful Functions for Node.js. The public surface (README.md, "Host API" and
  * "Functions"); internals are not exported.
  */
-export { Weft, channels } from './weft.js';
-export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics, InstancesOptions, InstanceEntry, EgressRecord, EgressIteratorOptions } from './weft.js';
-export type { RemoteEndpointOptions } from './options.js';
-export type { WeftClient } from './client.js';
-export { defineModule } from './module.js';
-export { type } from './state/types.js';
+export { Weft, channels } from './host/weft.js';
+export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics, InstancesOptions, InstanceEntry, EgressRecord, EgressIteratorOptions } from './host/weft.js';
+export type { RemoteEndpointOptions } from './contract/options.js';
+export type { WeftClient } from './host/client.js';
+export { defineModule } from './module/definition.js';
+export { type } from './codec/types.js';
 export type {
   Address,
   Context,
@@ -24,8 +24,8 @@ export type {
   StateValue,
   ValueOptions,
   SendAfterOptions,
-} from './module.js';
-export { isModuleDefinition } from './module.js';
-export { LIMITS } from './address.js';
-export { WeftError, ErrorCodes, isWeftError } from './errors.js';
-export type { WeftErrorCode, SerializedError } from './errors.js';
+} from './module/definition.js';
+export { isModuleDefinition } from './module/definition.js';
+export { LIMITS } from './core/address.js';
+export { WeftError, ErrorCodes, isWeftError } from './core/errors.js';
+export type { WeftErrorCode, SerializedError } from './core/errors.js';

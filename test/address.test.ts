@@ -18,7 +18,7 @@ import {
   validateId,
   validateStateName,
   validateTypename,
-} from '../src/address.js';
+} from '../src/core/address.js';
 import { expectWeftError } from './helpers/index.js';
 
 

@@ -3,7 +3,7 @@
  * successor lives on ANOTHER shard (round-robin over shards), using weft's own router, so a chain
  * of hops crosses a shard boundary on every hop.
  */
-import { keyGroupOf } from '../../src/address.js';
+import { keyGroupOf } from '../../src/core/address.js';
 
 /** weft's default key-group count (the bench never changes it). */
 export const KEY_GROUPS = 128;

@@ -27,10 +27,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 import { Partition, lmdbFileProblem, lmdbTreeProblem, type WriteOps } from '../state/partition.js';
 import { DirLock } from './dir-lock.js';
-import { META_FOLDED_EPOCH } from './participant.js';
+import { META_FOLDED_EPOCH } from '../state/checkpoint-format.js';
 
 /** Bumped when the on-disk format changes incompatibly; a dir of another version is refused. */
 export const FORMAT_VERSION = 1;

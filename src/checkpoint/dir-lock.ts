@@ -27,7 +27,7 @@ import { closeSync, constants, fstatSync, ftruncateSync, openSync, readSync, sta
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 
 interface FsExt {
   flockSync(fd: number, flags: 'exnb' | 'un'): number;

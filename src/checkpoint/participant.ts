@@ -17,99 +17,12 @@
  *   5. Recovery: fold every pending epoch up to the last committed one, drop the later ones,
  *      reload timers, and replay the committed mailbox before any new input.
  */
-import { Packr, Unpackr } from 'msgpackr';
-import { FrameEncoder, PROGRESS_EVERY } from '../transport/framing.js';
-import type { Envelope } from '../shard/envelope.js';
+import { PROGRESS_EVERY } from '../transport/framing.js';
+import type { Envelope } from '../contract/envelope.js';
+import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, PendingKind, decodeEnvelopes, decodePendingMeta, decodeStates, decodeTimer, encodeEnvelopes, encodePendingMeta, encodeStates, encodeTimer } from '../state/checkpoint-format.js';
 import type { StateChange } from '../state/instance-cache.js';
 import type { Partition, WriteOps } from '../state/partition.js';
 import type { Timer, TimerDelta } from '../timers/timer-service.js';
-
-/** Kinds of entries under `pending[epoch, kind, ...]`. Part of the on-disk format: never renumber. */
-export const enum PendingKind {
-  /** `[e, State, kg, type, id]` → record. Read (recovery, inspect); no longer written: see States. */
-  State = 1,
-  /** `[e, StateDelete, kg, type, id]` → empty. Read; no longer written: see States. */
-  StateDelete = 2,
-  TimerPut = 3,
-  TimerDelete = 4,
-  Mailbox = 5,
-  Meta = 6,
-  /**
-   * `[e, States]` → every state change of the epoch in ONE value: a msgpack array of
-   * `[kg, type, id, record | null]`. One put instead of one per changed instance, and one delete
-   * when the epoch is folded instead of a scan and a delete per instance: measured (ckpt, 100k
-   * changed instances, 1M stored) the shard's PENDING write went from ~123 ms to ~27 ms and the
-   * checkpoint from ~220 ms to ~130 ms.
-   */
-  States = 7,
-}
-
-export const META_FOLDED_EPOCH = 'foldedEpoch';
-export const META_MAILBOX = 'mailbox';
-export const META_TIMER_SEQ = 'timerSeq';
-
-const packr = new Packr({ useRecords: false, moreTypes: false });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
-
-export function encodeTimer(t: Pick<Timer, 'env' | 'senderKey' | 'token'>): Uint8Array {
-  return packr.pack([t.env, t.senderKey, t.token]);
-}
-
-export function decodeTimer(kg: number, due: number, seq: number, bytes: Uint8Array): Omit<Timer, 'cancelled'> {
-  const [env, senderKey, token] = unpackr.unpack(bytes) as [Envelope, string, string | null];
-  return { kg, due, seq, env, senderKey, token };
-}
-
-/**
- * Encodes snapshot values into a private copy. The FrameEncoder keeps its buffer for the next
- * snapshot, unless an unusually large value grew it past {@link KEEP_BYTES}.
- */
-class SnapshotEncoder {
-  static readonly KEEP_BYTES = 8 * 1024 * 1024;
-  #encoder: FrameEncoder | undefined;
-
-  encode(records: readonly unknown[], progress?: () => void): Uint8Array {
-    this.#encoder ??= new FrameEncoder();
-    const bytes = this.#encoder.encode(records, progress).slice();
-    if (bytes.byteLength > SnapshotEncoder.KEEP_BYTES) this.#encoder = undefined;
-    return bytes;
-  }
-}
-
-const statesEncoder = new SnapshotEncoder();
-const envelopesEncoder = new SnapshotEncoder();
-
-/** An epoch's state changes as one value (PendingKind.States); `progress`: see FrameEncoder.encode. */
-export function encodeStates(states: readonly StateChange[], progress?: () => void): Uint8Array {
-  return statesEncoder.encode(states, progress);
-}
-
-/** Decodes {@link encodeStates}; byte fields are views of `bytes`. */
-export function decodeStates(bytes: Uint8Array): StateChange[] {
-  const states = unpackr.unpack(bytes) as StateChange[];
-  if (!Array.isArray(states)) throw new TypeError('pending state changes are not an array');
-  return states;
-}
-
-/**
- * Mailboxes as one msgpack array of envelopes. FrameEncoder writes the bytes msgpackr's pack
- * writes for arrays of scalars and byte arrays, at about twice the speed (framing.ts): a snapshot
- * packs every queued message, tens of thousands per epoch under load.
- */
-export function encodeEnvelopes(envs: Envelope[], progress?: () => void): Uint8Array {
-  return envelopesEncoder.encode(envs, progress);
-}
-
-export function decodeEnvelopes(bytes: Uint8Array | undefined): Envelope[] {
-  if (bytes === undefined || bytes.byteLength === 0) return [];
-  const envs = unpackr.unpack(bytes) as Envelope[];
-  for (const e of envs) {
-    const p = e[6] as Uint8Array;
-    // msgpackr may hand back Buffers; the engine's payloads are plain Uint8Array views.
-    if (!(p instanceof Uint8Array)) throw new TypeError('snapshot envelope payload is not bytes');
-  }
-  return envs;
-}
 
 /** What a shard captures at the first barrier of an epoch. */
 export interface Snapshot {
@@ -222,7 +135,7 @@ export class Participant {
         snap.mailboxBytes = mailbox;
         bytes += mailbox.byteLength;
         ops.putPending([e, PendingKind.Mailbox], mailbox);
-        ops.putPending([e, PendingKind.Meta], packr.pack({ timerSeq: snap.timerSeq }));
+        ops.putPending([e, PendingKind.Meta], encodePendingMeta(snap.timerSeq));
       })
       .then(
         () => {
@@ -411,7 +324,7 @@ export async function recoverPartition(partition: Partition, committed: number):
               ops.putMeta(META_MAILBOX, value);
               break;
             case PendingKind.Meta: {
-              const meta = unpackr.unpack(value) as { timerSeq: number };
+              const meta = decodePendingMeta(value);
               ops.putMeta(META_TIMER_SEQ, meta.timerSeq);
               break;
             }

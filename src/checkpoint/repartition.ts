@@ -10,12 +10,13 @@
  * leaves the old generation in force and the new one is removed at the next start.
  */
 import { rmSync } from 'node:fs';
-import { keyGroupOf } from '../address.js';
+import { keyGroupOf } from '../core/address.js';
 import { Partition } from '../state/partition.js';
-import { keyGroupRange, shardOfKeyGroup } from '../router/partitioner.js';
-import type { Envelope } from '../shard/envelope.js';
+import { keyGroupRange, shardOfKeyGroup } from '../contract/partitioner.js';
+import type { Envelope } from '../contract/envelope.js';
 import { META_IDENTITY, type DataDir } from './data-dir.js';
-import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, encodeEnvelopes, recoverPartition } from './participant.js';
+import { recoverPartition } from './participant.js';
+import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, encodeEnvelopes } from '../state/checkpoint-format.js';
 
 export async function repartition(dir: DataDir, shards: number, durability: 'fsync' | 'process'): Promise<void> {
   const { shards: oldShards, layout, committedEpoch, keyGroups } = dir.info;

@@ -3,8 +3,8 @@
  * answer, so the throughput phase measures the engine (route, invoke, state write, checkpoint)
  * without encoding replies nobody waits for, and the latency phase gets a reply to time.
  */
-import { defineModule } from '../module.js';
-import { type } from '../state/types.js';
+import { defineModule } from '../module/definition.js';
+import { type } from '../codec/types.js';
 
 /** Message values of `bench/counter`. */
 export const INCREMENT = 0;

@@ -13,10 +13,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Address } from '../address.js';
+import type { Address } from '../core/address.js';
 import { compiledUrl } from '../internal/paths.js';
-import { MAX_SHARDS, resolveShards } from '../options.js';
-import { Weft } from '../weft.js';
+import { MAX_SHARDS, resolveShards } from '../contract/options.js';
+import { Weft } from '../host/weft.js';
 import { INCREMENT, INCREMENT_AND_REPLY } from './bench-module.js';
 import { EXIT_OK, UsageError, numberFlag, parse, write, type CliContext, type Command } from './command.js';
 import { bytes, int, micros } from './format.js';

@@ -13,10 +13,10 @@
 import { statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { WeftError, describe } from '../errors.js';
-import { isValidTypename } from '../address.js';
-import { shardOfKeyGroup } from '../router/partitioner.js';
-import { compileModule, loadModule, type RuntimeModule } from '../shard/runtime-module.js';
+import { WeftError, describe } from '../core/errors.js';
+import { isValidTypename } from '../core/address.js';
+import { shardOfKeyGroup } from '../contract/partitioner.js';
+import { compileModule, loadModule, type RuntimeModule } from '../module/runtime.js';
 import { Partition, type PartitionSnapshot } from '../state/partition.js';
 import { listCommitted, moduleStateReader, resolveInstancesArgs, type CommittedView, type ResolvedInstancesOptions, type StateReader } from '../state/listing.js';
 import { EXIT_OK, UsageError, numberFlag, parse, write, type CliContext } from './command.js';

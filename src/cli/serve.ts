@@ -19,10 +19,10 @@ import type { AddressInfo } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { WeftError } from '../errors.js';
-import type { ModuleDefinition } from '../module.js';
+import { WeftError } from '../core/errors.js';
+import type { ModuleDefinition } from '../module/definition.js';
 import type { RestateServer } from '../restate/endpoint.js';
-import { loadModule } from '../shard/runtime-module.js';
+import { loadModule } from '../module/runtime.js';
 import { STATEFUN_HANDLER_DEFAULTS, statefunHandler } from '../statefun/handler.js';
 
 const EXIT_OK = 0;

@@ -6,9 +6,8 @@
  * be pure.
  */
 import { Piscina } from 'piscina';
-import { WeftError, deserializeError, type SerializedError } from '../errors.js';
-import { compiledUrl } from '../internal/paths.js';
-import { workerExecArgv } from '../router/shard-pool.js';
+import { WeftError, deserializeError, type SerializedError } from '../core/errors.js';
+import { compiledUrl, workerExecArgv } from '../internal/paths.js';
 
 export class ComputePool {
   readonly #pool: Piscina;

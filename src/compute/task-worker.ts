@@ -3,7 +3,7 @@
  * compute file — per call. Boots nothing else.
  */
 import { workerData } from 'node:worker_threads';
-import { WeftError, describe, serializeError, type SerializedError } from '../errors.js';
+import { WeftError, describe, serializeError, type SerializedError } from '../core/errors.js';
 
 const { computeUrl } = workerData as { computeUrl: string };
 let tasks: Promise<Record<string, unknown>> | undefined;

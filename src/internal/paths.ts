@@ -11,3 +11,20 @@ export function compiledUrl(relativeToSrc: string, from: string = import.meta.ur
   // Source: src/internal/paths.ts -> <root>/dist/src/<relative>
   return new URL(`../../dist/src/${relativeToSrc}`, here);
 }
+
+/**
+ * Workers inherit `process.execArgv`, and `--input-type` (as in `node --input-type=module -e`)
+ * makes a worker's file entry fail to load: it is dropped. Otherwise `undefined` (inherit as is):
+ * an explicit list is validated, and per-process flags such as `--trace-gc` would be refused.
+ */
+export function workerExecArgv(): string[] | undefined {
+  const argv = process.execArgv;
+  if (!argv.some((a) => a === '--input-type' || a.startsWith('--input-type='))) return undefined;
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--input-type') i++;
+    else if (!a.startsWith('--input-type=')) out.push(a);
+  }
+  return out;
+}

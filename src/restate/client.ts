@@ -9,15 +9,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type * as RestateClients from '@restatedev/restate-sdk-clients';
-import type { Address } from '../address.js';
-import type { WeftClient } from '../client.js';
-import { WeftError, describe } from '../errors.js';
-import { isModuleDefinition, type ModuleDefinition } from '../module.js';
-import { DEFAULTS } from '../options.js';
-import { compileModule, type RuntimeModule } from '../shard/runtime-module.js';
-import { isExpired } from '../state/ttl.js';
-import { checkTarget, encodeMessage } from '../validation.js';
-import type { RequestOptions, SendOptions } from '../weft.js';
+import type { Address } from '../core/address.js';
+import type { WeftClient } from '../host/client.js';
+import { WeftError, describe } from '../core/errors.js';
+import { isModuleDefinition, type ModuleDefinition } from '../module/definition.js';
+import { DEFAULTS } from '../contract/options.js';
+import { compileModule, type RuntimeModule } from '../module/runtime.js';
+import { isExpired } from '../core/ttl.js';
+import { checkTarget, encodeMessage } from '../module/validation.js';
+import type { RequestOptions, SendOptions } from '../host/weft.js';
 import { META_KEY, decodeMeta, decodeReply, decodeValue, encodeWireMessage } from './invocation.js';
 import { HANDLER, restateNames } from './names.js';
 import { loadPeer } from './peer.js';

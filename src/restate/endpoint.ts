@@ -18,11 +18,11 @@
 import { createServer, type Http2Server, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type * as RestateSdk from '@restatedev/restate-sdk';
-import type { Address } from '../address.js';
-import { WeftError, describe } from '../errors.js';
-import { isModuleDefinition, type ModuleDefinition } from '../module.js';
-import { DEFAULTS } from '../options.js';
-import { compileModule, DEAD_LETTER_EGRESS, loadModule, type CompiledFunction, type RuntimeModule } from '../shard/runtime-module.js';
+import type { Address } from '../core/address.js';
+import { WeftError, describe } from '../core/errors.js';
+import { isModuleDefinition, type ModuleDefinition } from '../module/definition.js';
+import { DEFAULTS } from '../contract/options.js';
+import { compileModule, DEAD_LETTER_EGRESS, loadModule, type CompiledFunction, type RuntimeModule } from '../module/runtime.js';
 import {
   META_KEY,
   decodeEffects,

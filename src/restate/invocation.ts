@@ -23,14 +23,14 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import { Packr } from 'msgpackr';
-import type { Address } from '../address.js';
-import { WeftError, describe } from '../errors.js';
-import type { ValueType } from '../module.js';
+import type { Address } from '../core/address.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { ValueType } from '../module/definition.js';
 import { Effects, IMMUTABLE, InvocationContext, MessageImpl, type ContextHost } from '../shard/context.js';
-import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
-import type { CompiledFunction, CompiledSpec, RuntimeModule } from '../shard/runtime-module.js';
+import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
+import type { CompiledFunction, CompiledSpec, RuntimeModule } from '../module/runtime.js';
 import { Instance, Slot } from '../state/instance.js';
-import { isExpired } from '../state/ttl.js';
+import { isExpired } from '../core/ttl.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
 

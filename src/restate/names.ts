@@ -14,7 +14,7 @@
  * `serviceNames` option then gives those types explicit names. The same option must be passed to
  * the endpoint and to every client, since both sides compute the mapping.
  */
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 
 /** Restate's rule for service names, as the server enforces it on registration. */
 const RESTATE_NAME = /^([a-zA-Z]|_[a-zA-Z0-9])[a-zA-Z0-9._-]*$/;

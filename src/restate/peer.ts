@@ -4,7 +4,7 @@
  * A missing package is reported as ERR_WEFT_MISSING_PEER naming the package and the install
  * command; any other load failure is passed on unchanged.
  */
-import { WeftError } from '../errors.js';
+import { WeftError } from '../core/errors.js';
 
 /**
  * The versions weft/restate is built and tested with (pinned as peers). The SDK is 1.12.0: later

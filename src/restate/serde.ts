@@ -5,9 +5,9 @@
  * `ctx.get('balance', valueSerde(type.int()))` in a Restate handler reads a weft account's
  * balance. Structurally a `Serde<T>`: no SDK import is needed to make one.
  */
-import { WeftError, describe } from '../errors.js';
-import type { ValueType } from '../module.js';
-import { isValueType } from '../state/types.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { ValueType } from '../module/definition.js';
+import { isValueType } from '../codec/types.js';
 
 export interface ValueSerde<T> {
   readonly contentType: string;

@@ -10,14 +10,14 @@
  * function (where the stack points at it) and the stored bytes are a copy the caller can no
  * longer mutate.
  */
-import type { Address } from '../address.js';
-import { checkTarget, encodeMessage, encodeSharedPayload, valueType } from '../validation.js';
-import { WeftError, describe } from '../errors.js';
-import type { ValueType } from '../module.js';
+import type { Address } from '../core/address.js';
+import { checkTarget, encodeMessage, encodeSharedPayload, valueType } from '../module/validation.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { ValueType } from '../module/definition.js';
 import { Slot, type Instance } from '../state/instance.js';
-import { isExpired } from '../state/ttl.js';
-import { envelope, type Envelope } from './envelope.js';
-import type { CompiledFunction, CompiledSpec, RuntimeModule, StateAccess } from './runtime-module.js';
+import { isExpired } from '../core/ttl.js';
+import { envelope, type Envelope } from '../contract/envelope.js';
+import type { CompiledFunction, CompiledSpec, RuntimeModule, StateAccess } from '../module/runtime.js';
 
 /** What the context needs from the dispatcher that runs it. */
 export interface ContextHost {

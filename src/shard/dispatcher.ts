@@ -14,25 +14,18 @@
  * of a running address's mailbox is the message being processed — it will simply run again after
  * a recovery), timers are a heap of envelopes, and dirty instances are a set.
  */
-import { WeftError, describe, serializeError, type SerializedError } from '../errors.js';
-import type { Instance } from '../state/instance.js';
+import { WeftError, describe, serializeError, type SerializedError } from '../core/errors.js';
+import type { Instance, InstanceStore } from '../state/instance.js';
 import { Slot } from '../state/instance.js';
 import type { Clock, TimerService } from '../timers/timer-service.js';
 import { Effects, IMMUTABLE, InvocationContext, MessageImpl, writeIndex, type ContextHost } from './context.js';
-import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_IDEMPOTENCY_KEY, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from './envelope.js';
-import { DEFAULT_IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../idempotency.js';
-import { isSharedPayload } from '../state/types.js';
-import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from './runtime-module.js';
+import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_IDEMPOTENCY_KEY, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../core/idempotency.js';
+import { isSharedPayload } from '../codec/types.js';
+import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from '../module/runtime.js';
 import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
-import type { RemoteResult, StateSpecInfo } from '../statefun/remote-client.js';
-import { fingerprintOf, keyHash, originHash, payloadHash } from '../router/control-block.js';
-
-/** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
-export interface InstanceStore {
-  get(key: string, type: string, id: string, kg: number): Instance;
-  /** The instance changed: it must be part of the next snapshot. */
-  markDirty(inst: Instance): void;
-}
+import type { RemoteResult, StateSpecInfo } from '../statefun/protocol/remote-client.js';
+import { fingerprintOf, keyHash, originHash, payloadHash } from '../contract/control-block.js';
 
 /** Where effects that leave the dispatcher go. */
 export interface Outbox {

@@ -5,9 +5,9 @@
  * as one batch, every registered state attached, the handshake done by the client; a failed call
  * pauses the address (or dead-letters its batch, when the endpoint says so).
  */
-import { REMOTE_MAX_PAUSE_MS, type RemoteEndpointOptions } from '../options.js';
-import { RemoteFunctionClient, type StateSpecInfo } from '../statefun/remote-client.js';
-import { isExpired } from '../state/ttl.js';
+import { REMOTE_MAX_PAUSE_MS, type RemoteEndpointOptions } from '../contract/options.js';
+import { RemoteFunctionClient, type StateSpecInfo } from '../statefun/protocol/remote-client.js';
+import { isExpired } from '../core/ttl.js';
 
 /** Matches `'ns/*'` (every function of a namespace) or one exact `'ns/name'`. */
 export function remoteMatcher(pattern: string): (type: string) => boolean {

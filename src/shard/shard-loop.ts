@@ -13,11 +13,11 @@
  * Thread numbering (doorbells, rings): 0 is main, 1 + k is shard k.
  */
 import { setImmediate } from 'node:timers';
-import { ControlBlock, METRIC_INDEX, latencyBucket } from '../router/control-block.js';
-import { Partitioner } from '../router/partitioner.js';
+import { ControlBlock, METRIC_INDEX, latencyBucket } from '../contract/control-block.js';
+import { Partitioner } from '../contract/partitioner.js';
 import { InstanceCache } from '../state/instance-cache.js';
 import { toRecord } from '../state/instance.js';
-import { isExpired } from '../state/ttl.js';
+import { isExpired } from '../core/ttl.js';
 import type { Partition } from '../state/partition.js';
 import { TimerService, systemClock } from '../timers/timer-service.js';
 import { Doorbell } from '../transport/doorbell.js';
@@ -26,14 +26,14 @@ import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
 import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
-import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from './envelope.js';
-import { Outbound } from './outbound.js';
+import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
+import { Outbound } from '../contract/outbound.js';
 import { RemoteFunctions, remoteExpired } from './remote-functions.js';
-import type { RemoteEndpointOptions } from '../options.js';
-import { DEFAULT_TYPE } from '../state/types.js';
-import { deserializeError, type SerializedError } from '../errors.js';
-import { keyHash, originHash } from '../router/control-block.js';
-import type { RuntimeModule } from './runtime-module.js';
+import type { RemoteEndpointOptions } from '../contract/options.js';
+import { DEFAULT_TYPE } from '../codec/types.js';
+import { deserializeError, type SerializedError } from '../core/errors.js';
+import { keyHash, originHash } from '../contract/control-block.js';
+import type { RuntimeModule } from '../module/runtime.js';
 
 /** No checkpoint committed for this long: the engine is quiet, fold what is committed (see #armQuietFold). */
 const QUIET_FOLD_MS = 200;

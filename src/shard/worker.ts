@@ -4,10 +4,10 @@
  * fatal (with the error, before the thread exits so main can roll back), and closed.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { WeftError, serializeError } from '../errors.js';
+import { WeftError, serializeError } from '../core/errors.js';
 import { Partition } from '../state/partition.js';
 import { ShardLoop, type ShardBoot } from './shard-loop.js';
-import { compileModule, loadModule } from './runtime-module.js';
+import { compileModule, loadModule } from '../module/runtime.js';
 import { RemoteFunctions, remoteMatcher } from './remote-functions.js';
 
 const boot = workerData as ShardBoot;

@@ -14,8 +14,7 @@
  * costs a map entry until its fold, not the whole decoded instance: with slow folds (a big store
  * changing fast), pinning instances until folded let the cache grow to many times its size.
  */
-import type { InstanceStore } from '../shard/dispatcher.js';
-import { Instance, decodeInstanceInto, encodeInstance } from './instance.js';
+import { Instance, decodeInstanceInto, encodeInstance, type InstanceStore } from './instance.js';
 
 /** Reads an instance's record from the partition base. */
 export type RecordLoader = (kg: number, type: string, id: string) => Uint8Array | undefined;

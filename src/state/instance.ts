@@ -11,7 +11,7 @@
  */
 import { Unpackr } from 'msgpackr';
 import { FrameEncoder, type FrameRecord } from '../transport/framing.js';
-import { WeftError } from '../errors.js';
+import { WeftError } from '../core/errors.js';
 
 export class Slot {
   /** Encoded value; null until first needed when the slot was written with an immutable value. */
@@ -221,4 +221,11 @@ export function toRecord(inst: Instance): InstanceRecord {
 export function decodeRecord(bytes: Uint8Array): InstanceRecord {
   const inst = decodeInstanceInto(new Instance('', '?', '?', 0), bytes);
   return toRecord(inst);
+}
+
+/** Where state instances come from: the bounded LMDB-backed cache in shards, a Map in the harness. */
+export interface InstanceStore {
+  get(key: string, type: string, id: string, kg: number): Instance;
+  /** The instance changed: it must be part of the next snapshot. */
+  markDirty(inst: Instance): void;
 }

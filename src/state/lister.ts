@@ -11,8 +11,8 @@
  * the event loop back every few milliseconds, so listing a million ids does not stall the engine.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { WeftError } from '../errors.js';
-import type { RuntimeModule } from '../shard/runtime-module.js';
+import { WeftError } from '../core/errors.js';
+import type { RuntimeModule } from '../module/runtime.js';
 import { Partition, type Durability, type PartitionSnapshot } from './partition.js';
 import { listCommitted, moduleStateReader, type InstanceEntry, type ResolvedInstancesOptions } from './listing.js';
 

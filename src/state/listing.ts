@@ -33,13 +33,13 @@
  * do not survive lmdb-js 3.5.6's range reads at all — it decodes `"y".repeat(70) + "\u0001"` as
  * `"y".repeat(70)` — so they cannot be listed correctly; every other well-formed id can.)
  */
-import { WeftError, describe } from '../errors.js';
-import { LIMITS, isValidTypename, isWellFormed } from '../address.js';
-import type { RuntimeModule } from '../shard/runtime-module.js';
-import { PendingKind, decodeStates } from '../checkpoint/participant.js';
+import { WeftError, describe } from '../core/errors.js';
+import { LIMITS, isValidTypename, isWellFormed } from '../core/address.js';
+import type { RuntimeModule } from '../module/runtime.js';
+import { PendingKind, decodeStates } from './checkpoint-format.js';
 import { Unpackr } from 'msgpackr';
 import { decodeRecord, type InstanceRecord } from './instance.js';
-import { isExpired } from './ttl.js';
+import { isExpired } from '../core/ttl.js';
 import type { PartitionSnapshot } from './partition.js';
 
 /** Options of `weft.instances`. */

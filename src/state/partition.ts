@@ -137,7 +137,7 @@ import { accessSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, open
 import { join, resolve as resolvePath } from 'node:path';
 import { open as openLmdb, type Database, type Key, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
 import { Packr } from 'msgpackr';
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 
 /** How durable a resolved write is. */
 export type Durability = 'fsync' | 'process';

@@ -26,14 +26,14 @@
  * here must never expire locally, which a frozen clock guarantees (a TTL needs time to pass).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { addressKey, isValidTypename } from '../address.js';
-import { WeftError, deserializeError, describe, type SerializedError } from '../errors.js';
-import type { ModuleDefinition } from '../module.js';
-import { DEFAULTS } from '../options.js';
-import { Dispatcher, type DispatcherOptions, type InstanceStore, type Outbox, type Routing } from '../shard/dispatcher.js';
-import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
-import { compileModule, type CompiledFunction, type RuntimeModule } from '../shard/runtime-module.js';
-import { Instance, Slot } from '../state/instance.js';
+import { addressKey, isValidTypename } from '../core/address.js';
+import { WeftError, deserializeError, describe, type SerializedError } from '../core/errors.js';
+import type { ModuleDefinition } from '../module/definition.js';
+import { DEFAULTS } from '../contract/options.js';
+import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
+import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
+import { compileModule, type CompiledFunction, type RuntimeModule } from '../module/runtime.js';
+import { Instance, Slot, type InstanceStore } from '../state/instance.js';
 import { TimerService, type Clock, type Timer } from '../timers/timer-service.js';
 import {
   addressTypename,
@@ -46,7 +46,7 @@ import {
   type PbAddress,
   type PersistedValueMutation,
   type PersistedValueSpec,
-} from './proto.js';
+} from './protocol/proto.js';
 
 /** Options of {@link statefunHandler} and {@link createStatefunInvoker}. */
 export interface StatefunHandlerOptions {

@@ -7,9 +7,9 @@
  * - Kafka and Kinesis egress records in the form StateFun's generic egresses expect.
  * - The protocol codec itself, for tools and tests.
  */
-import { WeftError, describe } from '../errors.js';
-import type { ValueType } from '../module.js';
-import { type } from '../state/types.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { ValueType } from '../module/definition.js';
+import { type } from '../codec/types.js';
 import {
   KAFKA_PRODUCER_RECORD_TYPENAME,
   KINESIS_EGRESS_RECORD_TYPENAME,
@@ -18,12 +18,12 @@ import {
   encodeKafkaProducerRecord,
   encodeKinesisEgressRecord,
   type TypedValue,
-} from './proto.js';
+} from './protocol/proto.js';
 
 export { statefunHandler, createStatefunInvoker, STATEFUN_HANDLER_DEFAULTS } from './handler.js';
 export type { StatefunHandlerOptions, StatefunInvoker } from './handler.js';
-export { RemoteFunctionClient, REMOTE_CLIENT_DEFAULTS } from './remote-client.js';
-export type { RemoteCall, RemoteResult, RemoteDelayed, RemoteFunctionClientOptions, StateSpecInfo, RemoteValue } from './remote-client.js';
+export { RemoteFunctionClient, REMOTE_CLIENT_DEFAULTS } from './protocol/remote-client.js';
+export type { RemoteCall, RemoteResult, RemoteDelayed, RemoteFunctionClientOptions, StateSpecInfo, RemoteValue } from './protocol/remote-client.js';
 export {
   encodeToFunction,
   decodeToFunction,
@@ -31,7 +31,7 @@ export {
   decodeFromFunction,
   KAFKA_PRODUCER_RECORD_TYPENAME,
   KINESIS_EGRESS_RECORD_TYPENAME,
-} from './proto.js';
+} from './protocol/proto.js';
 export type {
   ToFunction,
   FromFunction,
@@ -49,7 +49,7 @@ export type {
   ToFunctionInvocation,
   PbAddress,
   TypedValue,
-} from './proto.js';
+} from './protocol/proto.js';
 
 // ---------------------------------------------------------------------------------------------
 // Kafka and Kinesis egress records

@@ -9,24 +9,24 @@
  * stands still meanwhile, so what falls due later (delayed messages, retries, TTL expiry) happens
  * only when `advance` moves the clock, one due time after another.
  */
-import { checkIdempotencyKey, IDEMPOTENCY_PURGE_CALLER } from '../idempotency.js';
-import { checkTarget, encodeMessage } from '../validation.js';
+import { checkIdempotencyKey, IDEMPOTENCY_PURGE_CALLER } from '../core/idempotency.js';
+import { checkTarget, encodeMessage } from '../module/validation.js';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseAddressKey, validateAddress, type Address } from '../address.js';
-import { WeftError, deserializeError, describe, serializeError, type SerializedError } from '../errors.js';
-import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module.js';
-import { DEFAULTS } from '../options.js';
-import { keyGroupOf } from '../router/partitioner.js';
+import { parseAddressKey, validateAddress, type Address } from '../core/address.js';
+import { WeftError, deserializeError, describe, serializeError, type SerializedError } from '../core/errors.js';
+import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module/definition.js';
+import { DEFAULTS } from '../contract/options.js';
+import { keyGroupOf } from '../contract/partitioner.js';
 import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
-import { E_CALLER_TYPE, E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../shard/envelope.js';
-import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../shard/runtime-module.js';
+import { E_CALLER_TYPE, E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
+import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../module/runtime.js';
 import type { Slot } from '../state/instance.js';
-import { isExpired } from '../state/ttl.js';
+import { isExpired } from '../core/ttl.js';
 import { compareIds, resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { TimerService } from '../timers/timer-service.js';
-import type { DeadLetter, RequestOptions, SendOptions } from '../weft.js';
-import type { EgressRecord } from '../egress.js';
+import type { DeadLetter, RequestOptions, SendOptions } from '../host/weft.js';
+import type { EgressRecord } from '../host/egress.js';
 import { MemoryInstanceStore } from './memory-store.js';
 import { resolveHarnessOptions, type ResolvedHarnessOptions, type TestHarnessOptions } from './options.js';
 import { VirtualClock } from './virtual-clock.js';

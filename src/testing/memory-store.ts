@@ -3,8 +3,7 @@
  * engine's store is a bounded cache over an LMDB partition; both hand the dispatcher the same
  * {@link Instance} objects (slots of encoded bytes), so reads, writes and TTLs behave the same.
  */
-import type { InstanceStore } from '../shard/dispatcher.js';
-import { Instance } from '../state/instance.js';
+import { Instance, type InstanceStore } from '../state/instance.js';
 
 export class MemoryInstanceStore implements InstanceStore {
   readonly #map = new Map<string, Instance>();

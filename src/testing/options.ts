@@ -2,9 +2,9 @@
  * Options of {@link createTestHarness}: the engine's invocation and limit options (same names,
  * defaults and validation messages as `Weft.start`), plus what only a virtual clock needs.
  */
-import { WeftError, describe } from '../errors.js';
-import { DEFAULTS, intOption } from '../options.js';
-import { MAX_IDEMPOTENCY_RETENTION_MS } from '../idempotency.js';
+import { WeftError, describe } from '../core/errors.js';
+import { DEFAULTS, intOption } from '../contract/options.js';
+import { MAX_IDEMPOTENCY_RETENTION_MS } from '../core/idempotency.js';
 
 /** Options of `createTestHarness`. Every field is documented with its unit and default. */
 export interface TestHarnessOptions {

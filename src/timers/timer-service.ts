@@ -7,8 +7,8 @@
  * Cancellation tokens are scoped to the sending address: `(sender, token)` names at most one pending
  * timer. Cancelled timers are removed from the token index at once and skipped lazily by the heap.
  */
-import { WeftError, describe } from '../errors.js';
-import type { Envelope } from '../shard/envelope.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { Envelope } from '../contract/envelope.js';
 
 export interface Timer {
   readonly due: number;

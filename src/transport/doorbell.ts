@@ -44,7 +44,7 @@
  * with nothing else open exits while "sleeping". Keep a handle open for the worker's lifetime —
  * a `parentPort.on('message', ...)` listener is the natural one.
  */
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 import {
   BELL_AWAKE,
   BELL_SLEEPING,

@@ -39,7 +39,7 @@
  * copy a payload (`payload.slice()`) before storing it for long.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 import type { NamedRecords, NameTable } from './names.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
  * never written to disk: snapshots store envelopes with their strings (checkpoint/participant.ts),
  * and main's resend log is decoded with the same table it was encoded with.
  */
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 
 /** At most this many names: indexes stay within msgpack's uint16. */
 export const MAX_WIRE_NAMES = 0xffff;

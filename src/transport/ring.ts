@@ -29,7 +29,7 @@
  * being misread, and the ring stays stuck at that frame (every later drain throws the same way):
  * the caller must treat the ring as dead.
  */
-import { WeftError, describe } from '../errors.js';
+import { WeftError, describe } from '../core/errors.js';
 import {
   FRAME_CHECK_I32,
   FRAME_HEADER_BYTES,

@@ -25,8 +25,8 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WeftError, describe } from '../errors.js';
-import type { DeadLetter, Weft } from '../weft.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { DeadLetter, Weft } from '../host/weft.js';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './assets.js';
 
 /** Options of {@link weftUi}. */

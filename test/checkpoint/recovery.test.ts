@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
-import { META_FOLDED_EPOCH, PendingKind, decodeEnvelopes, decodeStates, encodeEnvelopes, encodeStates, recoverPartition } from '../../src/checkpoint/participant.js';
-import { envelope } from '../../src/shard/envelope.js';
+import { recoverPartition } from '../../src/checkpoint/participant.js';
+import { META_FOLDED_EPOCH, PendingKind, decodeEnvelopes, decodeStates, encodeEnvelopes, encodeStates } from '../../src/state/checkpoint-format.js';
+import { envelope } from '../../src/contract/envelope.js';
 import type { StateChange } from '../../src/state/instance-cache.js';
 import { Partition } from '../../src/state/partition.js';
 

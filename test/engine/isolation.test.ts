@@ -6,9 +6,9 @@
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ControlBlock, fingerprintOf, keyHash, originHash, payloadHash } from '../../src/router/control-block.js';
+import { ControlBlock, fingerprintOf, keyHash, originHash, payloadHash } from '../../src/contract/control-block.js';
 import { messageFingerprint } from '../../src/shard/dispatcher.js';
-import { envelope } from '../../src/shard/envelope.js';
+import { envelope } from '../../src/contract/envelope.js';
 import { fixture, startEngine, within } from './helpers.js';
 
 /** Waits until `cond()` holds, polling every 20 ms, at most `ms`. */

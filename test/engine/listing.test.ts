@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Weft, type InstanceEntry } from '../../src/index.js';
 import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
 import { compareIds } from '../../src/state/listing.js';
-import { keyGroupOf, shardOfKeyGroup } from '../../src/router/partitioner.js';
+import { keyGroupOf, shardOfKeyGroup } from '../../src/contract/partitioner.js';
 import { expectWeftError, expectWeftRejection, within } from '../helpers/index.js';
 import { fixture, removeDir, tempDir } from './helpers.js';
 

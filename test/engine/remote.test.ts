@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Weft, WeftError, type } from '../../src/index.js';
-import type { WeftOptions } from '../../src/options.js';
+import type { WeftOptions } from '../../src/contract/options.js';
 import { sdk, sdkDecodeToFunction } from '../fixtures/statefun-sdk.js';
 import { listen, type Listening } from '../fixtures/statefun-http.js';
 import { fixture, removeDir, tempDir, within, takeValues } from './helpers.js';

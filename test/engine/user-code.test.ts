@@ -8,7 +8,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft, type DeadLetter, type WeftError } from '../../src/index.js';
-import { Partitioner } from '../../src/router/partitioner.js';
+import { Partitioner } from '../../src/contract/partitioner.js';
 import { fixture, removeDir, startEngine, takeValues, tempDir, within } from './helpers.js';
 
 const cell = (id: string) => ({ type: 'uc/cell', id });

@@ -3,7 +3,7 @@
  * test is bounded, so a hang fails with a message naming what did not happen.
  */
 import { expect } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 
 function checkWeftError(thrown: unknown, code: string, message?: string | RegExp): WeftError {
   expect(thrown).toBeInstanceOf(WeftError);

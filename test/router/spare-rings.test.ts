@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SPARE_IDLE_MS, dropSpares, giveRings, spareRingBytes, takeRing } from '../../src/router/spare-rings.js';
+import { SPARE_IDLE_MS, dropSpares, giveRings, spareRingBytes, takeRing } from '../../src/host/spare-rings.js';
 import { ringByteLength } from '../../src/transport/layout.js';
 import { Ring } from '../../src/transport/ring.js';
 

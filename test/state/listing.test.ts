@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PendingKind, encodeStates } from '../../src/checkpoint/participant.js';
+import { PendingKind, encodeStates } from '../../src/state/checkpoint-format.js';
 import { Partition, type PartitionSnapshot } from '../../src/state/partition.js';
 import { compareIds, listCommitted, type CommittedView, type ResolvedInstancesOptions, type StateReader } from '../../src/state/listing.js';
 

@@ -6,9 +6,9 @@
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LIMITS } from '../../src/address.js';
-import { WeftError } from '../../src/errors.js';
-import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/state/types.js';
+import { LIMITS } from '../../src/core/address.js';
+import { WeftError } from '../../src/core/errors.js';
+import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/codec/types.js';
 import { expectWeftError } from '../helpers/index.js';
 
 // The SDK is CommonJS: its Type classes live in dist/types.js, and the generated protobuf wrappers

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 import { defineModule, type } from '../../src/index.js';
 import {
   KAFKA_PRODUCER_RECORD_TYPENAME,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 import { expectWeftError } from '../helpers/index.js';
 import {
   type FromFunction,
@@ -19,8 +19,8 @@ import {
   encodeToFunction,
   splitStatefunTypename,
   canonicalStatefunTypename,
-} from '../../src/statefun/proto.js';
-import { ProtoWriter, WireType } from '../../src/statefun/wire.js';
+} from '../../src/statefun/protocol/proto.js';
+import { ProtoWriter, WireType } from '../../src/codec/protobuf.js';
 import {
   sdkDecodeFromFunction,
   sdkDecodeKafka,

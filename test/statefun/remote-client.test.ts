@@ -9,7 +9,7 @@ import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:htt
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 import { type } from '../../src/index.js';
 import {
   KAFKA_PRODUCER_RECORD_TYPENAME,

@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 import { expectWeftError } from '../helpers/index.js';
 import {
   ProtoReader,
@@ -21,7 +21,7 @@ import {
   varint32Size,
   zigzag32,
   zigzag64,
-} from '../../src/statefun/wire.js';
+} from '../../src/codec/protobuf.js';
 
 interface JspbWriter {
   writeInt32(f: number, v: number): void;

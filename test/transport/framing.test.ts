@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 import {
   FrameDecoder,
   FrameEncoder,

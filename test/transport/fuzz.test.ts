@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../../src/errors.js';
+import { WeftError } from '../../src/core/errors.js';
 import { decodeBatch, encodeBatch } from '../../src/transport/framing.js';
 import { Ring } from '../../src/transport/ring.js';
 

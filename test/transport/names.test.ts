@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { Kind, envelope, resolveNames, wireEncoder, type Envelope } from '../../src/shard/envelope.js';
-import { compileModule, wireNamesOf } from '../../src/shard/runtime-module.js';
+import { Kind, envelope, resolveNames, wireEncoder, type Envelope } from '../../src/contract/envelope.js';
+import { compileModule, wireNamesOf } from '../../src/module/runtime.js';
 import { defineModule, type } from '../../src/index.js';
 import { FrameEncoder, decodeBatch, encodeBatch } from '../../src/transport/framing.js';
 import { NameTable } from '../../src/transport/names.js';

@@ -1,8 +1,8 @@
-import { DEFAULT_IDEMPOTENCY_RETENTION_MS, MAX_IDEMPOTENCY_RETENTION_MS } from './idempotency.js';
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS, MAX_IDEMPOTENCY_RETENTION_MS } from '../core/idempotency.js';
 import { availableParallelism } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WeftError, describe } from './errors.js';
+import { WeftError, describe } from '../core/errors.js';
 
 /** A remote StateFun endpoint serving some function types (see README "Calling StateFun functions"). */
 export interface RemoteEndpointOptions {

@@ -8,15 +8,15 @@
  * has to be "cleaned" of half-consumed frames from a dead thread.
  */
 import { Worker } from 'node:worker_threads';
-import { WeftError, deserializeError, type SerializedError } from '../errors.js';
-import { compiledUrl } from '../internal/paths.js';
+import { WeftError, deserializeError, type SerializedError } from '../core/errors.js';
+import { compiledUrl, workerExecArgv } from '../internal/paths.js';
 import type { ShardBoot } from '../shard/shard-loop.js';
 import { Doorbell } from '../transport/doorbell.js';
 import type { Ring } from '../transport/ring.js';
-import { ControlBlock } from './control-block.js';
+import { ControlBlock } from '../contract/control-block.js';
 import { giveRings, takeRing } from './spare-rings.js';
-import type { RemoteEndpointOptions } from '../options.js';
-import type { SerializedError as QuarantineError } from '../errors.js';
+import type { RemoteEndpointOptions } from '../contract/options.js';
+import type { SerializedError as QuarantineError } from '../core/errors.js';
 
 export interface PoolConfig {
   readonly shards: number;
@@ -51,22 +51,6 @@ export interface PoolEvents {
 
 const READY_TIMEOUT_MS = 60_000;
 
-/**
- * Workers inherit `process.execArgv`, and `--input-type` (as in `node --input-type=module -e`)
- * makes a worker's file entry fail to load: it is dropped. Otherwise `undefined` (inherit as is):
- * an explicit list is validated, and per-process flags such as `--trace-gc` would be refused.
- */
-export function workerExecArgv(): string[] | undefined {
-  const argv = process.execArgv;
-  if (!argv.some((a) => a === '--input-type' || a.startsWith('--input-type='))) return undefined;
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--input-type') i++;
-    else if (!a.startsWith('--input-type=')) out.push(a);
-  }
-  return out;
-}
 const CLOSE_TIMEOUT_MS = 30_000;
 
 export class ShardPool {

@@ -45,9 +45,9 @@
  * warning), so dead letters nobody reads never stall the engine.
  */
 import { setImmediate } from 'node:timers';
-import { WeftError } from './errors.js';
-import type { EgressEntry, Partition, WriteOps } from './state/partition.js';
-import { quietDeferred, type Deferred } from './internal/deferred.js';
+import { WeftError } from '../core/errors.js';
+import type { EgressEntry, Partition, WriteOps } from '../state/partition.js';
+import { quietDeferred, type Deferred } from '../internal/deferred.js';
 
 /** A committed egress record, as `weft.egress(name)` yields it. */
 export interface EgressRecord<T = unknown> {

@@ -42,8 +42,8 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { Address } from '../address.js';
-import { WeftError, describe } from '../errors.js';
+import type { Address } from '../../core/address.js';
+import { WeftError, describe } from '../../core/errors.js';
 import {
   addressTypename,
   canonicalStatefunTypename,

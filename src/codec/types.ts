@@ -34,9 +34,9 @@
  * the default for untyped values) and `custom`.
  */
 import { Packr } from 'msgpackr';
-import { LIMITS, isWellFormed, validateTypename } from '../address.js';
-import { WeftError, describe } from '../errors.js';
-import { ProtoReader, ProtoWriter, WireType, decodeUtf8, type WireTypeValue } from '../statefun/wire.js';
+import { LIMITS, isWellFormed, validateTypename } from '../core/address.js';
+import { WeftError, describe } from '../core/errors.js';
+import { ProtoReader, ProtoWriter, WireType, decodeUtf8, type WireTypeValue } from './protobuf.js';
 
 /**
  * A value type: a typename plus the codec between JS values of type `T` and bytes.

@@ -40,8 +40,8 @@
  * every loop consumes input, nesting is fixed by the schema, so hostile bytes cannot hang it.
  * An unknown ExpirationSpec mode reads as NONE, as the runtime reads it.
  */
-import { WeftError } from '../errors.js';
-import { ProtoReader, ProtoWriter, WireType, type WireTypeValue } from './wire.js';
+import { WeftError } from '../../core/errors.js';
+import { ProtoReader, ProtoWriter, WireType, type WireTypeValue } from '../../codec/protobuf.js';
 
 // ---------------------------------------------------------------------------------------------
 // Message shapes

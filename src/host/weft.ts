@@ -4,38 +4,38 @@
  * batch into main→shard rings), the checkpoint coordinator, and what the host may observe only
  * after a commit (send acknowledgements, egress records, durable replies).
  */
-import { checkIdempotencyKey } from './idempotency.js';
-import { checkTarget, encodeSharedPayload, valueType } from './validation.js';
+import { checkIdempotencyKey } from '../core/idempotency.js';
+import { checkTarget, encodeSharedPayload, valueType } from '../module/validation.js';
 import { channel } from 'node:diagnostics_channel';
 import { setImmediate } from 'node:timers';
 import { debuglog } from 'node:util';
-import { quietDeferred } from './internal/deferred.js';
-import { validateAddress, type Address } from './address.js';
-import { DataDir } from './checkpoint/data-dir.js';
+import { quietDeferred } from '../internal/deferred.js';
+import { validateAddress, type Address } from '../core/address.js';
+import { DataDir } from '../checkpoint/data-dir.js';
 import { EgressChannel, EgressStore, type EgressIteratorOptions, type EgressRecord } from './egress.js';
-import { Coordinator } from './checkpoint/coordinator.js';
-import { repartition } from './checkpoint/repartition.js';
-import { WeftError, deserializeError, describe, serializeError, type SerializedError } from './errors.js';
-import { ComputePool } from './compute/pool.js';
-import { DEFAULT_TYPE } from './state/types.js';
-import type { ValueType } from './module.js';
-import { resolveOptions, type ResolvedOptions, type WeftOptions } from './options.js';
-import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName, type Running } from './router/control-block.js';
-import { Partitioner } from './router/partitioner.js';
-import { ShardPool } from './router/shard-pool.js';
-import { Kind, envelope, envelopeWeight, resolveNames, wireEncoder } from './shard/envelope.js';
-import { Outbound } from './shard/outbound.js';
-import { DEAD_LETTER_EGRESS, compileModule, loadModule, wireNamesOf, type RuntimeModule } from './shard/runtime-module.js';
-import { NameTable } from './transport/names.js';
-import { LogSlabs } from './internal/log-slabs.js';
-import { remoteMatcher } from './shard/remote-functions.js';
-import type { InstanceRecord } from './state/instance.js';
-import { decodeBatch, type FrameEncoder } from './transport/framing.js';
-import { resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from './state/listing.js';
-import { Lister } from './state/lister.js';
+import { Coordinator } from '../checkpoint/coordinator.js';
+import { repartition } from '../checkpoint/repartition.js';
+import { WeftError, deserializeError, describe, serializeError, type SerializedError } from '../core/errors.js';
+import { ComputePool } from '../compute/pool.js';
+import { DEFAULT_TYPE } from '../codec/types.js';
+import type { ValueType } from '../module/definition.js';
+import { resolveOptions, type ResolvedOptions, type WeftOptions } from '../contract/options.js';
+import { HISTOGRAM_BUCKETS, METRICS, METRIC_INDEX, type MetricName, type Running } from '../contract/control-block.js';
+import { Partitioner } from '../contract/partitioner.js';
+import { ShardPool } from './shard-pool.js';
+import { Kind, envelope, envelopeWeight, resolveNames, wireEncoder } from '../contract/envelope.js';
+import { Outbound } from '../contract/outbound.js';
+import { DEAD_LETTER_EGRESS, compileModule, loadModule, wireNamesOf, type RuntimeModule } from '../module/runtime.js';
+import { NameTable } from '../transport/names.js';
+import { LogSlabs } from '../internal/log-slabs.js';
+import { remoteMatcher } from '../shard/remote-functions.js';
+import type { InstanceRecord } from '../state/instance.js';
+import { decodeBatch, type FrameEncoder } from '../transport/framing.js';
+import { resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
+import { Lister } from '../state/lister.js';
 
-export type { WeftOptions } from './options.js';
-export type { InstanceEntry, InstancesOptions } from './state/listing.js';
+export type { WeftOptions } from '../contract/options.js';
+export type { InstanceEntry, InstancesOptions } from '../state/listing.js';
 export type { EgressRecord, EgressIteratorOptions } from './egress.js';
 
 /** `NODE_DEBUG=weft` prints the engine's lifecycle: start, checkpoints, recoveries, close. */

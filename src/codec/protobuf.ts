@@ -24,7 +24,7 @@
  * naming the offset; a read never goes past `end` and every loop consumes at least one byte, so
  * hostile input cannot make a reader hang.
  */
-import { WeftError } from '../errors.js';
+import { WeftError } from '../core/errors.js';
 
 /** Protobuf wire types. */
 export const WireType = Object.freeze({

@@ -15,12 +15,12 @@ import {
   validateStateName,
   validateTypename,
   type Address,
-} from './address.js';
-import { WeftError, describe } from './errors.js';
-import { BUILTIN_TYPES, isValueType, type ValueOf, type ValueType } from './state/types.js';
+} from '../core/address.js';
+import { WeftError, describe } from '../core/errors.js';
+import { BUILTIN_TYPES, isValueType, type ValueOf, type ValueType } from '../codec/types.js';
 
-export type { Address } from './address.js';
-export type { CustomCodec, ValueOf, ValueType, ValueTypeKind } from './state/types.js';
+export type { Address } from '../core/address.js';
+export type { CustomCodec, ValueOf, ValueType, ValueTypeKind } from '../codec/types.js';
 
 // ---------------------------------------------------------------------------------------------
 // What users write

@@ -3,9 +3,9 @@
  * (spec list, TTL flags, a state-view class with one accessor per declared name), so the hot path
  * does a Map lookup and nothing else to find what it needs.
  */
-import { WeftError, describe } from '../errors.js';
-import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module.js';
-import { BUILTIN_TYPES, type as builtinTypes } from '../state/types.js';
+import { WeftError, describe } from '../core/errors.js';
+import { isModuleDefinition, type ModuleDefinition, type ValueType } from './definition.js';
+import { BUILTIN_TYPES, type as builtinTypes } from '../codec/types.js';
 
 export interface CompiledSpec {
   readonly name: string;

@@ -3,11 +3,11 @@
  * invocation context (`ctx.send`) and the test harness — so they refuse the same input with the
  * same code and the same words. `label` names the call (`weft.send`, `ctx.sendAfter`, ...).
  */
-import { validateAddress, type Address } from './address.js';
-import { WeftError, describe } from './errors.js';
-import type { ValueType } from './module.js';
-import { isValueType, sharedOneBytePayload } from './state/types.js';
-import type { RuntimeModule } from './shard/runtime-module.js';
+import { validateAddress, type Address } from '../core/address.js';
+import { WeftError, describe } from '../core/errors.js';
+import type { ValueType } from './definition.js';
+import { isValueType, sharedOneBytePayload } from '../codec/types.js';
+import type { RuntimeModule } from './runtime.js';
 
 /** The target of a message: a well-formed address of a function the module (or a remote endpoint) serves. */
 export function checkTarget(module: RuntimeModule, to: unknown, label: string): Address {

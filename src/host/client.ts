@@ -3,7 +3,7 @@
  * engine ({@link Weft}) and the Restate client (`connectRestate` in `weft/restate`) both satisfy
  * it, so a service can be written against `WeftClient` and switch engines by configuration.
  */
-import type { Address } from './address.js';
+import type { Address } from '../core/address.js';
 import type { RequestOptions, SendOptions } from './weft.js';
 
 export interface WeftClient {

@@ -8,7 +8,7 @@
  * Key groups are the unit of state placement: a shard owns a contiguous range of them, and
  * restarting with another shard count moves whole key groups between partitions (Flink's design).
  */
-import { keyGroupOf } from '../address.js';
+import { keyGroupOf } from '../core/address.js';
 
 export { keyGroupOf };
 
