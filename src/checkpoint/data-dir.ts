@@ -6,7 +6,7 @@
  *     LOCK                     flock'd by the engine using the dir for its whole life (dir-lock.ts)
  *     meta/                    LMDB: format, keyGroups, shards, layout, committedEpoch, dirId,
  *                              createdLayout, checkpoint history, committed egress records not
- *                              yet acknowledged (src/egress.ts)
+ *                              yet acknowledged (src/host/egress.ts)
  *     partitions-<layout>/shard-<i>/   one LMDB environment per shard; records its identity
  *
  * Changing the shard count writes a new `partitions-<layout+1>` generation and switches `layout`
@@ -333,7 +333,7 @@ export class DataDir {
 
   /**
    * Records a committed epoch durably (per the durability mode) with its figures. `also` adds ops
-   * to the same transaction: the epoch's egress records (src/egress.ts), durable exactly when the
+   * to the same transaction: the epoch's egress records (src/host/egress.ts), durable exactly when the
    * epoch is.
    */
   async commit(info: CheckpointInfo, also?: (ops: WriteOps) => void): Promise<void> {

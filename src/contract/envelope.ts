@@ -49,7 +49,7 @@ export const enum Kind {
  * shard reports a low watermark of completed host messages (Kind.Ack) so the host can resolve
  * `send()` once the message's invocation is part of a committed checkpoint.
  * `replyTo` is the host request id (> 0) awaiting `ctx.reply`, 0 when none.
- * `idempotencyKey` is present only on host messages sent with one (src/idempotency.ts) and on
+ * `idempotencyKey` is present only on host messages sent with one (src/core/idempotency.ts) and on
  * the delayed message that purges such a key: a message without a key has 9 fields, so the
  * dispatcher's test for one is a length check.
  */

@@ -66,7 +66,7 @@ export interface DispatcherOptions {
    * retried and dead-lettered as any failure). Absent: no deadline (the test harness).
    */
   readonly invocationTimeoutMs?: number;
-  /** ms an applied idempotency key is remembered (src/idempotency.ts). Default 24 h. */
+  /** ms an applied idempotency key is remembered (src/core/idempotency.ts). Default 24 h. */
   readonly idempotencyRetentionMs?: number;
 }
 
@@ -551,7 +551,7 @@ export class Dispatcher implements ContextHost {
   readonly #retentionMs: number;
 
   /**
-   * A message with an idempotency key (src/idempotency.ts): true when it is done without running
+   * A message with an idempotency key (src/core/idempotency.ts): true when it is done without running
    * — its key was applied within the window (a request gets the stored reply), or it is the
    * delayed message that purges an expired key. Messages without a key never get here.
    */

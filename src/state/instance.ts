@@ -81,7 +81,7 @@ export class Slot {
 }
 
 /**
- * An idempotency key the instance applied (src/idempotency.ts): when, and the reply of the
+ * An idempotency key the instance applied (src/core/idempotency.ts): when, and the reply of the
  * invocation that applied it (typename and payload; null when it did not reply).
  */
 export type AppliedKey = [at: number, typename: string | null, payload: Uint8Array | null];

@@ -11,7 +11,7 @@
  *   pending       [epoch, kind, ...rest]              checkpoint entry (bytes)
  *   meta          string                              msgpack value
  *   egress        [name, epoch, seq]                  committed egress record awaiting its ack
- *                                                     (the data dir's meta store only: src/egress.ts)
+ *                                                     (the data dir's meta store only: src/host/egress.ts)
  * ```
  * The key group comes first, so one key group is one contiguous key range in `state` and `timers`:
  * rescaling moves whole ranges between partitions ({@link Partition.copyKeyGroupsFrom}).

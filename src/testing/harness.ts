@@ -209,7 +209,7 @@ class Harness implements TestHarness {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Ingress: validated exactly like the engine's (src/weft.ts), with its messages
+  // Ingress: validated exactly like the engine's (src/host/weft.ts), with its messages
   // ------------------------------------------------------------------------------------------
 
   /** `owner` is `weft` for the methods the engine has too (same message), `harness` for the others. */
@@ -469,7 +469,7 @@ class Harness implements TestHarness {
   pendingTimers(): PendingTimer[] {
     return this.#timers
       .pending()
-      // The purges of idempotency keys (src/idempotency.ts) are the harness's own, not the module's.
+      // The purges of idempotency keys (src/core/idempotency.ts) are the harness's own, not the module's.
       .filter((t) => t.env[E_CALLER_TYPE] !== IDEMPOTENCY_PURGE_CALLER)
       .sort((a, b) => a.due - b.due || a.seq - b.seq)
       .map((t) => ({

@@ -60,7 +60,7 @@ function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
   return new WeftError('ERR_WEFT_INVALID_OPTION', message);
 }
 
-// The engine's option validation (src/options.ts), so a message reads the same in both.
+// The engine's option validation (src/contract/options.ts), so a message reads the same in both.
 const int = intOption;
 
 export function resolveHarnessOptions(options: unknown): ResolvedHarnessOptions {

@@ -1,5 +1,5 @@
 /**
- * msgpack framing for the transport. (User values are encoded by their value types, src/state/types.ts.)
+ * msgpack framing for the transport. (User values are encoded by their value types, src/codec/types.ts.)
  *
  * ## Batch frames: the measured decision
  * A frame is ONE msgpack array of records (small arrays), encoded by {@link FrameEncoder} and

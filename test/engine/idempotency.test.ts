@@ -1,5 +1,5 @@
 /**
- * Idempotency keys (src/idempotency.ts) on real shards and LMDB: a message with a key its target
+ * Idempotency keys (src/core/idempotency.ts) on real shards and LMDB: a message with a key its target
  * address applied within the window is not applied again, and a request gets the first reply;
  * the keys survive a SIGKILL, expire after the window, and are per address.
  */

@@ -23,3 +23,12 @@ export function parityScript(): Array<[Address, unknown]> {
   s.push([{ type: 'test/slow', id: 'slow' }, { tag: 'two', waitMs: 0 }]);
   return s;
 }
+
+/** Every address the script touches: each engine's final states are compared over these. */
+export const PARITY_TOUCHED: readonly Address[] = [
+  ...Array.from({ length: 10 }, (_, i) => acct(`p-${i}`)),
+  acct('victim'),
+  { type: 'test/pingpong', id: 'a-par' },
+  { type: 'test/pingpong', id: 'b-par' },
+  { type: 'test/slow', id: 'slow' },
+];

@@ -16,7 +16,7 @@ import greeter from '../../examples/greeter/functions.js';
 import bank from '../fixtures/bank.js';
 import ttlModule from '../fixtures/restate-ttl.js';
 import { RestateServer, waitFor } from './restate-server.js';
-import { parityScript } from '../helpers/parity-script.js';
+import { PARITY_TOUCHED, parityScript } from '../helpers/parity-script.js';
 
 const BANK_URL = new URL('../../dist/test/fixtures/bank.js', import.meta.url);
 const TTL_URL = new URL('../../dist/test/fixtures/restate-ttl.js', import.meta.url);
@@ -247,13 +247,7 @@ async function runScript(c: WeftClient): Promise<void> {
   for (const [to, value] of parityScript()) await c.send(to, value);
 }
 
-const touched: Address[] = [
-  ...Array.from({ length: 10 }, (_, i) => acct(`p-${i}`)),
-  acct('victim'),
-  { type: 'test/pingpong', id: 'a-par' },
-  { type: 'test/pingpong', id: 'b-par' },
-  { type: 'test/slow', id: 'slow' },
-];
+const touched = PARITY_TOUCHED;
 
 describe('one script, the embedded engine and Restate', () => {
   it('ends in the same states, egress records and dead letters', async () => {

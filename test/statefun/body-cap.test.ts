@@ -6,15 +6,14 @@
  */
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { serveCommand } from '../../src/cli/serve.js';
 import { WeftError } from '../../src/core/errors.js';
 import { STATEFUN_HANDLER_DEFAULTS, statefunHandler } from '../../src/statefun/index.js';
 import { encodeToFunction } from '../../src/statefun/protocol/proto.js';
 import { type } from '../../src/index.js';
 import functions from '../fixtures/statefun-module.js';
 import { listen, rawRequest, type Listening } from '../fixtures/statefun-http.js';
+import { startServe as start } from '../fixtures/serve-in-process.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -174,26 +173,14 @@ describe('maxBufferedBytes: a cap on request bodies held over all connections', 
 describe('weft serve --max-buffered-bytes', () => {
   const MODULE = fileURLToPath(new URL('../fixtures/statefun-module.ts', import.meta.url));
 
-  function start(args: string[]): { exit: Promise<number>; stop(): void; out(): string; err(): string } {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const controller = new AbortController();
-    const exit = serveCommand(args, { stdout, stderr, signal: controller.signal });
-    return { exit, stop: () => controller.abort(), out: () => out, err: () => err };
-  }
-
   it('caps the bytes held over all connections (503 past it)', async () => {
     const r = start([MODULE, '--port', '0', '--max-body-bytes', String(MiB), '--max-buffered-bytes', String(2 * MiB)]);
     cleanup.push(async () => {
       r.stop();
       await r.exit;
     });
-    await until(() => / at http:\/\/[^ ]+\/\n/.test(r.out()), `weft serve listening (stderr: ${r.err()})`);
-    const url = `${/ at (http:\/\/[^ ]+\/)\n/.exec(r.out())![1]!}statefun`;
+    await until(() => / at http:\/\/[^ ]+\/\n/.test(r.stdout()), `weft serve listening (stderr: ${r.stderr()})`);
+    const url = `${/ at (http:\/\/[^ ]+\/)\n/.exec(r.stdout())![1]!}statefun`;
     // Two declared 900 KiB bodies that never finish hold 1.8 MiB ...
     const hold = (): ClientRequest => {
       const req = request(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': 1000 * KiB }, agent: false });
@@ -211,12 +198,12 @@ describe('weft serve --max-buffered-bytes', () => {
     }
     expect(res.status, res.text).toBe(503);
     expect(res.headers['retry-after']).toBe('1');
-    expect(r.err()).toMatch(/weft serve: 503 ERR_WEFT_OVERLOADED: the endpoint holds \d+ bytes of request bodies/);
+    expect(r.stderr()).toMatch(/weft serve: 503 ERR_WEFT_OVERLOADED: the endpoint holds \d+ bytes of request bodies/);
   });
 
   it('refuses a cap below --max-body-bytes as bad usage', async () => {
     const r = start([MODULE, '--max-body-bytes', '2048', '--max-buffered-bytes', '1024']);
     expect(await r.exit).toBe(2);
-    expect(r.err()).toMatch(/^weft serve: --max-buffered-bytes \(1024\) must be at least --max-body-bytes \(2048\)/);
+    expect(r.stderr()).toMatch(/^weft serve: --max-buffered-bytes \(1024\) must be at least --max-body-bytes \(2048\)/);
   });
 });

@@ -8,39 +8,20 @@ import { Agent as HttpsAgent } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { serve, serveCommand } from '../../src/cli/serve.js';
+import { serve } from '../../src/cli/serve.js';
 import { type } from '../../src/index.js';
 import { RemoteFunctionClient, type RemoteValue } from '../../src/statefun/index.js';
 import { rawRequest } from '../fixtures/statefun-http.js';
 import { TLS_CERT, TLS_KEY } from '../fixtures/statefun-tls.js';
+import { startServe as start, type RunningServe as Running } from '../fixtures/serve-in-process.js';
 
 const MODULE = fileURLToPath(new URL('../fixtures/statefun-module.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'weft-serve-'));
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Running {
-  /** Resolves with the exit code. */
-  exit: Promise<number>;
-  stop(): void;
-  stdout(): string;
-  stderr(): string;
-}
-
-function start(args: string[]): Running {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const controller = new AbortController();
-  const exit = serveCommand(args, { stdout, stderr, signal: controller.signal });
-  return { exit, stop: () => controller.abort(), stdout: () => out, stderr: () => err };
-}
 
 /** Waits (bounded) until serve prints where it listens; returns the base URL. */
 async function listening(r: Running, limitMs = 10_000): Promise<string> {

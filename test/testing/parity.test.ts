@@ -11,18 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { within } from '../helpers/index.js';
 import { Weft, type Address, type DeadLetter } from '../../src/index.js';
 import { createTestHarness, type TestHarness } from '../../src/testing/index.js';
-import { parityScript } from '../helpers/parity-script.js';
+import { PARITY_TOUCHED, parityScript } from '../helpers/parity-script.js';
 
 const BANK = new URL('../../dist/test/fixtures/bank.js', import.meta.url);
 const acct = (id: string): Address => ({ type: 'bank/account', id });
 
-const touched: Address[] = [
-  ...Array.from({ length: 10 }, (_, i) => acct(`p-${i}`)),
-  acct('victim'),
-  { type: 'test/pingpong', id: 'a-par' },
-  { type: 'test/pingpong', id: 'b-par' },
-  { type: 'test/slow', id: 'slow' },
-];
+const touched = PARITY_TOUCHED;
 
 const sortedJson = (records: unknown[]): string[] => records.map((r) => JSON.stringify(r)).sort();
 const letterShape = (l: DeadLetter) => ({ target: l.target, caller: l.caller, typename: l.typename, value: l.value, attempts: l.attempts, message: l.error.message });
