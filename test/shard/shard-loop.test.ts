@@ -450,6 +450,26 @@ describe('ShardLoop: checkpoint barriers', () => {
     expect(rig.records(PEER, Kind.Barrier)).toHaveLength(1);
   });
 
+  it('reports the acks of invocations completed before the snapshot ahead of the barrier, also when they completed since its last turn', async () => {
+    const rig = await Rig.start();
+    rig.send(MAIN, [msg('test/gated', 'g', null, { hseq: 1 })]);
+    await rig.until('g waits', () => rig.metric('parkedInvocations') === 1);
+    await rig.idle();
+    expect(rig.received[MAIN]).toEqual([[Kind.Ack, 1, []]]);
+    // g completes (in this thread's microtasks, before the loop's next turn), then the barrier
+    // arrives: the snapshot holds g's change, so its ack goes to main before the barrier.
+    gate.resolve();
+    rig.send(MAIN, [[Kind.Barrier, 1]]);
+    await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
+    expect((rig.received[MAIN] as unknown[][]).map((r) => r.slice(0, 2))).toEqual([
+      [Kind.Ack, 1],
+      [Kind.Ack, 2],
+      [Kind.Barrier, 1],
+      [Kind.Done, 1],
+    ]);
+    expect(rig.records(MAIN, Kind.Done)[0]![2]).toMatchObject({ states: 1 });
+  });
+
   it('snapshots a mailbox with the message of an invocation still running, and folds PENDING into the base on COMMITTED', async () => {
     const rig = await Rig.start();
     rig.send(MAIN, [msg('test/gated', 'g', null, { hseq: 1 }), msg('test/gated', 'g', null, { hseq: 2 }), msg('test/counter', 'k', 5)]);
