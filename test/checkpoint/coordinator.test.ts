@@ -565,6 +565,21 @@ async function runModel(shards: number, committed0: number, ops: readonly Op[]):
     }
   };
 
+  /** Makes the pending COMMITTED write durable; returns whether a barrier followed it. */
+  const makeDurable = async (): Promise<boolean> => {
+    const e = commitPending as number;
+    const before = h.injected.length;
+    h.lastCommit.write.resolve();
+    await settle();
+    commitPending = null;
+    committed = e;
+    committedList.push(e);
+    open = null;
+    reported.clear();
+    observeInjection(before);
+    return h.injected.length > before;
+  };
+
   for (const [i, o] of ops.entries()) {
     if (stopped !== null) break;
     const where = `op ${i} ${JSON.stringify(o)}`;
@@ -600,19 +615,10 @@ async function runModel(shards: number, committed0: number, ops: readonly Op[]):
       }
       case 'durable': {
         if (commitPending === null) continue;
-        const e = commitPending;
-        h.lastCommit.write.resolve();
-        await settle();
-        commitPending = null;
-        committed = e;
-        committedList.push(e);
-        open = null;
-        reported.clear();
-        // A waiter queued behind epoch e gets the next barrier at once (unless halted).
-        const waiting = !halted && waiters.some((w) => !w.result.settled);
-        observeInjection(injectedBefore);
-        // (An unrequested barrier here is the known extra epoch, see 'starts no extra epoch ...'.)
-        if (waiting) expect(h.injected.length - injectedBefore, `${where}: no barrier after the commit though a checkpoint() waits`).toBe(1);
+        const barrier = await makeDurable();
+        // A waiter queued behind the committed epoch gets the next barrier at once (unless
+        // halted). An unrequested barrier here is the known extra epoch ('starts no extra epoch').
+        if (!halted && waiters.some((w) => !w.result.settled)) expect(barrier, `${where}: no barrier after the commit though a checkpoint() waits`).toBe(true);
         break;
       }
       case 'commitFails': {
@@ -662,15 +668,7 @@ async function runModel(shards: number, committed0: number, ops: readonly Op[]):
   }
   // Drain: finish the recovery, then let every shard report and every write become durable.
   if (halted) {
-    if (commitPending !== null) {
-      const e = commitPending;
-      h.lastCommit.write.resolve();
-      await settle();
-      commitPending = null;
-      committed = e;
-      committedList.push(e);
-      open = null;
-    }
+    if (commitPending !== null) await makeDurable();
     const before = h.injected.length;
     c.resume();
     halted = false;
@@ -678,20 +676,11 @@ async function runModel(shards: number, committed0: number, ops: readonly Op[]):
     observeInjection(before);
   }
   for (let round = 0; round < 10 && waiters.some((w) => !w.result.settled); round++) {
-    const before = h.injected.length;
     if (commitPending === null && open !== null) {
       h.allDone(shards, open);
       commitPending = open;
     }
-    if (commitPending !== null) {
-      h.lastCommit.write.resolve();
-      await settle();
-      committed = commitPending;
-      committedList.push(commitPending);
-      commitPending = null;
-      open = null;
-      observeInjection(before);
-    }
+    if (commitPending !== null) await makeDurable();
     check(`drain round ${round}`);
   }
   for (const w of waiters) {
