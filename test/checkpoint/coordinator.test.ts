@@ -183,8 +183,8 @@ describe('Coordinator: known defects (reported, not fixed: this step changes no 
   // becomes a plain `it`.
 
   // The coordinator marks "no epoch in flight" with #inFlight = 0, and onDone compares the
-  // reported epoch with it: a DONE(0) from every shard then writes COMMITTED(0) and sets the
-  // committed epoch back to 0 — a committed epoch rolled back. The shards never report DONE(0)
+  // reported epoch with it: a DONE(0) from every shard then writes COMMITTED(0), and once that
+  // write is durable the committed epoch is set back to 0 — a committed epoch rolled back. The shards never report DONE(0)
   // today (the first barrier is committed + 1 >= 1), so only this guard is wrong.
   it.fails('ignores a DONE(0) when no epoch is in flight', () => {
     const h = new Host(2, 5);
@@ -394,6 +394,19 @@ describe('Coordinator: recovery (halt, resume)', () => {
     h.allDone(2, 2);
     await h.durable();
     expect(b.value).toBe(2);
+  });
+
+  it('starts no epoch during a recovery, even for a checkpoint() asked with none in flight; resume starts it', async () => {
+    const h = new Host(1, 2);
+    const c = h.coordinator;
+    await c.halt();
+    const a = track(c.checkpoint());
+    expect(h.injected).toEqual([]);
+    c.resume();
+    expect(h.injected).toEqual([3]);
+    c.onDone(0, 3, { bytes: 1, states: 1 });
+    await h.durable();
+    expect(a.value).toBe(3);
   });
 
   it('starts nothing on resume when nothing was in flight and nobody waits, and re-arms the period', () => {
