@@ -7,8 +7,9 @@
  *   egress records, durable replies);
  * - inbound.ts, requests.ts, compute-bridge.ts: what the shards send main;
  * - supervisor.ts: what a shard failure means, the watchdog, user-code isolation;
- * - the checkpoint coordinator (checkpoint/coordinator.ts), the shard pool (shard-pool.ts) and
- *   the egresses (egress.ts).
+ * - egresses.ts, egress.ts: the egress channels host iterators read;
+ * - metrics.ts, channels.ts, decode.ts, start-guard.ts, lifecycle.ts;
+ * - the checkpoint coordinator (checkpoint/coordinator.ts) and the shard pool (shard-pool.ts).
  * This file holds the public methods, the engine's start and close, the main thread's loop
  * (drain shard→main rings, flush main→shard rings) and the rollback of a recovery.
  */
@@ -18,7 +19,8 @@ import { setImmediate } from 'node:timers';
 import { debuglog } from 'node:util';
 import { validateAddress, type Address } from '../core/address.js';
 import { DataDir } from '../checkpoint/data-dir.js';
-import { EgressChannel, EgressStore, type EgressIteratorOptions, type EgressRecord } from './egress.js';
+import { EgressStore, type EgressIteratorOptions, type EgressRecord } from './egress.js';
+import { Egresses } from './egresses.js';
 import { Coordinator } from '../checkpoint/coordinator.js';
 import { repartition } from '../checkpoint/repartition.js';
 import { WeftError, describe } from '../core/errors.js';
@@ -30,7 +32,7 @@ import { Partitioner } from '../contract/partitioner.js';
 import { ShardPool, type PoolConfig } from './shard-pool.js';
 import { Kind, envelopeWeight, resolveNames, wireEncoder } from '../contract/envelope.js';
 import { Outbound } from '../contract/outbound.js';
-import { DEAD_LETTER_EGRESS, compileModule, wireNamesOf, type RuntimeModule } from '../module/runtime.js';
+import { compileModule, wireNamesOf, type RuntimeModule } from '../module/runtime.js';
 import { NameTable } from '../transport/names.js';
 import { LogSlabs } from '../internal/log-slabs.js';
 import { remoteMatcher } from '../shard/remote-functions.js';
@@ -40,7 +42,7 @@ import { Lister } from '../state/lister.js';
 import { channels } from './channels.js';
 import { CommitGate } from './commit-gate.js';
 import { ComputeBridge } from './compute-bridge.js';
-import { deadLetterOf, decodeEgressValue, decodeValue, type DeadLetter } from './decode.js';
+import { deadLetterOf, decodeValue, type DeadLetter } from './decode.js';
 import { Inbound } from './inbound.js';
 import { Lifecycle } from './lifecycle.js';
 import { readShardMetrics, toPrometheus, type WeftMetrics } from './metrics.js';
@@ -107,8 +109,8 @@ export class Weft {
   readonly #inbound: Inbound;
   readonly #compute: ComputeBridge;
   readonly #supervisor: Supervisor;
-  readonly #egress = new Map<string, EgressChannel>();
   readonly #egressStore: EgressStore;
+  readonly #egresses: Egresses;
   #pool!: ShardPool;
   #sleeping = false;
   #activityAtLastCheckpoint = -1;
@@ -135,14 +137,14 @@ export class Weft {
     this.#router = new Router(this.#partitioner, this.#links, opts, () => this.#resolveIdle());
     this.#requests = new Requests(module);
     this.#gate = new CommitGate(this.#links, this.#requests, {
-      channel: (name) => this.#channel(name),
+      channel: (name) => this.#egresses.channel(name),
       deadLetterCommitted: (typename, payload) => this.#onDeadLetterCommitted(typename, payload),
     });
     const computeFile = module.definition.compute;
     this.#compute = new ComputeBridge(computeFile !== undefined && opts.computeThreads > 0 ? new ComputePool(computeFile.href, opts.computeThreads) : undefined, this.#router, this.#life);
     this.#supervisor = new Supervisor(opts.invocationTimeoutMs, this.#links, this.#life);
     this.#egressStore = new EgressStore(dir.meta, (err) => this.#fail(err));
-    for (const name of module.egresses) this.#channel(name);
+    this.#egresses = new Egresses(module, this.#egressStore, opts.egressMaxBacklog, this.#router, this.#life);
     this.#coordinator = new Coordinator(n, dir.info.committedEpoch, opts.checkpointIntervalMs, {
       injectBarrier: (epoch) => {
         this.#activityAtLastCheckpoint = this.#currentActivity();
@@ -340,31 +342,7 @@ export class Weft {
    * `weft/dead-letters` yields {@link DeadLetter} values.
    */
   egress(name: string, options?: EgressIteratorOptions): AsyncIterableIterator<EgressRecord> {
-    if (typeof name !== 'string' || !this.#module.egresses.has(name)) {
-      throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `weft.egress: egress ${describe(name)} is not declared in the module's egresses`);
-    }
-    if (options !== undefined && (options === null || typeof options !== 'object')) {
-      throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.egress options must be an object (got ${describe(options)})`);
-    }
-    if (options?.autoAck !== undefined && typeof options.autoAck !== 'boolean') {
-      throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.egress autoAck must be a boolean (got ${describe(options.autoAck)})`);
-    }
-    return this.#channel(name).iterator(options);
-  }
-
-  #channel(name: string): EgressChannel {
-    let ch = this.#egress.get(name);
-    if (ch === undefined) {
-      ch = new EgressChannel(name, this.#egressStore, {
-        maxBacklog: this.#opts.egressMaxBacklog,
-        dropOldest: name === DEAD_LETTER_EGRESS,
-        decode: (typename, payload) => decodeEgressValue(this.#module, name, typename, payload),
-        onFull: (full, channel) => this.#router.egressFullChanged(full, channel),
-      });
-      this.#egress.set(name, ch);
-      if (this.#life.closed) ch.end();
-    }
-    return ch;
+    return this.#egresses.iterator(name, options);
   }
 
   /** The instance's current state as a plain object of its declared specs, or undefined. */
@@ -631,22 +609,12 @@ export class Weft {
     if (format !== undefined && format !== 'prometheus') {
       throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.metrics format must be 'prometheus' or omitted (got ${describe(format)})`);
     }
-    let egressBuffered = 0;
-    let egressDropped = 0;
-    let egressRedelivered = 0;
-    for (const ch of this.#egress.values()) {
-      egressBuffered += ch.backlog;
-      egressDropped += ch.dropped;
-      egressRedelivered += ch.redelivered;
-    }
     const m: WeftMetrics = {
       shards: readShardMetrics(this.#pool.control, this.#opts.shards),
       hostMessagesSent: this.#router.hseq,
       hostMessagesUncommitted: this.#gate.uncommitted(),
       requestsPending: this.#requests.size,
-      egressBuffered,
-      egressDropped,
-      egressRedelivered,
+      ...this.#egresses.figures(),
       egressFull: this.#router.egressFull,
       egressOverBacklog: this.#router.egressOverBacklog,
       committedEpoch: this.#coordinator.committedEpoch,
@@ -709,7 +677,7 @@ export class Weft {
     this.#pool.release();
     await this.#compute.close();
     this.#rejectAll(closedError);
-    for (const ch of this.#egress.values()) ch.end();
+    this.#egresses.end();
     for (const w of this.#idleWaiters) w();
     this.#idleWaiters = [];
     await this.#lister?.close();

@@ -79,6 +79,24 @@ function setDirty(control: ControlBlock, shard: number, dirty: number): void {
   control.f64[control.metricsBase(shard) + METRIC_INDEX.dirtyInstances] = dirty;
 }
 
+/** Shard `shard` reports `dirty` instances, main flushes: is the send that waited (`released()`) released? */
+async function releasedAfterFlush(s: Setup, shard: number, dirty: number, released: () => boolean): Promise<boolean> {
+  setDirty(s.control, shard, dirty);
+  s.router.flush();
+  await turn();
+  return released();
+}
+
+/** `n` sends waiting for room (shard 0 is over its cache); returns how many were released so far. */
+function waitingSends(router: Router, control: ControlBlock, n: number): () => number {
+  setDirty(control, 0, SETTINGS.cacheSize + 1);
+  router.flush();
+  let released = 0;
+  for (let i = 0; i < n; i++) void router.waitForRoom().then(() => released++);
+  expect(router.waiting).toBe(n);
+  return () => released;
+}
+
 /** Resolves on the next macrotask: every microtask queued before it (released waits, scheduled flushes) has run. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -153,7 +171,8 @@ describe('Router: routing', () => {
 
 describe('Router: ingress backpressure', () => {
   it('throttles sends while a shard holds more dirty instances than its cache, and releases them below 3/4 of it', async () => {
-    const { router, control } = setup();
+    const s = setup();
+    const { router, control } = s;
     expect(router.throttled()).toBe(false);
     setDirty(control, 1, SETTINGS.cacheSize + 1);
     // Read at every flush (and every 64 sends).
@@ -163,14 +182,8 @@ describe('Router: ingress backpressure', () => {
     void router.waitForRoom().then(() => (released = true));
     expect(router.waiting).toBe(1);
     // Still above 3/4 of the cache: the wait goes on.
-    setDirty(control, 1, 80);
-    router.flush();
-    await turn();
-    expect(released).toBe(false);
-    setDirty(control, 1, 75);
-    router.flush();
-    await turn();
-    expect(released).toBe(true);
+    expect(await releasedAfterFlush(s, 1, 80, () => released)).toBe(false);
+    expect(await releasedAfterFlush(s, 1, 75, () => released)).toBe(true);
     expect(router.waiting).toBe(0);
     expect(router.throttled()).toBe(false);
   });
@@ -222,17 +235,14 @@ describe('Router: ingress backpressure', () => {
 
   it('releases waiting sends a slice of 4096 per flush', async () => {
     const { router, control } = setup();
-    setDirty(control, 0, SETTINGS.cacheSize + 1);
-    router.flush();
-    let released = 0;
-    for (let i = 0; i < 5000; i++) void router.waitForRoom().then(() => released++);
+    const released = waitingSends(router, control, 5000);
     setDirty(control, 0, 0);
     router.flush();
     expect(router.waiting).toBe(5000 - 4096);
     // The rest on the flush this one scheduled.
     await turn();
     expect(router.waiting).toBe(0);
-    expect(released).toBe(5000);
+    expect(released()).toBe(5000);
   });
 
   it('holds sends back while an egress is full, until it has room again', async () => {
@@ -262,7 +272,7 @@ describe('Router: ingress backpressure', () => {
     try {
       router.egressFullChanged(true, egress);
       // The wait is bounded by the router's timer; this bound only makes a broken timer fail clearly.
-      const outcome = await Promise.race([router.waitForRoom().then(() => 'released'), new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting after 5 s'))]);
+      const outcome = await Promise.race([router.waitForRoom().then(() => 'released'), new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting after 5 s').unref())]);
       expect(outcome).toBe('released');
       expect(router.egressOverBacklog).toBe(1);
       // The egress stays full but no longer holds sends back.
@@ -283,7 +293,8 @@ describe('Router: ingress backpressure', () => {
   });
 
   it('at close, stops waiting for egresses and tells when released sends published nothing', async () => {
-    const { router, control, releasedAfterClose } = setup();
+    const s = setup();
+    const { router, control, releasedAfterClose } = s;
     router.egressFullChanged(true, { name: 'test/out' } as EgressChannel);
     setDirty(control, 0, SETTINGS.cacheSize + 1);
     router.flush();
@@ -294,22 +305,16 @@ describe('Router: ingress backpressure', () => {
     router.egressFullChanged(true, { name: 'test/other' } as EgressChannel);
     await turn();
     expect(released).toBe(false);
-    setDirty(control, 0, 0);
-    router.flush();
-    await turn();
-    expect(released).toBe(true);
+    expect(await releasedAfterFlush(s, 0, 0, () => released)).toBe(true);
     expect(releasedAfterClose()).toBe(1);
   });
 
   it('releaseAll wakes every waiting send at once (the engine closed or failed)', async () => {
     const { router, control } = setup();
-    setDirty(control, 0, SETTINGS.cacheSize + 1);
-    router.flush();
-    let released = 0;
-    for (let i = 0; i < 5000; i++) void router.waitForRoom().then(() => released++);
+    const released = waitingSends(router, control, 5000);
     router.releaseAll();
     expect(router.waiting).toBe(0);
     await Promise.resolve();
-    expect(released).toBe(5000);
+    expect(released()).toBe(5000);
   });
 });
