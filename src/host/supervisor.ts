@@ -72,7 +72,7 @@ export class Supervisor {
   #carefulGeneration = 0;
   /**
    * Shards of this generation main terminated for a blocked event loop, with the invocation
-   * recorded when #watch decided (undefined: none): #judge blames it only if it is still the one
+   * recorded when #watch decided (undefined: none): judge() blames it only if it is still the one
    * recorded when the worker exited.
    */
   readonly #stalled = new Map<number, Running | undefined>();
