@@ -2,8 +2,11 @@
  * weft — Stateful Functions for Node.js. The public surface (README.md, "Host API" and
  * "Functions"); internals are not exported.
  */
-export { Weft, channels } from './host/weft.js';
-export type { WeftOptions, SendOptions, RequestOptions, DeadLetter, WeftMetrics, ShardMetrics, InstancesOptions, InstanceEntry, EgressRecord, EgressIteratorOptions } from './host/weft.js';
+export { Weft } from './host/weft.js';
+export { channels } from './host/channels.js';
+export type { WeftOptions, SendOptions, RequestOptions, InstancesOptions, InstanceEntry, EgressRecord, EgressIteratorOptions } from './host/weft.js';
+export type { DeadLetter } from './host/decode.js';
+export type { WeftMetrics, ShardMetrics } from './host/metrics.js';
 export type { RemoteEndpointOptions } from './contract/options.js';
 export type { WeftClient } from './host/client.js';
 export { defineModule } from './module/definition.js';

@@ -115,7 +115,7 @@ export function summarize(path: string): ThreadProfile {
   const files = [...fileSelf.keys()];
   const thread = files.some((f) => f.includes('shard/shard-loop.js'))
     ? 'shard'
-    : files.some((f) => f.includes('src/host/weft.js'))
+    : files.some((f) => f.includes('src/host/'))
       ? 'main'
       : files.some((f) => f.includes('baselines/'))
         ? 'baseline'

@@ -74,7 +74,7 @@ export const SHARD_STRIDE = METRIC_SLOTS + HISTOGRAM_BUCKETS;
  *   Int32 [0] heartbeat: bumped by the shard at every invocation, every loop turn, from a timer,
  *             and every few thousand records of the engine's own long loops (snapshot encode,
  *             fold, recovery), so a value that stops changing means the shard's event loop is
- *             blocked (main's watchdog, weft.ts);
+ *             blocked (main's watchdog, host/supervisor.ts);
  *   Int32 [1] what the recorded invocation is doing (written last when entering):
  *             {@link RUN_NONE}, {@link RUN_SYNC} (a function runs synchronously), or
  *             {@link RUN_AWAITING} (careful mode only: its synchronous part returned, it awaits
@@ -156,7 +156,7 @@ export class ControlBlock {
   /**
    * The message whose invocation was recorded when the shard stopped (see `messageFingerprint`),
    * and whether its function was running synchronously, or undefined. Read when the shard is
-   * dead or stuck (and compared again after it exited: see Weft's #onShardFailed).
+   * dead or stuck (and compared again after it exited: see host/supervisor.ts, Supervisor.judge).
    */
   current(shard: number): Running | undefined {
     const i32 = this.#currentI32;

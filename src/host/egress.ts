@@ -4,7 +4,7 @@
  * WHERE A RECORD LIVES, AND WHY THAT IS CONSISTENT
  * A shard sends each egress record to main on its shard→main ring before the BARRIER(e) that ends
  * the invocation's epoch, so when every shard has reported DONE(e), main holds all of epoch e's
- * records (weft.ts, `#egressByEpoch`). The coordinator's commit of e writes them into the data
+ * records (host/commit-gate.ts, by epoch). The coordinator's commit of e writes them into the data
  * dir's meta store (sub-database `egress`, key `[name, e, seq]`) IN THE SAME LMDB TRANSACTION as
  * `committedEpoch = e` (DataDir.commit). So a record is durable exactly when the invocation that
  * produced it is: a crash before that transaction loses both (the invocation runs again and
@@ -38,7 +38,7 @@
  *
  * BACKLOG
  * A user egress reports `full` while its unacknowledged records NOT held by an iterator number
- * `maxBacklog` or more (host sends wait: backpressure, bounded in time by weft.ts). Held records
+ * `maxBacklog` or more (host sends wait: backpressure, bounded in time by host/router.ts). Held records
  * do not count: a consumer that awaits a host send before it acknowledges the record it holds
  * (a `for await` loop with autoAck) would otherwise wait for itself. `weft/dead-letters` instead
  * deletes its oldest records not held by an iterator past `maxBacklog` (counted in `dropped`, one

@@ -47,7 +47,7 @@ process.on('uncaughtException', uncaught);
 process.on('unhandledRejection', uncaught);
 
 const shardThread: { shard: number; moduleUrl: string; misuse?: Error } = { shard: boot.shard, moduleUrl: boot.moduleUrl };
-// Weft.start (weft.ts, SHARD_THREAD) refuses to run on a thread that carries this.
+// Weft.start (host/start-guard.ts, SHARD_THREAD) refuses to run on a thread that carries this.
 (globalThis as Record<symbol, unknown>)[Symbol.for('weft.shardThread')] = shardThread;
 
 try {

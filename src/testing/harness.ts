@@ -14,7 +14,7 @@ import { checkTarget, encodeMessage } from '../module/validation.js';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseAddressKey, validateAddress, type Address } from '../core/address.js';
-import { WeftError, deserializeError, describe, serializeError, type SerializedError } from '../core/errors.js';
+import { WeftError, deserializeError, describe, serializeError } from '../core/errors.js';
 import { isModuleDefinition, type ModuleDefinition, type ValueType } from '../module/definition.js';
 import { DEFAULTS } from '../contract/options.js';
 import { keyGroupOf } from '../contract/partitioner.js';
@@ -25,7 +25,8 @@ import type { Slot } from '../state/instance.js';
 import { isExpired } from '../core/ttl.js';
 import { compareIds, resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { TimerService } from '../timers/timer-service.js';
-import type { DeadLetter, RequestOptions, SendOptions } from '../host/weft.js';
+import type { RequestOptions, SendOptions } from '../host/weft.js';
+import { decodeEgressValue, decodeOrBytes, decodeValue, type DeadLetter } from '../host/decode.js';
 import type { EgressRecord } from '../host/egress.js';
 import { MemoryInstanceStore } from './memory-store.js';
 import { resolveHarnessOptions, type ResolvedHarnessOptions, type TestHarnessOptions } from './options.js';
@@ -264,7 +265,7 @@ class Harness implements TestHarness {
     return this.#settle().then(
       () => {
         this.#requests.delete(requestId);
-        if (pending.reply !== null) return this.#decode(pending.reply[0], pending.reply[1]);
+        if (pending.reply !== null) return decodeValue(this.#module, pending.reply[0], pending.reply[1]);
         throw pending.error ?? this.#noReply(env);
       },
       (err: unknown) => {
@@ -451,7 +452,7 @@ class Harness implements TestHarness {
       throw new WeftError('ERR_WEFT_UNKNOWN_EGRESS', `weft.egress: egress ${describe(name)} is not declared in the module's egresses`);
     }
     const records = this.#egress.get(name) ?? [];
-    return records.map(([typename, payload]) => this.#decodeEgress(name, typename, payload));
+    return records.map(([typename, payload]) => decodeEgressValue(this.#module, name, typename, payload));
   }
 
   egressRecords(name: string): EgressRecord[] {
@@ -477,7 +478,7 @@ class Harness implements TestHarness {
         target: { type: t.env[E_TARGET_TYPE], id: t.env[E_TARGET_ID] },
         sender: parseAddressKey(t.senderKey),
         typename: t.env[E_TYPENAME],
-        value: this.#decodeOrBytes(t.env[E_TYPENAME], t.env[E_PAYLOAD]),
+        value: decodeOrBytes(this.#module, t.env[E_TYPENAME], t.env[E_PAYLOAD]),
         cancellationToken: t.token,
       }));
   }
@@ -496,45 +497,6 @@ class Harness implements TestHarness {
       // Not quiescent within settleTimeoutMs (the caller whose call timed out has already seen
       // why). Closing goes ahead, as the engine's close() does after its closeTimeoutMs.
     }
-  }
-
-  // ------------------------------------------------------------------------------------------
-  // Decoding, as the engine's host facade does it
-  // ------------------------------------------------------------------------------------------
-
-  #decode(typename: string, payload: Uint8Array): unknown {
-    const t = this.#module.typeOf(typename);
-    return t === undefined ? payload : t.decode(payload);
-  }
-
-  #decodeOrBytes(typename: string, payload: Uint8Array): unknown {
-    try {
-      return this.#decode(typename, payload);
-    } catch {
-      return payload;
-    }
-  }
-
-  #decodeEgress(name: string, typename: string, payload: Uint8Array): unknown {
-    let value: unknown;
-    try {
-      value = this.#decode(typename, payload);
-    } catch (err) {
-      process.emitWarning(`weft: egress ${name} record could not be decoded: ${(err as Error).message}`);
-      return payload;
-    }
-    if (name !== DEAD_LETTER_EGRESS) return value;
-    const raw = value as Record<string, unknown>;
-    const letter: DeadLetter = {
-      target: raw.target as Address,
-      caller: (raw.caller as Address | null) ?? null,
-      typename: raw.typename as string,
-      value: this.#decodeOrBytes(raw.typename as string, raw.payload as Uint8Array),
-      error: deserializeError(raw.error as SerializedError),
-      attempts: raw.attempts as number,
-      at: raw.at as number,
-    };
-    return letter;
   }
 
   // ------------------------------------------------------------------------------------------

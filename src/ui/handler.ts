@@ -26,7 +26,8 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WeftError, describe } from '../core/errors.js';
-import type { DeadLetter, Weft } from '../host/weft.js';
+import type { Weft } from '../host/weft.js';
+import type { DeadLetter } from '../host/decode.js';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './assets.js';
 
 /** Options of {@link weftUi}. */

@@ -1,0 +1,145 @@
+/**
+ * What the host waits for from the shards, by request id: the replies of `weft.request` (direct,
+ * or held by the commit gate until committed for `durable` ones) and the answers of
+ * `weft.query`. Values are decoded here (decode.ts); an id nobody waits for any more (timed out,
+ * or a duplicate after a recovery) is ignored.
+ */
+import { WeftError, deserializeError, type SerializedError } from '../core/errors.js';
+import { Kind } from '../contract/envelope.js';
+import type { RuntimeModule } from '../module/runtime.js';
+import type { InstanceRecord } from '../state/instance.js';
+import { decodeQueryResult, decodeValue } from './decode.js';
+import type { ShardLink } from './shard-link.js';
+
+export interface PendingRequest {
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+  timer: NodeJS.Timeout;
+  durable: boolean;
+  ack: Promise<void> | null;
+  /** The request message's hseq, once accepted (0 before). */
+  hseq: number;
+}
+
+interface PendingQuery {
+  type: string;
+  id: string;
+  shard: number;
+  resolve(value: Record<string, unknown> | undefined): void;
+  reject(err: unknown): void;
+}
+
+export class Requests {
+  readonly #module: RuntimeModule;
+  #seq = 0;
+  readonly #requests = new Map<number, PendingRequest>();
+  readonly #queries = new Map<number, PendingQuery>();
+
+  constructor(module: RuntimeModule) {
+    this.#module = module;
+  }
+
+  /** A new request (or query) id. */
+  nextId(): number {
+    return ++this.#seq;
+  }
+
+  /** `weft.request` calls waiting for their reply. */
+  get size(): number {
+    return this.#requests.size;
+  }
+
+  add(requestId: number, pending: PendingRequest): void {
+    this.#requests.set(requestId, pending);
+  }
+
+  delete(requestId: number): void {
+    this.#requests.delete(requestId);
+  }
+
+  /** Is request `requestId` durable and still waiting (its reply must then wait for its commit)? */
+  isDurable(requestId: number): boolean {
+    return this.#requests.get(requestId)?.durable === true;
+  }
+
+  /** The reply of a request that is not durable: resolves it (decoded). */
+  reply(requestId: number, typename: string, payload: Uint8Array): void {
+    const req = this.#take(requestId);
+    if (req === undefined) return;
+    try {
+      req.resolve(decodeValue(this.#module, typename, payload));
+    } catch (err) {
+      req.reject(err);
+    }
+  }
+
+  /** The request's target failed for good (dead-lettered): rejects it with that error. */
+  replyError(requestId: number, error: SerializedError): void {
+    this.#take(requestId)?.reject(deserializeError(error));
+  }
+
+  /** The reply of a durable request is committed: resolves it once its message's ack has. */
+  releaseDurable(requestId: number, typename: string, payload: Uint8Array): void {
+    const req = this.#take(requestId);
+    if (req === undefined) return;
+    let value: unknown;
+    try {
+      value = decodeValue(this.#module, typename, payload);
+    } catch (err) {
+      req.reject(err);
+      return;
+    }
+    // The reply's invocation is committed; the ack of the request message resolves with it or
+    // right after (same epoch), so waiting for it keeps "durable" strict.
+    (req.ack ?? Promise.resolve()).then(() => req.resolve(value), req.reject);
+  }
+
+  #take(requestId: number): PendingRequest | undefined {
+    const req = this.#requests.get(requestId);
+    if (req === undefined) return undefined;
+    this.#requests.delete(requestId);
+    clearTimeout(req.timer);
+    return req;
+  }
+
+  /** A query of `type`/`id`, routed to `link`'s shard: queued there, answered by {@link queryResult}. */
+  query(link: ShardLink, type: string, id: string): Promise<Record<string, unknown> | undefined> {
+    const requestId = this.nextId();
+    return new Promise((resolve, reject) => {
+      this.#queries.set(requestId, { type, id, shard: link.shard, resolve, reject });
+      link.out.push([Kind.Query, requestId, type, id], 64);
+    });
+  }
+
+  queryResult(requestId: number, record: InstanceRecord | null): void {
+    const q = this.#queries.get(requestId);
+    if (q === undefined) return;
+    this.#queries.delete(requestId);
+    try {
+      q.resolve(decodeQueryResult(this.#module, q.type, record));
+    } catch (err) {
+      q.reject(err);
+    }
+  }
+
+  /** A recovery restarted the shards: queries not answered yet are asked again. */
+  resendQueries(links: readonly ShardLink[]): void {
+    for (const [requestId, q] of this.#queries) links[q.shard]!.out.push([Kind.Query, requestId, q.type, q.id], 64);
+  }
+
+  /**
+   * Rejects every waiting request and query with `err`; a request whose message is committed and
+   * waits for a paused remote address (`kept`) gets ERR_WEFT_DEFERRED instead.
+   */
+  rejectAll(err: Error, why: string, kept: (hseq: number) => boolean): void {
+    for (const [, r] of this.#requests) {
+      clearTimeout(r.timer);
+      if (r.hseq !== 0 && kept(r.hseq)) {
+        r.reject(new WeftError('ERR_WEFT_DEFERRED', `weft.request(): ${why} before its message was applied: the message waits for a paused remote address; it is committed, kept in the data dir and applied at the next start (do not resend it). Its reply is lost.`, { cause: err }));
+      } else r.reject(err);
+    }
+    this.#requests.clear();
+    for (const [, q] of this.#queries) q.reject(err);
+    this.#queries.clear();
+  }
+}

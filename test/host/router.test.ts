@@ -1,0 +1,320 @@
+/**
+ * The router's host side (src/host/router.ts) without worker threads: real rings, doorbells,
+ * outbound queues and a control block in this thread; the test plays the shards (it drains their
+ * rings and writes their dirty counts).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlBlock, METRIC_INDEX } from '../../src/contract/control-block.js';
+import { E_HSEQ, E_REPLY_TO, Kind, resolveNames, wireEncoder } from '../../src/contract/envelope.js';
+import { Outbound } from '../../src/contract/outbound.js';
+import { Partitioner } from '../../src/contract/partitioner.js';
+import type { EgressChannel } from '../../src/host/egress.js';
+import { Router, type RouterSettings } from '../../src/host/router.js';
+import { ShardLink } from '../../src/host/shard-link.js';
+import { LogSlabs } from '../../src/internal/log-slabs.js';
+import { Doorbell } from '../../src/transport/doorbell.js';
+import { decodeBatch } from '../../src/transport/framing.js';
+import { NameTable } from '../../src/transport/names.js';
+import { Ring } from '../../src/transport/ring.js';
+
+const SETTINGS: RouterSettings = { cacheSize: 100, checkpointIntervalMs: 1000, egressFullWaitMs: 60_000, egressMaxBacklog: 10 };
+const TYPE = 'test/counter';
+
+interface Setup {
+  router: Router;
+  links: ShardLink[];
+  rings: Ring[];
+  control: ControlBlock;
+  partitioner: Partitioner;
+  names: NameTable;
+  releasedAfterClose: () => number;
+}
+
+const routers: Router[] = [];
+afterEach(() => {
+  // Ends what a test left waiting (an egress wait timer is unref-ed, but close() clears it).
+  for (const r of routers.splice(0)) r.close();
+});
+
+function setup(opts: { shards?: number; ringBytes?: number; settings?: Partial<RouterSettings> } = {}): Setup {
+  const shards = opts.shards ?? 2;
+  const names = new NameTable([TYPE]);
+  const wire = wireEncoder(names);
+  const bells = Doorbell.create(shards + 1);
+  const control = ControlBlock.create(shards);
+  const slabs = new LogSlabs(shards);
+  const rings = Array.from({ length: shards }, () => Ring.create(opts.ringBytes ?? 1 << 20));
+  const links = rings.map((ring, s) => {
+    const link = new ShardLink(s, slabs, 1);
+    link.out = new Outbound(ring, 1 + s, bells, wire);
+    link.out.onCut = (frame, records) => link.log.keep(frame, records);
+    return link;
+  });
+  const partitioner = new Partitioner(shards, 64);
+  let released = 0;
+  const router = new Router(partitioner, links, { ...SETTINGS, ...opts.settings }, () => released++);
+  router.connect(control);
+  routers.push(router);
+  return { router, links, rings, control, partitioner, names, releasedAfterClose: () => released };
+}
+
+/** The records a shard's ring holds (what the shard would read), names resolved. */
+function drainRecords(ring: Ring, names: NameTable): unknown[][] {
+  const out: unknown[][] = [];
+  ring.drain((frame) => {
+    for (const rec of decodeBatch(frame)) out.push(rec[0] === Kind.Msg ? resolveNames(rec, names) : rec);
+  });
+  return out;
+}
+
+/** An id whose address the partitioner routes to `shard`. */
+function idOn(partitioner: Partitioner, shard: number, from = 0): string {
+  for (let i = from; i < from + 10_000; i++) {
+    if (partitioner.shardOf(partitioner.keyGroup(TYPE, `id${i}`)) === shard) return `id${i}`;
+  }
+  throw new Error(`no id routed to shard ${shard} among 10000`);
+}
+
+function setDirty(control: ControlBlock, shard: number, dirty: number): void {
+  control.f64[control.metricsBase(shard) + METRIC_INDEX.dirtyInstances] = dirty;
+}
+
+/** Shard `shard` reports `dirty` instances, main flushes: is the send that waited (`released()`) released? */
+async function releasedAfterFlush(s: Setup, shard: number, dirty: number, released: () => boolean): Promise<boolean> {
+  setDirty(s.control, shard, dirty);
+  s.router.flush();
+  await turn();
+  return released();
+}
+
+/** `n` sends waiting for room (shard 0 is over its cache); returns how many were released so far. */
+function waitingSends(router: Router, control: ControlBlock, n: number): () => number {
+  setDirty(control, 0, SETTINGS.cacheSize + 1);
+  router.flush();
+  let released = 0;
+  for (let i = 0; i < n; i++) void router.waitForRoom().then(() => released++);
+  expect(router.waiting).toBe(n);
+  return () => released;
+}
+
+/** Resolves on the next macrotask: every microtask queued before it (released waits, scheduled flushes) has run. */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+const payload = (n: number): Uint8Array => new Uint8Array(n).fill(7);
+
+describe('Router: routing', () => {
+  it('routes each host message to the shard of its address, in acceptance order, numbered by hseq', () => {
+    const { router, rings, partitioner, names } = setup({ shards: 3 });
+    const sent: Array<{ shard: number; id: string; hseq: number }> = [];
+    for (let i = 0; i < 30; i++) {
+      const id = `user-${i}`;
+      const shard = router.shardOf(TYPE, id);
+      expect(shard).toBe(partitioner.shardOf(partitioner.keyGroup(TYPE, id)));
+      const group = router.accept({ type: TYPE, id }, TYPE, payload(8), i % 2 === 0 ? 0 : 100 + i, undefined);
+      sent.push({ shard, id, hseq: group.hseq });
+    }
+    expect(sent.map((m) => m.hseq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(router.hseq).toBe(30);
+    router.flush();
+    for (let s = 0; s < 3; s++) {
+      const got = drainRecords(rings[s]!, names);
+      const expected = sent.filter((m) => m.shard === s);
+      expect(got.map((r) => [r[0], r[1], r[2], r[E_HSEQ]])).toEqual(expected.map((m) => [Kind.Msg, TYPE, m.id, m.hseq]));
+      expect(got.map((r) => r[E_REPLY_TO])).toEqual(expected.map((m) => (m.hseq % 2 === 1 ? 0 : 100 + m.hseq - 1)));
+    }
+  });
+
+  it('groups the sends to one shard between two flushes into one acknowledgement group', () => {
+    const { router, links, partitioner } = setup();
+    const a0 = router.accept({ type: TYPE, id: idOn(partitioner, 0) }, TYPE, payload(4), 0, undefined);
+    const b0 = router.accept({ type: TYPE, id: idOn(partitioner, 1) }, TYPE, payload(4), 0, undefined);
+    const a1 = router.accept({ type: TYPE, id: idOn(partitioner, 0, 1000) }, TYPE, payload(4), 0, undefined);
+    expect(a1).toBe(a0);
+    expect(b0).not.toBe(a0);
+    expect([a0.first, a0.hseq, b0.first, b0.hseq]).toEqual([1, 3, 2, 2]);
+    expect(links[0]!.ackGroups).toEqual([a0]);
+    expect(links[1]!.ackGroups).toEqual([b0]);
+    router.flush();
+    expect(links.map((l) => l.openAck)).toEqual([null, null]);
+    const a2 = router.accept({ type: TYPE, id: idOn(partitioner, 0) }, TYPE, payload(4), 0, undefined);
+    expect(a2).not.toBe(a0);
+    expect([a2.first, a2.hseq]).toEqual([4, 4]);
+    expect(links[0]!.ackGroups).toEqual([a0, a2]);
+  });
+
+  it('counts accepted messages alive in the control block when they are published, not before', async () => {
+    const { router, control, partitioner } = setup();
+    for (let i = 0; i < 5; i++) router.accept({ type: TYPE, id: idOn(partitioner, i % 2) }, TYPE, payload(4), 0, undefined);
+    expect(router.unpublished).toBe(5);
+    expect(control.alive()).toBe(0);
+    // accept() scheduled a flush.
+    await turn();
+    expect(router.unpublished).toBe(0);
+    expect(control.alive()).toBe(5);
+  });
+
+  it('writes nothing while paused (a recovery rolls back), and everything in order once resumed', () => {
+    const { router, rings, partitioner, names } = setup();
+    const id = idOn(partitioner, 0);
+    router.paused = true;
+    router.accept({ type: TYPE, id }, TYPE, payload(4), 0, undefined);
+    router.pushAll([Kind.Barrier, 1], 16);
+    router.accept({ type: TYPE, id }, TYPE, payload(4), 0, undefined);
+    router.flush();
+    expect(rings[0]!.isEmpty()).toBe(true);
+    router.paused = false;
+    router.flush();
+    expect(drainRecords(rings[0]!, names).map((r) => (r[0] === Kind.Msg ? `msg ${String(r[E_HSEQ])}` : `barrier ${String(r[1])}`))).toEqual(['msg 1', 'barrier 1', 'msg 2']);
+    expect(drainRecords(rings[1]!, names).map((r) => r[0])).toEqual([Kind.Barrier]);
+  });
+});
+
+describe('Router: ingress backpressure', () => {
+  it('throttles sends while a shard holds more dirty instances than its cache, and releases them below 3/4 of it', async () => {
+    const s = setup();
+    const { router, control } = s;
+    expect(router.throttled()).toBe(false);
+    setDirty(control, 1, SETTINGS.cacheSize + 1);
+    // Read at every flush (and every 64 sends).
+    router.flush();
+    expect(router.throttled()).toBe(true);
+    let released = false;
+    void router.waitForRoom().then(() => (released = true));
+    expect(router.waiting).toBe(1);
+    // Still above 3/4 of the cache: the wait goes on.
+    expect(await releasedAfterFlush(s, 1, 80, () => released)).toBe(false);
+    expect(await releasedAfterFlush(s, 1, 75, () => released)).toBe(true);
+    expect(router.waiting).toBe(0);
+    expect(router.throttled()).toBe(false);
+  });
+
+  it('notices dirty counts between flushes every 64 sends', () => {
+    const { router, control } = setup();
+    router.flush();
+    setDirty(control, 0, SETTINGS.cacheSize + 1);
+    const results: boolean[] = [];
+    for (let i = 0; i < 64; i++) results.push(router.throttled());
+    expect(results.slice(0, 63).every((t) => !t)).toBe(true);
+    expect(results[63]).toBe(true);
+  });
+
+  it('does not hold sends back for dirty instances without periodic checkpoints (nothing would take them)', () => {
+    const { router, control } = setup({ settings: { checkpointIntervalMs: 0 } });
+    setDirty(control, 0, 10 * SETTINGS.cacheSize);
+    router.flush();
+    expect(router.dirtyOver(0)).toBe(false);
+    expect(router.throttled()).toBe(false);
+  });
+
+  it('throttles sends once more than 32 frames wait for room in full rings, and releases them as the shard drains', async () => {
+    const { router, rings, partitioner, names } = setup({ ringBytes: 4096 });
+    const id = idOn(partitioner, 0);
+    let accepted = 0;
+    while (!router.throttled()) {
+      if (accepted > 10_000) throw new Error('never throttled after 10000 sends into a 4 KiB ring');
+      router.accept({ type: TYPE, id }, TYPE, payload(600), 0, undefined);
+      router.flush();
+      accepted++;
+    }
+    expect(router.spillDepth()).toBeGreaterThan(32);
+    let released = false;
+    void router.waitForRoom().then(() => (released = true));
+    // The shard reads its ring and main flushes again, until every message got through.
+    const hseqs: number[] = [];
+    for (let round = 0; hseqs.length < accepted; round++) {
+      if (round > 10_000) throw new Error(`only ${hseqs.length} of ${accepted} messages arrived`);
+      for (const r of drainRecords(rings[0]!, names)) hseqs.push(r[E_HSEQ] as number);
+      router.flush();
+    }
+    await turn();
+    expect(released).toBe(true);
+    expect(router.spillDepth()).toBe(0);
+    // Nothing lost, nothing reordered.
+    expect(hseqs).toEqual(Array.from({ length: accepted }, (_, i) => i + 1));
+  });
+
+  it('releases waiting sends a slice of 4096 per flush', async () => {
+    const { router, control } = setup();
+    const released = waitingSends(router, control, 5000);
+    setDirty(control, 0, 0);
+    router.flush();
+    expect(router.waiting).toBe(5000 - 4096);
+    // The rest on the flush this one scheduled.
+    await turn();
+    expect(router.waiting).toBe(0);
+    expect(released()).toBe(5000);
+  });
+
+  it('holds sends back while an egress is full, until it has room again', async () => {
+    const { router } = setup();
+    const egress = { name: 'test/out' } as EgressChannel;
+    router.egressFullChanged(true, egress);
+    expect(router.egressFull).toBe(1);
+    expect(router.throttled()).toBe(true);
+    let released = false;
+    void router.waitForRoom().then(() => (released = true));
+    router.flush();
+    await turn();
+    expect(released).toBe(false);
+    router.egressFullChanged(false, egress);
+    expect(router.egressFull).toBe(0);
+    await turn();
+    expect(released).toBe(true);
+    expect(router.egressOverBacklog).toBe(0);
+  });
+
+  it('lets sends go on after waiting egressFullWaitMs for a full egress, and counts it', async () => {
+    const { router } = setup({ settings: { egressFullWaitMs: 20 } });
+    const egress = { name: 'test/out' } as EgressChannel;
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      router.egressFullChanged(true, egress);
+      // The wait is bounded by the router's timer; this bound only makes a broken timer fail clearly.
+      const outcome = await Promise.race([router.waitForRoom().then(() => 'released'), new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting after 5 s').unref())]);
+      expect(outcome).toBe('released');
+      expect(router.egressOverBacklog).toBe(1);
+      // The egress stays full but no longer holds sends back.
+      expect(router.egressFull).toBe(1);
+      expect(router.throttled()).toBe(false);
+      await turn();
+      expect(warnings.filter((w) => w.includes('egressFullWaitMs'))).toHaveLength(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('never waits for egresses with egressFullWaitMs 0', () => {
+    const { router } = setup({ settings: { egressFullWaitMs: 0 } });
+    router.egressFullChanged(true, { name: 'test/out' } as EgressChannel);
+    expect(router.egressFull).toBe(1);
+    expect(router.throttled()).toBe(false);
+  });
+
+  it('at close, stops waiting for egresses and tells when released sends published nothing', async () => {
+    const s = setup();
+    const { router, control, releasedAfterClose } = s;
+    router.egressFullChanged(true, { name: 'test/out' } as EgressChannel);
+    setDirty(control, 0, SETTINGS.cacheSize + 1);
+    router.flush();
+    let released = false;
+    void router.waitForRoom().then(() => (released = true));
+    router.close();
+    // Full egresses no longer hold anything back after close(); an egress getting full neither.
+    router.egressFullChanged(true, { name: 'test/other' } as EgressChannel);
+    await turn();
+    expect(released).toBe(false);
+    expect(await releasedAfterFlush(s, 0, 0, () => released)).toBe(true);
+    expect(releasedAfterClose()).toBe(1);
+  });
+
+  it('releaseAll wakes every waiting send at once (the engine closed or failed)', async () => {
+    const { router, control } = setup();
+    const released = waitingSends(router, control, 5000);
+    router.releaseAll();
+    expect(router.waiting).toBe(0);
+    await Promise.resolve();
+    expect(released()).toBe(5000);
+  });
+});
