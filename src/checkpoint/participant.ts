@@ -303,12 +303,6 @@ export async function recoverPartition(partition: Partition, committed: number):
         for (const { key, value } of partition.pendingEntries(epoch)) {
           const kind = key[1] as PendingKind;
           switch (kind) {
-            case PendingKind.State:
-              ops.putState(key[2] as number, key[3] as string, key[4] as string, value);
-              break;
-            case PendingKind.StateDelete:
-              ops.deleteState(key[2] as number, key[3] as string, key[4] as string);
-              break;
             case PendingKind.States: {
               const states = decodeStates(value);
               writeStates(ops, states, 0, states.length);

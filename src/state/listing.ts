@@ -485,11 +485,7 @@ class Overlay {
       if (snap === undefined) continue;
       for (const epoch of snap.pendingEpochs()) {
         if (epoch > this.#view.committedEpoch) break;
-        for (const { key, value } of snap.pendingEntries(epoch, [PendingKind.State, PendingKind.StateDelete, PendingKind.States])) {
-          const kind = key[1];
-          if (kind === PendingKind.States) scanStates(value, this.#typeBytes, this.#type, offer);
-          else if (key[3] === this.#type) offer(key[2] as number, key[4] as string, kind === PendingKind.State ? value : null);
-        }
+        for (const { value } of snap.pendingEntries(epoch, [PendingKind.States])) scanStates(value, this.#typeBytes, this.#type, offer);
       }
     }
     heap.sort((a, b) => compareIds(a.id, b.id));
