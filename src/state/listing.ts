@@ -39,7 +39,7 @@ import type { RuntimeModule } from '../module/runtime.js';
 import { PendingKind, decodeStates } from './checkpoint-format.js';
 import { Unpackr } from 'msgpackr';
 import { decodeRecord, type InstanceRecord } from './instance.js';
-import { isExpired } from '../core/ttl.js';
+import { isLive } from '../core/ttl.js';
 import type { PartitionSnapshot } from './partition.js';
 
 /** Options of `weft.instances`. */
@@ -181,7 +181,7 @@ export function moduleStateReader(module: RuntimeModule, now: number): StateRead
       const value = arr[i + 1] as Uint8Array;
       if (fn !== undefined) {
         const spec = fn.specByName.get(name);
-        if (spec === undefined || isExpired(spec, arr[i + 2] as number, calledAt, now)) continue;
+        if (!isLive(spec, arr[i + 2] as number, calledAt, now)) continue;
         live++;
         if (decode) out[name] = spec.type.decode(new Uint8Array(value));
       } else {
