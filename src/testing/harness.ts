@@ -21,6 +21,7 @@ import { keyGroupOf } from '../contract/partitioner.js';
 import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
 import { E_CALLER_TYPE, E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
 import { DEAD_LETTER_EGRESS, compileModule, loadModule, type RuntimeModule } from '../module/runtime.js';
+import { computeTask } from '../module/compute-task.js';
 import type { Slot } from '../state/instance.js';
 import { isLive } from '../core/ttl.js';
 import { compareIds, resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
@@ -542,16 +543,10 @@ class Harness implements TestHarness {
     const url = (this.#module.definition.compute as URL).href;
     try {
       this.#computeTasks ??= import(url) as Promise<Record<string, unknown>>;
-      const tasks = await this.#computeTasks;
-      const f = Object.hasOwn(tasks, task) ? tasks[task] : undefined;
-      if (typeof f !== 'function') {
-        // Sorted, as a real module namespace lists its keys (a TS-aware loader may hand us a plain object).
-        const names = Object.keys(tasks).filter((k) => typeof tasks[k] === 'function').sort();
-        throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: the compute file has no task named ${describe(task)} (its tasks: ${names.map((n) => JSON.stringify(n)).join(', ') || 'none'})`);
-      }
+      const f = computeTask(await this.#computeTasks, task);
       // A pool thread receives a copy of the input and sends back a copy of the result: here too
       // the task must share no objects with the invocation.
-      const result: unknown = await (f as (input: unknown) => unknown)(structuredClone(input));
+      const result: unknown = await f(structuredClone(input));
       return structuredClone(result);
     } catch (err) {
       // The engine's errors cross a thread (src/compute/task-worker.ts): rebuilt from plain data,
