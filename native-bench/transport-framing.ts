@@ -22,7 +22,8 @@
  */
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { DEFAULT_TYPE } from '../src/codec/types.js';
-import { decodeBatch, encodeBatch, type MessageTuple } from '../src/transport/framing.js';
+import { decodeBatch, encodeBatch } from '../src/transport/framing.js';
+import type { MessageTuple } from './transport-message.js';
 
 const BATCH = 256;
 const FRAMES_PER_RUN = 2_000;

@@ -37,24 +37,9 @@ import type { NamedRecords, NameTable } from './names.js';
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The main record shape crossing a ring, one engine message:
- * `[kind, targetType, targetId, callerType, callerId, typename, payload, extra?]`.
- * `payload` is the already-encoded message value; `extra` is kind-specific. Frames carry any
- * arrays of msgpack-able scalars (other record kinds are shorter); this type documents the
- * common one and types the benchmarks.
+ * A record as frames carry it: a small array of msgpack-able scalars and `Uint8Array` payloads
+ * (the engine's records are defined in src/contract/envelope.ts: an `Envelope` per message).
  */
-export type MessageTuple = [
-  kind: number,
-  targetType: string,
-  targetId: string,
-  callerType: string | null,
-  callerId: string | null,
-  typename: string,
-  payload: Uint8Array,
-  extra?: number | string | null,
-];
-
-/** A record as frames carry it: a small array (see {@link MessageTuple}). */
 export type FrameRecord = readonly unknown[];
 
 /** Initial size of a FrameEncoder's buffer; it doubles when a frame needs more. */
