@@ -206,9 +206,9 @@ export class Participant {
 /**
  * Committed epochs folded together into the base (see Participant.onCommitted). An instance that
  * changes in every epoch is written to the base once per fold, so rarer folds write less: 16
- * instead of 4 cut ~6% of all CPU per message in workload (a) (A/B, alternating builds). The
- * records wait in memory meanwhile (the cache folds at once when it is over its size, and
- * recovery folds whatever is pending).
+ * instead of 4 cut ~6% of all CPU per message in workload (a). The records wait in memory
+ * meanwhile (the cache folds at once when it is over its size, and recovery folds whatever is
+ * pending).
  */
 const FOLD_EVERY = 16;
 /**
