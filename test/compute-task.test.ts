@@ -5,15 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { computeTask } from '../src/module/compute-task.js';
 import { WeftError } from '../src/core/errors.js';
+import { expectWeftError } from './helpers/index.js';
 
-const lookupError = (tasks: Record<string, unknown>, task: string): WeftError => {
-  try {
-    computeTask(tasks, task);
-  } catch (err) {
-    return err as WeftError;
-  }
-  throw new Error(`computeTask found ${JSON.stringify(task)}`);
-};
+const lookupError = (tasks: Record<string, unknown>, task: string): WeftError => expectWeftError(() => computeTask(tasks, task), 'ERR_WEFT_COMPUTE');
 
 describe('computeTask', () => {
   it('returns the exported function of that name', async () => {
@@ -23,10 +17,7 @@ describe('computeTask', () => {
   });
 
   it('refuses a missing task with ERR_WEFT_COMPUTE naming it and the file tasks, sorted', () => {
-    const err = lookupError({ zeta: () => 1, alpha: () => 2, notATask: 3 }, 'nope');
-    expect(err).toBeInstanceOf(WeftError);
-    expect(err.code).toBe('ERR_WEFT_COMPUTE');
-    expect(err.message).toBe('ctx.compute: the compute file has no task named "nope" (its tasks: "alpha", "zeta")');
+    expect(lookupError({ zeta: () => 1, alpha: () => 2, notATask: 3 }, 'nope').message).toBe('ctx.compute: the compute file has no task named "nope" (its tasks: "alpha", "zeta")');
   });
 
   it('refuses exports that are not functions, inherited names, and says when the file has no tasks', () => {

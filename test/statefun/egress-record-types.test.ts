@@ -5,20 +5,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { kafkaRecordType, kinesisRecordType } from '../../src/statefun/index.js';
-import { WeftError } from '../../src/core/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(WeftError);
-    expect((err as WeftError).code).toBe('ERR_WEFT_TYPE_MISMATCH');
-    return (err as Error).message;
-  }
-  throw new Error('expected a refusal');
-}
+const refusal = (fn: () => unknown): string => expectWeftError(fn, 'ERR_WEFT_TYPE_MISMATCH').message;
 
 describe('kafkaRecordType', () => {
   const t = kafkaRecordType();
