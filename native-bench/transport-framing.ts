@@ -1,6 +1,6 @@
 /**
- * Chooses how transport frames are msgpack-encoded (the figures quoted at the top of
- * src/transport/framing.ts come from this script). Single thread, no ring: it measures only
+ * Chooses how transport frames are msgpack-encoded (the figures behind src/transport/framing.ts,
+ * kept in native-bench/README.md, come from this script). Single thread, no ring: it measures only
  * encode + decode of one batch frame of message tuples, the part that dominates a ring
  * engine's CPU (about 60% of it per message, measured on 2 cores).
  *
@@ -22,7 +22,8 @@
  */
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { DEFAULT_TYPE } from '../src/codec/types.js';
-import { decodeBatch, encodeBatch, type MessageTuple } from '../src/transport/framing.js';
+import { decodeBatch, encodeBatch } from '../src/transport/framing.js';
+import type { MessageTuple } from './transport-message.js';
 
 const BATCH = 256;
 const FRAMES_PER_RUN = 2_000;

@@ -3,7 +3,14 @@
  * is told at start.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { MessageTuple } from '../src/transport/framing.js';
+import type { MessageFields } from '../src/contract/envelope.js';
+
+/**
+ * The benchmarks' engine message record:
+ * `[kind, targetType, targetId, callerType, callerId, typename, payload, extra?]`, `payload` the
+ * already-encoded message value, `extra` kind-specific.
+ */
+export type MessageTuple = [kind: number, ...fields: MessageFields, extra?: number | string | null];
 
 /** Messages per frame (ring), per array (postMessage of arrays). */
 export const BATCH = 256;

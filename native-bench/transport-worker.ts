@@ -4,9 +4,9 @@
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { Doorbell } from '../src/transport/doorbell.js';
-import { FrameEncoder, type MessageTuple } from '../src/transport/framing.js';
+import { FrameEncoder } from '../src/transport/framing.js';
 import { Ring } from '../src/transport/ring.js';
-import { BATCH, type BenchWorkerData, makeTuple } from './transport-message.js';
+import { BATCH, type BenchWorkerData, type MessageTuple, makeTuple } from './transport-message.js';
 
 const data = workerData as BenchWorkerData;
 if (parentPort === null) throw new Error('transport-worker must run in a worker thread');

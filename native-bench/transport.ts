@@ -34,9 +34,9 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { Doorbell } from '../src/transport/doorbell.js';
-import { FrameDecoder, FrameEncoder, type MessageTuple } from '../src/transport/framing.js';
+import { FrameDecoder, FrameEncoder } from '../src/transport/framing.js';
 import { Ring } from '../src/transport/ring.js';
-import { BATCH, type BenchWorkerData, type Variant, makeTuple } from './transport-message.js';
+import { BATCH, type BenchWorkerData, type MessageTuple, type Variant, makeTuple } from './transport-message.js';
 
 const RUNS = 5;
 const RING_BYTES = 1 << 20;

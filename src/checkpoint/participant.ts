@@ -206,9 +206,9 @@ export class Participant {
 /**
  * Committed epochs folded together into the base (see Participant.onCommitted). An instance that
  * changes in every epoch is written to the base once per fold, so rarer folds write less: 16
- * instead of 4 cut ~6% of all CPU per message in workload (a) (A/B, alternating builds). The
- * records wait in memory meanwhile (the cache folds at once when it is over its size, and
- * recovery folds whatever is pending).
+ * instead of 4 cut ~6% of all CPU per message in workload (a). The records wait in memory
+ * meanwhile (the cache folds at once when it is over its size, and recovery folds whatever is
+ * pending).
  */
 const FOLD_EVERY = 16;
 /**
@@ -303,12 +303,6 @@ export async function recoverPartition(partition: Partition, committed: number):
         for (const { key, value } of partition.pendingEntries(epoch)) {
           const kind = key[1] as PendingKind;
           switch (kind) {
-            case PendingKind.State:
-              ops.putState(key[2] as number, key[3] as string, key[4] as string, value);
-              break;
-            case PendingKind.StateDelete:
-              ops.deleteState(key[2] as number, key[3] as string, key[4] as string);
-              break;
             case PendingKind.States: {
               const states = decodeStates(value);
               writeStates(ops, states, 0, states.length);

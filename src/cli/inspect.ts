@@ -198,20 +198,14 @@ function addressReport(p: Partition, addr: Address, kg: number, shard: number, c
   for (const epoch of p.pendingEpochs()) {
     if (epoch <= folded) continue;
     for (const { key, value } of p.pendingEntries(epoch)) {
-      const kind = key[1];
-      let found: { record: Uint8Array | undefined } | undefined;
-      if (kind === PendingKind.States) {
-        const change = decodeStates(value).find(([k, t, i]) => k === kg && t === addr.type && i === addr.id);
-        if (change !== undefined) found = { record: change[3] ?? undefined };
-      } else if ((kind === PendingKind.State || kind === PendingKind.StateDelete) && key[2] === kg && key[3] === addr.type && key[4] === addr.id) {
-        found = { record: kind === PendingKind.State ? value : undefined };
-      }
-      if (found === undefined) continue;
+      if (key[1] !== PendingKind.States) continue;
+      const change = decodeStates(value).find(([k, t, i]) => k === kg && t === addr.type && i === addr.id);
+      if (change === undefined) continue;
       if (epoch > committed) {
         uncommitted.push(epoch);
         continue;
       }
-      record = found.record;
+      record = change[3] ?? undefined;
       source = `pending epoch ${epoch} of shard ${shard} (committed, not yet folded)`;
     }
   }

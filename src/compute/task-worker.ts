@@ -3,7 +3,8 @@
  * compute file — per call. Boots nothing else.
  */
 import { workerData } from 'node:worker_threads';
-import { WeftError, describe, serializeError, type SerializedError } from '../core/errors.js';
+import { serializeError, type SerializedError } from '../core/errors.js';
+import { computeTask } from '../module/compute-task.js';
 
 const { computeUrl } = workerData as { computeUrl: string };
 let tasks: Promise<Record<string, unknown>> | undefined;
@@ -12,13 +13,8 @@ let tasks: Promise<Record<string, unknown>> | undefined;
 export default async function run({ task, input }: { task: string; input: unknown }): Promise<{ ok: true; value: unknown } | { ok: false; error: SerializedError }> {
   try {
     tasks ??= import(computeUrl) as Promise<Record<string, unknown>>;
-    const ns = await tasks;
-    const fn = Object.hasOwn(ns, task) ? ns[task] : undefined;
-    if (typeof fn !== 'function') {
-      const names = Object.keys(ns).filter((k) => typeof ns[k] === 'function');
-      throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: the compute file has no task named ${describe(task)} (its tasks: ${names.map((n) => JSON.stringify(n)).join(', ') || 'none'})`);
-    }
-    return { ok: true, value: await (fn as (input: unknown) => unknown)(input) };
+    const fn = computeTask(await tasks, task);
+    return { ok: true, value: await fn(input) };
   } catch (err) {
     return { ok: false, error: serializeError(err) };
   }

@@ -53,17 +53,16 @@ export const enum Kind {
  * the delayed message that purges such a key: a message without a key has 9 fields, so the
  * dispatcher's test for one is a length check.
  */
-export type Envelope = [
-  kind: Kind.Msg,
+export type Envelope = [kind: Kind.Msg, ...fields: MessageFields, replyTo: number, hseq: number, idempotencyKey?: string];
+
+/** What a message record carries after its kind: its target, its caller, and its value with its typename. */
+export type MessageFields = [
   targetType: string,
   targetId: string,
   callerType: string | null,
   callerId: string | null,
   typename: string,
   payload: Uint8Array,
-  replyTo: number,
-  hseq: number,
-  idempotencyKey?: string,
 ];
 
 export const E_TARGET_TYPE = 1;

@@ -15,7 +15,7 @@ import { WeftError, describe } from '../core/errors.js';
 import { isModuleDefinition, type ModuleDefinition } from '../module/definition.js';
 import { DEFAULTS } from '../contract/options.js';
 import { compileModule, type RuntimeModule } from '../module/runtime.js';
-import { isExpired } from '../core/ttl.js';
+import { isLive } from '../core/ttl.js';
 import { checkTarget, encodeMessage } from '../module/validation.js';
 import type { RequestOptions, SendOptions } from '../host/weft.js';
 import { META_KEY, decodeMeta, decodeReply, decodeValue, encodeWireMessage } from './invocation.js';
@@ -164,7 +164,7 @@ class Client implements RestateClient {
     let any = false;
     for (const spec of fn.specs) {
       const bytes = stored.get(spec.name);
-      if (bytes === undefined || isExpired(spec, meta.w[spec.name] ?? 0, meta.c, now)) continue;
+      if (bytes === undefined || !isLive(spec, meta.w[spec.name] ?? 0, meta.c, now)) continue;
       out[spec.name] = spec.type.decode(bytes);
       any = true;
     }

@@ -23,6 +23,7 @@ import { WeftError, describe } from '../core/errors.js';
 import { isModuleDefinition, type ModuleDefinition } from '../module/definition.js';
 import { DEFAULTS } from '../contract/options.js';
 import { compileModule, DEAD_LETTER_EGRESS, loadModule, type CompiledFunction, type RuntimeModule } from '../module/runtime.js';
+import { computeTask } from '../module/compute-task.js';
 import {
   META_KEY,
   decodeEffects,
@@ -138,9 +139,7 @@ function inProcessCompute(url: URL | undefined): (task: string, input: unknown) 
   return async (task, input) => {
     if (url === undefined) throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute(${describe(task)}): the module declares no compute file`);
     tasks ??= import(url.href) as Promise<Record<string, unknown>>;
-    const fn = (await tasks)[task];
-    if (typeof fn !== 'function') throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: ${describe(task)} is not an exported function of the compute file ${describe(url.href)}`);
-    return (fn as (input: unknown) => unknown)(input);
+    return computeTask(await tasks, task)(input);
   };
 }
 

@@ -23,7 +23,8 @@ import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_IDEMPOTENCY_KEY, E_PAYLOAD, E_REP
 import { DEFAULT_IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../core/idempotency.js';
 import { isSharedPayload } from '../codec/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from '../module/runtime.js';
-import { remoteExpired, type RemoteEndpoint, type RemoteFunctions } from './remote-functions.js';
+import type { RemoteEndpoint, RemoteFunctions } from './remote-functions.js';
+import { isExpired as expiredUnder } from '../core/ttl.js';
 import type { RemoteResult, StateSpecInfo } from '../statefun/protocol/remote-client.js';
 import { fingerprintOf, keyHash, originHash, payloadHash } from '../contract/control-block.js';
 
@@ -820,7 +821,7 @@ export class Dispatcher implements ContextHost {
     for (const [name, slot] of inst.slots) state.set(name, { typename: slot.typename ?? '', bytes: slot.bytes });
     const isExpired = (name: string, spec: StateSpecInfo): boolean => {
       const slot = inst.slots.get(name);
-      return slot !== undefined && remoteExpired(spec, slot.writtenAt, inst.calledAt, now);
+      return slot !== undefined && expiredUnder(spec, slot.writtenAt, inst.calledAt, now);
     };
     const invocations = envs.map((e) => ({
       caller:

@@ -7,7 +7,6 @@
  */
 import { REMOTE_MAX_PAUSE_MS, type RemoteEndpointOptions } from '../contract/options.js';
 import { RemoteFunctionClient, type StateSpecInfo } from '../statefun/protocol/remote-client.js';
-import { isExpired } from '../core/ttl.js';
 
 /** Matches `'ns/*'` (every function of a namespace) or one exact `'ns/name'`. */
 export function remoteMatcher(pattern: string): (type: string) => boolean {
@@ -97,9 +96,4 @@ function endpointFor(options: Required<RemoteEndpointOptions>): RemoteEndpoint {
       process.emitWarning(`weft: remote function ${type} (id ${JSON.stringify(id)}) paused for ${pauseMs} ms; its messages are kept and tried again${others}: ${why}`);
     },
   };
-}
-
-/** Whether a remote value has expired under its learned spec (same rules as weft functions). */
-export function remoteExpired(spec: StateSpecInfo | undefined, writtenAt: number, calledAt: number, now: number): boolean {
-  return spec !== undefined && isExpired(spec, writtenAt, calledAt, now);
 }

@@ -17,7 +17,7 @@ import { ControlBlock, METRIC_INDEX, latencyBucket } from '../contract/control-b
 import { Partitioner } from '../contract/partitioner.js';
 import { InstanceCache } from '../state/instance-cache.js';
 import { toRecord } from '../state/instance.js';
-import { isExpired } from '../core/ttl.js';
+import { NEVER_EXPIRES, isExpired, liveSlots, type TtlSpec } from '../core/ttl.js';
 import type { Partition } from '../state/partition.js';
 import { TimerService, systemClock } from '../timers/timer-service.js';
 import { Doorbell } from '../transport/doorbell.js';
@@ -28,7 +28,7 @@ import { Participant, recoverPartition, type Snapshot } from '../checkpoint/part
 import { Dispatcher } from './dispatcher.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
 import { Outbound } from '../contract/outbound.js';
-import { RemoteFunctions, remoteExpired } from './remote-functions.js';
+import { RemoteFunctions } from './remote-functions.js';
 import type { RemoteEndpointOptions } from '../contract/options.js';
 import { DEFAULT_TYPE } from '../codec/types.js';
 import { deserializeError, type SerializedError } from '../core/errors.js';
@@ -482,19 +482,14 @@ export class ShardLoop {
     const fn = this.#dispatcher.module.functions.get(type);
     const now = Date.now();
     const record = toRecord(inst);
+    // Expired values read as undefined, as they do inside the function. A remote function's specs
+    // are what the handshakes taught us; a value whose spec it has not declared yet is kept.
+    let specOf: (name: string) => TtlSpec | undefined = (name) => fn?.specByName.get(name);
     if (fn === undefined) {
-      // A remote function: its specs are what the handshakes taught us.
       const specs = new Map(this.#remote.specsOf(type).map((sp) => [sp.name, sp]));
-      record.slots = record.slots.filter(([name, , writtenAt]) => !remoteExpired(specs.get(name), writtenAt, record.calledAt, now));
-      this.#toMain.push([Kind.QueryResult, requestId, record.slots.length === 0 ? null : record], 64);
-      return;
+      specOf = (name) => specs.get(name) ?? NEVER_EXPIRES;
     }
-    // Expired values read as undefined, as they do inside the function.
-    record.slots = record.slots.filter(([name, , writtenAt]) => {
-      const spec = fn.specByName.get(name);
-      if (spec === undefined) return false;
-      return !isExpired(spec, writtenAt, record.calledAt, now);
-    });
+    record.slots = liveSlots(record.slots, record.calledAt, specOf, now);
     this.#toMain.push([Kind.QueryResult, requestId, record.slots.length === 0 ? null : record], 64);
   }
 

@@ -39,7 +39,7 @@ import type { RuntimeModule } from '../module/runtime.js';
 import { PendingKind, decodeStates } from './checkpoint-format.js';
 import { Unpackr } from 'msgpackr';
 import { decodeRecord, type InstanceRecord } from './instance.js';
-import { isExpired } from '../core/ttl.js';
+import { isLive } from '../core/ttl.js';
 import type { PartitionSnapshot } from './partition.js';
 
 /** Options of `weft.instances`. */
@@ -181,7 +181,7 @@ export function moduleStateReader(module: RuntimeModule, now: number): StateRead
       const value = arr[i + 1] as Uint8Array;
       if (fn !== undefined) {
         const spec = fn.specByName.get(name);
-        if (spec === undefined || isExpired(spec, arr[i + 2] as number, calledAt, now)) continue;
+        if (!isLive(spec, arr[i + 2] as number, calledAt, now)) continue;
         live++;
         if (decode) out[name] = spec.type.decode(new Uint8Array(value));
       } else {
@@ -485,11 +485,7 @@ class Overlay {
       if (snap === undefined) continue;
       for (const epoch of snap.pendingEpochs()) {
         if (epoch > this.#view.committedEpoch) break;
-        for (const { key, value } of snap.pendingEntries(epoch, [PendingKind.State, PendingKind.StateDelete, PendingKind.States])) {
-          const kind = key[1];
-          if (kind === PendingKind.States) scanStates(value, this.#typeBytes, this.#type, offer);
-          else if (key[3] === this.#type) offer(key[2] as number, key[4] as string, kind === PendingKind.State ? value : null);
-        }
+        for (const { value } of snap.pendingEntries(epoch, [PendingKind.States])) scanStates(value, this.#typeBytes, this.#type, offer);
       }
     }
     heap.sort((a, b) => compareIds(a.id, b.id));

@@ -37,11 +37,10 @@
  * - `'fsync'`: opened with `overlappingSync: false` (plain LMDB): the write thread's
  *   `mdb_txn_commit` fdatasyncs the data pages and writes the meta page with O_DSYNC before the
  *   commit returns, and the batch promise resolves only after that — so a resolved `write()` is on
- *   the disk. (strace: one fdatasync per commit.) lmdb-js's default `overlappingSync` moves the
- *   sync after the lock and reports it through `db.flushed`; that buys pipelining of several
- *   transactions, which the single-transaction queue above does not use, and its recovery picks a
- *   meta page by boot id. Measured here, plain commits were as fast (table below), so the simpler
- *   contract wins and `db.flushed` is not needed.
+ *   the disk. lmdb-js's default `overlappingSync` moves the sync after the lock and reports it
+ *   through `db.flushed`; that buys pipelining of several transactions, which the
+ *   single-transaction queue above does not use, and its recovery picks a meta page by boot id.
+ *   Plain commits are as fast, so the simpler contract wins and `db.flushed` is not needed.
  * - `'process'`: `noSync`: the commit writes the pages into the OS page cache (pwrite) and
  *   returns without fdatasync. A SIGKILLed process loses nothing the kernel already has, so a
  *   resolved write survives the process (tested with SIGKILL); a power loss may lose recent
@@ -62,9 +61,10 @@
  *   the threads of a process (matched by inode) and refuses mismatched sync flags.
  *
  * ## Reads
- * `getState` is `getBinary` (a Node Buffer, i.e. a Uint8Array): it copies the value out of LMDB's reused buffer (`getBinaryFast`
- * returns that buffer itself, valid only until the next read; large values can even come back as
- * views of the map). The copy is what makes the bytes safe to keep, and it is cheap (below).
+ * `getState` is `getBinary` (a Node Buffer, i.e. a Uint8Array): it copies the value out of
+ * LMDB's reused buffer (`getBinaryFast` returns that buffer itself, valid only until the next
+ * read; large values can even come back as views of the map). The copy is what makes the bytes
+ * safe to keep; for 100-byte values it halves the raw read rate (0.9-1.0 against 1.75-2.0 M/s).
  * Reads see committed data only: a write is visible once its promise resolves. Another thread
  * sharing the environment sees it after its read snapshot renews (next timer turn, or `refresh()`).
  * Range reads (`states`, `timers`, `pendingEntries`) read in chunks of {@link SCAN_CHUNK} entries,
@@ -74,12 +74,12 @@
  * not be seen; each key is still seen at most once, in key order.
  *
  * ## close(): the deadlock, and the safe order
- * Reproduced with lmdb 3.5.6 (native-bench/partition.ts `--repro-deadlock`; gdb showed the thread
- * in `pthread_mutex_lock` from `EnvWrap::cleanupStrayTxns`): `transactionSync(cb)` whose callback
- * returns a promise — e.g. `() => db.put(k, v)`, since `put` inside a transaction returns a
- * resolved promise — keeps the environment's write lock until a microtask commits it; a
- * `db.close()` in the same turn runs `cleanupStrayTxns`, which locks the same non-recursive mutex
- * on the same thread: a self-deadlock, for ever. The safe order used here:
+ * With lmdb 3.5.6 (reproduced by native-bench/partition.ts `--repro-deadlock`),
+ * `transactionSync(cb)` whose callback returns a promise — e.g. `() => db.put(k, v)`, since
+ * `put` inside a transaction returns a resolved promise — keeps the environment's write lock
+ * until a microtask commits it; a `db.close()` in the same turn runs `cleanupStrayTxns`, which
+ * locks the same non-recursive mutex on the same thread: a self-deadlock, for ever. The safe
+ * order used here:
  *   1. refuse new reads and writes (ERR_WEFT_CLOSED);
  *   2. let every accepted write settle (the queue drains; nothing is dropped);
  *   3. yield one macrotask, so no lmdb-js continuation is left on the stack or in the microtask queue;
@@ -107,31 +107,12 @@
  * - A failed commit is reported twice: as the batch's rejection and with `console.error` on
  *   stderr from lmdb-js itself (not suppressible without patching lmdb-js).
  *
- * ## Measured (2 vCPU KVM guest, ext4, Node 20.20, lmdb 3.5.6; native-bench/partition.ts)
- * The machine was shared with other test runs (load average 3 to 11 on 2 vCPUs), so figures are
- * ranges over three runs; rerun the script to compare. "busy" is the calling thread's event-loop
- * busy time (`eventLoopUtilization`) during the commit: what the shard loop loses.
- *
- *   commit of N changed keys    ms until durable (busy ms)
- *   'fsync'         N=1k              10k                 100k
- *   Partition.write 4.0-4.6 (0.5-2)   19-41 (6-17)        210-820 (115-560)
- *   lmdb batch      4.0-6.5 (0.4-0.9) 14-48 (3-34)        175-440 (53-217)
- *   transactionSync 4.1-9.4 (all)     11-40 (all)         170-450 (all)
- *   'process'       0.7-0.9 (0.4-0.7) 17-60 (4-34)        210-610 (95-400)
- *
- *   small durable commit (5 keys), p50: 'fsync' 0.21-0.39 ms (raw lmdb batch without
- *   overlappingSync 0.21-0.23, with overlappingSync + `await flushed` 0.24-0.31); 'process'
- *   0.022-0.025 ms. p99 is dominated by the shared machine (0.4-25 ms).
- *   reads (10k keys, 100 B, quiet run): getBinaryFast 1.75-2.0 M/s (NOT safe to keep),
- *   getBinary 0.9-1.0 M/s, getBinaryFast + copy 0.9-0.97 M/s, Partition.getState ~0.8 M/s.
- *   Two worker threads, each its own partition ('fsync', 2000-put transactions): 1.93x the puts
- *   of one when the machine was quiet (1.1x under load); one environment opened from two threads
- *   works (lmdb-js shares it; the tests read one thread's commits from another).
- *
- * The partition costs the calling thread about twice raw `db.batch` (0.3-0.45 us per op to
- * validate and copy, then the same instruction encoding), and in exchange: validation before
- * anything reaches LMDB, caller-owned buffers, the prefix guarantee and exact range deletes.
- * `transactionSync` blocks for the whole commit, fdatasync included.
+ * ## Cost
+ * The partition costs the calling thread about twice a raw `db.batch` per op (validating and
+ * copying each op, then the same instruction encoding), and buys validation before anything
+ * reaches LMDB, caller-owned buffers, the prefix guarantee and exact range deletes. The
+ * measurements behind this header are in native-bench/README.md ("Design measurements kept
+ * from source comments"); native-bench/partition.ts reproduces them.
  */
 import { accessSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readSync, statSync, statfsSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';

@@ -33,6 +33,7 @@ import { DEFAULTS } from '../contract/options.js';
 import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
 import { E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
 import { compileModule, type CompiledFunction, type RuntimeModule } from '../module/runtime.js';
+import { computeTask } from '../module/compute-task.js';
 import { Instance, Slot, type InstanceStore } from '../state/instance.js';
 import { TimerService, type Clock, type Timer } from '../timers/timer-service.js';
 import {
@@ -171,12 +172,9 @@ function inProcessCompute(url: URL): (task: string, input: unknown) => Promise<u
         throw new WeftError('ERR_WEFT_COMPUTE', `compute file ${describe(url.href)} failed to load: ${(cause as Error)?.message ?? String(cause)}`, { cause });
       },
     );
-    const fn = (await tasks)[task];
-    if (typeof fn !== 'function') {
-      throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: ${describe(task)} is not an exported function of the compute file ${describe(url.href)}`);
-    }
+    const fn = computeTask(await tasks, task);
     try {
-      return await (fn as (input: unknown) => unknown)(input);
+      return await fn(input);
     } catch (cause) {
       throw new WeftError('ERR_WEFT_COMPUTE', `compute task ${describe(task)} failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     }

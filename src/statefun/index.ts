@@ -17,6 +17,8 @@ import {
   decodeKinesisEgressRecord,
   encodeKafkaProducerRecord,
   encodeKinesisEgressRecord,
+  type KafkaProducerRecord,
+  type KinesisEgressRecord,
   type TypedValue,
 } from './protocol/proto.js';
 
@@ -105,45 +107,54 @@ function checkRecord(value: unknown, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-const KAFKA_TYPE: ValueType<KafkaRecord> = type.custom<KafkaRecord>(KAFKA_PRODUCER_RECORD_TYPENAME, {
-  serialize(value) {
-    const r = checkRecord(value, 'Kafka egress record');
-    return encodeKafkaProducerRecord({
-      topic: nonEmpty(r['topic'], 'Kafka egress record topic'),
-      key: optionalString(r['key'], 'Kafka egress record key'),
-      valueBytes: recordBytes(r['value'], 'Kafka egress record value'),
-    });
-  },
-  deserialize(bytes) {
-    const rec = decodeKafkaProducerRecord(bytes);
-    // A copy: decoded bytes are views of an input the engine may reuse.
-    const out: { topic: string; key?: string; value: Uint8Array } = { topic: rec.topic, value: rec.valueBytes.slice() };
-    if (rec.key !== '') out.key = rec.key;
-    return out;
-  },
-});
+/**
+ * The value type of an egress record: an object of string fields and a `value` (bytes, or a
+ * string as UTF-8), encoded as the protobuf record whose `valueBytes` is that value. `strings`
+ * lists the string fields in the record's order: required ones must be non-empty; optional ones
+ * may be absent, travel as '' then, and are left out of a decoded record when empty.
+ */
+function egressRecordType<R, P>(
+  typename: string,
+  what: string,
+  strings: ReadonlyArray<readonly [name: string, rule: 'required' | 'optional']>,
+  encode: (record: P) => Uint8Array,
+  decode: (bytes: Uint8Array) => P,
+): ValueType<R> {
+  return type.custom<R>(typename, {
+    serialize(value) {
+      const r = checkRecord(value, what);
+      const rec: Record<string, unknown> = {};
+      for (const [name, rule] of strings) rec[name] = (rule === 'required' ? nonEmpty : optionalString)(r[name], `${what} ${name}`);
+      rec['valueBytes'] = recordBytes(r['value'], `${what} value`);
+      return encode(rec as P);
+    },
+    deserialize(bytes) {
+      const rec = decode(bytes) as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const [name, rule] of strings) if (rule === 'required') out[name] = rec[name];
+      // A copy: decoded bytes are views of an input the engine may reuse.
+      out['value'] = (rec['valueBytes'] as Uint8Array).slice();
+      for (const [name, rule] of strings) if (rule === 'optional' && rec[name] !== '') out[name] = rec[name];
+      return out as R;
+    },
+  });
+}
 
-const KINESIS_TYPE: ValueType<KinesisRecord> = type.custom<KinesisRecord>(KINESIS_EGRESS_RECORD_TYPENAME, {
-  serialize(value) {
-    const r = checkRecord(value, 'Kinesis egress record');
-    return encodeKinesisEgressRecord({
-      stream: nonEmpty(r['stream'], 'Kinesis egress record stream'),
-      partitionKey: nonEmpty(r['partitionKey'], 'Kinesis egress record partitionKey'),
-      explicitHashKey: optionalString(r['explicitHashKey'], 'Kinesis egress record explicitHashKey'),
-      valueBytes: recordBytes(r['value'], 'Kinesis egress record value'),
-    });
-  },
-  deserialize(bytes) {
-    const rec = decodeKinesisEgressRecord(bytes);
-    const out: { stream: string; partitionKey: string; explicitHashKey?: string; value: Uint8Array } = {
-      stream: rec.stream,
-      partitionKey: rec.partitionKey,
-      value: rec.valueBytes.slice(),
-    };
-    if (rec.explicitHashKey !== '') out.explicitHashKey = rec.explicitHashKey;
-    return out;
-  },
-});
+const KAFKA_TYPE = egressRecordType<KafkaRecord, KafkaProducerRecord>(
+  KAFKA_PRODUCER_RECORD_TYPENAME,
+  'Kafka egress record',
+  [['topic', 'required'], ['key', 'optional']],
+  encodeKafkaProducerRecord,
+  decodeKafkaProducerRecord,
+);
+
+const KINESIS_TYPE = egressRecordType<KinesisRecord, KinesisEgressRecord>(
+  KINESIS_EGRESS_RECORD_TYPENAME,
+  'Kinesis egress record',
+  [['stream', 'required'], ['partitionKey', 'required'], ['explicitHashKey', 'optional']],
+  encodeKinesisEgressRecord,
+  decodeKinesisEgressRecord,
+);
 
 /**
  * The value type of Kafka egress records (typename

@@ -20,9 +20,10 @@ import { DEFAULTS } from '../contract/options.js';
 import { keyGroupOf } from '../contract/partitioner.js';
 import { Dispatcher, type DispatcherOptions, type Outbox, type Routing } from '../shard/dispatcher.js';
 import { E_CALLER_TYPE, E_PAYLOAD, E_TARGET_ID, E_TARGET_TYPE, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
-import { DEAD_LETTER_EGRESS, compileModule, loadModule, type CompiledSpec, type RuntimeModule } from '../module/runtime.js';
+import { DEAD_LETTER_EGRESS, compileModule, loadModule, type RuntimeModule } from '../module/runtime.js';
+import { computeTask } from '../module/compute-task.js';
 import type { Slot } from '../state/instance.js';
-import { isExpired } from '../core/ttl.js';
+import { isLive } from '../core/ttl.js';
 import { compareIds, resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { TimerService } from '../timers/timer-service.js';
 import type { RequestOptions, SendOptions } from '../host/weft.js';
@@ -403,7 +404,7 @@ class Harness implements TestHarness {
       if (inst !== undefined) {
         for (const [name, slot] of inst.slots) {
           const spec = fn.specByName.get(name);
-          if (spec === undefined || expired(spec, slot, inst.calledAt, now)) continue;
+          if (!isLive(spec, slot.writtenAt, inst.calledAt, now)) continue;
           out[name] = spec.type.decode(slot.bytes);
         }
       }
@@ -431,10 +432,7 @@ class Harness implements TestHarness {
     const live: Array<{ id: string; slots: Array<[string, Slot]>; calledAt: number }> = [];
     for (const inst of this.#store.all()) {
       if (inst.type !== type || !inst.id.startsWith(prefix) || (after !== undefined && compareIds(inst.id, after) <= 0)) continue;
-      const slots = [...inst.slots].filter(([name, slot]) => {
-        const spec = fn.specByName.get(name);
-        return spec !== undefined && !expired(spec, slot, inst.calledAt, now);
-      });
+      const slots = [...inst.slots].filter(([name, slot]) => isLive(fn.specByName.get(name), slot.writtenAt, inst.calledAt, now));
       if (slots.length > 0) live.push({ id: inst.id, slots, calledAt: inst.calledAt });
     }
     live.sort((a, b) => compareIds(a.id, b.id));
@@ -507,16 +505,10 @@ class Harness implements TestHarness {
     const url = (this.#module.definition.compute as URL).href;
     try {
       this.#computeTasks ??= import(url) as Promise<Record<string, unknown>>;
-      const tasks = await this.#computeTasks;
-      const f = Object.hasOwn(tasks, task) ? tasks[task] : undefined;
-      if (typeof f !== 'function') {
-        // Sorted, as a real module namespace lists its keys (a TS-aware loader may hand us a plain object).
-        const names = Object.keys(tasks).filter((k) => typeof tasks[k] === 'function').sort();
-        throw new WeftError('ERR_WEFT_COMPUTE', `ctx.compute: the compute file has no task named ${describe(task)} (its tasks: ${names.map((n) => JSON.stringify(n)).join(', ') || 'none'})`);
-      }
+      const f = computeTask(await this.#computeTasks, task);
       // A pool thread receives a copy of the input and sends back a copy of the result: here too
       // the task must share no objects with the invocation.
-      const result: unknown = await (f as (input: unknown) => unknown)(structuredClone(input));
+      const result: unknown = await f(structuredClone(input));
       return structuredClone(result);
     } catch (err) {
       // The engine's errors cross a thread (src/compute/task-worker.ts): rebuilt from plain data,
@@ -524,10 +516,6 @@ class Harness implements TestHarness {
       throw deserializeError(serializeError(err));
     }
   }
-}
-
-function expired(spec: CompiledSpec, slot: Slot, calledAt: number, now: number): boolean {
-  return isExpired(spec, slot.writtenAt, calledAt, now);
 }
 
 function moduleSource(m: unknown): string {

@@ -1,22 +1,11 @@
 /**
  * msgpack framing for the transport. (User values are encoded by their value types, src/codec/types.ts.)
  *
- * ## Batch frames: the measured decision
+ * ## Batch frames
  * A frame is ONE msgpack array of records (small arrays), encoded by {@link FrameEncoder} and
- * decoded by msgpackr's `unpack` from a private copy. Figures from
- * `native-bench/transport-framing.ts` (2-vCPU KVM guest, Node 20.20, msgpackr 1.12.1, native
- * acceleration on; 256 engine message tuples of ~60 bytes per frame; medians of 5 runs, ns per
- * message; one run — other runs on this shared machine moved every row by ~10% together):
- * ```
- *   variant                                                   bytes  encode  decode  total
- *   msgpackr Packr, one array per frame; decode a fresh copy   59.5    261     121     381
- *     same, decode into a reused scratch with copyBuffers      59.5    260     152     412
- *   shared-structure records, tuple<->object conversion        59.5    324     127     451
- *   shared-structure records, objects only (no conversion)     59.5    309     117     426
- *   concatenated tuples (array body), unpackMultiple           59.5    259     130     389
- *   one pack() per tuple appended to a frame, unpackMultiple   59.5    338     132     470
- *   chosen: FrameEncoder + msgpackr unpack of a fresh copy     59.5    122     121     244
- * ```
+ * decoded by msgpackr's `unpack` from a private copy. Of the variants measured by
+ * `native-bench/transport-framing.ts` (figures in native-bench/README.md), this one costs least:
+ * 244 ns per message encoded and decoded, against 381 ns for msgpackr alone.
  * - Records with shared structures buy nothing for tuples: a tuple has no keys to elide (a
  *   record id byte replaces an array header byte: same size) and the tuple<->object conversion
  *   costs. They would also pin a structure table into every thread and every snapshot.
@@ -24,19 +13,20 @@
  *   one `pack()` per tuple is the slowest encoder. One array per frame it is.
  * - Copying the frame once into a fresh buffer beats decoding a reused scratch with msgpackr's
  *   `copyBuffers` (one allocation per frame instead of one per payload).
- * - msgpackr spends ~110 ns on every `Uint8Array` (payload) in its generic extension dispatch,
- *   half of all encoding time. FrameEncoder writes the same bytes as msgpackr (tests compare them
+ * - msgpackr sends every `Uint8Array` (payload) through its generic extension dispatch, about
+ *   half of its encoding time. FrameEncoder writes the same bytes as msgpackr (tests compare them
  *   byte for byte, with a property test) for arrays, strings, numbers, booleans, null and
- *   `Uint8Array`, and defers to msgpackr for anything else: 2x faster encoding, and frames stay
- *   plain msgpack that msgpackr (or any msgpack library) reads.
+ *   `Uint8Array`, and defers to msgpackr for anything else, so frames stay plain msgpack that
+ *   msgpackr (or any msgpack library) reads.
  *
  * ## Payloads never alias reused memory
  * A ring frame is a view of shared memory that the producer overwrites once the drain ends, and
  * msgpackr's native decoder rejects SharedArrayBuffer views anyway (it throws `source must be an
  * ArrayBuffer` once a frame ends 140+ bytes into one). `FrameDecoder` therefore copies the frame
- * into a fresh, private `Uint8Array` first and decodes that; each decoded payload is a `Uint8Array` view of that copy, which nothing ever writes again. The cost
- * of this choice: a payload kept alive keeps its whole frame (at most the ring capacity) alive;
- * copy a payload (`payload.slice()`) before storing it for long.
+ * into a fresh, private `Uint8Array` first and decodes that; each decoded payload is a
+ * `Uint8Array` view of that copy, which nothing ever writes again. The cost of this choice: a
+ * payload kept alive keeps its whole frame (at most the ring capacity) alive; copy a payload
+ * (`payload.slice()`) before storing it for long.
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { WeftError, describe } from '../core/errors.js';
@@ -47,24 +37,9 @@ import type { NamedRecords, NameTable } from './names.js';
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The main record shape crossing a ring, one engine message:
- * `[kind, targetType, targetId, callerType, callerId, typename, payload, extra?]`.
- * `payload` is the already-encoded message value; `extra` is kind-specific. Frames carry any
- * arrays of msgpack-able scalars (other record kinds are shorter); this type documents the
- * common one and types the benchmarks.
+ * A record as frames carry it: a small array of msgpack-able scalars and `Uint8Array` payloads
+ * (the engine's records are defined in src/contract/envelope.ts: an `Envelope` per message).
  */
-export type MessageTuple = [
-  kind: number,
-  targetType: string,
-  targetId: string,
-  callerType: string | null,
-  callerId: string | null,
-  typename: string,
-  payload: Uint8Array,
-  extra?: number | string | null,
-];
-
-/** A record as frames carry it: a small array (see {@link MessageTuple}). */
 export type FrameRecord = readonly unknown[];
 
 /** Initial size of a FrameEncoder's buffer; it doubles when a frame needs more. */
@@ -76,8 +51,8 @@ const INITIAL_ENCODE_BYTES = 64 * 1024;
  * It writes standard msgpack itself for what records are made of — arrays, strings, numbers,
  * booleans, null and `Uint8Array` payloads — and hands anything else (objects, bigint, Date, ...)
  * to msgpackr. The bytes are those msgpackr would write for the same records; it is faster
- * because msgpackr routes every `Uint8Array` through its extension machinery (~110 ns each,
- * about half of encoding a message; see the figures above). msgpackr decodes the frames.
+ * because msgpackr routes every `Uint8Array` through its extension machinery (about half of
+ * encoding a message; see the module header). msgpackr decodes the frames.
  *
  * `encode` returns a view of this encoder's buffer, overwritten by its next `encode`: write it
  * into the ring right away, or copy it (`frame.slice()`) to keep it. That reuse keeps the

@@ -1,7 +1,7 @@
 /**
  * Recovery of a partition from its PENDING epochs (checkpoint/participant.ts): committed epochs
- * are folded in order — state changes written as one value per epoch (PendingKind.States) and
- * the older per-instance entries alike — and uncommitted ones are dropped.
+ * are folded in order — state changes written as one value per epoch (PendingKind.States) — and
+ * uncommitted ones are dropped.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,19 +58,21 @@ describe('mailbox snapshots', () => {
 });
 
 describe('recoverPartition', () => {
-  it('folds committed epochs in order (per-epoch values and per-instance entries alike) and drops the rest', async () => {
+  it('folds committed epochs in order and drops the rest', async () => {
     const p = await open();
     await p.write((ops) => {
       ops.putState(1, 't/a', 'stale', rec(9));
       ops.putState(1, 't/a', 'doomed', rec(9));
-      // Epoch 1 (committed), written the older way: one entry per instance.
-      ops.putPending([1, PendingKind.State, 1, 't/a', 'legacy'], rec(1));
-      ops.putPending([1, PendingKind.StateDelete, 1, 't/a', 'doomed'], new Uint8Array(0));
+      // Epoch 1 (committed): a write and a deletion.
+      ops.putPending([1, PendingKind.States], encodeStates([
+        [1, 't/a', 'early', rec(1)],
+        [1, 't/a', 'doomed', null],
+      ]));
       ops.putPending([1, PendingKind.Mailbox], encodeEnvelopes([]));
-      // Epoch 2 (committed): one value for the whole epoch.
+      // Epoch 2 (committed): overwrites epoch 1's 'early', so the epochs must fold in order.
       ops.putPending([2, PendingKind.States], encodeStates([
         [1, 't/a', 'stale', rec(2)],
-        [1, 't/a', 'legacy', rec(22)],
+        [1, 't/a', 'early', rec(22)],
         [2, 't/b', 'new', rec(2, 2)],
       ]));
       ops.putPending([2, PendingKind.Mailbox], encodeEnvelopes([envelope('t/a', 'stale', null, null, 'weft.types/msgpack', rec(1))]));
@@ -80,7 +82,7 @@ describe('recoverPartition', () => {
     const r = await recoverPartition(p, 2);
     expect(r.folded).toBe(2);
     expect(plain(p.getState(1, 't/a', 'stale'))).toEqual([2]);
-    expect(plain(p.getState(1, 't/a', 'legacy'))).toEqual([22]);
+    expect(plain(p.getState(1, 't/a', 'early'))).toEqual([22]);
     expect(p.getState(1, 't/a', 'doomed')).toBeUndefined();
     expect(plain(p.getState(2, 't/b', 'new'))).toEqual([2, 2]);
     expect(r.mailbox.map((e) => e[2])).toEqual(['stale']);

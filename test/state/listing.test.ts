@@ -65,11 +65,9 @@ describe('listCommitted', () => {
     };
     // Epoch 3 (committed): update a2, delete gone, add new-1 and new-2.
     await pend(3, [['a2', 'e3-a2'], ['gone', null], ['new-1', 'e3-new-1'], ['new-2', 'e3-new-2']]);
-    // Epoch 4 (committed): update a2 again, delete new-2, "stale" now holds only expired values;
-    // plus an entry of the older per-instance PENDING format.
-    await pend(4, [['a2', 'e4-a2'], ['new-2', null], ['stale', 'absent']]);
-    const kgB1 = kgOf('b1');
-    await shards[kgB1 < 4 ? 0 : 1]!.write((ops) => ops.putPending([4, PendingKind.State, kgB1, T, 'b1'], enc('e4-b1')));
+    // Epoch 4 (committed): update a2 again and b1, delete new-2, "stale" now holds only expired
+    // values.
+    await pend(4, [['a2', 'e4-a2'], ['b1', 'e4-b1'], ['new-2', null], ['stale', 'absent']]);
     // Epoch 5: written but not committed — must not be seen.
     await pend(5, [['a1', 'e5-a1'], ['new-5', 'e5-new-5'], ['a3', null]]);
 

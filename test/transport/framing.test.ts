@@ -5,7 +5,7 @@ import { WeftError } from '../../src/core/errors.js';
 import {
   FrameDecoder,
   FrameEncoder,
-  type MessageTuple,
+  type FrameRecord,
   decodeBatch,
   encodeBatch,
 } from '../../src/transport/framing.js';
@@ -23,13 +23,13 @@ function caught(fn: () => unknown): WeftError {
   throw new Error('expected a WeftError, nothing was thrown');
 }
 
-function tuple(i: number): MessageTuple {
+function tuple(i: number): FrameRecord {
   return [0, 'bank/account', `acct-${i}`, i % 2 ? 'bank/teller' : null, i % 2 ? `t-${i}` : null, 'bank/deposit', reference.pack({ amount: i })];
 }
 
 describe('batch frames', () => {
   it('round-trips a batch of message tuples', () => {
-    const batch: MessageTuple[] = Array.from({ length: 300 }, (_, i) => tuple(i));
+    const batch: FrameRecord[] = Array.from({ length: 300 }, (_, i) => tuple(i));
     batch.push([1, 'a/b', 'x', null, null, 'a/t', new Uint8Array(0), 42], [2, 'a/b', 'y', null, null, 'a/t', new Uint8Array(3), 'req-1']);
     const decoded = decodeBatch(encodeBatch(batch));
     // Packr returns Buffers; decoded payloads are plain Uint8Arrays.

@@ -1,6 +1,6 @@
 /**
  * The StateFun request-reply protocol's two envelopes, `ToFunction` (runtime → function) and
- * `FromFunction` (function → runtime), encoded and decoded by hand on top of ./wire.ts.
+ * `FromFunction` (function → runtime), encoded and decoded by hand on top of src/codec/protobuf.ts.
  *
  * Field numbers come from apache/flink-statefun `statefun-sdk-protos/.../sdk/request-reply.proto`
  * (package `io.statefun.sdk.reqreply`):
@@ -175,23 +175,38 @@ export interface KinesisEgressRecord {
 // Field numbers
 // ---------------------------------------------------------------------------------------------
 
-const ADDRESS = { namespace: 1, type: 2, id: 3 } as const;
 const TYPED_VALUE = { typename: 1, hasValue: 2, value: 3 } as const;
 const TO_FUNCTION = { invocation: 100 } as const;
 const PERSISTED_VALUE = { stateName: 1, stateValue: 2 } as const;
-const TO_INVOCATION = { caller: 1, argument: 2 } as const;
+/** ToFunction.Invocation (`address` is its caller) and FromFunction.Invocation (its target) alike. */
+const INVOCATION = { address: 1, argument: 2 } as const;
 const BATCH = { target: 1, state: 2, invocations: 3 } as const;
 const FROM_FUNCTION = { invocationResult: 100, incompleteInvocationContext: 101 } as const;
 const MUTATION = { mutationType: 1, stateName: 2, stateValue: 3 } as const;
-const FROM_INVOCATION = { target: 1, argument: 2 } as const;
 const DELAYED = { isCancellationRequest: 10, cancellationToken: 11, delayInMs: 1, target: 2, argument: 3 } as const;
 const EGRESS = { egressNamespace: 1, egressType: 2, argument: 3 } as const;
 const RESPONSE = { stateMutations: 1, outgoingMessages: 2, delayedInvocations: 3, outgoingEgresses: 4 } as const;
 const EXPIRATION = { mode: 1, expireAfterMillis: 2 } as const;
 const VALUE_SPEC = { stateName: 1, expirationSpec: 2, typeTypename: 3 } as const;
 const INCOMPLETE = { missingValues: 1 } as const;
-const KAFKA = { key: 1, valueBytes: 2, topic: 3 } as const;
-const KINESIS = { partitionKey: 1, valueBytes: 2, stream: 3, explicitHashKey: 4 } as const;
+
+/**
+ * A message whose fields are all strings or bytes: each field's property, number and kind, in
+ * declaration order. {@link writeFlat} and {@link readFlat} encode and decode any of them.
+ */
+interface Flat<T> {
+  readonly fields: ReadonlyArray<FlatField<T>>;
+  readonly byNumber: ReadonlyMap<number, FlatField<T>>;
+}
+type FlatField<T> = readonly [name: keyof T & string, field: number, kind: 'string' | 'bytes'];
+
+function flat<T>(...fields: Array<FlatField<T>>): Flat<T> {
+  return { fields, byNumber: new Map(fields.map((f) => [f[1], f])) };
+}
+
+const ADDRESS = flat<PbAddress>(['namespace', 1, 'string'], ['type', 2, 'string'], ['id', 3, 'string']);
+const KAFKA = flat<KafkaProducerRecord>(['key', 1, 'string'], ['valueBytes', 2, 'bytes'], ['topic', 3, 'string']);
+const KINESIS = flat<KinesisEgressRecord>(['partitionKey', 1, 'string'], ['valueBytes', 2, 'bytes'], ['stream', 3, 'string'], ['explicitHashKey', 4, 'string']);
 
 const MUTATION_TYPES: readonly MutationType[] = ['DELETE', 'MODIFY'];
 const EXPIRE_MODES: readonly ExpireMode[] = ['NONE', 'AFTER_WRITE', 'AFTER_INVOKE'];
@@ -219,12 +234,18 @@ function int64Field(w: ProtoWriter, field: number, n: number, what: string): voi
   if (n !== 0) w.tag(field, WireType.VARINT).int64(n);
 }
 
+function writeFlat<T>(w: ProtoWriter, schema: Flat<T>, msg: T): ProtoWriter {
+  for (const [name, field, kind] of schema.fields) {
+    if (kind === 'string') str(w, field, msg[name] as string);
+    else bytesField(w, field, msg[name] as Uint8Array);
+  }
+  return w;
+}
+
 function writeAddress(w: ProtoWriter, field: number, a: PbAddress | null): void {
   if (a === null) return;
   w.tag(field, WireType.LEN).fork();
-  str(w, ADDRESS.namespace, a.namespace);
-  str(w, ADDRESS.type, a.type);
-  str(w, ADDRESS.id, a.id);
+  writeFlat(w, ADDRESS, a);
   w.join();
 }
 
@@ -245,12 +266,14 @@ function writeBatch(w: ProtoWriter, b: InvocationBatchRequest): void {
     writeTypedValue(w, PERSISTED_VALUE.stateValue, s.stateValue);
     w.join();
   }
-  for (const inv of b.invocations) {
-    w.tag(BATCH.invocations, WireType.LEN).fork();
-    writeAddress(w, TO_INVOCATION.caller, inv.caller);
-    writeTypedValue(w, TO_INVOCATION.argument, inv.argument);
-    w.join();
-  }
+  for (const inv of b.invocations) writeInvocation(w, BATCH.invocations, inv.caller, inv.argument);
+}
+
+function writeInvocation(w: ProtoWriter, field: number, address: PbAddress | null, argument: TypedValue | null): void {
+  w.tag(field, WireType.LEN).fork();
+  writeAddress(w, INVOCATION.address, address);
+  writeTypedValue(w, INVOCATION.argument, argument);
+  w.join();
 }
 
 /**
@@ -287,12 +310,7 @@ function writeResponse(w: ProtoWriter, r: InvocationResponse): void {
     writeTypedValue(w, MUTATION.stateValue, m.stateValue);
     w.join();
   }
-  for (const o of r.outgoingMessages) {
-    w.tag(RESPONSE.outgoingMessages, WireType.LEN).fork();
-    writeAddress(w, FROM_INVOCATION.target, o.target);
-    writeTypedValue(w, FROM_INVOCATION.argument, o.argument);
-    w.join();
-  }
+  for (const o of r.outgoingMessages) writeInvocation(w, RESPONSE.outgoingMessages, o.target, o.argument);
   for (const d of r.delayedInvocations) {
     w.tag(RESPONSE.delayedInvocations, WireType.LEN).fork();
     if (d.isCancellationRequest) w.tag(DELAYED.isCancellationRequest, WireType.VARINT).bool(true);
@@ -362,11 +380,7 @@ export function encodeFromFunction(msg: FromFunction): Uint8Array {
  * ```
  */
 export function encodeKafkaProducerRecord(r: KafkaProducerRecord): Uint8Array {
-  const w = writer.reset();
-  str(w, KAFKA.key, r.key);
-  bytesField(w, KAFKA.valueBytes, r.valueBytes);
-  str(w, KAFKA.topic, r.topic);
-  return w.finish();
+  return writeFlat(writer.reset(), KAFKA, r).finish();
 }
 
 /**
@@ -378,12 +392,7 @@ export function encodeKafkaProducerRecord(r: KafkaProducerRecord): Uint8Array {
  * ```
  */
 export function encodeKinesisEgressRecord(r: KinesisEgressRecord): Uint8Array {
-  const w = writer.reset();
-  str(w, KINESIS.partitionKey, r.partitionKey);
-  bytesField(w, KINESIS.valueBytes, r.valueBytes);
-  str(w, KINESIS.stream, r.stream);
-  str(w, KINESIS.explicitHashKey, r.explicitHashKey);
-  return w.finish();
+  return writeFlat(writer.reset(), KINESIS, r).finish();
 }
 
 /** The typename StateFun's Kafka egress expects for a record (a protobuf `Any`-style URL). */
@@ -431,29 +440,29 @@ function allLen(fields: Readonly<Record<string, number>>): Readonly<Record<numbe
   return out;
 }
 
-const ADDRESS_WIRE = allLen(ADDRESS);
 const BATCH_WIRE = allLen(BATCH);
 const PERSISTED_VALUE_WIRE = allLen(PERSISTED_VALUE);
-const TO_INVOCATION_WIRE = allLen(TO_INVOCATION);
-const FROM_INVOCATION_WIRE = allLen(FROM_INVOCATION);
+const INVOCATION_WIRE = allLen(INVOCATION);
 const EGRESS_WIRE = allLen(EGRESS);
 const RESPONSE_WIRE = allLen(RESPONSE);
 const VALUE_SPEC_WIRE = allLen(VALUE_SPEC);
-const KAFKA_WIRE = allLen(KAFKA);
-const KINESIS_WIRE = allLen(KINESIS);
 
-function readAddress(r: ProtoReader, into: PbAddress | null): PbAddress {
-  const a = into ?? { namespace: '', type: '', id: '' };
+/** Reads a {@link Flat} message's fields into `into` (a repeated field keeps its last value). */
+function readFlat<T>(r: ProtoReader, schema: Flat<T>, into: T): T {
+  const out = into as Record<string, unknown>;
   readFields(
     r,
-    (n) => ADDRESS_WIRE[n],
+    (n) => (schema.byNumber.has(n) ? WireType.LEN : undefined),
     (n) => {
-      if (n === ADDRESS.namespace) a.namespace = r.string();
-      else if (n === ADDRESS.type) a.type = r.string();
-      else a.id = r.string();
+      const [name, , kind] = schema.byNumber.get(n) as FlatField<T>;
+      out[name] = kind === 'string' ? r.string() : r.bytes();
     },
   );
-  return a;
+  return into;
+}
+
+function readAddress(r: ProtoReader, into: PbAddress | null): PbAddress {
+  return readFlat(r, ADDRESS, into ?? { namespace: '', type: '', id: '' });
 }
 
 const TYPED_VALUE_WIRE: Record<number, WireTypeValue> = {
@@ -499,17 +508,8 @@ function readBatch(r: ProtoReader, into: InvocationBatchRequest | null): Invocat
         );
         b.state.push(s);
       } else {
-        const inv: ToFunctionInvocation = { caller: null, argument: null };
-        const ir = r.sub();
-        readFields(
-          ir,
-          (m) => TO_INVOCATION_WIRE[m],
-          (m) => {
-            if (m === TO_INVOCATION.caller) inv.caller = readAddress(ir.sub(), inv.caller);
-            else inv.argument = readTypedValue(ir.sub(), inv.argument);
-          },
-        );
-        b.invocations.push(inv);
+        const [caller, argument] = readInvocation(r.sub());
+        b.invocations.push({ caller, argument });
       }
     },
   );
@@ -582,17 +582,19 @@ function readMutation(r: ProtoReader): PersistedValueMutation {
   return m;
 }
 
-function readFromInvocation(r: ProtoReader): FromFunctionInvocation {
-  const o: FromFunctionInvocation = { target: null, argument: null };
+/** Reads an Invocation, ToFunction's or FromFunction's: its address (caller or target) and argument. */
+function readInvocation(r: ProtoReader): [address: PbAddress | null, argument: TypedValue | null] {
+  let address: PbAddress | null = null;
+  let argument: TypedValue | null = null;
   readFields(
     r,
-    (n) => FROM_INVOCATION_WIRE[n],
+    (n) => INVOCATION_WIRE[n],
     (n) => {
-      if (n === FROM_INVOCATION.target) o.target = readAddress(r.sub(), o.target);
-      else o.argument = readTypedValue(r.sub(), o.argument);
+      if (n === INVOCATION.address) address = readAddress(r.sub(), address);
+      else argument = readTypedValue(r.sub(), argument);
     },
   );
-  return o;
+  return [address, argument];
 }
 
 function readDelayed(r: ProtoReader): DelayedInvocation {
@@ -632,10 +634,16 @@ function readResponse(r: ProtoReader, into: InvocationResponse | null): Invocati
     (n) => RESPONSE_WIRE[n],
     (n) => {
       const sub = r.sub();
-      if (n === RESPONSE.stateMutations) res.stateMutations.push(readMutation(sub));
-      else if (n === RESPONSE.outgoingMessages) res.outgoingMessages.push(readFromInvocation(sub));
-      else if (n === RESPONSE.delayedInvocations) res.delayedInvocations.push(readDelayed(sub));
-      else res.outgoingEgresses.push(readEgress(sub));
+      if (n === RESPONSE.stateMutations) {
+        res.stateMutations.push(readMutation(sub));
+      } else if (n === RESPONSE.outgoingMessages) {
+        const [target, argument] = readInvocation(sub);
+        res.outgoingMessages.push({ target, argument });
+      } else if (n === RESPONSE.delayedInvocations) {
+        res.delayedInvocations.push(readDelayed(sub));
+      } else {
+        res.outgoingEgresses.push(readEgress(sub));
+      }
     },
   );
   return res;
@@ -725,20 +733,7 @@ export function decodeFromFunction(bytes: Uint8Array): FromFunction {
  * ```
  */
 export function decodeKafkaProducerRecord(bytes: Uint8Array): KafkaProducerRecord {
-  return decoding('KafkaProducerRecord', () => {
-    const r = new ProtoReader(bytes);
-    const rec: KafkaProducerRecord = { key: '', valueBytes: EMPTY, topic: '' };
-    readFields(
-      r,
-      (n) => KAFKA_WIRE[n],
-      (n) => {
-        if (n === KAFKA.key) rec.key = r.string();
-        else if (n === KAFKA.valueBytes) rec.valueBytes = r.bytes();
-        else rec.topic = r.string();
-      },
-    );
-    return rec;
-  });
+  return decoding('KafkaProducerRecord', () => readFlat(new ProtoReader(bytes), KAFKA, { key: '', valueBytes: EMPTY, topic: '' }));
 }
 
 /**
@@ -750,21 +745,7 @@ export function decodeKafkaProducerRecord(bytes: Uint8Array): KafkaProducerRecor
  * ```
  */
 export function decodeKinesisEgressRecord(bytes: Uint8Array): KinesisEgressRecord {
-  return decoding('KinesisEgressRecord', () => {
-    const r = new ProtoReader(bytes);
-    const rec: KinesisEgressRecord = { partitionKey: '', valueBytes: EMPTY, stream: '', explicitHashKey: '' };
-    readFields(
-      r,
-      (n) => KINESIS_WIRE[n],
-      (n) => {
-        if (n === KINESIS.partitionKey) rec.partitionKey = r.string();
-        else if (n === KINESIS.valueBytes) rec.valueBytes = r.bytes();
-        else if (n === KINESIS.stream) rec.stream = r.string();
-        else rec.explicitHashKey = r.string();
-      },
-    );
-    return rec;
-  });
+  return decoding('KinesisEgressRecord', () => readFlat(new ProtoReader(bytes), KINESIS, { partitionKey: '', valueBytes: EMPTY, stream: '', explicitHashKey: '' }));
 }
 
 /**
