@@ -69,6 +69,8 @@ export class Coordinator {
   #forced = false;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** Why the coordinator stopped: a checkpoint() asked afterwards is rejected with it. */
+  #stopReason: unknown;
   /** A recovery is under way: no new epoch starts, no DONE counts. */
   #halted = false;
   /** The COMMITTED write in progress, if any. */
@@ -111,6 +113,10 @@ export class Coordinator {
   /** Forces a checkpoint; resolves with its epoch once committed. */
   checkpoint(): Promise<number> {
     return new Promise<number>((resolve, reject) => {
+      if (this.#stopped) {
+        reject(this.#stopReason);
+        return;
+      }
       if (this.#inFlight !== 0) {
         this.#queued.push({ resolve, reject });
         this.#forced = true;
@@ -141,7 +147,9 @@ export class Coordinator {
 
   /** A shard reported DONE(epoch). */
   onDone(shard: number, epoch: number, figures: { bytes: number; states: number }): void {
-    if (this.#halted || epoch !== this.#inFlight || this.#done.has(shard)) return;
+    // #inFlight 0 means none: a DONE(0) never counts. After stop() nothing commits (close() may
+    // be closing the data dir).
+    if (this.#stopped || this.#halted || this.#inFlight === 0 || epoch !== this.#inFlight || this.#done.has(shard)) return;
     this.#done.add(shard);
     this.#figures.bytes += figures.bytes;
     this.#figures.states += figures.states;
@@ -197,6 +205,8 @@ export class Coordinator {
     this.#done.clear();
     this.#current.push(...this.#queued);
     this.#queued = [];
+    // The queued requests ride the retried epoch now: none is left to force another one.
+    this.#forced = false;
     if (retry) this.#trigger(true);
     else this.#arm();
   }
@@ -204,6 +214,7 @@ export class Coordinator {
   /** Stops scheduling; rejects waiters. */
   stop(err: unknown): void {
     this.#stopped = true;
+    this.#stopReason = err;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const w of [...this.#current, ...this.#queued]) w.reject(err);

@@ -178,35 +178,48 @@ describe('Coordinator: one epoch', () => {
   });
 });
 
-describe('Coordinator: known defects (reported, not fixed: this step changes no behaviour)', () => {
-  // `it.fails` passes while the defect is there; when the coordinator is fixed it fails, and
-  // becomes a plain `it`.
+describe('Coordinator: defects the unit tests found (each failed before its fix)', () => {
 
   // The coordinator marks "no epoch in flight" with #inFlight = 0, and onDone compares the
   // reported epoch with it: a DONE(0) from every shard then writes COMMITTED(0), and once that
   // write is durable the committed epoch is set back to 0 — a committed epoch rolled back. The shards never report DONE(0)
-  // today (the first barrier is committed + 1 >= 1), so only this guard is wrong.
-  it.fails('ignores a DONE(0) when no epoch is in flight', () => {
+  // (the first barrier is committed + 1 >= 1); the guard must not depend on it.
+  it('ignores a DONE(0) when no epoch is in flight', () => {
     const h = new Host(2, 5);
     h.allDone(2, 0);
     expect(h.commits).toEqual([]);
     expect(h.coordinator.committedEpoch).toBe(5);
   });
 
-  // checkpoint() after stop() queues a waiter that nothing will ever settle (stop() rejected only
-  // the waiters it found). The host never calls it after stop (Weft.checkpoint checks first).
-  it.fails('rejects a checkpoint() asked after stop()', async () => {
+  // checkpoint() after stop() queued a waiter that nothing would ever settle (stop() rejected only
+  // the waiters it found); now it is rejected with the stop reason.
+  it('rejects a checkpoint() asked after stop()', async () => {
     const h = new Host(1, 0);
-    h.coordinator.stop(new Error('closed'));
+    const reason = new Error('closed');
+    h.coordinator.stop(reason);
     const late = track(h.coordinator.checkpoint());
     await settle();
     expect(late.settled).toBe(true);
+    expect(late.error).toBe(reason);
+    expect(h.injected).toEqual([]);
+  });
+
+  // DONEs that arrive after stop() (close() gave up waiting and is closing the data dir) start
+  // no COMMITTED write.
+  it('commits nothing after stop()', async () => {
+    const h = new Host(2, 0);
+    const a = track(h.coordinator.checkpoint());
+    h.coordinator.stop(new Error('closed'));
+    h.allDone(2, 1);
+    await settle();
+    expect(h.commits).toEqual([]);
+    expect(a.error).toBeInstanceOf(Error);
   });
 
   // A checkpoint() made while an epoch is in flight sets #forced; a recovery (halt, resume) moves
   // its waiter to the retried epoch but leaves #forced set, so when the retried epoch commits,
   // one more epoch starts that nobody asked for (and that skips the quiescence check).
-  it.fails('starts no extra epoch after a retried epoch commits', async () => {
+  it('starts no extra epoch after a retried epoch commits', async () => {
     const h = new Host(1, 0);
     const c = h.coordinator;
     const a = track(c.checkpoint());
