@@ -84,10 +84,24 @@ export class Outbound {
     return this.#spill.length - this.#spillHead;
   }
 
-  /** Spilled frames wait and the ring now has room for the oldest: a flush would make progress. */
-  canProgress(): boolean {
+  /**
+   * The sleep re-check of a thread that flushed this outbound: call it after
+   * `Doorbell.prepareSleep`. Returns true when a flush would make progress now (spilled frames
+   * fit, or frames are staged): stay up. Otherwise it raises the room request again and returns
+   * false: sleep, the consumer will ring once it frees space.
+   *
+   * Raising it again is what makes the sleep safe. The consumer takes a request after any drain,
+   * also one that freed less than the oldest spilled frame needs, and its ring is lost while
+   * this thread is still awake (the bell is not SLEEPING yet); only checking for room here would
+   * then sleep with no request raised and nobody left to ring. Raised after the announcement,
+   * either the consumer sees the flag and finds the bell SLEEPING, or its TAIL store came first
+   * and requestRoom sees the room (Ring.requestRoom).
+   */
+  roomOrRequest(): boolean {
+    if (this.#retired) return false;
+    if (this.ring.stagedBytes > 0) return true;
     const next = this.#spill[this.#spillHead];
-    return next !== undefined && !this.#retired && this.ring.hasRoomFor(next.byteLength);
+    return next !== undefined && this.ring.requestRoom(next.byteLength);
   }
 
   /**
@@ -128,24 +142,28 @@ export class Outbound {
     if (this.#retired) return false;
     this.#drainSpill();
     this.#cut();
-    if (this.#staged) {
-      beforePublish();
-      this.#staged = false;
-      if (this.ring.publish()) this.#bells.ring(this.thread);
-    }
-    if (this.spillDepth === 0) return false;
-    // Full: ask the consumer to ring us when it frees space, then try once more (see Ring.requestRoom).
-    const next = this.#spill[this.#spillHead] as Uint8Array;
-    if (this.ring.requestRoom(next.byteLength)) {
+    this.#publish(beforePublish);
+    // Full: ask the consumer to ring us when it frees space (see Ring.requestRoom). When the
+    // consumer freed room meanwhile, requestRoom lowers the flag again and we write what fits; if
+    // frames are still left over after that, ask again. Returning with spilled frames and no
+    // request raised leaves nobody to wake this thread for room: main slept with 18 frames of a
+    // 34 MB backlog spilled and its shard asleep on an empty ring (test/engine/remote.test.ts).
+    // Each pass writes at least the frame requestRoom found room for, so the loop ends.
+    while (this.spillDepth > 0) {
+      const next = this.#spill[this.#spillHead] as Uint8Array;
+      if (!this.ring.requestRoom(next.byteLength)) return true;
       this.#drainSpill();
-      if (this.#staged) {
-        beforePublish();
-        this.#staged = false;
-        if (this.ring.publish()) this.#bells.ring(this.thread);
-      }
-      return this.spillDepth > 0;
+      this.#publish(beforePublish);
     }
-    return true;
+    return false;
+  }
+
+  /** Publishes what is staged (and rings the consumer when that made anything new visible). */
+  #publish(beforePublish: () => void): void {
+    if (!this.#staged) return;
+    beforePublish();
+    this.#staged = false;
+    if (this.ring.publish()) this.#bells.ring(this.thread);
   }
 
   #drainSpill(): void {

@@ -417,13 +417,13 @@ export class Weft {
     const bells = this.#pool.bells;
     const generation = this.#life.generation;
     bells.prepareSleep(0);
-    for (const ring of this.#pool.fromShard) {
-      if (ring.hasData()) {
-        bells.cancelSleep(0);
-        setImmediate(() => this.#wake(generation));
-        this.#sleeping = true;
-        return;
-      }
+    // Re-check after the announcement: data from a shard, or room in a main→shard ring that holds
+    // frames back (else Outbound.roomOrRequest raises its room request again).
+    if (this.#pool.fromShard.some((ring) => ring.hasData()) || this.#links.some((link) => link.out.roomOrRequest())) {
+      bells.cancelSleep(0);
+      setImmediate(() => this.#wake(generation));
+      this.#sleeping = true;
+      return;
     }
     this.#sleeping = true;
     void bells.sleep(0).then(() => this.#wake(generation));

@@ -339,13 +339,14 @@ export class ShardLoop {
     // is seen here; one that publishes after it sees SLEEPING and rings (Doorbell's argument).
     this.#bells.prepareSleep(this.#me);
     const intakeOpen = this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER;
-    if ((intakeOpen && this.#anyInbound()) || this.#dispatcher.hasRunnable || (blocked && this.#anyOutboundCanProgress())) {
+    if ((intakeOpen && this.#anyInbound()) || this.#dispatcher.hasRunnable || (blocked && this.#anyOutboundRoomOrRequest())) {
       this.#bells.cancelSleep(this.#me);
       this.#schedule();
       return;
     }
-    // A full ring's consumer rings us when it frees space (the waiting-for-room flag), and the
-    // check above saw no room after our announcement, so no extra polling is needed.
+    // A full ring's consumer rings us when it frees space: the check above raised its
+    // waiting-for-room flag again after our announcement (Outbound.roomOrRequest), so no extra
+    // polling is needed.
     const timeout = nextDue === undefined ? Number.POSITIVE_INFINITY : Math.max(1, nextDue - Date.now());
     this.#sleeping = true;
     void this.#bells.sleep(this.#me, timeout).then(() => {
@@ -354,8 +355,8 @@ export class ShardLoop {
     });
   }
 
-  #anyOutboundCanProgress(): boolean {
-    for (const out of this.#outbound) if (out !== null && out.canProgress()) return true;
+  #anyOutboundRoomOrRequest(): boolean {
+    for (const out of this.#outbound) if (out !== null && out.roomOrRequest()) return true;
     return false;
   }
 
