@@ -147,16 +147,14 @@ export class Ring {
 
   /**
    * Makes a ring that no thread uses any more empty again, for a new producer/consumer pair:
-   * HEAD, TAIL and the WAITING_FOR_ROOM flag are reset and the data bytes zeroed, so a recycled
-   * ring is byte for byte what {@link Ring.create} makes. Known issue: with reused rings and no
-   * zeroing, test/engine/remote.test.ts run whole stalled every time (a 34 MB backlog never
-   * reached its shard; alone, or with fresh rings, it passed in 0.6 s). Busy-waiting 3 ms here
-   * instead of zeroing made it pass too, so the cause is a race while an engine starts right
-   * after another closed, not stale bytes (a consumer reads only between TAIL and HEAD); the
-   * zeroing (a memset of `capacity` bytes per ring at start) hides it and is kept until the race
-   * is found. Reuse spares memory: a fresh ring costs `capacity` bytes of zeroed memory, which
-   * the allocator may not give back to the system when the old one is freed
-   * (router/spare-rings.ts).
+   * HEAD, TAIL and the WAITING_FOR_ROOM flag are reset. The data bytes are left as they are: a
+   * consumer reads only between TAIL and HEAD, and every frame there was written by the new
+   * producer (each header's check word also binds it to its position). Spares memory: a fresh
+   * ring costs `capacity` bytes of zeroed memory, which the allocator may not give back to the
+   * system when the old one is freed (host/spare-rings.ts).
+   *
+   * (A stall of test/engine/remote.test.ts once blamed on reused rings was a lost room request
+   * in Outbound, with fresh rings too; see Outbound.flush and Outbound.roomOrRequest.)
    *
    * The caller guarantees that no Ring object of the old pair will be used again (their threads
    * ended, their main-thread users retired).
@@ -167,7 +165,6 @@ export class Ring {
     Atomics.store(ring.#ctl, RING_HEAD_I32, 0);
     Atomics.store(ring.#ctl, RING_TAIL_I32, 0);
     Atomics.store(ring.#ctl, RING_WAITING_I32, 0);
-    new Uint8Array(buffer, RING_DATA_OFFSET).fill(0);
     return new Ring(buffer);
   }
 
