@@ -32,7 +32,8 @@
  *  - the compare-exchange comes first: then the HEAD store precedes it, which precedes the
  *    SLEEPING store, which precedes the re-check — so the re-check sees the new HEAD and the
  *    consumer does not sleep.
- * The same argument covers "waiting for room" (ring.ts `requestRoom`), where the roles swap.
+ * The same argument covers "waiting for room" (ring.ts `requestRoom`), where the roles swap;
+ * there the sleeper's re-check must raise its request again (see `requestRoom`).
  *
  * ## Cost
  * A producer whose consumer is awake pays one compare-exchange that fails — no notify, no wake.
@@ -92,10 +93,11 @@ const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}
  *   if (frames > 0) continue; // (yield to the event loop now and then, too)
  *   doorbell.prepareSleep(me);
  *   // Re-check everything a ring(me) stands for: inbound data, and room in any outbound ring
- *   // we asked room of (requestRoom) — its consumer may have rung before we said SLEEPING.
+ *   // that holds frames back — asking for room again (requestRoom), since its consumer may have
+ *   // taken the last request and rung before we said SLEEPING.
  *   const work =
  *     inbound.some((r) => r.ring.hasData()) ||
- *     outbound.some((o) => o.spilled.length > 0 && o.ring.hasRoomFor(o.spilled[0].length));
+ *     outbound.some((o) => o.spilled.length > 0 && o.ring.requestRoom(o.spilled[0].length));
  *   if (work) doorbell.cancelSleep(me);
  *   else await doorbell.sleep(me, nextTimerDelayMs);
  * }

@@ -304,10 +304,12 @@ export class Ring {
    * Why this order closes the race: the consumer stores TAIL and *then* reads the flag; we store
    * the flag and *then* read TAIL. Atomics are sequentially consistent, so either the consumer
    * sees our flag (and will ring our doorbell after freeing space), or its TAIL store came first
-   * and our re-check below sees the space. A wake-up can be spurious, never lost. (Before
-   * sleeping on its doorbell the producer must still re-check {@link hasRoomFor} after
-   * `prepareSleep`, as every sleeper re-checks: the consumer may ring before the bell says
-   * SLEEPING.)
+   * and our re-check below sees the space. A wake-up can be spurious, never lost — provided the
+   * producer is asleep when rung. The consumer takes the request after any drain (also one that
+   * freed less than the frame needs), and a ring that comes while the producer's bell still says
+   * AWAKE wakes nobody. So a producer about to sleep on its doorbell calls `requestRoom` AGAIN
+   * after `prepareSleep` (not just {@link hasRoomFor}): `true`, stay up; `false`, the flag is
+   * raised after the announcement and the next ring finds the bell SLEEPING.
    *
    * @returns `true` when a frame of `byteLength` bytes fits now (retry at once; the flag is
    *   lowered again); `false` when the consumer will ring the producer's doorbell once it has
