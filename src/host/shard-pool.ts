@@ -239,7 +239,7 @@ export class ShardPool {
   }
 
   /**
-   * Hands this generation's rings to the next one (router/spare-rings.ts). Only after
+   * Hands this generation's rings to the next one (spare-rings.ts). Only after
    * {@link terminate}, and only when the main thread will not touch them again either: its
    * outbounds to these rings are retired and it drains them no more.
    */
