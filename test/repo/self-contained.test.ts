@@ -47,6 +47,22 @@ describe('the repository is self-contained', () => {
     expect(stale).toEqual([]);
   });
 
+  it('every file a source comment names exists (as `folder/file.ts` below src/, or a file name in src/)', () => {
+    const sources = files.filter((f) => f.startsWith('src/') && f.endsWith('.ts'));
+    const names = new Set(sources.map((f) => f.slice(f.lastIndexOf('/') + 1)));
+    const stale: string[] = [];
+    for (const f of sources) {
+      const dir = f.slice(0, f.lastIndexOf('/'));
+      const text = readFileSync(`${root}/${f}`, 'utf8');
+      for (const m of text.matchAll(/(?<![\w.@/-])((?:[a-z][\w-]*\/)*[a-z][\w-]*\.ts)\b/g)) {
+        const p = m[1]!;
+        const known = p.includes('/') ? [p, `src/${p}`, `${dir}/${p}`].some((c) => existsSync(`${root}/${c}`)) : names.has(p);
+        if (!known) stale.push(`${f}: ${p}`);
+      }
+    }
+    expect(stale).toEqual([]);
+  });
+
   it('nothing points at documents outside the repository', () => {
     const outside: string[] = [];
     for (const f of files) {
