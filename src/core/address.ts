@@ -197,7 +197,7 @@ export function parseAddressKey(key: string): Address {
 //
 // It is PERSISTENT: key groups decide which LMDB partition holds an instance's state, so
 // changing anything below (seed, block layout, the length fed to the finaliser) re-homes every
-// stored instance. Treat the test vectors in test/address.test.ts as frozen.
+// stored instance. Treat the test vectors in test/core/address.test.ts as frozen.
 // ---------------------------------------------------------------------------------------------
 
 const SEED = 0x9747b28c;

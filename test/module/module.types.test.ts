@@ -4,7 +4,7 @@
  * the error they expect disappears.
  */
 import { describe, expectTypeOf, it } from 'vitest';
-import type { Address } from '../src/core/address.js';
+import type { Address } from '../../src/core/address.js';
 import {
   defineModule,
   type Context,
@@ -13,8 +13,8 @@ import {
   type State,
   type StateValue,
   type TypedMessage,
-} from '../src/module/definition.js';
-import { type, type ValueType } from '../src/codec/types.js';
+} from '../../src/module/definition.js';
+import { type, type ValueType } from '../../src/codec/types.js';
 
 interface Entry {
   at: number;

@@ -5,9 +5,9 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { MODULE_DEFINITION, defineModule, isModuleDefinition, type ModuleDefinition } from '../src/module/definition.js';
-import { BUILTIN_TYPES, type } from '../src/codec/types.js';
-import { expectWeftError } from './helpers/index.js';
+import { MODULE_DEFINITION, defineModule, isModuleDefinition, type ModuleDefinition } from '../../src/module/definition.js';
+import { BUILTIN_TYPES, type } from '../../src/codec/types.js';
+import { expectWeftError } from '../helpers/index.js';
 
 
 /** defineModule without its compile-time checks, for feeding it what JS users might. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { WeftError } from '../src/core/errors.js';
-import { DEFAULTS, resolveOptions, resolveShards } from '../src/contract/options.js';
+import { WeftError } from '../../src/core/errors.js';
+import { DEFAULTS, resolveOptions, resolveShards } from '../../src/contract/options.js';
 
 const err = (f: () => unknown): WeftError => {
   try {

@@ -3,9 +3,9 @@
  * compute pool, the test harness and the StateFun and Restate endpoints, with one error message.
  */
 import { describe, expect, it } from 'vitest';
-import { computeTask } from '../src/module/compute-task.js';
-import { WeftError } from '../src/core/errors.js';
-import { expectWeftError } from './helpers/index.js';
+import { computeTask } from '../../src/module/compute-task.js';
+import { WeftError } from '../../src/core/errors.js';
+import { expectWeftError } from '../helpers/index.js';
 
 const lookupError = (tasks: Record<string, unknown>, task: string): WeftError => expectWeftError(() => computeTask(tasks, task), 'ERR_WEFT_COMPUTE');
 

@@ -18,8 +18,8 @@ import {
   validateId,
   validateStateName,
   validateTypename,
-} from '../src/core/address.js';
-import { expectWeftError } from './helpers/index.js';
+} from '../../src/core/address.js';
+import { expectWeftError } from '../helpers/index.js';
 
 
 const RULE = 'must be "<namespace>/<name>" using letters, digits, "_", "-" and "."';

@@ -1,5 +1,5 @@
 import { describe as suite, expect, it } from 'vitest';
-import { WeftError, deserializeError, describe, isWeftError, serializeError } from '../src/core/errors.js';
+import { WeftError, deserializeError, describe, isWeftError, serializeError } from '../../src/core/errors.js';
 
 suite('WeftError', () => {
   it('carries a literal code, a message and a cause', () => {
