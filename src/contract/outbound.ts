@@ -11,6 +11,7 @@
 import type { Doorbell } from '../transport/doorbell.js';
 import { encodeBatch, type FrameEncoder, type FrameRecord } from '../transport/framing.js';
 import type { Ring } from '../transport/ring.js';
+import { Fifo } from '../internal/fifo.js';
 
 /**
  * Frames are cut at about this many bytes (or a quarter of the ring, if smaller), so one frame
@@ -29,8 +30,7 @@ export class Outbound {
   #batch: unknown[] = [];
   #weight = 0;
   /** Encoded frames that did not fit, oldest first. */
-  #spill: Uint8Array[] = [];
-  #spillHead = 0;
+  readonly #spill = new Fifo<Uint8Array>();
   #staged = false;
   #retired = false;
   readonly #frameTarget: number;
@@ -81,7 +81,7 @@ export class Outbound {
 
   /** Frames waiting for room in the ring. */
   get spillDepth(): number {
-    return this.#spill.length - this.#spillHead;
+    return this.#spill.size;
   }
 
   /**
@@ -100,7 +100,7 @@ export class Outbound {
   roomOrRequest(): boolean {
     if (this.#retired) return false;
     if (this.ring.stagedBytes > 0) return true;
-    const next = this.#spill[this.#spillHead];
+    const next = this.#spill.peek();
     return next !== undefined && this.ring.requestRoom(next.byteLength);
   }
 
@@ -110,8 +110,7 @@ export class Outbound {
    */
   retire(): void {
     this.#retired = true;
-    this.#spill = [];
-    this.#spillHead = 0;
+    this.#spill.clear();
     this.#staged = false;
   }
 
@@ -150,7 +149,7 @@ export class Outbound {
     // 34 MB backlog spilled and its shard asleep on an empty ring (test/engine/remote.test.ts).
     // Each pass writes at least the frame requestRoom found room for, so the loop ends.
     while (this.spillDepth > 0) {
-      const next = this.#spill[this.#spillHead] as Uint8Array;
+      const next = this.#spill.peek() as Uint8Array;
       if (!this.ring.requestRoom(next.byteLength)) return true;
       this.#drainSpill();
       this.#publish(beforePublish);
@@ -167,15 +166,9 @@ export class Outbound {
   }
 
   #drainSpill(): void {
-    while (this.#spillHead < this.#spill.length) {
-      const frame = this.#spill[this.#spillHead] as Uint8Array;
-      if (!this.ring.tryWrite(frame)) break;
-      this.#spill[this.#spillHead++] = undefined as unknown as Uint8Array;
+    for (let frame = this.#spill.peek(); frame !== undefined && this.ring.tryWrite(frame); frame = this.#spill.peek()) {
+      this.#spill.shift();
       this.#staged = true;
-    }
-    if (this.#spillHead === this.#spill.length) {
-      this.#spill = [];
-      this.#spillHead = 0;
     }
   }
 }

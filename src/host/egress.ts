@@ -48,6 +48,7 @@ import { setImmediate } from 'node:timers';
 import { WeftError } from '../core/errors.js';
 import type { EgressEntry, Partition, WriteOps } from '../state/partition.js';
 import { quietDeferred, type Deferred } from '../internal/deferred.js';
+import { Fifo } from '../internal/fifo.js';
 
 /** A committed egress record, as `weft.egress(name)` yields it. */
 export interface EgressRecord<T = unknown> {
@@ -241,8 +242,7 @@ export class EgressChannel {
   #held = 0;
   readonly #store: EgressStore;
   readonly #opts: EgressChannelOptions;
-  #window: Array<Entry | undefined> = [];
-  #head = 0;
+  readonly #window = new Fifo<Entry>();
   /** Payload bytes of the records in the window (approximate: given-back ones are not re-counted). */
   #windowBytes = 0;
   /** Highest key read into the window (from disk or a commit). */
@@ -271,7 +271,7 @@ export class EgressChannel {
       this.backlog++;
       // Already read from disk (a reader refilled between the write and this call).
       if (this.#tail !== null && (epoch < this.#tail[0] || (epoch === this.#tail[0] && seq <= this.#tail[1]))) continue;
-      if (!this.#behind && this.#window.length - this.#head < WINDOW && this.#windowBytes < WINDOW_BYTES) {
+      if (!this.#behind && this.#window.size < WINDOW && this.#windowBytes < WINDOW_BYTES) {
         this.#window.push({ epoch, seq, typename, payload, at: At.Window, holder: null, again: false });
         this.#windowBytes += payload.byteLength;
         this.#tail = [epoch, seq];
@@ -336,9 +336,9 @@ export class EgressChannel {
     }
     this.#held -= back.length;
     this.#checkFull();
-    const rest = this.#window.slice(this.#head);
-    this.#window = [...back, ...rest].sort((a, b) => a!.epoch - b!.epoch || a!.seq - b!.seq);
-    this.#head = 0;
+    const merged = [...back, ...this.#window.toArray()].sort((a, b) => a.epoch - b.epoch || a.seq - b.seq);
+    this.#window.clear();
+    for (const e of merged) this.#window.push(e);
     for (const e of back) this.#windowBytes += e.payload.byteLength;
     this.#serve();
   }
@@ -370,27 +370,20 @@ export class EgressChannel {
   /** The oldest record waiting in the window (refilled from disk), or undefined. */
   #take(): Entry | undefined {
     for (;;) {
-      while (this.#head < this.#window.length) {
-        const e = this.#window[this.#head]!;
-        this.#window[this.#head++] = undefined;
+      for (let e = this.#window.shift(); e !== undefined; e = this.#window.shift()) {
         this.#windowBytes -= e.payload.byteLength;
-        if (this.#head > 1024 && this.#head * 2 > this.#window.length) {
-          this.#window = this.#window.slice(this.#head);
-          this.#head = 0;
-        }
         if (e.at === At.Window) return e;
       }
       if (!this.#behind) return undefined;
       this.#refill();
-      if (this.#head >= this.#window.length) return undefined;
+      if (this.#window.size === 0) return undefined;
     }
   }
 
   #refill(): void {
     const rows = this.#store.read(this.name, this.#tail, READ_CHUNK);
     if (rows.length < READ_CHUNK) this.#behind = false;
-    this.#window = [];
-    this.#head = 0;
+    this.#window.clear();
     this.#windowBytes = 0;
     for (const row of rows) {
       const [typename, payload] = decodeEgressValue(row.value);

@@ -27,6 +27,7 @@ import type { RemoteEndpoint, RemoteFunctions } from './remote-functions.js';
 import { isExpired as expiredUnder } from '../core/ttl.js';
 import type { RemoteResult, StateSpecInfo } from '../statefun/protocol/remote-client.js';
 import { fingerprintOf, keyHash, originHash, payloadHash } from '../contract/control-block.js';
+import { Fifo } from '../internal/fifo.js';
 
 /** Where effects that leave the dispatcher go. */
 export interface Outbox {
@@ -89,6 +90,8 @@ interface Parked {
 
 const SETTLED = (): void => {};
 
+const unsettled = (p: Parked): boolean => !p.settled;
+
 const NO_PAYLOAD = new Uint8Array(0);
 
 /**
@@ -100,22 +103,14 @@ export const REPLY_CALLER_TYPE = 'weft/reply';
 
 /** Most Effects records kept for reuse (one per invocation running at a time is enough). */
 const FX_POOL = 64;
-/** An emptied mailbox keeps a queue array of up to this many slots for its next messages. */
-const MAILBOX_KEEP = 64;
 
 export class Mailbox {
   readonly key: string;
   readonly type: string;
   readonly id: string;
   readonly kg: number;
-  /**
-   * Messages `queue[head..tail)` wait, oldest first. An emptied mailbox rewinds to 0 without
-   * truncating the array: `length = 0` would free its backing store, and the next burst would
-   * allocate it again (measured: ~180 bytes of garbage per message at one message per turn).
-   */
-  queue: Envelope[] = [];
-  head = 0;
-  tail = 0;
+  /** Messages waiting, oldest first; the oldest is the one running (or awaiting a retry). */
+  readonly queue = new Fifo<Envelope>();
   /** An invocation is in progress, or a retry is pending: nothing else may start. */
   running = false;
   /** In the runnable queue. */
@@ -138,13 +133,7 @@ export class Mailbox {
   }
 
   get size(): number {
-    return this.tail - this.head;
-  }
-
-  push(env: Envelope): void {
-    if (this.tail < this.queue.length) this.queue[this.tail] = env;
-    else this.queue.push(env);
-    this.tail++;
+    return this.queue.size;
   }
 }
 
@@ -157,8 +146,7 @@ export class Mailbox {
  * acknowledgement of every later host message on its shard.
  */
 export class HostAcks {
-  #seqs: number[] = [];
-  #head = 0;
+  readonly #seqs = new Fifo<number>();
   #done = new Set<number>();
   #maxReceived = 0;
   /** Parked (paused) hseqs the watermark has not passed yet. */
@@ -181,8 +169,8 @@ export class HostAcks {
     if (this.#parked.size > 0) this.#parked.delete(hseq);
     // Fast path: messages usually complete in arrival order; only out-of-order ones (an async
     // function still awaiting ahead of them) need the set.
-    if (this.#head < this.#seqs.length && this.#seqs[this.#head] === hseq) {
-      this.#head++;
+    if (this.#seqs.peek() === hseq) {
+      this.#seqs.shift();
       return;
     }
     this.#done.add(hseq);
@@ -207,32 +195,19 @@ export class HostAcks {
   watermark(): number {
     const seqs = this.#seqs;
     for (;;) {
-      if (this.#head >= seqs.length) break;
-      const h = seqs[this.#head] as number;
-      if (this.#done.delete(h)) this.#head++;
+      const h = seqs.peek();
+      if (h === undefined) return this.#maxReceived + 1;
+      if (this.#done.delete(h)) seqs.shift();
       else if (this.#parked.size > 0 && this.#parked.delete(h)) {
         this.#below.add(h);
         this.version++;
-        this.#head++;
-      } else break;
+        seqs.shift();
+      } else return h;
     }
-    if (this.#head === seqs.length) {
-      if (this.#head > 0) {
-        this.#seqs = [];
-        this.#head = 0;
-      }
-      return this.#maxReceived + 1;
-    }
-    if (this.#head > 4096 && this.#head * 2 > seqs.length) {
-      this.#seqs = seqs.slice(this.#head);
-      this.#head = 0;
-      return this.#seqs[0] as number;
-    }
-    return seqs[this.#head] as number;
   }
 
   get pending(): number {
-    return this.#seqs.length - this.#head + this.#below.size;
+    return this.#seqs.size + this.#below.size;
   }
 }
 
@@ -291,8 +266,7 @@ export class Dispatcher implements ContextHost {
   #lastType = '';
   #lastById: Map<string, Mailbox> | undefined;
   #idleMailboxes = 0;
-  #runnable: Mailbox[] = [];
-  #runHead = 0;
+  readonly #runnable = new Fifo<Mailbox>();
   #retries: Retry[] = [];
   /** The earliest due time in #retries (Infinity when empty): most turns skip the scan. */
   #retriesDue = Number.POSITIVE_INFINITY;
@@ -357,7 +331,7 @@ export class Dispatcher implements ContextHost {
 
   /** Something can run now. */
   get hasRunnable(): boolean {
-    return this.#runHead < this.#runnable.length && !(this.careful && this.parked > 0);
+    return this.#runnable.size > 0 && !(this.careful && this.parked > 0);
   }
 
   /**
@@ -402,8 +376,8 @@ export class Dispatcher implements ContextHost {
     if (mb === undefined) {
       mb = new Mailbox(`${type}\u0000${id}`, type, id, kg ?? this.#routing.keyGroup(type, id));
       byId.set(id, mb);
-    } else if (mb.head >= mb.tail) this.#idleMailboxes--;
-    mb.push(env);
+    } else if (mb.queue.size === 0) this.#idleMailboxes--;
+    mb.queue.push(env);
     this.queuedMessages++;
     if (mb.paused) {
       // It waits out the pause with the others (see #pauseRemote): not live until it ends.
@@ -423,20 +397,13 @@ export class Dispatcher implements ContextHost {
     // One clock read per run: TTL and timer resolution is a millisecond anyway.
     this.#now = this.#clock.now();
     const q = this.#runnable;
-    while (n < budget && this.#runHead < q.length) {
+    while (n < budget && q.size > 0) {
       if (this.careful && this.parked > 0) break;
-      const mb = q[this.#runHead++] as Mailbox;
+      const mb = q.shift() as Mailbox;
       mb.queued = false;
-      if (mb.running || mb.head >= mb.tail) continue;
+      if (mb.running || mb.queue.size === 0) continue;
       this.#invoke(mb);
       n++;
-    }
-    if (this.#runHead === q.length) {
-      q.length = 0;
-      this.#runHead = 0;
-    } else if (this.#runHead > 1024 && this.#runHead * 2 > q.length) {
-      this.#runnable = q.slice(this.#runHead);
-      this.#runHead = 0;
     }
     return n;
   }
@@ -464,32 +431,18 @@ export class Dispatcher implements ContextHost {
       this.#retries = keep;
       this.#retriesDue = earliest;
     }
-    let parked = this.#parkedQueue;
+    const parked = this.#parkedQueue;
     // Settled entries behind a long-running one wait for it to leave the head: past a few times
     // the invocations still parked, drop them all at once, so the queue stays O(parked).
-    if (parked.length - this.#parkedHead > 4 * this.parked + 1024) {
-      parked = this.#parkedQueue = parked.slice(this.#parkedHead).filter((p) => !p.settled);
-      this.#parkedHead = 0;
-    }
-    while (this.#parkedHead < parked.length) {
-      const p = parked[this.#parkedHead] as Parked;
-      if (!p.settled && p.due > now) break;
-      parked[this.#parkedHead++] = undefined as unknown as Parked;
+    if (parked.size > 4 * this.parked + 1024) parked.retain(unsettled);
+    for (let p = parked.peek(); p !== undefined && (p.settled || p.due <= now); p = parked.peek()) {
+      parked.shift();
       if (!p.settled) p.expire();
-    }
-    if (this.#parkedHead === parked.length) {
-      parked.length = 0;
-      this.#parkedHead = 0;
-    } else if (this.#parkedHead > 1024 && this.#parkedHead * 2 > parked.length) {
-      this.#parkedQueue = parked.slice(this.#parkedHead);
-      this.#parkedHead = 0;
     }
     let next = this.#timers.nextDue();
     if (this.#retries.length > 0 && (next === undefined || this.#retriesDue < next)) next = this.#retriesDue;
-    if (this.#parkedHead < this.#parkedQueue.length) {
-      const due = (this.#parkedQueue[this.#parkedHead] as Parked).due;
-      if (next === undefined || due < next) next = due;
-    }
+    const oldest = parked.peek();
+    if (oldest !== undefined && (next === undefined || oldest.due < next)) next = oldest.due;
     return next;
   }
 
@@ -499,7 +452,7 @@ export class Dispatcher implements ContextHost {
   }
 
   #makeRunnable(mb: Mailbox): void {
-    if (!mb.running && !mb.queued && mb.head < mb.tail) {
+    if (!mb.running && !mb.queued && mb.queue.size > 0) {
       mb.queued = true;
       this.#runnable.push(mb);
     }
@@ -546,8 +499,7 @@ export class Dispatcher implements ContextHost {
   }
 
   /** Async invocations in start order (so in deadline order), settled ones skipped lazily. */
-  #parkedQueue: Parked[] = [];
-  #parkedHead = 0;
+  readonly #parkedQueue = new Fifo<Parked>();
 
   readonly #retentionMs: number;
 
@@ -606,7 +558,7 @@ export class Dispatcher implements ContextHost {
   }
 
   #invoke(mb: Mailbox): void {
-    const env = mb.queue[mb.head] as Envelope;
+    const env = mb.queue.peek() as Envelope;
     this.#tried++;
     if (this.#quarantine.size > 0 && this.#quarantineUntil >= 0 && this.#tried > this.#quarantineUntil) {
       this.#quarantine.clear();
@@ -799,11 +751,11 @@ export class Dispatcher implements ContextHost {
    * meanwhile replays them (the remote call is made again after a recovery; state stays exactly-once).
    */
   #invokeRemote(mb: Mailbox, remote: RemoteEndpoint): void {
-    const backlog = Math.min(remote.maxBatch, mb.tail - mb.head);
+    const backlog = Math.min(remote.maxBatch, mb.queue.size);
     let count = 1;
-    let bytes = (mb.queue[mb.head] as Envelope)[E_PAYLOAD].byteLength;
+    let bytes = (mb.queue.peek() as Envelope)[E_PAYLOAD].byteLength;
     while (count < backlog) {
-      const e = mb.queue[mb.head + count] as Envelope;
+      const e = mb.queue.at(count) as Envelope;
       // A message with an idempotency key heads its own batch: its key is looked up before it runs.
       if (e.length > E_IDEMPOTENCY_KEY) break;
       const next = e[E_PAYLOAD].byteLength;
@@ -811,7 +763,8 @@ export class Dispatcher implements ContextHost {
       bytes += next;
       count++;
     }
-    const envs = mb.queue.slice(mb.head, mb.head + count);
+    const envs: Envelope[] = [];
+    for (let i = 0; i < count; i++) envs.push(mb.queue.at(i) as Envelope);
     const inst = this.#instanceOf(mb);
     mb.running = true;
     inst.busy = true;
@@ -965,10 +918,10 @@ export class Dispatcher implements ContextHost {
     mb.attempts++;
     const ms = Math.min(remote.maxPauseMs, remote.pauseMs * 2 ** Math.min(mb.attempts - 1, 30));
     mb.paused = true;
-    mb.excluded = mb.tail - mb.head;
+    mb.excluded = mb.queue.size;
     this.completed += mb.excluded;
-    for (let i = mb.head; i < mb.tail; i++) {
-      const hseq = (mb.queue[i] as Envelope)[E_HSEQ];
+    for (let i = 0; i < mb.queue.size; i++) {
+      const hseq = (mb.queue.at(i) as Envelope)[E_HSEQ];
       if (hseq > 0) this.acks.park(hseq);
     }
     this.remotePaused++;
@@ -978,8 +931,8 @@ export class Dispatcher implements ContextHost {
 
   #resumeRemote(mb: Mailbox): void {
     mb.paused = false;
-    for (let i = mb.head; i < mb.tail; i++) {
-      const hseq = (mb.queue[i] as Envelope)[E_HSEQ];
+    for (let i = 0; i < mb.queue.size; i++) {
+      const hseq = (mb.queue.at(i) as Envelope)[E_HSEQ];
       if (hseq > 0) this.acks.unpark(hseq);
     }
     this.created += mb.excluded;
@@ -1023,20 +976,10 @@ export class Dispatcher implements ContextHost {
     this.queuedMessages--;
     mb.attempts = 0;
     mb.running = false;
-    mb.queue[mb.head] = undefined as unknown as Envelope;
-    mb.head++;
-    if (mb.head >= mb.tail) {
-      // A queue that held a burst gives its memory back; a small one is kept for the next message.
-      if (mb.queue.length > MAILBOX_KEEP) mb.queue = [];
-      mb.head = 0;
-      mb.tail = 0;
+    mb.queue.shift();
+    if (mb.queue.size === 0) {
       if (++this.#idleMailboxes > IDLE_MAILBOXES) this.sweepMailboxes();
       return;
-    }
-    if (mb.head > 64 && mb.head * 2 > mb.tail) {
-      mb.queue = mb.queue.slice(mb.head, mb.tail);
-      mb.tail -= mb.head;
-      mb.head = 0;
     }
     mb.queued = true;
     this.#runnable.push(mb);
@@ -1083,7 +1026,7 @@ export class Dispatcher implements ContextHost {
     const out: Envelope[] = [];
     for (const byId of this.#mailboxes.values()) {
       for (const mb of byId.values()) {
-        for (let i = mb.head; i < mb.tail; i++) out.push(mb.queue[i] as Envelope);
+        for (let i = 0; i < mb.queue.size; i++) out.push(mb.queue.at(i) as Envelope);
       }
     }
     // Emptied mailboxes whose instance the cache dropped would keep that instance alive: drop
@@ -1103,7 +1046,7 @@ export class Dispatcher implements ContextHost {
     let kept = 0;
     for (const [type, byId] of this.#mailboxes) {
       for (const [id, mb] of byId) {
-        if (mb.head < mb.tail || mb.running || mb.queued) continue;
+        if (mb.queue.size > 0 || mb.running || mb.queued) continue;
         if (!all && mb.inst !== undefined && !mb.inst.evicted) kept++;
         else byId.delete(id);
       }

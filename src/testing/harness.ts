@@ -280,7 +280,7 @@ class Harness implements TestHarness {
     const type = env[E_TARGET_TYPE];
     const id = env[E_TARGET_ID];
     const mb = this.#dispatcher.mailbox(type, id);
-    const waiting = mb !== undefined && mb.queue.indexOf(env, mb.head) >= 0;
+    const waiting = mb !== undefined && mb.queue.includes(env);
     if (!waiting) return new WeftError('ERR_WEFT_NO_REPLY', `weft.request to ${type}/${id} got no reply: the function did not call ctx.reply`);
     return new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${type}/${id} got no reply: the test harness ran until quiescent and its message failed and is waiting for a retry, which only advance() can run`);
   }

@@ -1,0 +1,120 @@
+/**
+ * A first-in-first-out queue over one array of slots: items wait in `slots[head..tail)`, oldest
+ * first. Every queue of the engine's message path is one of these (mailboxes, the runnable
+ * addresses, host acknowledgements, parked invocations, spilled frames, an egress window), so it
+ * is written for the hot path: no allocation per item once the array has grown, no closure or
+ * iterator, one class (so its property and element accesses stay monomorphic whatever it holds).
+ *
+ * - A taken slot is cleared, so the queue never keeps an item alive for the garbage collector.
+ * - Emptied, the queue rewinds to slot 0 and keeps its array when it is small (dropping it, or
+ *   `length = 0`, frees the backing store, and the next item would allocate it again: a mailbox
+ *   that gets one message per turn would make garbage for every message); an array grown past
+ *   {@link KEEP_SLOTS} by a burst is dropped, so an idle queue holds little memory.
+ * - A queue that never empties moves its items back to slot 0 (in place) once the taken slots
+ *   are at least {@link COMPACT_FROM} and at least as many as the waiting items: each item is
+ *   moved at most once per time it waits, so taking stays O(1) amortised.
+ */
+
+/** An emptied queue keeps an array of up to this many slots for its next items. */
+export const KEEP_SLOTS = 64;
+/** Taken slots before a queue that is not empty moves its items back to the front. */
+export const COMPACT_FROM = 64;
+
+/** A new slots array whose elements kind is the generic one from the start (see {@link Fifo}). */
+function newSlots<T>(): Array<T | undefined> {
+  // Arrays of small integers start with a specialised elements kind and change kind at the first
+  // `undefined` a take stores: starting generic keeps one kind for every queue, whatever it holds.
+  const slots: Array<T | undefined> = [undefined];
+  slots.length = 0;
+  return slots;
+}
+
+export class Fifo<T> {
+  #slots: Array<T | undefined> = newSlots<T>();
+  #head = 0;
+  #tail = 0;
+
+  /** Items waiting. */
+  get size(): number {
+    return this.#tail - this.#head;
+  }
+
+  /** Slots of the array (waiting, taken-not-yet-reused and free): for tests and memory checks. */
+  get capacity(): number {
+    return this.#slots.length;
+  }
+
+  push(item: T): void {
+    const tail = this.#tail;
+    if (tail < this.#slots.length) this.#slots[tail] = item;
+    else this.#slots.push(item);
+    this.#tail = tail + 1;
+  }
+
+  /** The oldest item, or undefined when empty. */
+  peek(): T | undefined {
+    return this.#head < this.#tail ? this.#slots[this.#head] : undefined;
+  }
+
+  /** The `i`-th oldest item (0 is {@link peek}'s), or undefined past the last. */
+  at(i: number): T | undefined {
+    const at = this.#head + i;
+    return i >= 0 && at < this.#tail ? this.#slots[at] : undefined;
+  }
+
+  /** Takes the oldest item, or undefined when empty. */
+  shift(): T | undefined {
+    const head = this.#head;
+    const tail = this.#tail;
+    if (head >= tail) return undefined;
+    const slots = this.#slots;
+    const item = slots[head];
+    slots[head] = undefined;
+    const next = head + 1;
+    if (next === tail) this.#rewind();
+    else if (next >= COMPACT_FROM && next >= tail - next) {
+      slots.copyWithin(0, next, tail);
+      slots.fill(undefined, tail - next, tail);
+      this.#head = 0;
+      this.#tail = tail - next;
+    } else this.#head = next;
+    return item;
+  }
+
+  /** Whether `item` is waiting (===). */
+  includes(item: T): boolean {
+    const slots = this.#slots;
+    for (let i = this.#head; i < this.#tail; i++) if (slots[i] === item) return true;
+    return false;
+  }
+
+  /** The waiting items, oldest first, as a new array (the queue is unchanged). */
+  toArray(): T[] {
+    return this.#slots.slice(this.#head, this.#tail) as T[];
+  }
+
+  /** Drops every waiting item. */
+  clear(): void {
+    this.#slots.fill(undefined, this.#head, this.#tail);
+    this.#rewind();
+  }
+
+  /** Keeps only the waiting items `keep` accepts, in order (not for hot paths: it takes a callback). */
+  retain(keep: (item: T) => boolean): void {
+    const slots = this.#slots;
+    let to = this.#head;
+    for (let i = this.#head; i < this.#tail; i++) {
+      const item = slots[i] as T;
+      if (keep(item)) slots[to++] = item;
+    }
+    slots.fill(undefined, to, this.#tail);
+    this.#tail = to;
+    if (to === this.#head) this.#rewind();
+  }
+
+  #rewind(): void {
+    if (this.#slots.length > KEEP_SLOTS) this.#slots = newSlots<T>();
+    this.#head = 0;
+    this.#tail = 0;
+  }
+}

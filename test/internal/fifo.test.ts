@@ -1,0 +1,137 @@
+import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { COMPACT_FROM, Fifo, KEEP_SLOTS } from '../../src/internal/fifo.js';
+
+/** One operation on a queue and on an array standing for it. */
+type Op =
+  | { op: 'push'; n: number }
+  | { op: 'shift'; n: number }
+  | { op: 'peek' }
+  | { op: 'at'; i: number }
+  | { op: 'includes'; v: number }
+  | { op: 'retain'; mod: number }
+  | { op: 'clear' }
+  | { op: 'toArray' };
+
+// Runs of pushes and shifts long enough to pass COMPACT_FROM and KEEP_SLOTS, interleaved.
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ op: fc.constant('push' as const), n: fc.integer({ min: 1, max: 3 * COMPACT_FROM }) }) },
+  { weight: 6, arbitrary: fc.record({ op: fc.constant('shift' as const), n: fc.integer({ min: 1, max: 3 * COMPACT_FROM }) }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'peek' as const }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('at' as const), i: fc.integer({ min: -2, max: 4 * COMPACT_FROM }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('includes' as const), v: fc.integer({ min: 0, max: 2000 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('retain' as const), mod: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'clear' as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'toArray' as const }) },
+);
+
+describe('Fifo', () => {
+  it('behaves as an array used as a queue, across interleaved pushes, takes, compactions and rewinds', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 80 }), (ops) => {
+        const q = new Fifo<number>();
+        const model: number[] = [];
+        let next = 0;
+        for (const o of ops) {
+          switch (o.op) {
+            case 'push':
+              for (let k = 0; k < o.n; k++) {
+                q.push(next);
+                model.push(next++);
+              }
+              break;
+            case 'shift':
+              for (let k = 0; k < o.n; k++) expect(q.shift()).toBe(model.shift());
+              break;
+            case 'peek':
+              expect(q.peek()).toBe(model[0]);
+              break;
+            case 'at':
+              expect(q.at(o.i)).toBe(o.i < 0 ? undefined : model[o.i]);
+              break;
+            case 'includes':
+              expect(q.includes(o.v)).toBe(model.includes(o.v));
+              break;
+            case 'retain': {
+              q.retain((v) => v % o.mod === 0);
+              const kept = model.filter((v) => v % o.mod === 0);
+              model.length = 0;
+              model.push(...kept);
+              break;
+            }
+            case 'clear':
+              q.clear();
+              model.length = 0;
+              break;
+            case 'toArray':
+              expect(q.toArray()).toEqual(model);
+              break;
+          }
+          expect(q.size).toBe(model.length);
+        }
+        expect(q.toArray()).toEqual(model);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('holds no taken item: taken slots are cleared, also across compactions and rewinds', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const q = new Fifo<object>();
+    const taken: Array<WeakRef<object>> = [];
+    const waiting: Array<WeakRef<object>> = [];
+    // Items are made and taken in a function of their own, so no local variable holds them.
+    const round = (pushes: number, shifts: number): void => {
+      for (let k = 0; k < pushes; k++) {
+        const o = { k };
+        q.push(o);
+        waiting.push(new WeakRef(o));
+      }
+      for (let k = 0; k < shifts; k++) {
+        expect(q.shift()).toBe(waiting[0]!.deref());
+        taken.push(waiting.shift()!);
+      }
+    };
+    round(10, 3); // taken slots behind the head
+    round(3 * COMPACT_FROM, 2 * COMPACT_FROM); // past a compaction
+    round(0, q.size - 5); // most of what waits
+    // WeakRef targets live until the current job ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(taken.filter((r) => r.deref() !== undefined)).toHaveLength(0);
+    expect(waiting.filter((r) => r.deref() !== undefined)).toHaveLength(5);
+    expect(q.size).toBe(5);
+  });
+
+  it('keeps a small array when emptied and drops one a burst grew', () => {
+    const q = new Fifo<number>();
+    for (let i = 0; i < KEEP_SLOTS; i++) q.push(i);
+    for (let i = 0; i < KEEP_SLOTS; i++) q.shift();
+    expect(q.size).toBe(0);
+    expect(q.capacity).toBe(KEEP_SLOTS);
+    for (let i = 0; i < 10 * KEEP_SLOTS; i++) q.push(i);
+    for (let i = 0; i < 10 * KEEP_SLOTS; i++) expect(q.shift()).toBe(i);
+    expect(q.capacity).toBe(0);
+    expect(q.shift()).toBeUndefined();
+    expect(q.peek()).toBeUndefined();
+  });
+
+  it('does not grow its array when items flow through it steadily', () => {
+    const q = new Fifo<number>();
+    for (let i = 0; i < 100; i++) q.push(i);
+    let capacity = 0;
+    let outOfOrder = 0;
+    for (let i = 100; i < 20_000; i++) {
+      q.push(i);
+      if (q.shift() !== i - 100) outOfOrder++;
+      if (i === 1000) capacity = q.capacity;
+    }
+    expect(outOfOrder).toBe(0);
+    expect(q.size).toBe(100);
+    expect(q.capacity).toBe(capacity);
+    expect(capacity).toBeLessThanOrEqual(2 * (100 + COMPACT_FROM) + 1);
+  });
+});
