@@ -27,7 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { open as openLmdb, type Key } from 'lmdb';
-import { Partition, type Durability } from '../src/state/partition.js';
+import { Partition } from '../src/state/partition.js';
+import type { Durability } from '../src/contract/options.js';
 
 const quick = process.argv.includes('--quick');
 const base = mkdtempSync(join(tmpdir(), 'weft-bench-partition-'));

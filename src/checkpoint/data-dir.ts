@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { WeftError, describe } from '../core/errors.js';
 import { Partition, lmdbFileProblem, lmdbTreeProblem, type WriteOps } from '../state/partition.js';
 import { DirLock } from './dir-lock.js';
+import type { Durability } from '../contract/options.js';
 import { META_FOLDED_EPOCH } from '../state/checkpoint-format.js';
 
 /** Bumped when the on-disk format changes incompatibly; a dir of another version is refused. */
@@ -81,7 +82,7 @@ export interface DataDirRequest {
   shards: number;
   /** `shards` came from 'auto' or `{ perCore }`: capped at the key groups instead of refused. */
   shardsAuto: boolean;
-  durability: 'fsync' | 'process';
+  durability: Durability;
 }
 
 function damaged(path: string, what: string): WeftError {
@@ -392,7 +393,7 @@ function effectiveShards(request: DataDirRequest, keyGroups: number, whose: stri
 }
 
 /** Creates (or opens) a partition of a layout meta does not yet record, and records its identity. */
-async function stampPartition(path: string, identity: PartitionIdentity, durability: 'fsync' | 'process'): Promise<void> {
+async function stampPartition(path: string, identity: PartitionIdentity, durability: Durability): Promise<void> {
   const p = await Partition.open(path, { durability });
   try {
     await p.write((ops) => ops.putMeta(META_IDENTITY, identity));

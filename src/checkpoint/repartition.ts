@@ -14,11 +14,12 @@ import { keyGroupOf } from '../core/address.js';
 import { Partition } from '../state/partition.js';
 import { keyGroupRange, shardOfKeyGroup } from '../contract/partitioner.js';
 import type { Envelope } from '../contract/envelope.js';
+import type { Durability } from '../contract/options.js';
 import { META_IDENTITY, type DataDir } from './data-dir.js';
 import { recoverPartition } from './participant.js';
 import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, encodeEnvelopes } from '../state/checkpoint-format.js';
 
-export async function repartition(dir: DataDir, shards: number, durability: 'fsync' | 'process'): Promise<void> {
+export async function repartition(dir: DataDir, shards: number, durability: Durability): Promise<void> {
   const { shards: oldShards, layout, committedEpoch, keyGroups } = dir.info;
   const next = layout + 1;
   rmSync(dir.partitionsDir(next), { recursive: true, force: true });

@@ -4,6 +4,9 @@ import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WeftError, describe } from '../core/errors.js';
 
+/** How durable a commit is: `'fsync'` survives power loss, `'process'` a killed process. */
+export type Durability = 'fsync' | 'process';
+
 /** A remote StateFun endpoint serving some function types (see README "Calling StateFun functions"). */
 export interface RemoteEndpointOptions {
   /** `'ns/*'` (every function of a namespace) or `'ns/name'`. */
@@ -52,7 +55,7 @@ export interface WeftOptions {
    */
   checkpointIntervalMs?: number;
   /** `'fsync'`: commits survive power loss; `'process'`: they survive a killed process. Default `'fsync'`. */
-  durability?: 'fsync' | 'process';
+  durability?: Durability;
   /** Threads of the compute pool used by `ctx.compute`. Default 1. */
   computeThreads?: number;
   /** StateFun endpoints whose functions weft calls over HTTP. Default none. */
@@ -131,34 +134,76 @@ export interface WeftOptions {
   shardYoungGenerationMb?: number;
 }
 
-/** Options after validation and defaults. */
-export interface ResolvedOptions {
+/**
+ * What one invocation runs under (the dispatcher's settings): the engine's, resolved from its
+ * options, or the test harness's, from its own (both validated by {@link resolveInvocationSettings}).
+ */
+export interface InvocationSettings {
+  readonly maxAttempts: number;
+  readonly retryBackoffMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxStateValueBytes: number;
+  readonly idempotencyRetentionMs: number;
+  /** Absent: async invocations have no deadline (the test harness). */
+  readonly invocationTimeoutMs?: number;
+}
+
+/**
+ * The engine-wide settings every shard of an engine runs with, taken from the resolved options by
+ * {@link shardSettings}. One object for the whole way: resolved options → shard pool → each
+ * worker's `workerData` → shard loop → dispatcher. So it holds plain data only (structured clone).
+ * What differs between shards (index, rings, recovery facts) travels beside it, in the boot record.
+ */
+export interface ShardSettings extends InvocationSettings {
+  /** The function module's `file:` URL. */
   readonly moduleUrl: string;
+  readonly durability: Durability;
+  /** Instances each shard keeps decoded in memory. */
+  readonly cacheSize: number;
+  readonly invocationTimeoutMs: number;
+  /** StateFun endpoints a shard calls for the addresses it owns. */
+  readonly remote: readonly Required<RemoteEndpointOptions>[];
+  /** Bytes of each ring (the pool makes them; a shard's outbound frames are cut to fit). */
+  readonly ringBytes: number;
+  /** Heap limits of each shard worker, in MiB (see WeftOptions). */
+  readonly maxShardHeapMb: number | undefined;
+  readonly shardYoungGenerationMb: number;
+}
+
+/** Options after validation and defaults. */
+export interface ResolvedOptions extends ShardSettings {
   readonly shards: number;
   readonly dataDir: string;
   readonly checkpointIntervalMs: number;
-  readonly durability: 'fsync' | 'process';
   readonly computeThreads: number;
-  readonly remote: readonly Required<RemoteEndpointOptions>[];
   readonly keyGroups: number;
   /** `options.keyGroups` was given (then it must match an existing data dir's). */
   readonly keyGroupsGiven: boolean;
   /** `shards` came from 'auto' or `{ perCore }` (then it is capped at the key groups). */
   readonly shardsAuto: boolean;
-  readonly cacheSize: number;
-  readonly maxAttempts: number;
-  readonly retryBackoffMs: number;
-  readonly maxMessageBytes: number;
-  readonly maxStateValueBytes: number;
-  readonly ringBytes: number;
   readonly requestTimeoutMs: number;
-  readonly idempotencyRetentionMs: number;
-  readonly invocationTimeoutMs: number;
   readonly closeTimeoutMs: number;
-  readonly maxShardHeapMb: number | undefined;
   readonly egressMaxBacklog: number;
   readonly egressFullWaitMs: number;
-  readonly shardYoungGenerationMb: number;
+}
+
+/** The shard settings of resolved options, as a record of their own (nothing host-only goes to the workers). */
+export function shardSettings(o: ResolvedOptions): ShardSettings {
+  return {
+    moduleUrl: o.moduleUrl,
+    durability: o.durability,
+    cacheSize: o.cacheSize,
+    maxAttempts: o.maxAttempts,
+    retryBackoffMs: o.retryBackoffMs,
+    maxMessageBytes: o.maxMessageBytes,
+    maxStateValueBytes: o.maxStateValueBytes,
+    idempotencyRetentionMs: o.idempotencyRetentionMs,
+    invocationTimeoutMs: o.invocationTimeoutMs,
+    remote: o.remote,
+    ringBytes: o.ringBytes,
+    maxShardHeapMb: o.maxShardHeapMb,
+    shardYoungGenerationMb: o.shardYoungGenerationMb,
+  };
 }
 
 export const DEFAULTS = Object.freeze({
@@ -298,6 +343,21 @@ function remotes(value: unknown): Required<RemoteEndpointOptions>[] {
   });
 }
 
+/**
+ * Validates the options an invocation runs under (see {@link InvocationSettings}, without the
+ * deadline), read from `o` by the same names and with the same messages for `Weft.start` and
+ * `createTestHarness`.
+ */
+export function resolveInvocationSettings(o: Record<string, unknown>): Required<Omit<InvocationSettings, 'invocationTimeoutMs'>> {
+  return {
+    maxAttempts: intOption('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
+    retryBackoffMs: intOption('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
+    maxMessageBytes: intOption('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024),
+    maxStateValueBytes: intOption('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
+    idempotencyRetentionMs: intOption('idempotencyRetentionMs', o.idempotencyRetentionMs, DEFAULTS.idempotencyRetentionMs, 1, MAX_IDEMPOTENCY_RETENTION_MS),
+  };
+}
+
 /** Validates `Weft.start` options; every message names the option and the value it got. */
 export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -322,13 +382,15 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
   if (o.keyGroups !== undefined && typeof o.shards === 'number' && shards > keyGroups) {
     throw bad(`options.shards is ${shards}, more than options.keyGroups (${keyGroups}): each shard owns at least one key group`);
   }
-  const maxMessageBytes = intOption('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024);
+  const invocation = resolveInvocationSettings(o);
+  const maxMessageBytes = invocation.maxMessageBytes;
   const ringBytes = intOption('ringBytes', o.ringBytes, DEFAULTS.ringBytes, 64 * 1024, 1024 * 1024 * 1024);
   if ((ringBytes & (ringBytes - 1)) !== 0) throw bad(`options.ringBytes must be a power of two (got ${ringBytes})`);
   if (ringBytes < maxMessageBytes * 4) {
     throw bad(`options.ringBytes (${ringBytes}) must be at least 4 × options.maxMessageBytes (${maxMessageBytes})`);
   }
   return Object.freeze({
+    ...invocation,
     moduleUrl: moduleUrl(o.module),
     shards,
     dataDir: resolvePath(dataDir),
@@ -340,13 +402,8 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     keyGroupsGiven: o.keyGroups !== undefined,
     shardsAuto: typeof o.shards !== 'number',
     cacheSize: intOption('cacheSize', o.cacheSize, DEFAULTS.cacheSize, 16),
-    maxAttempts: intOption('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
-    retryBackoffMs: intOption('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
-    maxMessageBytes,
-    maxStateValueBytes: intOption('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
     ringBytes,
     requestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 1),
-    idempotencyRetentionMs: intOption('idempotencyRetentionMs', o.idempotencyRetentionMs, DEFAULTS.idempotencyRetentionMs, 1, MAX_IDEMPOTENCY_RETENTION_MS),
     invocationTimeoutMs: intOption('invocationTimeoutMs', o.invocationTimeoutMs, DEFAULTS.invocationTimeoutMs, 50, 24 * 3600 * 1000),
     closeTimeoutMs: intOption('closeTimeoutMs', o.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 0),
     egressMaxBacklog: intOption('egressMaxBacklog', o.egressMaxBacklog, DEFAULTS.egressMaxBacklog, 1),

@@ -15,28 +15,18 @@ import { Doorbell } from '../transport/doorbell.js';
 import type { Ring } from '../transport/ring.js';
 import { ControlBlock } from '../contract/control-block.js';
 import { giveRings, takeRing } from './spare-rings.js';
-import type { RemoteEndpointOptions } from '../contract/options.js';
+import { shardSettings, type ResolvedOptions, type ShardSettings } from '../contract/options.js';
 import type { SerializedError as QuarantineError } from '../core/errors.js';
 
 export interface PoolConfig {
-  readonly shards: number;
+  /** The engine's options: its shard count, and the shard settings every worker gets. */
+  readonly options: ResolvedOptions;
+  /** The data dir's key groups. */
   readonly keyGroups: number;
-  readonly ringBytes: number;
-  readonly moduleUrl: string;
-  readonly durability: 'fsync' | 'process';
-  readonly cacheSize: number;
-  readonly maxAttempts: number;
-  readonly retryBackoffMs: number;
-  readonly maxMessageBytes: number;
-  readonly maxStateValueBytes: number;
-  readonly maxShardHeapMb: number | undefined;
-  readonly shardYoungGenerationMb: number;
   /** The engine's wire names (transport/names.ts). */
   readonly wireNames: readonly string[];
+  /** The module declares a compute file and main runs a compute pool. */
   readonly compute: boolean;
-  readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
-  readonly invocationTimeoutMs: number;
-  readonly idempotencyRetentionMs: number;
   partitionPath(shard: number): string;
 }
 
@@ -62,6 +52,9 @@ export class ShardPool {
   readonly fromShard: Ring[];
   readonly workers: Worker[] = [];
   readonly #config: PoolConfig;
+  /** What every shard runs with, sent to each worker as it is. */
+  readonly #settings: ShardSettings;
+  readonly #shards: number;
   readonly #events: PoolEvents;
   #closing = false;
   #dead = false;
@@ -75,8 +68,10 @@ export class ShardPool {
 
   constructor(config: PoolConfig, events: PoolEvents) {
     this.#config = config;
+    this.#settings = shardSettings(config.options);
+    this.#shards = config.options.shards;
     this.#events = events;
-    const n = config.shards;
+    const n = this.#shards;
     this.bells = Doorbell.create(n + 1);
     this.control = ControlBlock.create(n);
     this.toShard = Array.from({ length: n }, () => this.#ring());
@@ -84,28 +79,30 @@ export class ShardPool {
   }
 
   #ring(): Ring {
-    const ring = takeRing(this.#config.ringBytes);
+    const ring = takeRing(this.#settings.ringBytes);
     this.#ringBuffers.push(ring.buffer);
     return ring;
   }
 
   /** Spawns every shard (recovering from `committedEpoch`) and waits until all are ready. */
   async start(committedEpoch: number, sameHost: boolean, quarantine: ReadonlyArray<readonly [string, QuarantineError]> = [], careful = false): Promise<void> {
-    const n = this.#config.shards;
+    const n = this.#shards;
     // between[i][j]: shard i → shard j
     const between: Array<Array<SharedArrayBuffer | null>> = Array.from({ length: n }, (_, i) =>
       Array.from({ length: n }, (_, j) => (i === j ? null : this.#ring().buffer)),
     );
     const entry = compiledUrl('shard/worker.js');
     const ready: Array<Promise<void>> = [];
+    const settings = this.#settings;
     for (let s = 0; s < n; s++) {
       const boot: ShardBoot = {
+        settings,
         shard: s,
         shards: n,
         keyGroups: this.#config.keyGroups,
-        moduleUrl: this.#config.moduleUrl,
+        wireNames: this.#config.wireNames,
+        compute: this.#config.compute,
         partitionPath: this.#config.partitionPath(s),
-        durability: this.#config.durability,
         inbound: [this.toShard[s]!.buffer, ...between.map((row) => row[s] ?? null)],
         outbound: [this.fromShard[s]!.buffer, ...(between[s] as Array<SharedArrayBuffer | null>)],
         bells: this.bells.buffer,
@@ -114,24 +111,14 @@ export class ShardPool {
         sameHost,
         quarantine,
         careful,
-        invocationTimeoutMs: this.#config.invocationTimeoutMs,
-        idempotencyRetentionMs: this.#config.idempotencyRetentionMs,
-        cacheSize: this.#config.cacheSize,
-        maxAttempts: this.#config.maxAttempts,
-        retryBackoffMs: this.#config.retryBackoffMs,
-        maxMessageBytes: this.#config.maxMessageBytes,
-        maxStateValueBytes: this.#config.maxStateValueBytes,
-        compute: this.#config.compute,
-        remote: this.#config.remote,
-        wireNames: this.#config.wireNames,
       };
-      const heap = this.#config.maxShardHeapMb;
+      const heap = settings.maxShardHeapMb;
       const worker = new Worker(entry, {
         workerData: boot,
         name: `weft-shard-${s}`,
         ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() }),
         resourceLimits: {
-          maxYoungGenerationSizeMb: this.#config.shardYoungGenerationMb,
+          maxYoungGenerationSizeMb: settings.shardYoungGenerationMb,
           ...(heap === undefined ? {} : { maxOldGenerationSizeMb: heap }),
         },
       });

@@ -697,23 +697,10 @@ export class Weft {
 /** What a generation of shard workers is started with. */
 function poolConfig(opts: ResolvedOptions, dir: DataDir, names: NameTable, compute: boolean): PoolConfig {
   return {
-    shards: opts.shards,
+    options: opts,
     keyGroups: dir.info.keyGroups,
-    ringBytes: opts.ringBytes,
-    moduleUrl: opts.moduleUrl,
-    durability: opts.durability,
-    cacheSize: opts.cacheSize,
-    maxAttempts: opts.maxAttempts,
-    retryBackoffMs: opts.retryBackoffMs,
-    maxMessageBytes: opts.maxMessageBytes,
-    maxStateValueBytes: opts.maxStateValueBytes,
-    maxShardHeapMb: opts.maxShardHeapMb,
-    shardYoungGenerationMb: opts.shardYoungGenerationMb,
     wireNames: names.names,
     compute,
-    remote: opts.remote,
-    invocationTimeoutMs: opts.invocationTimeoutMs,
-    idempotencyRetentionMs: opts.idempotencyRetentionMs,
     partitionPath: (s) => dir.partitionPath(s),
   };
 }

@@ -20,7 +20,7 @@ import { Slot } from '../state/instance.js';
 import type { Clock, TimerService } from '../timers/timer-service.js';
 import { Effects, IMMUTABLE, InvocationContext, MessageImpl, writeIndex, type ContextHost } from './context.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_IDEMPOTENCY_KEY, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, envelope, type Envelope } from '../contract/envelope.js';
-import { DEFAULT_IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../core/idempotency.js';
+import { IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../core/idempotency.js';
 import { isSharedPayload } from '../codec/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from '../module/runtime.js';
 import type { RemoteEndpoint, RemoteFunctions } from './remote-functions.js';
@@ -28,6 +28,7 @@ import { isExpired as expiredUnder } from '../core/ttl.js';
 import type { RemoteResult, StateSpecInfo } from '../statefun/protocol/remote-client.js';
 import { fingerprintOf, keyHash, originHash, payloadHash } from '../contract/control-block.js';
 import { Fifo } from '../internal/fifo.js';
+import type { InvocationSettings } from '../contract/options.js';
 
 /** Where effects that leave the dispatcher go. */
 export interface Outbox {
@@ -46,12 +47,11 @@ export interface Routing {
   shardOf(keyGroup: number): number;
 }
 
+/** What a dispatcher runs with: the engine's (or the harness's) settings, and what is its own. */
 export interface DispatcherOptions {
+  readonly settings: InvocationSettings;
+  /** The shard this dispatcher is (messages for the key groups of others leave through the outbox). */
   readonly shard: number;
-  readonly maxAttempts: number;
-  readonly retryBackoffMs: number;
-  readonly maxMessageBytes: number;
-  readonly maxStateValueBytes: number;
   /** Runs a compute task; absent when the module has no compute file. */
   readonly compute?: (task: string, input: unknown) => Promise<unknown>;
   /** Remote (StateFun) endpoints; absent when none are configured. */
@@ -63,13 +63,6 @@ export interface DispatcherOptions {
    * the engine).
    */
   readonly quarantine?: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
-  /**
-   * ms an async invocation may take to settle before it fails with ERR_WEFT_TIMEOUT (then is
-   * retried and dead-lettered as any failure). Absent: no deadline (the test harness).
-   */
-  readonly invocationTimeoutMs?: number;
-  /** ms an applied idempotency key is remembered (src/core/idempotency.ts). Default 24 h. */
-  readonly idempotencyRetentionMs?: number;
 }
 
 /** Records the message whose function runs synchronously right now (see ControlBlock.enter). */
@@ -80,7 +73,7 @@ export interface RunningRecorder {
   leave(): void;
 }
 
-/** An async invocation waiting for its promise, until `due` (see DispatcherOptions.invocationTimeoutMs). */
+/** An async invocation waiting for its promise, until `due` (see InvocationSettings.invocationTimeoutMs). */
 interface Parked {
   readonly due: number;
   settled: boolean;
@@ -249,6 +242,7 @@ export class Dispatcher implements ContextHost {
   readonly maxMessageBytes: number;
   readonly maxStateValueBytes: number;
   readonly #opts: DispatcherOptions;
+  readonly #settings: InvocationSettings;
   readonly #store: InstanceStore;
   readonly #out: Outbox;
   readonly #routing: Routing;
@@ -292,15 +286,15 @@ export class Dispatcher implements ContextHost {
   constructor(module: RuntimeModule, opts: DispatcherOptions, store: InstanceStore, out: Outbox, routing: Routing, timers: TimerService, clock: Clock) {
     this.module = module;
     this.#opts = opts;
-    this.maxMessageBytes = opts.maxMessageBytes;
-    this.maxStateValueBytes = opts.maxStateValueBytes;
+    this.#settings = opts.settings;
+    this.maxMessageBytes = opts.settings.maxMessageBytes;
+    this.maxStateValueBytes = opts.settings.maxStateValueBytes;
     this.#store = store;
     this.#out = out;
     this.#routing = routing;
     this.#timers = timers;
     this.#clock = clock;
     this.#compute = opts.compute ?? noCompute;
-    this.#retentionMs = opts.idempotencyRetentionMs ?? DEFAULT_IDEMPOTENCY_RETENTION_MS;
     for (const [key, error] of opts.quarantine ?? []) this.#quarantine.set(key, error);
   }
 
@@ -501,8 +495,6 @@ export class Dispatcher implements ContextHost {
   /** Async invocations in start order (so in deadline order), settled ones skipped lazily. */
   readonly #parkedQueue = new Fifo<Parked>();
 
-  readonly #retentionMs: number;
-
   /**
    * A message with an idempotency key (src/core/idempotency.ts): true when it is done without running
    * — its key was applied within the window (a request gets the stored reply), or it is the
@@ -516,7 +508,7 @@ export class Dispatcher implements ContextHost {
     const now = this.#now;
     if (env[E_CALLER_TYPE] === IDEMPOTENCY_PURGE_CALLER) {
       if (applied != null && entry !== undefined) {
-        const end = entry[0] + this.#retentionMs;
+        const end = entry[0] + this.#settings.idempotencyRetentionMs;
         if (end <= now) {
           applied.delete(key);
           if (applied.size === 0) inst.applied = null;
@@ -529,7 +521,7 @@ export class Dispatcher implements ContextHost {
       this.#finish(mb, env);
       return true;
     }
-    if (entry === undefined || now - entry[0] >= this.#retentionMs) return false;
+    if (entry === undefined || now - entry[0] >= this.#settings.idempotencyRetentionMs) return false;
     this.counters.duplicates++;
     const typename = entry[1];
     if (typename !== null) this.#reply(mb, env, typename, entry[2] as Uint8Array);
@@ -554,7 +546,7 @@ export class Dispatcher implements ContextHost {
     (inst.applied ??= new Map()).set(key, [now, reply === null ? null : reply[0], reply === null ? null : reply[1].slice()]);
     this.#store.markDirty(inst);
     const purge = envelope(mb.type, mb.id, IDEMPOTENCY_PURGE_CALLER, null, IDEMPOTENCY_PURGE_TYPENAME, NO_PAYLOAD, 0, 0, key);
-    this.#timers.schedule(now + this.#retentionMs, mb.kg, purge, mb.key, null);
+    this.#timers.schedule(now + this.#settings.idempotencyRetentionMs, mb.kg, purge, mb.key, null);
   }
 
   #invoke(mb: Mailbox): void {
@@ -620,7 +612,7 @@ export class Dispatcher implements ContextHost {
       this.parked++;
       // Settles once: by the promise, or by the deadline (the promise is then ignored; its
       // function may go on, but its context has ended, see InvocationContext).
-      const timeoutMs = this.#opts.invocationTimeoutMs;
+      const timeoutMs = this.#settings.invocationTimeoutMs;
       const p: Parked = {
         due: timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.#clock.now() + timeoutMs,
         settled: false,
@@ -947,9 +939,9 @@ export class Dispatcher implements ContextHost {
   #retryLater(mb: Mailbox): boolean {
     this.counters.failures++;
     mb.attempts++;
-    if (mb.attempts >= this.#opts.maxAttempts) return false;
+    if (mb.attempts >= this.#settings.maxAttempts) return false;
     this.counters.retries++;
-    const backoff = this.#opts.retryBackoffMs * 2 ** (mb.attempts - 1);
+    const backoff = this.#settings.retryBackoffMs * 2 ** (mb.attempts - 1);
     this.#retryAt(this.#clock.now() + backoff, mb, false);
     return true;
   }

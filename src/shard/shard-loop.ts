@@ -29,7 +29,7 @@ import { Dispatcher } from './dispatcher.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
 import { Outbound } from '../contract/outbound.js';
 import { RemoteFunctions } from './remote-functions.js';
-import type { RemoteEndpointOptions } from '../contract/options.js';
+import type { ShardSettings } from '../contract/options.js';
 import { DEFAULT_TYPE } from '../codec/types.js';
 import { deserializeError, type SerializedError } from '../core/errors.js';
 import { keyHash, originHash } from '../contract/control-block.js';
@@ -40,12 +40,17 @@ const QUIET_FOLD_MS = 200;
 
 /** What a shard worker is started with (worker_threads `workerData`). */
 export interface ShardBoot {
+  /** The engine-wide settings (the same for every shard). */
+  readonly settings: ShardSettings;
   readonly shard: number;
   readonly shards: number;
+  /** The data dir's key groups. */
   readonly keyGroups: number;
-  readonly moduleUrl: string;
+  /** The engine's wire names (transport/names.ts), made by main. */
+  readonly wireNames: readonly string[];
+  /** The module declares a compute file and main runs a compute pool. */
+  readonly compute: boolean;
   readonly partitionPath: string;
-  readonly durability: 'fsync' | 'process';
   /** Rings into this shard: index 0 from main, 1 + k from shard k (null for k = this shard). */
   readonly inbound: ReadonlyArray<SharedArrayBuffer | null>;
   /** Rings out of this shard: index 0 to main, 1 + k to shard k (null for k = this shard). */
@@ -59,28 +64,13 @@ export interface ShardBoot {
    * host sequence numbers and request ids. After a process restart they mean nothing any more.
    */
   readonly sameHost: boolean;
-  readonly cacheSize: number;
-  readonly maxAttempts: number;
-  readonly retryBackoffMs: number;
-  readonly maxMessageBytes: number;
-  readonly maxStateValueBytes: number;
-  /** The module declares a compute file and main runs a compute pool. */
-  readonly compute: boolean;
-  /** StateFun endpoints whose functions this shard calls for the addresses it owns. */
-  readonly remote: ReadonlyArray<Required<RemoteEndpointOptions>>;
   /** Messages dead-lettered without running, with their error (see DispatcherOptions.quarantine). */
   readonly quarantine: ReadonlyArray<readonly [fingerprint: string, error: SerializedError]>;
-  /** See WeftOptions.invocationTimeoutMs. */
-  readonly invocationTimeoutMs: number;
-  /** See WeftOptions.idempotencyRetentionMs. */
-  readonly idempotencyRetentionMs: number;
   /**
    * A failure no message explained preceded this generation: run careful (see Dispatcher.careful)
    * until the messages queued at the first commit have run.
    */
   readonly careful: boolean;
-  /** The engine's wire names (transport/names.ts), made by main. */
-  readonly wireNames: readonly string[];
 }
 
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
@@ -153,7 +143,7 @@ export class ShardLoop {
     const wire = wireEncoder(this.#names);
     this.#outbound = boot.outbound.map((b, i) => (b === null ? null : new Outbound(Ring.attach(b), i, this.#bells, wire)));
     this.#toMain = this.#outbound[0] as Outbound;
-    this.#cache = new InstanceCache(boot.cacheSize, (kg, type, id) => partition.getState(kg, type, id));
+    this.#cache = new InstanceCache(boot.settings.cacheSize, (kg, type, id) => partition.getState(kg, type, id));
     this.#timers = new TimerService();
     const partitioner = new Partitioner(boot.shards, boot.keyGroups);
     this.#partitioner = partitioner;
@@ -162,16 +152,11 @@ export class ShardLoop {
     this.#dispatcher = new Dispatcher(
       module,
       {
+        settings: boot.settings,
         shard: boot.shard,
-        maxAttempts: boot.maxAttempts,
-        retryBackoffMs: boot.retryBackoffMs,
-        maxMessageBytes: boot.maxMessageBytes,
-        maxStateValueBytes: boot.maxStateValueBytes,
         ...(boot.compute ? { compute: (task: string, input: unknown) => this.#compute(task, input) } : {}),
         ...(remote.size > 0 ? { remote } : {}),
         quarantine: boot.quarantine,
-        invocationTimeoutMs: boot.invocationTimeoutMs,
-        idempotencyRetentionMs: boot.idempotencyRetentionMs,
       },
       this.#cache,
       {
@@ -259,7 +244,7 @@ export class ShardLoop {
     this.#publishMetrics();
     // Main's watchdog terminates a shard whose heartbeat stops for invocationTimeoutMs: beat a
     // few times per deadline while the event loop is free (turns beat too).
-    const beatMs = Math.max(5, Math.floor(this.#boot.invocationTimeoutMs / 8));
+    const beatMs = Math.max(5, Math.floor(this.#boot.settings.invocationTimeoutMs / 8));
     this.#control.beat(this.#boot.shard);
     this.#heartbeat = setInterval(() => this.#control.beat(this.#boot.shard), beatMs);
     this.#heartbeat.unref();

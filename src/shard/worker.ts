@@ -46,19 +46,19 @@ function uncaught(err: unknown): void {
 process.on('uncaughtException', uncaught);
 process.on('unhandledRejection', uncaught);
 
-const shardThread: { shard: number; moduleUrl: string; misuse?: Error } = { shard: boot.shard, moduleUrl: boot.moduleUrl };
+const shardThread: { shard: number; moduleUrl: string; misuse?: Error } = { shard: boot.shard, moduleUrl: boot.settings.moduleUrl };
 // Weft.start (host/start-guard.ts, SHARD_THREAD) refuses to run on a thread that carries this.
 (globalThis as Record<symbol, unknown>)[Symbol.for('weft.shardThread')] = shardThread;
 
 try {
-  const definition = await loadModule(boot.moduleUrl);
+  const definition = await loadModule(boot.settings.moduleUrl);
   // The module called Weft.start without awaiting it: the shard must not start.
   if (shardThread.misuse !== undefined) throw shardThread.misuse;
   // Main checked the partition's page structure before starting this pool (DataDir.open at
   // start, checkFiles before a recovery), or created it.
-  partition = await Partition.open(boot.partitionPath, { durability: boot.durability, structureChecked: true });
-  const remote = new RemoteFunctions(boot.remote);
-  const module = compileModule(definition, boot.remote.map((r) => remoteMatcher(r.functions)));
+  partition = await Partition.open(boot.partitionPath, { durability: boot.settings.durability, structureChecked: true });
+  const remote = new RemoteFunctions(boot.settings.remote);
+  const module = compileModule(definition, boot.settings.remote.map((r) => remoteMatcher(r.functions)));
   const loop = new ShardLoop(boot, module, partition, {
     closed() {
       const p = partition;

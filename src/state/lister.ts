@@ -13,7 +13,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { WeftError } from '../core/errors.js';
 import type { RuntimeModule } from '../module/runtime.js';
-import { Partition, type Durability, type PartitionSnapshot } from './partition.js';
+import { Partition, type PartitionSnapshot } from './partition.js';
+import type { Durability } from '../contract/options.js';
 import { listCommitted, moduleStateReader, type InstanceEntry, type ResolvedInstancesOptions } from './listing.js';
 
 /** Busy time after which a listing yields to the event loop (ms). */

@@ -119,9 +119,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { open as openLmdb, type Database, type Key, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { WeftError, describe } from '../core/errors.js';
-
-/** How durable a resolved write is. */
-export type Durability = 'fsync' | 'process';
+import type { Durability } from '../contract/options.js';
 
 /** Options of {@link Partition.open}. */
 export interface PartitionOptions {

@@ -344,12 +344,15 @@ class StatefunEndpoint {
     };
     const store: InstanceStore = { get: () => inst, markDirty: () => {} };
     const dispatcherOpts: DispatcherOptions = {
+      settings: {
+        // One attempt: a failure fails the batch, and the StateFun runtime retries the whole batch.
+        maxAttempts: 1,
+        retryBackoffMs: 0,
+        maxMessageBytes: this.#opts.maxMessageBytes,
+        maxStateValueBytes: this.#opts.maxStateValueBytes,
+        idempotencyRetentionMs: DEFAULTS.idempotencyRetentionMs,
+      },
       shard: LOCAL_SHARD,
-      // One attempt: a failure fails the batch, and the StateFun runtime retries the whole batch.
-      maxAttempts: 1,
-      retryBackoffMs: 0,
-      maxMessageBytes: this.#opts.maxMessageBytes,
-      maxStateValueBytes: this.#opts.maxStateValueBytes,
       ...(this.#compute === undefined ? {} : { compute: this.#compute }),
     };
     dispatcher = new Dispatcher(this.#runtime, dispatcherOpts, store, outbox, routing, timers, clock);

@@ -191,12 +191,8 @@ class Harness implements TestHarness {
       },
     };
     const dispatcherOpts: DispatcherOptions = {
+      settings: opts,
       shard: 0,
-      maxAttempts: opts.maxAttempts,
-      retryBackoffMs: opts.retryBackoffMs,
-      maxMessageBytes: opts.maxMessageBytes,
-      maxStateValueBytes: opts.maxStateValueBytes,
-      idempotencyRetentionMs: opts.idempotencyRetentionMs,
       ...(module.definition.compute === undefined ? {} : { compute: (task: string, input: unknown) => this.#compute(task, input) }),
     };
     this.#dispatcher = new Dispatcher(module, dispatcherOpts, this.#store, outbox, routing, this.#timers, this.#clock);

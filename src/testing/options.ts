@@ -3,8 +3,7 @@
  * defaults and validation messages as `Weft.start`), plus what only a virtual clock needs.
  */
 import { WeftError, describe } from '../core/errors.js';
-import { DEFAULTS, intOption } from '../contract/options.js';
-import { MAX_IDEMPOTENCY_RETENTION_MS } from '../core/idempotency.js';
+import { intOption, resolveInvocationSettings, type InvocationSettings } from '../contract/options.js';
 
 /** Options of `createTestHarness`. Every field is documented with its unit and default. */
 export interface TestHarnessOptions {
@@ -36,14 +35,10 @@ export interface TestHarnessOptions {
   idempotencyRetentionMs?: number;
 }
 
-export interface ResolvedHarnessOptions {
+/** The harness's invocation settings (no deadline), and what only the harness has. */
+export interface ResolvedHarnessOptions extends InvocationSettings {
   readonly startTime: number;
-  readonly maxAttempts: number;
-  readonly retryBackoffMs: number;
-  readonly maxMessageBytes: number;
-  readonly maxStateValueBytes: number;
   readonly settleTimeoutMs: number;
-  readonly idempotencyRetentionMs: number;
 }
 
 export const HARNESS_DEFAULTS = Object.freeze({
@@ -60,9 +55,6 @@ function bad(message: string): WeftError<'ERR_WEFT_INVALID_OPTION'> {
   return new WeftError('ERR_WEFT_INVALID_OPTION', message);
 }
 
-// The engine's option validation (src/contract/options.ts), so a message reads the same in both.
-const int = intOption;
-
 export function resolveHarnessOptions(options: unknown): ResolvedHarnessOptions {
   if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -72,13 +64,11 @@ export function resolveHarnessOptions(options: unknown): ResolvedHarnessOptions 
   for (const key of Object.keys(o)) {
     if (!KNOWN.has(key)) throw bad(`unknown option ${describe(key)}`);
   }
+  // The engine's validation (contract/options.ts), so a message reads the same in both.
+  const startTime = intOption('startTime', o.startTime, HARNESS_DEFAULTS.startTime, 1, MAX_TIME);
   return Object.freeze({
-    startTime: int('startTime', o.startTime, HARNESS_DEFAULTS.startTime, 1, MAX_TIME),
-    maxAttempts: int('maxAttempts', o.maxAttempts, DEFAULTS.maxAttempts, 1, 1000),
-    retryBackoffMs: int('retryBackoffMs', o.retryBackoffMs, DEFAULTS.retryBackoffMs, 0, 3_600_000),
-    maxMessageBytes: int('maxMessageBytes', o.maxMessageBytes, DEFAULTS.maxMessageBytes, 1024, 64 * 1024 * 1024),
-    maxStateValueBytes: int('maxStateValueBytes', o.maxStateValueBytes, DEFAULTS.maxStateValueBytes, 1024, 256 * 1024 * 1024),
-    settleTimeoutMs: int('settleTimeoutMs', o.settleTimeoutMs, HARNESS_DEFAULTS.settleTimeoutMs, 1),
-    idempotencyRetentionMs: int('idempotencyRetentionMs', o.idempotencyRetentionMs, DEFAULTS.idempotencyRetentionMs, 1, MAX_IDEMPOTENCY_RETENTION_MS),
+    startTime,
+    ...resolveInvocationSettings(o),
+    settleTimeoutMs: intOption('settleTimeoutMs', o.settleTimeoutMs, HARNESS_DEFAULTS.settleTimeoutMs, 1),
   });
 }

@@ -7,7 +7,8 @@ import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { expectWeftRejection, within } from '../helpers/index.js';
-import { PARTITION_FORMAT_VERSION, Partition, type Durability } from '../../src/state/partition.js';
+import { PARTITION_FORMAT_VERSION, Partition } from '../../src/state/partition.js';
+import type { Durability } from '../../src/contract/options.js';
 
 const CHILD = fileURLToPath(new URL('../../dist/test/fixtures/partition-child.js', import.meta.url));
 const WORKER = new URL('../../dist/test/fixtures/partition-worker.js', import.meta.url);
