@@ -23,9 +23,7 @@ import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_IDEMPOTENCY_KEY, E_PAYLOAD, E_REP
 import { IDEMPOTENCY_PURGE_CALLER, IDEMPOTENCY_PURGE_TYPENAME } from '../core/idempotency.js';
 import { isSharedPayload } from '../codec/types.js';
 import { DEAD_LETTER_EGRESS, type CompiledFunction, type CompiledSpec, type RuntimeModule } from '../module/runtime.js';
-import type { RemoteEndpoint, RemoteFunctions } from './remote-functions.js';
-import { isExpired as expiredUnder } from '../core/ttl.js';
-import type { RemoteResult, StateSpecInfo } from '../statefun/protocol/remote-client.js';
+import type { RemoteEffects, RemoteInvoker, RemoteTarget } from './remote-invoker.js';
 import { fingerprintOf, keyHash, originHash, payloadHash } from '../contract/control-block.js';
 import { Fifo } from '../internal/fifo.js';
 import type { InvocationSettings } from '../contract/options.js';
@@ -54,8 +52,8 @@ export interface DispatcherOptions {
   readonly shard: number;
   /** Runs a compute task; absent when the module has no compute file. */
   readonly compute?: (task: string, input: unknown) => Promise<unknown>;
-  /** Remote (StateFun) endpoints; absent when none are configured. */
-  readonly remote?: RemoteFunctions;
+  /** Calls remote (StateFun) functions; absent when no endpoint is configured. */
+  readonly remote?: RemoteInvoker;
   /**
    * Messages (see {@link messageFingerprint}) whose invocation ended or stalled a shard worker,
    * with the error code and what happened (the dead letter's message is "the invocation of
@@ -86,13 +84,6 @@ const SETTLED = (): void => {};
 const unsettled = (p: Parked): boolean => !p.settled;
 
 const NO_PAYLOAD = new Uint8Array(0);
-
-/**
- * A host request to a REMOTE function: StateFun has no reply channel, so the request travels
- * with this caller type (id = the request id) and a message the function sends to its caller
- * becomes the reply. The `weft` namespace is reserved, so no function can have this type.
- */
-export const REPLY_CALLER_TYPE = 'weft/reply';
 
 /** Most Effects records kept for reuse (one per invocation running at a time is enough). */
 const FX_POOL = 64;
@@ -742,7 +733,7 @@ export class Dispatcher implements ContextHost {
    * The batch's messages stay at the head of the mailbox until then, so a checkpoint taken
    * meanwhile replays them (the remote call is made again after a recovery; state stays exactly-once).
    */
-  #invokeRemote(mb: Mailbox, remote: RemoteEndpoint): void {
+  #invokeRemote(mb: Mailbox, remote: RemoteTarget): void {
     const backlog = Math.min(remote.maxBatch, mb.queue.size);
     let count = 1;
     let bytes = (mb.queue.peek() as Envelope)[E_PAYLOAD].byteLength;
@@ -761,30 +752,13 @@ export class Dispatcher implements ContextHost {
     mb.running = true;
     inst.busy = true;
     this.counters.invocations += count;
-    const now = this.#now;
-    const state = new Map<string, { typename: string; bytes: Uint8Array }>();
-    for (const [name, slot] of inst.slots) state.set(name, { typename: slot.typename ?? '', bytes: slot.bytes });
-    const isExpired = (name: string, spec: StateSpecInfo): boolean => {
-      const slot = inst.slots.get(name);
-      return slot !== undefined && expiredUnder(spec, slot.writtenAt, inst.calledAt, now);
-    };
-    const invocations = envs.map((e) => ({
-      caller:
-        e[E_REPLY_TO] > 0
-          ? { type: REPLY_CALLER_TYPE, id: String(e[E_REPLY_TO]) }
-          : e[E_CALLER_TYPE] === null
-            ? null
-            : { type: e[E_CALLER_TYPE], id: e[E_CALLER_ID] as string },
-      typename: e[E_TYPENAME],
-      payload: e[E_PAYLOAD],
-    }));
     this.parked++;
-    remote.client.invoke({ target: { type: mb.type, id: mb.id }, invocations, state, isExpired }).then(
+    remote.invoke(mb.type, mb.id, envs, inst, this.#now).then(
       (result) => {
         this.parked--;
         inst.busy = false;
         try {
-          this.#applyRemote(mb, inst, envs, result, remote);
+          this.#applyRemote(mb, inst, envs, result);
         } catch (err) {
           this.#failedBatch(mb, envs, err, remote);
         }
@@ -799,7 +773,13 @@ export class Dispatcher implements ContextHost {
     );
   }
 
-  #applyRemote(mb: Mailbox, inst: Instance, envs: Envelope[], result: RemoteResult, remote: RemoteEndpoint): void {
+  #checkRemoteMessage(mb: Mailbox, payload: Uint8Array): void {
+    if (payload.byteLength > this.maxMessageBytes) {
+      throw new WeftError('ERR_WEFT_TOO_LARGE', `remote function ${mb.type} sent a message of ${payload.byteLength} bytes, over the limit of ${this.maxMessageBytes} (maxMessageBytes)`);
+    }
+  }
+
+  #applyRemote(mb: Mailbox, inst: Instance, envs: Envelope[], result: RemoteEffects): void {
     const now = this.#clock.now();
     // Validate everything first: the batch's effects are applied together or not at all.
     for (const m of result.mutations) {
@@ -807,12 +787,11 @@ export class Dispatcher implements ContextHost {
         throw new WeftError('ERR_WEFT_TOO_LARGE', `remote function ${mb.type} wrote state ${describe(m.name)} of ${m.value.bytes.byteLength} bytes, over the limit of ${this.maxStateValueBytes} (maxStateValueBytes)`);
       }
     }
-    for (const o of result.outgoing) {
-      if (o.payload.byteLength > this.maxMessageBytes) {
-        throw new WeftError('ERR_WEFT_TOO_LARGE', `remote function ${mb.type} sent a message of ${o.payload.byteLength} bytes, over the limit of ${this.maxMessageBytes} (maxMessageBytes)`);
-      }
-      if (o.target.type !== REPLY_CALLER_TYPE && !this.module.isKnownFunction(o.target.type)) {
-        throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `remote function ${mb.type} sent a message to ${describe(o.target.type)}, which no module or endpoint defines`);
+    for (const o of result.replies) this.#checkRemoteMessage(mb, o.payload);
+    for (const o of result.sends) {
+      this.#checkRemoteMessage(mb, o.payload);
+      if (!this.module.isKnownFunction(o.type)) {
+        throw new WeftError('ERR_WEFT_UNKNOWN_FUNCTION', `remote function ${mb.type} sent a message to ${describe(o.type)}, which no module or endpoint defines`);
       }
     }
     for (const e of result.egress) {
@@ -842,16 +821,15 @@ export class Dispatcher implements ContextHost {
         dirty = true;
       }
     }
-    if (remote.client.specsOf(mb.type).some((sp) => (sp.expireAfterCall ?? 0) > 0)) {
+    if (result.callTimeMatters) {
       inst.calledAt = now;
       dirty = true;
     }
     if (dirty) this.#store.markDirty(inst);
-    for (const o of result.outgoing) {
-      if (o.target.type === REPLY_CALLER_TYPE) {
-        this.counters.replies++;
-        this.#out.reply(Number(o.target.id), o.typename, o.payload);
-      } else this.route(envelope(o.target.type, o.target.id, mb.type, mb.id, o.typename, o.payload));
+    for (const o of result.sends) this.route(envelope(o.type, o.id, mb.type, mb.id, o.typename, o.payload));
+    for (const r of result.replies) {
+      this.counters.replies++;
+      this.#out.reply(r.requestId, r.typename, r.payload);
     }
     for (const d of result.delayed) {
       if (d.cancel) {
@@ -867,13 +845,11 @@ export class Dispatcher implements ContextHost {
     }
     const head = envs[0] as Envelope;
     if (head.length > E_IDEMPOTENCY_KEY) {
-      // Only the head of a batch can have a key (#invokeRemote); its reply went to REPLY_CALLER_TYPE.
+      // Only the head of a batch can have a key (#invokeRemote).
       let reply: [string, Uint8Array] | null = null;
-      const requestId = String(head[E_REPLY_TO]);
-      if (head[E_REPLY_TO] > 0) {
-        for (const o of result.outgoing) {
-          if (o.target.type === REPLY_CALLER_TYPE && o.target.id === requestId) reply = [o.typename, o.payload];
-        }
+      const requestId = head[E_REPLY_TO];
+      if (requestId > 0) {
+        for (const r of result.replies) if (r.requestId === requestId) reply = [r.typename, r.payload];
       }
       this.#recordApplied(mb, inst, head, reply, now);
     }
@@ -887,7 +863,7 @@ export class Dispatcher implements ContextHost {
    * (its messages stay queued, in order; the other addresses go on) and tries the batch again
    * later; or, when the endpoint says `onExhausted: 'dead-letter'`, the batch is dead-lettered.
    */
-  #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown, remote: RemoteEndpoint): void {
+  #failedBatch(mb: Mailbox, envs: Envelope[], err: unknown, remote: RemoteTarget): void {
     // The shard is closing (after its final checkpoint, which holds these messages): leave them.
     if (err instanceof WeftError && err.code === 'ERR_WEFT_CLOSED') return;
     this.counters.failures++;
@@ -906,9 +882,9 @@ export class Dispatcher implements ContextHost {
    * (HostAcks), so they do not hold back those of later host messages; they are in every
    * checkpoint all the same.
    */
-  #pauseRemote(mb: Mailbox, err: unknown, remote: RemoteEndpoint): void {
+  #pauseRemote(mb: Mailbox, err: unknown, remote: RemoteTarget): void {
     mb.attempts++;
-    const ms = Math.min(remote.maxPauseMs, remote.pauseMs * 2 ** Math.min(mb.attempts - 1, 30));
+    const ms = remote.pauseMs(mb.attempts);
     mb.paused = true;
     mb.excluded = mb.queue.size;
     this.completed += mb.excluded;
