@@ -10,14 +10,15 @@
  *   `length = 0`, frees the backing store, and the next item would allocate it again: a mailbox
  *   that gets one message per turn would make garbage for every message); an array grown past
  *   {@link KEEP_SLOTS} by a burst is dropped, so an idle queue holds little memory.
- * - A queue that never empties moves its items back to slot 0 (in place) once the taken slots
- *   are at least {@link COMPACT_FROM} and at least as many as the waiting items: each item is
- *   moved at most once per time it waits, so taking stays O(1) amortised.
+ * - A queue that never empties moves its items back to slot 0 (in place) instead of growing its
+ *   array, when the taken slots are at least {@link COMPACT_FROM} and at least as many as the
+ *   waiting items: so pushing stays O(1) amortised, and a queue drained in one go (the runnable
+ *   addresses of a turn) never moves anything.
  */
 
 /** An emptied queue keeps an array of up to this many slots for its next items. */
 export const KEEP_SLOTS = 64;
-/** Taken slots before a queue that is not empty moves its items back to the front. */
+/** Taken slots before a full queue that is not empty moves its items back to the front. */
 export const COMPACT_FROM = 64;
 
 /** A new slots array whose elements kind is the generic one from the start (see {@link Fifo}). */
@@ -45,9 +46,24 @@ export class Fifo<T> {
   }
 
   push(item: T): void {
+    const slots = this.#slots;
     const tail = this.#tail;
-    if (tail < this.#slots.length) this.#slots[tail] = item;
-    else this.#slots.push(item);
+    if (tail < slots.length) {
+      slots[tail] = item;
+      this.#tail = tail + 1;
+      return;
+    }
+    const head = this.#head;
+    const size = tail - head;
+    if (head >= COMPACT_FROM && head >= size) {
+      slots.copyWithin(0, head, tail);
+      slots.fill(undefined, size, tail);
+      slots[size] = item;
+      this.#head = 0;
+      this.#tail = size + 1;
+      return;
+    }
+    slots.push(item);
     this.#tail = tail + 1;
   }
 
@@ -70,14 +86,8 @@ export class Fifo<T> {
     const slots = this.#slots;
     const item = slots[head];
     slots[head] = undefined;
-    const next = head + 1;
-    if (next === tail) this.#rewind();
-    else if (next >= COMPACT_FROM && next >= tail - next) {
-      slots.copyWithin(0, next, tail);
-      slots.fill(undefined, tail - next, tail);
-      this.#head = 0;
-      this.#tail = tail - next;
-    } else this.#head = next;
+    if (head + 1 === tail) this.#rewind();
+    else this.#head = head + 1;
     return item;
   }
 

@@ -96,8 +96,9 @@ describe('Fifo', () => {
       }
     };
     round(10, 3); // taken slots behind the head
-    round(3 * COMPACT_FROM, 2 * COMPACT_FROM); // past a compaction
-    round(0, q.size - 5); // most of what waits
+    round(3 * COMPACT_FROM, 2 * COMPACT_FROM); // the array grows, then most of it is taken
+    round(1, 0); // the array is full: the waiting items move to the front
+    round(0, q.size - 5); // most of what waits, moved or not
     // WeakRef targets live until the current job ends.
     await new Promise((resolve) => setImmediate(resolve));
     gc();
