@@ -81,6 +81,7 @@ interface Parked {
 
 const SETTLED = (): void => {};
 
+/** For dropping settled entries from the parked queue (see fireDue). */
 const unsettled = (p: Parked): boolean => !p.settled;
 
 const NO_PAYLOAD = new Uint8Array(0);
