@@ -55,6 +55,22 @@ export const METRICS = [
   'idempotentDuplicates',
   /** Sum of the invocation latencies counted in the histogram, µs (the histogram's `_sum`). */
   'latencySumMicros',
+  // Pauses of the shard's thread (shard/pauses.ts): garbage-collector pauses, and gaps between
+  // two turns of the shard loop while it had work (not while it slept on its doorbell).
+  /** GC pauses of the shard's thread (every kind: scavenge, mark-compact, incremental step, weak callbacks). */
+  'gcPauses',
+  /** GC pauses longer than 2 ms. */
+  'gcPausesOver2Ms',
+  /** Sum of the GC pauses, ms. */
+  'gcPauseTotalMs',
+  /** The longest GC pause since the shard started, ms. */
+  'gcPauseMaxMs',
+  /** Gaps between two loop turns longer than 2 ms (a message arriving then waited that long to be read). */
+  'loopGapsOver2Ms',
+  /** Gaps between two loop turns longer than 50 ms. */
+  'loopGapsOver50Ms',
+  /** The longest gap between two loop turns since the shard started, ms. */
+  'loopGapMaxMs',
 ] as const;
 
 export type MetricName = (typeof METRICS)[number];
@@ -65,8 +81,9 @@ export const METRIC_INDEX: Readonly<Record<MetricName, number>> = Object.freeze(
 
 /** Invocation latency histogram: bucket b counts latencies in [2^(b-1), 2^b) µs; bucket 0 is < 1 µs. */
 export const HISTOGRAM_BUCKETS = 32;
-const METRIC_SLOTS = 32;
+const METRIC_SLOTS = 48;
 export const SHARD_STRIDE = METRIC_SLOTS + HISTOGRAM_BUCKETS;
+if (METRICS.length > METRIC_SLOTS) throw new Error(`control block: ${METRICS.length} metrics do not fit in ${METRIC_SLOTS} slots`);
 
 /**
  * Per shard, after the metrics, 32 bytes: the shard's heartbeat and the invocation running now.

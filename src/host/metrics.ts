@@ -114,6 +114,13 @@ const SHARD_PROMETHEUS: Readonly<Record<MetricName, readonly ['counter' | 'gauge
   remoteRetries: ['counter', 'weft_shard_remote_retries_total', 'Remote (StateFun) call attempts retried.'],
   remotePaused: ['gauge', 'weft_shard_remote_paused', 'Addresses paused because their remote endpoint failed.'],
   latencySumMicros: null,
+  gcPauses: ['counter', 'weft_shard_gc_pauses_total', "Garbage-collector pauses of the shard's thread."],
+  gcPausesOver2Ms: ['counter', 'weft_shard_gc_pauses_over_2ms_total', 'Garbage-collector pauses longer than 2 ms.'],
+  gcPauseTotalMs: ['counter', 'weft_shard_gc_pause_seconds_total', 'Time the shard spent in garbage-collector pauses.', 1e-3],
+  gcPauseMaxMs: ['gauge', 'weft_shard_gc_pause_max_seconds', 'Longest garbage-collector pause since the shard started.', 1e-3],
+  loopGapsOver2Ms: ['counter', 'weft_shard_loop_gaps_over_2ms_total', 'Gaps longer than 2 ms between two turns of the shard loop while it had work.'],
+  loopGapsOver50Ms: ['counter', 'weft_shard_loop_gaps_over_50ms_total', 'Gaps longer than 50 ms between two turns of the shard loop while it had work.'],
+  loopGapMaxMs: ['gauge', 'weft_shard_loop_gap_max_seconds', 'Longest gap between two turns of the shard loop since the shard started.', 1e-3],
 };
 
 /** Engine-wide figures: [type, name, help, value]. */

@@ -26,6 +26,7 @@ import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
 import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
+import { PauseMeter } from './pauses.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
 import { Outbound } from '../contract/outbound.js';
 import { RemoteFunctions } from './remote-functions.js';
@@ -101,6 +102,8 @@ export class ShardLoop {
   readonly #dispatcher: Dispatcher;
   readonly #participant: Participant;
   readonly #partitioner: Partitioner;
+  /** GC pauses and gaps between turns, into the control block. */
+  readonly #pauses: PauseMeter;
   /** One drain callback per inbound ring, made once (no closure per drain). */
   readonly #frameHandlers: Array<((frame: Uint8Array) => void) | null>;
   #scheduled = false;
@@ -136,6 +139,7 @@ export class ShardLoop {
     this.#onLateCall = hooks.lateCall;
     this.#bells = Doorbell.attach(boot.bells);
     this.#control = new ControlBlock(boot.control, boot.shards);
+    this.#pauses = new PauseMeter(this.#control, boot.shard);
     this.#inbound = boot.inbound.map((b) => (b === null ? null : Ring.attach(b)));
     this.#inUse = this.#inbound.map((r) => r !== null);
     this.#frameHandlers = this.#inbound.map((r, i) => (r === null ? null : (frame: Uint8Array) => this.#onFrame(i, frame)));
@@ -248,6 +252,8 @@ export class ShardLoop {
     this.#control.beat(this.#boot.shard);
     this.#heartbeat = setInterval(() => this.#control.beat(this.#boot.shard), beatMs);
     this.#heartbeat.unref();
+    this.#pauses.start();
+    this.#pauses.woke();
     this.#schedule();
   }
 
@@ -274,6 +280,7 @@ export class ShardLoop {
   };
 
   #turn(): void {
+    this.#pauses.turn();
     this.#turns++;
     this.#control.beat(this.#boot.shard);
     let work = 0;
@@ -336,6 +343,7 @@ export class ShardLoop {
     this.#sleeping = true;
     void this.#bells.sleep(this.#me, timeout).then(() => {
       this.#sleeping = false;
+      this.#pauses.woke();
       this.#schedule();
     });
   }
@@ -599,6 +607,7 @@ export class ShardLoop {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    this.#pauses.stop();
     // Leave the base complete: the partition closes once every fold has been written.
     this.#participant.foldNow();
     void this.#participant.whenFolded().then(() => this.#onClosed());
