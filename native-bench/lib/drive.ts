@@ -33,16 +33,17 @@ export type Targets = readonly Address[] | ((i: number) => Address);
  * Workload (a)'s host side: `n` fire-and-forget sends of `value`, message i to `targets[(offset
  * + i) % length]` (or `targets(offset + i)`). With `forceCheckpoint` (engines started with
  * checkpointIntervalMs 0, where nothing commits by itself) the acknowledged time includes one
- * `weft.checkpoint()` after idle.
+ * `weft.checkpoint()` after idle. `yieldEvery` 0: the host never yields while it sends (a tight
+ * loop: every send beyond what the rings take waits in memory).
  */
-export async function fireWeft(weft: Weft, targets: Targets, n: number, value: unknown, offset = 0, forceCheckpoint = false): Promise<FireTimes> {
+export async function fireWeft(weft: Weft, targets: Targets, n: number, value: unknown, offset = 0, forceCheckpoint = false, yieldEvery = CHUNK): Promise<FireTimes> {
   // One promise is shared by all sends of a shard's batch; throttled sends get their own.
   const acks = new Set<Promise<void>>();
   const at = typeof targets === 'function' ? targets : (i: number): Address => targets[i % targets.length] as Address;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     acks.add(weft.send(at(offset + i), value));
-    if (i % CHUNK === CHUNK - 1) await yieldToLoop();
+    if (yieldEvery > 0 && i % yieldEvery === yieldEvery - 1) await yieldToLoop();
   }
   await weft.idle();
   const processedMs = performance.now() - t0;
@@ -124,4 +125,30 @@ export function maxRequestRate(request: (i: number) => Promise<unknown>, concurr
     };
     for (let i = 0; i < concurrency; i++) issue();
   });
+}
+
+export interface PacedRun {
+  requests: number;
+  /** Latencies from issue, µs, ascending. */
+  sortedMicros: Float64Array;
+}
+
+/**
+ * Light load: a closed loop of ONE request, the next issued `intervalMs` after the previous one
+ * was due (at once if it answered later than that), for `durationMs`; latency from issue. The
+ * service is idle between requests, so this measures waking up as much as working.
+ */
+export async function pacedClosedLoop(request: (i: number) => Promise<unknown>, intervalMs: number, durationMs: number): Promise<PacedRun> {
+  const total = Math.max(1, Math.floor(durationMs / intervalMs));
+  const lat = new Float64Array(total);
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + i * intervalMs - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const t = performance.now();
+    await request(i);
+    lat[i] = (performance.now() - t) * 1000;
+  }
+  lat.sort();
+  return { requests: total, sortedMicros: lat };
 }

@@ -68,3 +68,52 @@ export function sumShards(weft: Weft, name: 'invocations' | 'remoteSends' | 'loc
   for (const s of weft.metrics().shards) n += s[name];
   return n;
 }
+
+/** The pause figures of one shard (shard/pauses.ts), read from `weft.metrics()`. */
+export interface ShardPauses {
+  shard: number;
+  turns: number;
+  gcPauses: number;
+  gcPausesOver2Ms: number;
+  gcPauseTotalMs: number;
+  gcPauseMaxMs: number;
+  loopGapsOver2Ms: number;
+  loopGapsOver50Ms: number;
+  loopGapMaxMs: number;
+}
+
+export function shardPauses(weft: Weft): ShardPauses[] {
+  return weft.metrics().shards.map((s) => ({
+    shard: s.shard,
+    turns: s.turns,
+    gcPauses: s.gcPauses,
+    gcPausesOver2Ms: s.gcPausesOver2Ms,
+    gcPauseTotalMs: s.gcPauseTotalMs,
+    gcPauseMaxMs: s.gcPauseMaxMs,
+    loopGapsOver2Ms: s.loopGapsOver2Ms,
+    loopGapsOver50Ms: s.loopGapsOver50Ms,
+    loopGapMaxMs: s.loopGapMaxMs,
+  }));
+}
+
+/**
+ * Per shard, the counts between two readings (turns, GC pauses, pauses and gaps over the bounds,
+ * GC time) and the longest pause and gap of the later one — since the shard started: the engine
+ * keeps no per-window maximum, so a phase's longest shows only when it beat every earlier one.
+ */
+export function pausesBetween(before: readonly ShardPauses[], after: readonly ShardPauses[]): ShardPauses[] {
+  return after.map((a, i) => {
+    const b = before[i] as ShardPauses;
+    return {
+      shard: a.shard,
+      turns: a.turns - b.turns,
+      gcPauses: a.gcPauses - b.gcPauses,
+      gcPausesOver2Ms: a.gcPausesOver2Ms - b.gcPausesOver2Ms,
+      gcPauseTotalMs: a.gcPauseTotalMs - b.gcPauseTotalMs,
+      gcPauseMaxMs: a.gcPauseMaxMs,
+      loopGapsOver2Ms: a.loopGapsOver2Ms - b.loopGapsOver2Ms,
+      loopGapsOver50Ms: a.loopGapsOver50Ms - b.loopGapsOver50Ms,
+      loopGapMaxMs: a.loopGapMaxMs,
+    };
+  });
+}
