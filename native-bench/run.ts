@@ -17,9 +17,8 @@
  * store) run in a child process of their own, so earlier workloads' heaps, rings and freed-but-
  * not-returned memory do not count in their RSS.
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { closeBaselines } from './lib/baselines.js';
+import { forkResult, sendResult } from './lib/child.js';
 import { load1, machineInfo } from './lib/machine.js';
 import { listenForThreads, stopListening } from './lib/threads.js';
 import { printTable, writeResults, type BenchContext, type WorkloadResult } from './lib/report.js';
@@ -91,21 +90,9 @@ function runIsolated(ids: string[], args: Args): Promise<WorkloadResult[]> {
   const argv = ['--child', '--only', ids.join(','), ...(args.quick ? ['--quick'] : []), ...(args.baselines ? [] : ['--no-baselines'])];
   // --expose-gc (inherited by the shard workers) lets (e) report each heap's live set after its
   // runs; nothing calls gc() while figures are measured.
-  const child = fork(fileURLToPath(import.meta.url), argv, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  return forkResult<WorkloadResult[]>(new URL(import.meta.url), argv, `isolated workloads ${ids.join(',')}`, {
     env: { ...process.env, WEFT_BENCH_ONLY: '' },
     execArgv: [...process.execArgv, '--expose-gc'],
-  });
-  return new Promise((resolve, reject) => {
-    let results: WorkloadResult[] | undefined;
-    child.on('message', (m: unknown) => {
-      results = m as WorkloadResult[];
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code === 0 && results !== undefined) resolve(results);
-      else reject(new Error(`isolated workloads ${ids.join(',')} exited with code ${String(code)}`));
-    });
   });
 }
 
@@ -131,8 +118,7 @@ async function main(): Promise<void> {
     const results = await runWorkloads(chosen, ctx);
     await dropLargeStore();
     stopListening();
-    await new Promise<void>((resolve) => process.send?.(results, () => resolve()) ?? resolve());
-    process.disconnect?.();
+    await sendResult(results);
     return;
   }
   const machine = machineInfo();

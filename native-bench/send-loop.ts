@@ -6,6 +6,7 @@
  * (`tight`: a host loop that does not await; the sends beyond what the rings take wait in
  * memory). Reports, over IPC: processed and acknowledged rates and the process's peak RSS.
  */
+import { sendResult } from './lib/child.js';
 import { CHUNK, fireWeft } from './lib/drive.js';
 import { startEngine } from './lib/engine.js';
 import { INCREMENT } from './modules/counter.js';
@@ -43,5 +44,4 @@ const result: SendLoopResult = {
   rssBefore,
 };
 await engine.close();
-await new Promise<void>((resolve) => process.send?.(result, () => resolve()) ?? resolve());
-process.disconnect?.();
+await sendResult(result);

@@ -5,8 +5,7 @@
  */
 import type { Address } from '../../src/index.js';
 import { COUNTER } from '../modules/counter.js';
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { forkResult } from './child.js';
 import { removeDir, tempDir } from './engine.js';
 import type { BenchContext } from './report.js';
 
@@ -54,20 +53,7 @@ export function largeStore(ctx: BenchContext): Promise<LargeStore> {
     const count = largeCount(ctx.quick);
     ctx.log(`populating ${count} instances (child process) ...`);
     const dir = tempDir('large');
-    const child = fork(fileURLToPath(new URL('./populate.js', import.meta.url)), [dir, String(count)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    const result = await new Promise<PopulateResult>((resolve, reject) => {
-      let got: PopulateResult | undefined;
-      child.on('message', (m: unknown) => {
-        got = m as PopulateResult;
-      });
-      child.on('error', reject);
-      child.on('exit', (code) => {
-        if (code === 0 && got !== undefined) resolve(got);
-        else reject(new Error(`populating the large store exited with code ${String(code)}`));
-      });
-    });
+    const result = await forkResult<PopulateResult>(new URL('./populate.js', import.meta.url), [dir, String(count)], 'populating the large store');
     ctx.log(`populated ${count} instances in ${result.seconds.toFixed(1)} s`);
     return { dir, count, ...result };
   })();

@@ -5,6 +5,7 @@
  *
  *   node populate.js <dir> <count>     → process.send(PopulateResult)
  */
+import { sendResult } from './child.js';
 import { fireWeft } from './drive.js';
 import { startEngine } from './engine.js';
 import { rssSampler } from './machine.js';
@@ -23,5 +24,4 @@ const t = await fireWeft(engine.weft, largeAddress, count, INCREMENT);
 const mem = rss.stop();
 await engine.close(true);
 const result: PopulateResult = { insertProcessed: count / (t.processedMs / 1000), insertAcked: count / (t.ackedMs / 1000), populatePeakRssMb: mem.sampledPeakRssMb, seconds: t.ackedMs / 1000 };
-await new Promise<void>((resolve) => process.send?.(result, () => resolve()) ?? resolve());
-process.disconnect?.();
+await sendResult(result);

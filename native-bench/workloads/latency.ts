@@ -18,9 +18,8 @@
  */
 import type { Address } from '../../src/index.js';
 import { baselines } from '../lib/baselines.js';
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { forkResult } from '../lib/child.js';
 import { maxRequestRate, openLoop, pacedClosedLoop, type LatencyRun, type PacedRun } from '../lib/drive.js';
 import { pausesBetween, shardPauses, startEngine, type ShardPauses } from '../lib/engine.js';
 import type { SendLoopResult } from '../send-loop.js';
@@ -37,12 +36,15 @@ const ELD_LEVEL = 0.5;
 /** Light load: one request every this many ms, closed loop of one. */
 const LIGHT_INTERVAL_MS = 5;
 
-/** The main thread's event-loop delay over a run, µs. */
-interface LoopDelay {
+/** A latency distribution's middle, tail and worst, µs. */
+interface Tail {
   p50: number;
   p99: number;
   max: number;
 }
+
+/** The main thread's event-loop delay over a run. */
+type LoopDelay = Tail;
 
 async function withLoopDelay<T>(body: () => Promise<T>): Promise<[T, LoopDelay]> {
   const h = monitorEventLoopDelay({ resolution: 1 });
@@ -57,18 +59,7 @@ async function withLoopDelay<T>(body: () => Promise<T>): Promise<[T, LoopDelay]>
 }
 
 function sendLoop(mode: 'yield' | 'tight', messages: number): Promise<SendLoopResult> {
-  const child = fork(fileURLToPath(new URL('../send-loop.js', import.meta.url)), [mode, String(messages)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    let result: SendLoopResult | undefined;
-    child.on('message', (m: unknown) => {
-      result = m as SendLoopResult;
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code === 0 && result !== undefined) resolve(result);
-      else reject(new Error(`send-loop ${mode} exited with code ${String(code)}`));
-    });
-  });
+  return forkResult<SendLoopResult>(new URL('../send-loop.js', import.meta.url), [mode, String(messages)], `send-loop ${mode}`);
 }
 
 /** `s0 3, s1 0` */
@@ -112,11 +103,8 @@ interface Summary {
   maxIssueLagMicros: number;
 }
 
-interface LightSummary {
+interface LightSummary extends Tail {
   requests: number;
-  p50: number;
-  p99: number;
-  max: number;
 }
 
 function summarizeLight(r: PacedRun): LightSummary {
