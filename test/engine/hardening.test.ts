@@ -130,8 +130,8 @@ describe('observability', () => {
         expect(f.name.endsWith('_total'), f.name).toBe(f.type === 'COUNTER');
         expect(f.name, f.name).not.toMatch(/_(micro|milli)seconds|_ms$/);
       }
-      const counters = ['invocations', 'failures', 'retries', 'dead_letters', 'local_sends', 'remote_sends', 'egress_records', 'replies', 'timers_fired', 'cache_hits', 'cache_misses', 'cache_evictions', 'ring_spilled_frames', 'checkpoints', 'checkpoint_bytes', 'turns', 'remote_retries', 'idempotent_duplicates'];
-      const gauges = ['mailbox_backlog', 'parked_invocations', 'pending_timers', 'cache_instances', 'dirty_instances', 'ring_spill_depth', 'inbound_ring_fill', 'last_checkpoint_seconds', 'last_checkpoint_bytes', 'host_messages_pending', 'remote_paused'];
+      const counters = ['invocations', 'failures', 'retries', 'dead_letters', 'local_sends', 'remote_sends', 'egress_records', 'replies', 'timers_fired', 'cache_hits', 'cache_misses', 'cache_evictions', 'ring_spilled_frames', 'checkpoints', 'checkpoint_bytes', 'turns', 'remote_retries', 'idempotent_duplicates', 'gc_pauses', 'gc_pauses_over_2ms', 'gc_pause_seconds', 'loop_gaps_over_2ms', 'loop_gaps_over_50ms'];
+      const gauges = ['mailbox_backlog', 'parked_invocations', 'pending_timers', 'cache_instances', 'dirty_instances', 'ring_spill_depth', 'inbound_ring_fill', 'last_checkpoint_seconds', 'last_checkpoint_bytes', 'host_messages_pending', 'remote_paused', 'gc_pause_max_seconds', 'loop_gap_max_seconds'];
       for (const c of counters) expect(byName.get(`weft_shard_${c}_total`)?.type, c).toBe('COUNTER');
       for (const g of gauges) expect(byName.get(`weft_shard_${g}`)?.type, g).toBe('GAUGE');
       const engineCounters = ['host_messages_sent', 'egress_dropped', 'egress_redelivered', 'egress_over_backlog', 'checkpoints_committed', 'recoveries', 'unexplained_failures', 'poison_messages', 'stalled_shards', 'late_context_calls', 'uncaught_errors'];
