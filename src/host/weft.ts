@@ -123,6 +123,10 @@ export class Weft {
   #checkpointsCommitted = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
   #lister: Lister | undefined;
+  /** Weft.start finished starting the first generation of shards (see #onShardFailed). */
+  #started = false;
+  /** A shard of the first generation failed before every shard had started: Weft.start fails with it. */
+  #startFailure: WeftError | undefined;
 
   private constructor(opts: ResolvedOptions, module: RuntimeModule, dir: DataDir) {
     this.#opts = opts;
@@ -199,6 +203,7 @@ export class Weft {
         await weft.#compute.close();
         throw err;
       }
+      weft.#started = true;
       weft.#coordinator.start();
       debug('started: %d shards, data dir %s, committed epoch %d', opts.shards, opts.dataDir, dir.info.committedEpoch);
       return weft;
@@ -218,7 +223,17 @@ export class Weft {
     this.#pool = pool;
     this.#router.connect(pool.control);
     const { quarantined, careful } = this.#supervisor.generationStarting(generation);
-    await pool.start(this.#coordinator.committedEpoch, generation > 1, quarantined, careful);
+    try {
+      await pool.start(this.#coordinator.committedEpoch, generation > 1, quarantined, careful);
+    } catch (err) {
+      throw this.#startFailure ?? err;
+    }
+    if (this.#startFailure !== undefined) {
+      // Every shard reported ready, but one had failed meanwhile (#onShardFailed ended the others).
+      await pool.terminate();
+      pool.release();
+      throw this.#startFailure;
+    }
     this.#supervisor.generationStarted(generation, pool);
     // Only now: while the workers start, sends still go to the previous generation's outbounds,
     // so a recovery re-sends them after the older messages it re-sends (order is kept).
@@ -507,6 +522,13 @@ export class Weft {
   /** A shard worker ended, or main ended it (see Supervisor): recover, unless the restart budget is spent. */
   #onShardFailed(generation: number, shard: number, err: Error): void {
     if (!this.#life.isCurrent(generation)) return;
+    if (!this.#started) {
+      // The first generation is still starting: no outbound exists yet and there is nothing to
+      // recover for; Weft.start fails (ending the other workers makes ShardPool.start settle).
+      this.#startFailure ??= new WeftError('ERR_WEFT_SHARD_FAILED', `shard ${shard} failed while the engine was starting: ${err.message}`, { cause: err });
+      void this.#pool.terminate();
+      return;
+    }
     const fatal = this.#supervisor.judge(generation, shard, err, this.#pool);
     if (fatal !== undefined) {
       this.#fail(fatal);
