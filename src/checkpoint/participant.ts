@@ -17,6 +17,7 @@
  *   5. Recovery: fold every pending epoch up to the last committed one, drop the later ones,
  *      reload timers, and replay the committed mailbox before any new input.
  */
+import { WeftError } from '../core/errors.js';
 import { PROGRESS_EVERY } from '../transport/framing.js';
 import type { Envelope } from '../contract/envelope.js';
 import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, PendingKind, decodeEnvelopes, decodePendingMeta, decodeStates, decodeTimer, encodeEnvelopes, encodePendingMeta, encodeStates, encodeTimer } from '../state/checkpoint-format.js';
@@ -322,6 +323,17 @@ export async function recoverPartition(partition: Partition, committed: number):
               ops.putMeta(META_TIMER_SEQ, meta.timerSeq);
               break;
             }
+            default:
+              // 1 and 2: state changes one entry per instance, which development builds wrote
+              // before PendingKind.States. Folding the epoch without them would lose committed
+              // changes (and then delete the epoch): refuse it, and write nothing (this throws
+              // inside the write's build, so the transaction is never made).
+              if ((kind as number) === 1 || (kind as number) === 2) {
+                throw new WeftError(
+                  'ERR_WEFT_DATA_DIR',
+                  `committed checkpoint epoch ${epoch} holds a PENDING entry of kind ${kind as number}, a per-instance format of development builds that this weft does not read; not recovering from it (the epoch is left as it is)`,
+                );
+              }
           }
         }
         ops.putMeta(META_FOLDED_EPOCH, epoch);

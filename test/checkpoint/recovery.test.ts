@@ -13,6 +13,7 @@ import { META_FOLDED_EPOCH, PendingKind, decodeEnvelopes, decodeStates, encodeEn
 import { envelope } from '../../src/contract/envelope.js';
 import type { StateChange } from '../../src/state/instance-cache.js';
 import { Partition } from '../../src/state/partition.js';
+import { WeftError } from '../../src/core/errors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'weft-recovery-'));
 let n = 0;
@@ -89,4 +90,30 @@ describe('recoverPartition', () => {
     expect(p.pendingEpochs()).toEqual([]);
     expect(p.getMeta(META_FOLDED_EPOCH)).toBe(2);
   });
+
+  // Kinds 1 and 2 (one entry per changed instance) were written by development builds only and
+  // are no longer read: a committed epoch holding one is refused, not folded without it (which
+  // would drop committed state changes and then delete the epoch).
+  for (const kind of [1, 2]) {
+    it(`refuses a committed epoch holding a PENDING entry of reserved kind ${kind}, and leaves the partition as it was`, async () => {
+      const p = await open();
+      await p.write((ops) => {
+        ops.putState(1, 't/a', 'kept', rec(9));
+        ops.putPending([1, kind, 1, 't/a', 'kept'], kind === 1 ? rec(1) : new Uint8Array(0));
+        ops.putPending([1, PendingKind.Mailbox], encodeEnvelopes([]));
+      });
+      const err = await recoverPartition(p, 1).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(WeftError);
+      expect((err as WeftError).code).toBe('ERR_WEFT_DATA_DIR');
+      expect((err as WeftError).message).toBe(
+        `committed checkpoint epoch 1 holds a PENDING entry of kind ${kind}, a per-instance format of development builds that this weft does not read; not recovering from it (the epoch is left as it is)`,
+      );
+      expect(p.pendingEpochs()).toEqual([1]);
+      expect(plain(p.getState(1, 't/a', 'kept'))).toEqual([9]);
+      expect(p.getMeta(META_FOLDED_EPOCH)).toBeUndefined();
+    });
+  }
 });
