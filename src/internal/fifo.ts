@@ -14,12 +14,20 @@
  *   array, when the taken slots are at least {@link COMPACT_FROM} and at least as many as the
  *   waiting items: so pushing stays O(1) amortised, and a queue drained in one go (the runnable
  *   addresses of a turn) never moves anything.
+ * - A queue that never empties but has drained a burst (over {@link SHRINK_FROM} slots, under a
+ *   quarter of them waiting) moves its items to a new array at that point instead, so it does not
+ *   keep the burst's array while traffic goes on.
  */
 
 /** An emptied queue keeps an array of up to this many slots for its next items. */
 export const KEEP_SLOTS = 64;
 /** Taken slots before a full queue that is not empty moves its items back to the front. */
 export const COMPACT_FROM = 64;
+/**
+ * A full queue whose array has more slots than this, and over four times as many as items wait,
+ * moves them to a new array instead of to the front of the old one (a burst's array is let go).
+ */
+export const SHRINK_FROM = 16 * KEEP_SLOTS;
 
 /** A new slots array whose elements kind is the generic one from the start (see {@link Fifo}). */
 function newSlots<T>(): Array<T | undefined> {
@@ -56,6 +64,17 @@ export class Fifo<T> {
     const head = this.#head;
     const size = tail - head;
     if (head >= COMPACT_FROM && head >= size) {
+      if (slots.length > SHRINK_FROM && size * 4 < slots.length) {
+        // A burst grew the array and few items wait now: move them to a new array, so a queue
+        // that never empties does not keep the burst's array.
+        const fresh = newSlots<T>();
+        for (let i = head; i < tail; i++) fresh.push(slots[i]);
+        fresh.push(item);
+        this.#slots = fresh;
+        this.#head = 0;
+        this.#tail = size + 1;
+        return;
+      }
       slots.copyWithin(0, head, tail);
       slots.fill(undefined, size, tail);
       slots[size] = item;

@@ -120,6 +120,25 @@ describe('Fifo', () => {
     expect(q.peek()).toBeUndefined();
   });
 
+  it('gives back the array a burst grew once few items wait, also when it never empties', () => {
+    // The queues it replaced (mailboxes, runnable addresses, host acks, the egress window)
+    // compacted into a new array as they drained: a hot mailbox or the host-ack list behind a
+    // slow invocation did not keep a burst's array while traffic went on.
+    const q = new Fifo<number>();
+    for (let i = 0; i < 100_000; i++) q.push(i);
+    let next = 0;
+    let outOfOrder = 0;
+    while (q.size > 10) if (q.shift() !== next++) outOfOrder++;
+    for (let i = 100_000; i < 100_000 + 4 * COMPACT_FROM; i++) {
+      q.push(i);
+      if (q.shift() !== next++) outOfOrder++;
+    }
+    expect(outOfOrder).toBe(0);
+    expect(q.size).toBe(10);
+    expect(q.toArray()).toEqual(Array.from({ length: 10 }, (_, k) => next + k));
+    expect(q.capacity).toBeLessThanOrEqual(16 * KEEP_SLOTS);
+  });
+
   it('does not grow its array when items flow through it steadily', () => {
     const q = new Fifo<number>();
     for (let i = 0; i < 100; i++) q.push(i);
