@@ -119,6 +119,8 @@ export class Weft {
   #closePromise: Promise<void> | undefined;
   #failure: Error | undefined;
   #recovering: Promise<void> | undefined;
+  /** A shard failed while #recovering: recover once more when it is done. */
+  #recoverAgain = false;
   #recoveries = 0;
   #checkpointsCommitted = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
@@ -537,9 +539,23 @@ export class Weft {
     debug('shard %d failed (%s); rolling back to checkpoint %d', shard, err.message, this.#coordinator.committedEpoch);
     if (channels.recovery.hasSubscribers) channels.recovery.publish({ shard, error: err, committedEpoch: this.#coordinator.committedEpoch });
     process.emitWarning(`weft: shard ${shard} failed (${err.message}); rolling back to checkpoint ${this.#coordinator.committedEpoch}`);
-    this.#recovering ??= this.#recover().finally(() => {
+    if (this.#recovering !== undefined) {
+      // A shard of the generation this recovery is starting failed: the recovery completes with
+      // it dead, so another one follows (see #recoverAll).
+      this.#recoverAgain = true;
+      return;
+    }
+    this.#recovering = this.#recoverAll().finally(() => {
       this.#recovering = undefined;
     });
+  }
+
+  /** Recovers, and again while a shard of the generation just started failed meanwhile. */
+  async #recoverAll(): Promise<void> {
+    do {
+      this.#recoverAgain = false;
+      await this.#recover();
+    } while (this.#recoverAgain && this.#failure === undefined && !this.#closing);
   }
 
   /**

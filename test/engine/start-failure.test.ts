@@ -1,14 +1,16 @@
 /**
- * A shard that fails while the engine is still starting (it reported ready, another shard has not
- * yet): real worker threads and LMDB files (fixture early-death.ts). Weft.start fails with
- * ERR_WEFT_SHARD_FAILED, as it did before the main thread's split into src/host/ (there, the
- * recovery it started met outbounds no generation had made yet: Weft.start resolved with shard 0
- * dead and no recovery, and every message to that shard waited forever).
+ * A shard that fails while shards are still starting (it reported ready, another shard has not
+ * yet), at the engine's start and during a recovery: real worker threads and LMDB files (fixture
+ * early-death.ts). At the start, Weft.start fails with ERR_WEFT_SHARD_FAILED, as it did before
+ * the main thread's split into src/host/ (after it, the recovery it started met outbounds no
+ * generation had made yet: Weft.start resolved with shard 0 dead and no recovery, and every
+ * message to that shard waited forever). During a recovery, another recovery follows.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft, WeftError, channels } from '../../src/index.js';
+import { Partitioner } from '../../src/contract/partitioner.js';
 import { fixture, removeDir, tempDir, within } from './helpers.js';
 
 describe('a shard failing during Weft.start', () => {
@@ -67,4 +69,40 @@ describe('a shard failing during Weft.start', () => {
       await weft.close();
     }
   }, 90_000);
+  // A shard that fails after it reported ready and before the other shards of a RECOVERY's
+  // generation did: #onShardFailed found a recovery under way (#recovering) and started none, so
+  // that recovery completed with the shard dead and every message to it waited forever (before
+  // and after the restructuring alike). Now another recovery follows.
+  it('recovers again when a shard fails while a recovery starts the shards', async () => {
+    const goFile = join(dir, 'second-recovery-reported');
+    const armFile = join(dir, 'armed');
+    const exitFile = join(dir, 'exit-once');
+    let reported = 0;
+    const onRecovery = (): void => {
+      if (++reported === 2) writeFileSync(goFile, 'main reported the second recovery');
+    };
+    channels.recovery.subscribe(onRecovery);
+    process.env.WEFT_FIXTURE_EARLY_DEATH = goFile;
+    process.env.WEFT_FIXTURE_EARLY_DEATH_ARM = armFile;
+    const weft = await within(Weft.start({ module: fixture('early-death'), dataDir: join(dir, 'data-recovery'), shards: 2, durability: 'process', checkpointIntervalMs: 10, closeTimeoutMs: 500 }), 30_000, 'Weft.start');
+    try {
+      const ids = Array.from({ length: 16 }, (_, i) => `r-${i}`);
+      await within(Promise.all(ids.map((id) => weft.request({ type: 'early/counter', id }, null))), 20_000, 'first requests');
+      const partitioner = new Partitioner(2, 128);
+      const onShard0 = Array.from({ length: 64 }, (_, i) => `crash-${i}`).find((id) => partitioner.shardOf(partitioner.keyGroup('early/counter', id)) === 0)!;
+      writeFileSync(armFile, 'the next generation fails while it starts');
+      writeFileSync(exitFile, 'end shard 0 once');
+      void weft.send({ type: 'early/counter', id: onShard0 }, { exitOnce: exitFile }).catch(() => {});
+      const replies = await within(Promise.all(ids.map((id) => weft.request({ type: 'early/counter', id }, null))), 5_000, 'requests after the recoveries');
+      expect(replies).toEqual(new Array(16).fill(2));
+      expect(existsSync(armFile)).toBe(false);
+      // One recovery per failure: the second starts once the first has completed.
+      expect(weft.metrics().recoveries).toBe(2);
+    } finally {
+      channels.recovery.unsubscribe(onRecovery);
+      delete process.env.WEFT_FIXTURE_EARLY_DEATH;
+      delete process.env.WEFT_FIXTURE_EARLY_DEATH_ARM;
+      await weft.close();
+    }
+  }, 60_000);
 });
