@@ -51,6 +51,13 @@ export interface ParticipantHooks {
   /** A partition write failed: the shard cannot go on. */
   fatal(err: unknown): void;
   /**
+   * The snapshot's state records are all encoded (the cache captures them in slices, copy on
+   * write): until then its PENDING write waits (see Participant.resume).
+   */
+  captured(): boolean;
+  /** Encodes the rest of the snapshot's state records now. */
+  finishCapture(): void;
+  /**
    * Called every few thousand records of a snapshot's encode (and between a fold's slices), which
    * run synchronously on the shard's event loop: bumps the shard's heartbeat, so main's watchdog
    * never takes a large checkpoint for a blocked loop (ControlBlock.beat).
@@ -95,6 +102,11 @@ export class Participant {
   onBarrier(ring: number, epoch: number, ringsInUse: readonly boolean[]): void {
     if (this.#current === null || this.#current.epoch !== epoch) {
       if (epoch <= this.lastEpoch) return; // a duplicate from before a recovery: ignore
+      // The previous snapshot still waits for its capture: finish it, its PENDING goes first.
+      if (this.#waiting !== null) {
+        this.#hooks.finishCapture();
+        this.resume();
+      }
       const snap = this.#hooks.takeSnapshot(epoch);
       this.#current = { ...snap, inflight: [], bytes: 0 };
       this.lastEpoch = epoch;
@@ -115,6 +127,26 @@ export class Participant {
   #complete(): void {
     const snap = this.#current as Snapshot;
     this.#current = null;
+    if (!this.#hooks.captured()) {
+      this.#waiting = snap;
+      return;
+    }
+    this.#write(snap);
+  }
+
+  /** The capture is complete: a snapshot waiting for it is written now. */
+  resume(): void {
+    const snap = this.#waiting;
+    if (snap === null) return;
+    this.#waiting = null;
+    this.#write(snap);
+  }
+
+  /** A snapshot complete (every barrier in) whose state records are still being captured. */
+  #waiting: Snapshot | null = null;
+
+  /** Step 3: PENDING(e) in one transaction, DONE(e) once it is durable. */
+  #write(snap: Snapshot): void {
     const e = snap.epoch;
     const started = performance.now();
     let bytes = 0;

@@ -502,6 +502,7 @@ export class Dispatcher implements ContextHost {
       if (applied != null && entry !== undefined) {
         const end = entry[0] + this.#settings.idempotencyRetentionMs;
         if (end <= now) {
+          this.#store.willChange(inst);
           applied.delete(key);
           if (applied.size === 0) inst.applied = null;
           this.#store.markDirty(inst);
@@ -668,6 +669,8 @@ export class Dispatcher implements ContextHost {
     }
     ctx.end();
     inst.busy = false;
+    // Every change below (writes, TTL drops, call time, idempotency keys) comes after this.
+    this.#store.willChange(inst);
     let dirty = false;
     const writes = fx.writes;
     const nWrites = fx.nWrites;
@@ -813,6 +816,7 @@ export class Dispatcher implements ContextHost {
       }
     }
     // Apply.
+    this.#store.willChange(inst);
     let dirty = false;
     for (const m of result.mutations) {
       if (m.value === null) {

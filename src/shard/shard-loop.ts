@@ -83,6 +83,12 @@ const FRAMES_PER_RING_PER_TURN = 64;
  * Draining never depends on another shard (sends never block), so this cannot deadlock a cycle.
  */
 const MAILBOX_HIGH_WATER = 16_384;
+/**
+ * Longest a turn spends encoding the snapshot in progress, ms (InstanceCache.captureSome): the
+ * rest waits for the next turns, so a checkpoint of thousands of changed instances never holds
+ * the loop in one step.
+ */
+const CAPTURE_SLICE_MS = 0.5;
 /** Most invocations started per turn before the loop yields to the event loop. */
 const INVOCATIONS_PER_TURN = 8192;
 
@@ -217,6 +223,8 @@ export class ShardLoop {
           this.#cache.foldedEpoch = Math.max(this.#cache.foldedEpoch, epoch);
         },
         fatal: (err) => this.#onFatal(err),
+        captured: () => !this.#cache.capturing,
+        finishCapture: () => this.#cache.finishCapture(),
         beat: () => this.#control.beat(boot.shard),
       },
       boot.committedEpoch,
@@ -309,10 +317,17 @@ export class ShardLoop {
       this.#carefulUntil = -1;
       work++;
     }
-    // 3. Fire due timers and retries (their messages run next turn).
+    // 3. Encode a slice of the snapshot in progress (InstanceCache.beginCapture); once complete,
+    // its PENDING write goes out.
+    const cache = this.#cache;
+    if (cache.capturing) {
+      if (cache.captureSome(performance.now() + CAPTURE_SLICE_MS)) this.#participant.resume();
+      else work++;
+    }
+    // 4. Fire due timers and retries (their messages run next turn).
     const now = Date.now();
     const nextDue = this.#dispatcher.fireDue(now);
-    // 4. Publish.
+    // 5. Publish.
     const blocked = this.#flush();
     this.#publishMetrics();
     if (this.#closing && this.#dispatcher.parked === 0) {
@@ -509,7 +524,7 @@ export class ShardLoop {
     this.#sweepExpired();
     return {
       epoch,
-      states: this.#cache.takeChanges(epoch),
+      states: this.#cache.beginCapture(epoch),
       timers: this.#timers.takeDelta(),
       mailbox: this.#dispatcher.snapshotMailboxes(),
       timerSeq: this.#timers.nextSeq,
@@ -535,6 +550,7 @@ export class ShardLoop {
         const spec = fn.specByName.get(name);
         if (spec === undefined) continue;
         if (isExpired(spec, slot.writtenAt, inst.calledAt, now)) {
+          if (!changed) this.#cache.willChange(inst);
           inst.slots.delete(name);
           changed = true;
         }

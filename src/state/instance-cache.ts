@@ -13,8 +13,18 @@
  * bytes the snapshot holds anyway — and a miss reads that before the base. An evicted instance
  * costs a map entry until its fold, not the whole decoded instance: with slow folds (a big store
  * changing fast), pinning instances until folded let the cache grow to many times its size.
+ *
+ * ## Capture: copy on write
+ * A snapshot needs every dirty instance as it was at the barrier. Encoding them all at once held a
+ * shard for milliseconds (1,250 instances: 1-5 ms; GC pauses landed in it too), so
+ * {@link InstanceCache.beginCapture} only takes the dirty list; the records are encoded later, in
+ * slices between loop turns ({@link InstanceCache.captureSome}), and an instance about to change
+ * before its turn is encoded first ({@link InstanceCache.willChange}, which every mutation calls).
+ * Instances waiting to be captured are pinned like dirty ones. The records are views into shared
+ * slabs rather than one ArrayBuffer each: thousands of small ArrayBuffers per checkpoint cost every
+ * young-generation GC a sweep of their backing stores.
  */
-import { Instance, decodeInstanceInto, encodeInstance, type InstanceStore } from './instance.js';
+import { Instance, decodeInstanceInto, encodeInstanceView, type InstanceStore } from './instance.js';
 
 /** Reads an instance's record from the partition base. */
 export type RecordLoader = (kg: number, type: string, id: string) => Uint8Array | undefined;
@@ -28,6 +38,15 @@ export class InstanceCache implements InstanceStore {
   /** key → [epoch, record | null (deleted)]: the latest record a snapshot took, until folded. */
   readonly #unfolded = new Map<string, [epoch: number, record: Uint8Array | null]>();
   #dirty: Instance[] = [];
+  /** The instances of the capture in progress (see beginCapture), from #captureAt on not yet looked at. */
+  #capture: Instance[] = [];
+  #captureAt = 0;
+  #captureEpoch = 0;
+  /** The capture's records so far (the array beginCapture returned). */
+  #captured: StateChange[] = [];
+  /** Where records are copied (see #keep). */
+  #slab = new Uint8Array(0);
+  #slabAt = 0;
   readonly capacity: number;
   #foldedEpoch = 0;
   /** The last sweep found too few evictable instances: wait for a snapshot or fold to free some. */
@@ -97,21 +116,111 @@ export class InstanceCache implements InstanceStore {
   }
 
   /**
-   * Takes the changes since the last snapshot for epoch `epoch`: each dirty instance's encoded
-   * record (or null: delete). The instances are clean again (evictable); their records are kept
-   * until `epoch` is folded.
+   * Takes the changes since the last snapshot for epoch `epoch`, encoded at once: each dirty
+   * instance's record (or null: delete). {@link beginCapture} followed by {@link finishCapture}.
    */
   takeChanges(epoch: number): StateChange[] {
-    const out: StateChange[] = [];
-    for (const inst of this.#dirty) {
+    const out = this.beginCapture(epoch);
+    this.finishCapture();
+    return out;
+  }
+
+  /**
+   * Starts the capture of epoch `epoch`: the instances changed since the last snapshot, as they
+   * are now. Returns the array their records go into — each instance's record (or null: delete),
+   * complete once {@link captureSome} returns true or {@link finishCapture} returns. The instances
+   * are clean again (evictable once captured); their records are kept until `epoch` is folded.
+   * An earlier capture still in progress is finished first.
+   */
+  beginCapture(epoch: number): StateChange[] {
+    this.finishCapture();
+    const list = this.#dirty;
+    for (let i = 0; i < list.length; i++) {
+      const inst = list[i] as Instance;
       inst.dirty = false;
-      const record = encodeInstance(inst);
-      out.push([inst.kg, inst.type, inst.id, record]);
-      this.#unfolded.set(inst.key, [epoch, record]);
+      inst.capturing = true;
     }
     this.#dirty = [];
-    this.#stalled = false;
-    return out;
+    this.#capture = list;
+    this.#captureAt = 0;
+    this.#captureEpoch = epoch;
+    this.#captured = [];
+    return this.#captured;
+  }
+
+  /** A capture has instances left to encode. */
+  get capturing(): boolean {
+    return this.#captureAt < this.#capture.length;
+  }
+
+  /**
+   * Encodes the capture's next instances until `deadline` (a `performance.now()` time) has passed
+   * (looking at the clock every CAPTURE_CLOCK_EVERY). Returns true when the capture is complete.
+   */
+  captureSome(deadline: number): boolean {
+    const list = this.#capture;
+    let i = this.#captureAt;
+    while (i < list.length) {
+      const end = Math.min(list.length, i + CAPTURE_CLOCK_EVERY);
+      for (; i < end; i++) {
+        const inst = list[i] as Instance;
+        if (inst.capturing) this.#captureOne(inst);
+      }
+      if (performance.now() >= deadline) break;
+    }
+    this.#captureAt = i;
+    return this.#done();
+  }
+
+  /** Encodes what is left of the capture in progress (if any). */
+  finishCapture(): void {
+    const list = this.#capture;
+    for (let i = this.#captureAt; i < list.length; i++) {
+      const inst = list[i] as Instance;
+      if (inst.capturing) this.#captureOne(inst);
+    }
+    this.#captureAt = list.length;
+    this.#done();
+  }
+
+  willChange(inst: Instance): void {
+    if (inst.capturing) this.#captureOne(inst);
+  }
+
+  #done(): boolean {
+    if (this.#captureAt < this.#capture.length) return false;
+    if (this.#capture.length > 0) {
+      this.#capture = [];
+      this.#captureAt = 0;
+      // Captured instances became evictable.
+      this.#stalled = false;
+    }
+    return true;
+  }
+
+  #captureOne(inst: Instance): void {
+    inst.capturing = false;
+    const view = encodeInstanceView(inst);
+    const record = view === null ? null : this.#keep(view);
+    this.#captured.push([inst.kg, inst.type, inst.id, record]);
+    this.#unfolded.set(inst.key, [this.#captureEpoch, record]);
+  }
+
+  /**
+   * A copy of `bytes` that stays valid: small records are copied into a shared slab (a view of it
+   * each), larger ones get their own buffer. A slab lives as long as one of its records does.
+   */
+  #keep(bytes: Uint8Array): Uint8Array {
+    const n = bytes.byteLength;
+    if (n > SLAB_BYTES / 8) return bytes.slice();
+    if (this.#slabAt + n > this.#slab.byteLength) {
+      this.#slab = new Uint8Array(SLAB_BYTES);
+      this.#slabAt = 0;
+    }
+    const at = this.#slabAt;
+    this.#slab.set(bytes, at);
+    this.#slabAt = at + n;
+    return this.#slab.subarray(at, at + n);
   }
 
   /** Every instance in memory (for sweeping TTL and inspection). */
@@ -124,6 +233,9 @@ export class InstanceCache implements InstanceStore {
     for (const inst of this.#map.values()) inst.evicted = true;
     this.#map.clear();
     this.#dirty = [];
+    for (const inst of this.#capture) inst.capturing = false;
+    this.#capture = [];
+    this.#captureAt = 0;
     this.#unfolded.clear();
   }
 
@@ -140,7 +252,7 @@ export class InstanceCache implements InstanceStore {
         if (inst.ref) {
           inst.ref = false;
           requeue.push(inst);
-        } else if (inst.dirty || inst.busy) {
+        } else if (inst.dirty || inst.busy || inst.capturing) {
           requeue.push(inst);
         } else {
           map.delete(inst.key);
@@ -159,3 +271,8 @@ export class InstanceCache implements InstanceStore {
     if (map.size > target) this.#stalled = true;
   }
 }
+
+/** Instances encoded between two looks at the clock while capturing. */
+const CAPTURE_CLOCK_EVERY = 32;
+/** Size of the slabs small records are copied into. */
+const SLAB_BYTES = 64 * 1024;

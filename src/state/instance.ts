@@ -96,6 +96,8 @@ export class Instance {
   calledAt = 0;
   /** Changed since the last snapshot took it. */
   dirty = false;
+  /** A snapshot took this instance and has not encoded it yet (see InstanceCache.beginCapture). */
+  capturing = false;
   /** An invocation holds this instance (possibly across an await): the cache must not drop it. */
   busy = false;
   /** Dropped from the cache: holders must look the instance up again. */
@@ -133,8 +135,11 @@ const RECORD_V2 = 2;
 const RECORD_V3 = 3;
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
-/** Encodes an instance's slots for its partition; `null` when it holds nothing (delete the record). */
-export function encodeInstance(inst: Instance): Uint8Array | null {
+/**
+ * Encodes an instance's slots for its partition; `null` when it holds nothing (delete the record).
+ * The bytes are a view of a reused buffer, valid until the next call: copy them to keep them.
+ */
+export function encodeInstanceView(inst: Instance): Uint8Array | null {
   const applied = inst.applied;
   const keys = applied !== null && applied.size > 0;
   if (inst.slots.size === 0 && !keys) return null;
@@ -151,8 +156,13 @@ export function encodeInstance(inst: Instance): Uint8Array | null {
     else arr.push(name, slot.bytes, slot.writtenAt);
   }
   // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
-  // msgpackr's per-Uint8Array extension dispatch (framing.ts); its buffer is reused: copy out.
-  return recordEncoder.encode(arr as unknown as FrameRecord[]).slice();
+  // msgpackr's per-Uint8Array extension dispatch (framing.ts).
+  return recordEncoder.encode(arr as unknown as FrameRecord[]);
+}
+
+/** {@link encodeInstanceView}, copied out: bytes of their own. */
+export function encodeInstance(inst: Instance): Uint8Array | null {
+  return encodeInstanceView(inst)?.slice() ?? null;
 }
 
 const recordEncoder = new FrameEncoder();
@@ -228,4 +238,9 @@ export interface InstanceStore {
   get(key: string, type: string, id: string, kg: number): Instance;
   /** The instance changed: it must be part of the next snapshot. */
   markDirty(inst: Instance): void;
+  /**
+   * The instance is about to change (its slots, applied keys or call time): called before every
+   * mutation, so a snapshot still waiting to capture it takes it as it was (copy on write).
+   */
+  willChange(inst: Instance): void;
 }

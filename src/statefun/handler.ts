@@ -342,7 +342,7 @@ class StatefunEndpoint {
         egress.push([name, typename, payload]);
       },
     };
-    const store: InstanceStore = { get: () => inst, markDirty: () => {} };
+    const store: InstanceStore = { get: () => inst, markDirty: () => {}, willChange: () => {} };
     const dispatcherOpts: DispatcherOptions = {
       settings: {
         // One attempt: a failure fails the batch, and the StateFun runtime retries the whole batch.

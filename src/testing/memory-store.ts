@@ -22,6 +22,9 @@ export class MemoryInstanceStore implements InstanceStore {
     inst.dirty = true;
   }
 
+  /** Nothing is ever captured for a snapshot: nothing to do before a change. */
+  willChange(_inst: Instance): void {}
+
   /** Every instance ever touched (for `instances`). */
   all(): IterableIterator<Instance> {
     return this.#map.values();

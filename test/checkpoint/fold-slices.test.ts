@@ -72,6 +72,8 @@ describe('folding committed epochs', () => {
             folded = epoch;
           },
           fatal: (err) => fatal.push(err),
+          captured: () => true,
+          finishCapture: () => {},
           beat: () => {},
         },
         0,

@@ -3,7 +3,7 @@
  * them, and the latest unfolded record served after an eviction (the base would be stale).
  */
 import { describe, expect, it } from 'vitest';
-import { InstanceCache } from '../../src/state/instance-cache.js';
+import { InstanceCache, type StateChange } from '../../src/state/instance-cache.js';
 import { Instance, Slot, decodeInstanceInto, decodeRecord, encodeInstance } from '../../src/state/instance.js';
 import { type } from '../../src/index.js';
 
@@ -123,6 +123,72 @@ describe('InstanceCache', () => {
     expect(a.evicted).toBe(true);
     expect(cache.unfoldedCount).toBe(0);
     expect(valueOf(cache.get(key('a'), T, 'a', 0))).toBe(1);
+  });
+});
+
+/** write(), with the copy-on-write call every mutation of the engine makes first. */
+function change(cache: InstanceCache, id: string, value: number): void {
+  const inst = cache.get(key(id), T, id, 0);
+  cache.willChange(inst);
+  write(cache, id, value);
+}
+
+const recordValue = (c: StateChange | undefined): number => int.decode(decodeRecord(c?.[3] as Uint8Array).slots[0]?.[1] as Uint8Array) as number;
+
+describe('InstanceCache capture (copy on write)', () => {
+  it('captures each instance as it was at beginCapture, in slices, even when it changes before its slice', () => {
+    const cache = new InstanceCache(10_000, new Base().load);
+    for (let i = 0; i < 1000; i++) change(cache, `c${i}`, i);
+    const out = cache.beginCapture(4);
+    expect(cache.capturing).toBe(true);
+    // Nothing encoded yet; instances change before their turn: the capture keeps the old value.
+    expect(out).toHaveLength(0);
+    for (let i = 0; i < 1000; i += 10) change(cache, `c${i}`, i + 1_000_000);
+    expect(out).toHaveLength(100);
+    // A deadline already passed still makes progress: one step of instances per call.
+    let calls = 0;
+    while (!cache.captureSome(0)) {
+      calls++;
+      if (calls > 1000) throw new Error('capture never completed');
+    }
+    expect(calls).toBeGreaterThan(1);
+    expect(cache.capturing).toBe(false);
+    expect(out).toHaveLength(1000);
+    const byId = new Map(out.map((c) => [c[2], c]));
+    for (let i = 0; i < 1000; i++) expect(recordValue(byId.get(`c${i}`))).toBe(i);
+    // The changed ones are dirty for the next snapshot, with their new values.
+    const next = cache.takeChanges(5);
+    expect(next.map((c) => c[2]).sort()).toEqual(Array.from({ length: 100 }, (_, k) => `c${k * 10}`).sort());
+    for (const c of next) expect(recordValue(c)).toBe(Number(c[2].slice(1)) + 1_000_000);
+  });
+
+  it('pins instances until they are captured, and serves their captured record after eviction', () => {
+    const base = new Base();
+    const cache = new InstanceCache(16, base.load);
+    for (let i = 0; i < 40; i++) change(cache, `p${i}`, i);
+    cache.beginCapture(1);
+    churn(cache, 'x', 200);
+    for (let i = 0; i < 40; i++) expect(cache.peek(key(`p${i}`))).toBeDefined();
+    cache.finishCapture();
+    churn(cache, 'y', 200);
+    expect(cache.peek(key('p0'))).toBeUndefined();
+    // Not folded yet: read back from the captured record, not the (empty) base.
+    expect(valueOf(cache.get(key('p0'), T, 'p0', 0))).toBe(0);
+    expect(valueOf(cache.get(key('p39'), T, 'p39', 0))).toBe(39);
+  });
+
+  it('a new capture finishes the one in progress first, and records stay valid as later ones are encoded', () => {
+    const cache = new InstanceCache(10_000, new Base().load);
+    for (let i = 0; i < 3000; i++) change(cache, `s${i}`, i);
+    const first = cache.beginCapture(1);
+    change(cache, 's0', -1);
+    const second = cache.beginCapture(2);
+    expect(first).toHaveLength(3000);
+    cache.finishCapture();
+    expect(second.map((c) => c[2])).toEqual(['s0']);
+    expect(recordValue(second[0])).toBe(-1);
+    // 3000 records share slabs: each still decodes to its own value.
+    for (const c of first) expect(recordValue(c)).toBe(Number(c[2].slice(1)));
   });
 });
 
