@@ -86,6 +86,9 @@ const unsettled = (p: Parked): boolean => !p.settled;
 
 const NO_PAYLOAD = new Uint8Array(0);
 
+/** Invocations between two looks at the clock in run() (a power of two). */
+const DEADLINE_EVERY = 32;
+
 /** Most Effects records kept for reuse (one per invocation running at a time is enough). */
 const FX_POOL = 64;
 
@@ -377,14 +380,18 @@ export class Dispatcher implements ContextHost {
     }
   }
 
-  /** Runs up to `budget` invocations; returns how many started. */
-  run(budget: number): number {
+  /**
+   * Runs up to `budget` invocations, and none more once `deadline` (a `performance.now()` time,
+   * looked at every DEADLINE_EVERY invocations) has passed; returns how many started.
+   */
+  run(budget: number, deadline = Number.POSITIVE_INFINITY): number {
     let n = 0;
     // One clock read per run: TTL and timer resolution is a millisecond anyway.
     this.#now = this.#clock.now();
     const q = this.#runnable;
     while (n < budget && q.size > 0) {
       if (this.careful && this.parked > 0) break;
+      if ((n & (DEADLINE_EVERY - 1)) === DEADLINE_EVERY - 1 && performance.now() >= deadline) break;
       const mb = q.shift() as Mailbox;
       mb.queued = false;
       if (mb.running || mb.queue.size === 0) continue;

@@ -91,6 +91,13 @@ const MAILBOX_HIGH_WATER = 16_384;
 const CAPTURE_SLICE_MS = 0.5;
 /** Most invocations started per turn before the loop yields to the event loop. */
 const INVOCATIONS_PER_TURN = 8192;
+/**
+ * Longest a turn keeps starting invocations, ms: then it publishes what they produced (replies
+ * leave at the end of a turn) and lets the event loop run before the next. A turn of 8,192
+ * invocations held a shard for 10-50 ms under a backlog, and every reply of the turn waited for
+ * its end.
+ */
+const TURN_RUN_MS = 1;
 
 export class ShardLoop {
   readonly #boot: ShardBoot;
@@ -310,7 +317,7 @@ export class ShardLoop {
     }
     if (this.#closed) return;
     // 2. Invoke.
-    work += this.#dispatcher.run(INVOCATIONS_PER_TURN);
+    work += this.#dispatcher.run(INVOCATIONS_PER_TURN, performance.now() + TURN_RUN_MS);
     this.#control.beat(this.#boot.shard);
     if (this.#carefulUntil >= 0 && this.#dispatcher.counters.invocations >= this.#carefulUntil && this.#dispatcher.parked === 0) {
       this.#dispatcher.careful = false;

@@ -49,6 +49,14 @@ const module = compileModule(
           ctx.reply(ctx.state.n);
         },
       },
+      /** Holds the thread for `value` ms (busy), then replies. */
+      'test/busy': {
+        fn(ctx, msg) {
+          const until = performance.now() + (msg.value as number);
+          while (performance.now() < until);
+          ctx.reply(0);
+        },
+      },
       /** Sends `n` to the counter `to`. */
       'test/forward': {
         fn(ctx, msg) {
@@ -325,6 +333,20 @@ describe('ShardLoop: messages', () => {
     expect(toMain[2]).toEqual([Kind.Ack, 3, []]);
     expect(rig.control.alive()).toBe(0);
     expect(rig.metric('invocations')).toBe(2);
+  });
+
+  it('stops starting invocations once a turn has run for about a millisecond: a backlog is answered over many turns, not one', async () => {
+    const rig = await Rig.start();
+    await rig.idle();
+    const turns = rig.metric('turns');
+    // 256 messages of 0.1 ms each, in one frame: 25 ms of work. A turn looks at the clock every 32
+    // invocations (3.2 ms here), so it ends after 32 of them; one turn ran all 256 before.
+    const backlog: Envelope[] = [];
+    for (let i = 0; i < 256; i++) backlog.push(msg('test/busy', `b${i}`, 0.1, { replyTo: 100 + i, hseq: 1 + i }));
+    rig.send(MAIN, backlog);
+    await rig.until('256 replies', () => rig.records(MAIN, Kind.Reply).length === 256, 30_000);
+    expect(rig.metric('invocations')).toBe(256);
+    expect(rig.metric('turns') - turns).toBeGreaterThanOrEqual(8);
   });
 
   it('sends a message for an address of another shard out on that shard ring, with its caller', async () => {
