@@ -20,7 +20,7 @@
 import { setImmediate } from 'node:timers';
 import { WeftError } from '../core/errors.js';
 import type { Envelope } from '../contract/envelope.js';
-import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, PendingKind, decodeEnvelopes, decodePendingMeta, decodeStates, decodeTimer, encodeEnvelopes, encodePendingMeta, encodeStates, encodeTimer } from '../state/checkpoint-format.js';
+import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, PendingKind, StatesReader, decodeEnvelopes, decodePendingMeta, decodeStates, decodeTimer, encodeEnvelopes, encodePendingMeta, encodeTimer, type StatesCapture } from '../state/checkpoint-format.js';
 import type { StateChange } from '../state/instance-cache.js';
 import type { Partition, WriteOps } from '../state/partition.js';
 import type { Timer, TimerDelta } from '../timers/timer-service.js';
@@ -28,7 +28,8 @@ import type { Timer, TimerDelta } from '../timers/timer-service.js';
 /** What a shard captures at the first barrier of an epoch. */
 export interface Snapshot {
   readonly epoch: number;
-  readonly states: StateChange[];
+  /** The state records captured at the barrier (complete once the hooks say captured()). */
+  readonly states: StatesCapture;
   readonly timers: TimerDelta;
   /** Emptied once a later committed snapshot supersedes it (see dropMailbox). */
   mailbox: Envelope[];
@@ -153,8 +154,8 @@ export class Participant {
     this.#partition
       .write((ops) => {
         const beat = this.#hooks.beat;
-        if (snap.states.length > 0) {
-          const states = encodeStates(snap.states, beat);
+        if (snap.states.count > 0) {
+          const states = snap.states.finish();
           bytes += states.byteLength;
           ops.putPending([e, PendingKind.States], states);
         }
@@ -273,24 +274,25 @@ function dropMailbox(snap: Snapshot): void {
 }
 
 /**
- * Each instance's latest record over consecutive snapshots, once (in first-change order). Yields
- * to the event loop every FOLD_SLICE_MS of work: 16 epochs of 1,250 changes took 2-7 ms at once.
+ * Each instance's latest record over consecutive snapshots, once (in first-change order), read
+ * from the snapshots' encoded changes. Yields to the event loop every FOLD_SLICE_MS of work: 16
+ * epochs of 1,250 changes took 2-7 ms at once.
  */
 async function latestStates(snaps: readonly Snapshot[]): Promise<StateChange[]> {
-  if (snaps.length === 1) return (snaps[0] as Snapshot).states;
   let n = 0;
   let sliceStart = performance.now();
   // By type, then id (the key group follows from both): no key string built per change.
   const byType = new Map<string, Map<string, number>>();
   const out: StateChange[] = [];
   for (const snap of snaps) {
-    const changes = snap.states;
-    for (let i = 0; i < changes.length; i++) {
+    if (snap.states.count === 0) continue;
+    const reader = new StatesReader(snap.states.finish());
+    while (reader.next()) {
       if ((++n & (CLOCK_EVERY - 1)) === 0 && performance.now() - sliceStart > FOLD_SLICE_MS) {
         await yieldToLoop();
         sliceStart = performance.now();
       }
-      const change = changes[i] as StateChange;
+      const change: StateChange = [reader.kg, reader.type, reader.id, reader.record];
       let byId = byType.get(change[1]);
       if (byId === undefined) {
         byId = new Map();

@@ -577,7 +577,7 @@ export class ShardLoop {
     this.#lastCheckpointMs = ms;
     this.#lastCheckpointBytes = snap.bytes;
     this.#checkpointBytes += snap.bytes;
-    this.#toMain.push([Kind.Done, epoch, { bytes: snap.bytes, states: snap.states.length, ms }], 64);
+    this.#toMain.push([Kind.Done, epoch, { bytes: snap.bytes, states: snap.states.count, ms }], 64);
     this.#wake();
   }
 

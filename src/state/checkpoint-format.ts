@@ -82,6 +82,137 @@ export function encodeStates(states: readonly StateChange[], progress?: () => vo
   return statesEncoder.encode(states, progress);
 }
 
+/**
+ * An epoch's state changes as one PendingKind.States value, built a change at a time while the
+ * shard captures them (InstanceCache.beginCapture): the same bytes {@link encodeStates} would write
+ * for the same changes (apart from a 5-byte array header), kept as bytes and not as JS objects,
+ * so a snapshot waiting for its fold leaves nothing for the garbage collector to trace or copy.
+ * One capture at a time uses the shared encoder; {@link finish} hands the bytes over and frees it.
+ */
+export class StatesCapture {
+  #bytes: Uint8Array | null = null;
+  #count = 0;
+
+  constructor() {
+    captureEncoder.beginArray();
+  }
+
+  /** Appends one change: `record` is copied (null: the instance holds nothing, delete it). */
+  add(kg: number, type: string, id: string, record: Uint8Array | null): void {
+    if (this.#bytes !== null) throw new Error('StatesCapture.add after finish');
+    captureEncoder.append([kg, type, id, record]);
+    this.#count++;
+  }
+
+  /** Changes added so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The encoded changes (a private copy); no more can be added. */
+  finish(): Uint8Array {
+    if (this.#bytes === null) {
+      this.#bytes = captureEncoder.endArray().slice();
+      // Like SnapshotEncoder: an unusually large capture does not keep its buffer.
+      if (this.#bytes.byteLength > CAPTURE_KEEP_BYTES) captureEncoder = new FrameEncoder();
+    }
+    return this.#bytes;
+  }
+}
+
+const CAPTURE_KEEP_BYTES = 8 * 1024 * 1024;
+let captureEncoder = new FrameEncoder();
+
+/**
+ * Reads a PendingKind.States value one change at a time, without decoding it all at once (a fold
+ * merges many epochs in slices). After {@link next} returns true, the fields hold the change;
+ * `record` is a view of the value's bytes.
+ */
+export class StatesReader {
+  readonly #b: Uint8Array;
+  readonly #dv: DataView;
+  #at = 0;
+  #left: number;
+  kg = 0;
+  type = '';
+  id = '';
+  record: Uint8Array | null = null;
+
+  constructor(bytes: Uint8Array) {
+    this.#b = bytes;
+    this.#dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#left = this.#arrayLength();
+  }
+
+  /** Changes not read yet. */
+  get remaining(): number {
+    return this.#left;
+  }
+
+  next(): boolean {
+    if (this.#left === 0) return false;
+    this.#left--;
+    if (this.#arrayLength() !== 4) throw new TypeError('a pending state change is not [kg, type, id, record]');
+    this.kg = this.#uint();
+    this.type = this.#str();
+    this.id = this.#str();
+    this.record = this.#binOrNil();
+    return true;
+  }
+
+  #byte(): number {
+    if (this.#at >= this.#b.byteLength) throw new TypeError('pending state changes end early');
+    return this.#b[this.#at++] as number;
+  }
+
+  #arrayLength(): number {
+    const t = this.#byte();
+    if ((t & 0xf0) === 0x90) return t & 0x0f;
+    if (t === 0xdc) return this.#be(2);
+    if (t === 0xdd) return this.#be(4);
+    throw new TypeError(`pending state changes: expected an array, found byte 0x${t.toString(16)}`);
+  }
+
+  #be(n: 1 | 2 | 4): number {
+    const at = this.#at;
+    if (at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
+    this.#at = at + n;
+    return n === 1 ? (this.#b[at] as number) : n === 2 ? this.#dv.getUint16(at) : this.#dv.getUint32(at);
+  }
+
+  #uint(): number {
+    const t = this.#byte();
+    if (t < 0x80) return t;
+    if (t === 0xcc) return this.#be(1);
+    if (t === 0xcd) return this.#be(2);
+    if (t === 0xce) return this.#be(4);
+    throw new TypeError(`pending state changes: expected a key group, found byte 0x${t.toString(16)}`);
+  }
+
+  #str(): string {
+    const t = this.#byte();
+    const n = (t & 0xe0) === 0xa0 ? t & 0x1f : t === 0xd9 ? this.#be(1) : t === 0xda ? this.#be(2) : t === 0xdb ? this.#be(4) : -1;
+    if (n < 0) throw new TypeError(`pending state changes: expected a string, found byte 0x${t.toString(16)}`);
+    const at = this.#at;
+    if (at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
+    this.#at = at + n;
+    return utf8.decode(this.#b.subarray(at, at + n));
+  }
+
+  #binOrNil(): Uint8Array | null {
+    const t = this.#byte();
+    if (t === 0xc0) return null;
+    const n = t === 0xc4 ? this.#be(1) : t === 0xc5 ? this.#be(2) : t === 0xc6 ? this.#be(4) : -1;
+    if (n < 0) throw new TypeError(`pending state changes: expected a record, found byte 0x${t.toString(16)}`);
+    const at = this.#at;
+    if (at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
+    this.#at = at + n;
+    return this.#b.subarray(at, at + n);
+  }
+}
+
+const utf8 = new TextDecoder();
+
 /** Decodes {@link encodeStates}; byte fields are views of `bytes`. */
 export function decodeStates(bytes: Uint8Array): StateChange[] {
   const states = unpackr.unpack(bytes) as StateChange[];

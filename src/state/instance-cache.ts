@@ -8,11 +8,14 @@
  * the cache may exceed its target size while many instances wait for the next barrier.
  *
  * A snapshot's records reach the partition's base only when their epoch is folded (after the
- * commit, see checkpoint/participant.ts); until then a read of the base would miss them. The
- * cache therefore keeps the latest unfolded record of every instance a snapshot took — the same
- * bytes the snapshot holds anyway — and a miss reads that before the base. An evicted instance
- * costs a map entry until its fold, not the whole decoded instance: with slow folds (a big store
- * changing fast), pinning instances until folded let the cache grow to many times its size.
+ * commit, see checkpoint/participant.ts); until then a read of the base would miss them. An
+ * instance evicted before the fold of the epoch that last captured it therefore leaves its record
+ * behind (encoded at eviction: an evictable instance is clean, so it still holds what the capture
+ * took), and a miss reads that before the base. An evicted instance costs a map entry until its
+ * fold, not the whole decoded instance: with slow folds (a big store changing fast), pinning
+ * instances until folded let the cache grow to many times its size. Instances that stay cached
+ * keep nothing but their captured epoch: the records a snapshot captured live in its encoded
+ * bytes (StatesCapture), not as one JS object each for the garbage collector to copy.
  *
  * ## Capture: copy on write
  * A snapshot needs every dirty instance as it was at the barrier. Encoding them all at once held a
@@ -20,11 +23,10 @@
  * {@link InstanceCache.beginCapture} only takes the dirty list; the records are encoded later, in
  * slices between loop turns ({@link InstanceCache.captureSome}), and an instance about to change
  * before its turn is encoded first ({@link InstanceCache.willChange}, which every mutation calls).
- * Instances waiting to be captured are pinned like dirty ones. The records are views into shared
- * slabs rather than one ArrayBuffer each: thousands of small ArrayBuffers per checkpoint cost every
- * young-generation GC a sweep of their backing stores.
+ * Instances waiting to be captured are pinned like dirty ones.
  */
-import { Instance, decodeInstanceInto, encodeInstanceView, type InstanceStore } from './instance.js';
+import { Instance, decodeInstanceInto, encodeInstance, encodeInstanceView, type InstanceStore } from './instance.js';
+import { StatesCapture, decodeStates } from './checkpoint-format.js';
 
 /** Reads an instance's record from the partition base. */
 export type RecordLoader = (kg: number, type: string, id: string) => Uint8Array | undefined;
@@ -35,18 +37,15 @@ export type StateChange = [kg: number, type: string, id: string, record: Uint8Ar
 export class InstanceCache implements InstanceStore {
   readonly #map = new Map<string, Instance>();
   readonly #load: RecordLoader;
-  /** key → [epoch, record | null (deleted)]: the latest record a snapshot took, until folded. */
+  /** key → [epoch, record | null (deleted)]: an evicted instance's last captured record, until folded. */
   readonly #unfolded = new Map<string, [epoch: number, record: Uint8Array | null]>();
   #dirty: Instance[] = [];
   /** The instances of the capture in progress (see beginCapture), from #captureAt on not yet looked at. */
   #capture: Instance[] = [];
   #captureAt = 0;
   #captureEpoch = 0;
-  /** The capture's records so far (the array beginCapture returned). */
-  #captured: StateChange[] = [];
-  /** Where records are copied (see #keep). */
-  #slab = new Uint8Array(0);
-  #slabAt = 0;
+  /** The capture's records so far (what beginCapture returned). */
+  #captured: StatesCapture | null = null;
   readonly capacity: number;
   #foldedEpoch = 0;
   /** The last sweep found too few evictable instances: wait for a snapshot or fold to free some. */
@@ -116,23 +115,24 @@ export class InstanceCache implements InstanceStore {
   }
 
   /**
-   * Takes the changes since the last snapshot for epoch `epoch`, encoded at once: each dirty
-   * instance's record (or null: delete). {@link beginCapture} followed by {@link finishCapture}.
+   * Takes the changes since the last snapshot for epoch `epoch`, encoded at once and decoded
+   * back: each dirty instance's record (or null: delete). {@link beginCapture}, then
+   * {@link finishCapture}.
    */
   takeChanges(epoch: number): StateChange[] {
-    const out = this.beginCapture(epoch);
+    const capture = this.beginCapture(epoch);
     this.finishCapture();
-    return out;
+    return decodeStates(capture.finish());
   }
 
   /**
    * Starts the capture of epoch `epoch`: the instances changed since the last snapshot, as they
-   * are now. Returns the array their records go into — each instance's record (or null: delete),
-   * complete once {@link captureSome} returns true or {@link finishCapture} returns. The instances
-   * are clean again (evictable once captured); their records are kept until `epoch` is folded.
-   * An earlier capture still in progress is finished first.
+   * are now. Returns where their records go — each instance's record (or null: delete), complete
+   * (and finished) once {@link captureSome} returns true or {@link finishCapture} returns. The
+   * instances are clean again (evictable once captured). An earlier capture still in progress is
+   * finished first.
    */
-  beginCapture(epoch: number): StateChange[] {
+  beginCapture(epoch: number): StatesCapture {
     this.finishCapture();
     const list = this.#dirty;
     for (let i = 0; i < list.length; i++) {
@@ -144,8 +144,10 @@ export class InstanceCache implements InstanceStore {
     this.#capture = list;
     this.#captureAt = 0;
     this.#captureEpoch = epoch;
-    this.#captured = [];
-    return this.#captured;
+    const capture = new StatesCapture();
+    this.#captured = capture;
+    this.#done();
+    return capture;
   }
 
   /** A capture has instances left to encode. */
@@ -195,32 +197,16 @@ export class InstanceCache implements InstanceStore {
       // Captured instances became evictable.
       this.#stalled = false;
     }
+    // The capture's bytes are complete: hand them over (this frees the shared encoder).
+    this.#captured?.finish();
+    this.#captured = null;
     return true;
   }
 
   #captureOne(inst: Instance): void {
     inst.capturing = false;
-    const view = encodeInstanceView(inst);
-    const record = view === null ? null : this.#keep(view);
-    this.#captured.push([inst.kg, inst.type, inst.id, record]);
-    this.#unfolded.set(inst.key, [this.#captureEpoch, record]);
-  }
-
-  /**
-   * A copy of `bytes` that stays valid: small records are copied into a shared slab (a view of it
-   * each), larger ones get their own buffer. A slab lives as long as one of its records does.
-   */
-  #keep(bytes: Uint8Array): Uint8Array {
-    const n = bytes.byteLength;
-    if (n > SLAB_BYTES / 8) return bytes.slice();
-    if (this.#slabAt + n > this.#slab.byteLength) {
-      this.#slab = new Uint8Array(SLAB_BYTES);
-      this.#slabAt = 0;
-    }
-    const at = this.#slabAt;
-    this.#slab.set(bytes, at);
-    this.#slabAt = at + n;
-    return this.#slab.subarray(at, at + n);
+    inst.capturedEpoch = this.#captureEpoch;
+    (this.#captured as StatesCapture).add(inst.kg, inst.type, inst.id, encodeInstanceView(inst));
   }
 
   /** Every instance in memory (for sweeping TTL and inspection). */
@@ -256,6 +242,8 @@ export class InstanceCache implements InstanceStore {
           requeue.push(inst);
         } else {
           map.delete(inst.key);
+          // Its last captured epoch is not folded yet: the base would be stale until it is.
+          if (inst.capturedEpoch > this.#foldedEpoch) this.#unfolded.set(inst.key, [inst.capturedEpoch, encodeInstance(inst)]);
           inst.evicted = true;
           this.evictions++;
         }
@@ -274,5 +262,3 @@ export class InstanceCache implements InstanceStore {
 
 /** Instances encoded between two looks at the clock while capturing. */
 const CAPTURE_CLOCK_EVERY = 32;
-/** Size of the slabs small records are copied into. */
-const SLAB_BYTES = 64 * 1024;

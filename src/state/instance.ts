@@ -98,6 +98,8 @@ export class Instance {
   dirty = false;
   /** A snapshot took this instance and has not encoded it yet (see InstanceCache.beginCapture). */
   capturing = false;
+  /** Epoch of the last snapshot that captured this instance (0: none since it was loaded). */
+  capturedEpoch = 0;
   /** An invocation holds this instance (possibly across an await): the cache must not drop it. */
   busy = false;
   /** Dropped from the cache: holders must look the instance up again. */

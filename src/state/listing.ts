@@ -521,7 +521,7 @@ function siftDown(heap: Change[], i: number): void {
 }
 
 /**
- * Walks an epoch's state changes (participant.ts `encodeStates`: a msgpack array of
+ * Walks an epoch's state changes (checkpoint-format.ts StatesCapture: a msgpack array of
  * `[kg, type, id, record | null]`) and calls `onChange` for those of `type`, without decoding the
  * others: the id is decoded only when the type matches, the record is a view of `bytes`. A value
  * of another shape is decoded in full instead.

@@ -123,6 +123,40 @@ export class FrameEncoder {
     return this.#bytes.subarray(0, this.#pos);
   }
 
+  /**
+   * Starts an array whose elements are appended one at a time ({@link append}), for a caller that
+   * produces them over time (a snapshot's state records, captured in slices); {@link endArray}
+   * writes its length. Values as {@link encode} takes them, without wire names. The bytes stay in
+   * this encoder until endArray hands them out; any other call on it in between starts over.
+   */
+  beginArray(): void {
+    // An array32 header, filled in by endArray.
+    this.#pos = 5;
+    this.#appended = 0;
+  }
+
+  /** Appends one element to the array {@link beginArray} started. */
+  append(value: unknown): void {
+    this.#value(value);
+    this.#appended++;
+  }
+
+  /** Elements appended since {@link beginArray}. */
+  get appended(): number {
+    return this.#appended;
+  }
+
+  /** Ends the array {@link beginArray} started; the bytes are valid until the next call on this encoder. */
+  endArray(): Uint8Array {
+    const n = this.#appended;
+    const buf = this.#buf;
+    buf[0] = 0xdd;
+    this.#view.setUint32(1, n);
+    return this.#bytes.subarray(0, this.#pos);
+  }
+
+  #appended = 0;
+
   #namedRecord(record: FrameRecord, names: NameTable): void {
     const mask = this.#namedField;
     this.#arrayHeader(record.length);

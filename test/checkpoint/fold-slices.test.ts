@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Participant, type Snapshot } from '../../src/checkpoint/participant.js';
-import { META_FOLDED_EPOCH } from '../../src/state/checkpoint-format.js';
-import type { StateChange } from '../../src/state/instance-cache.js';
+import { META_FOLDED_EPOCH, StatesCapture } from '../../src/state/checkpoint-format.js';
 import { Partition, type WriteOps } from '../../src/state/partition.js';
 
 const root = mkdtempSync(join(tmpdir(), 'weft-fold-slices-'));
@@ -23,12 +22,13 @@ const PER_EPOCH = 1000;
 const INSTANCES = 4000;
 
 /** Epoch e changes instances (e * 250 + i) mod 4000: overlapping ranges, each record names its epoch. */
-function changesOf(epoch: number): StateChange[] {
-  const out: StateChange[] = [];
+function changesOf(epoch: number): StatesCapture {
+  const out = new StatesCapture();
   for (let i = 0; i < PER_EPOCH; i++) {
     const n = (epoch * 250 + i) % INSTANCES;
-    out.push([n % 128, 'fold/t', `i${n}`, Uint8Array.of(epoch, n & 0xff)]);
+    out.add(n % 128, 'fold/t', `i${n}`, Uint8Array.of(epoch, n & 0xff));
   }
+  out.finish();
   return out;
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { recoverPartition } from '../../src/checkpoint/participant.js';
-import { META_FOLDED_EPOCH, PendingKind, decodeEnvelopes, decodeStates, encodeEnvelopes, encodeStates } from '../../src/state/checkpoint-format.js';
+import { META_FOLDED_EPOCH, PendingKind, StatesCapture, StatesReader, decodeEnvelopes, decodeStates, encodeEnvelopes, encodeStates } from '../../src/state/checkpoint-format.js';
 import { envelope } from '../../src/contract/envelope.js';
 import type { StateChange } from '../../src/state/instance-cache.js';
 import { Partition } from '../../src/state/partition.js';
@@ -42,6 +42,43 @@ describe('PendingKind.States', () => {
     const back = decodeStates(encodeStates(changes));
     expect(back.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]])).toEqual(changes.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]]));
     expect(() => decodeStates(Uint8Array.of(0x01))).toThrow(/not an array/);
+  });
+});
+
+describe('StatesCapture and StatesReader', () => {
+  const changes: StateChange[] = [
+    [3, 'bank/account', 'alice', rec(1, 2, 3)],
+    [3, 'bank/account', 'bob', null],
+    [70000, 'x/y', 'ünïcode', new Uint8Array(300).fill(7)],
+    [127, 't'.repeat(40), 'i'.repeat(300), new Uint8Array(70_000).fill(1)],
+  ];
+  const plainChanges = (cs: StateChange[]): unknown[] => cs.map(([kg, t, id, r]) => [kg, t, id, r === null ? null : [...r]]);
+
+  it('a capture built one change at a time decodes like encodeStates, and both read back change by change', () => {
+    const capture = new StatesCapture();
+    for (const c of changes) capture.add(...c);
+    expect(capture.count).toBe(4);
+    const bytes = capture.finish();
+    expect(capture.finish()).toBe(bytes);
+    expect(() => capture.add(1, 'a', 'b', null)).toThrow(/after finish/);
+    expect(plainChanges(decodeStates(bytes))).toEqual(plainChanges(changes));
+    for (const source of [bytes, encodeStates(changes), encodeStates([])]) {
+      const reader = new StatesReader(source);
+      const read: StateChange[] = [];
+      while (reader.next()) read.push([reader.kg, reader.type, reader.id, reader.record]);
+      expect(plainChanges(read)).toEqual(plainChanges(decodeStates(source)));
+      expect(reader.remaining).toBe(0);
+    }
+  });
+
+  it('a reader refuses bytes that are not pending state changes, naming what it found', () => {
+    expect(() => new StatesReader(Uint8Array.of(0x01))).toThrow(/expected an array, found byte 0x1/);
+    expect(() => new StatesReader(Uint8Array.of())).toThrow(/end early/);
+    const truncated = encodeStates(changes.slice(0, 1)).subarray(0, 8);
+    const reader = new StatesReader(truncated);
+    expect(() => reader.next()).toThrow(/end early/);
+    const wrongShape = new StatesReader(Uint8Array.of(0x91, 0x92, 0x01, 0x02));
+    expect(() => wrongShape.next()).toThrow(/not \[kg, type, id, record\]/);
   });
 });
 

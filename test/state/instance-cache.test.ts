@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { InstanceCache, type StateChange } from '../../src/state/instance-cache.js';
 import { Instance, Slot, decodeInstanceInto, decodeRecord, encodeInstance } from '../../src/state/instance.js';
 import { type } from '../../src/index.js';
+import { decodeStates } from '../../src/state/checkpoint-format.js';
 
 const int = type.int();
 const T = 'test/counter';
@@ -139,12 +140,12 @@ describe('InstanceCache capture (copy on write)', () => {
   it('captures each instance as it was at beginCapture, in slices, even when it changes before its slice', () => {
     const cache = new InstanceCache(10_000, new Base().load);
     for (let i = 0; i < 1000; i++) change(cache, `c${i}`, i);
-    const out = cache.beginCapture(4);
+    const capture = cache.beginCapture(4);
     expect(cache.capturing).toBe(true);
     // Nothing encoded yet; instances change before their turn: the capture keeps the old value.
-    expect(out).toHaveLength(0);
+    expect(capture.count).toBe(0);
     for (let i = 0; i < 1000; i += 10) change(cache, `c${i}`, i + 1_000_000);
-    expect(out).toHaveLength(100);
+    expect(capture.count).toBe(100);
     // A deadline already passed still makes progress: one step of instances per call.
     let calls = 0;
     while (!cache.captureSome(0)) {
@@ -153,6 +154,7 @@ describe('InstanceCache capture (copy on write)', () => {
     }
     expect(calls).toBeGreaterThan(1);
     expect(cache.capturing).toBe(false);
+    const out = decodeStates(capture.finish());
     expect(out).toHaveLength(1000);
     const byId = new Map(out.map((c) => [c[2], c]));
     for (let i = 0; i < 1000; i++) expect(recordValue(byId.get(`c${i}`))).toBe(i);
@@ -177,17 +179,19 @@ describe('InstanceCache capture (copy on write)', () => {
     expect(valueOf(cache.get(key('p39'), T, 'p39', 0))).toBe(39);
   });
 
-  it('a new capture finishes the one in progress first, and records stay valid as later ones are encoded', () => {
+  it('a new capture finishes the one in progress first', () => {
     const cache = new InstanceCache(10_000, new Base().load);
     for (let i = 0; i < 3000; i++) change(cache, `s${i}`, i);
-    const first = cache.beginCapture(1);
+    const firstCapture = cache.beginCapture(1);
     change(cache, 's0', -1);
-    const second = cache.beginCapture(2);
+    const secondCapture = cache.beginCapture(2);
+    const first = decodeStates(firstCapture.finish());
     expect(first).toHaveLength(3000);
+    expect(recordValue(first.find((c) => c[2] === 's0'))).toBe(0);
     cache.finishCapture();
+    const second = decodeStates(secondCapture.finish());
     expect(second.map((c) => c[2])).toEqual(['s0']);
     expect(recordValue(second[0])).toBe(-1);
-    // 3000 records share slabs: each still decodes to its own value.
     for (const c of first) expect(recordValue(c)).toBe(Number(c[2].slice(1)));
   });
 });
