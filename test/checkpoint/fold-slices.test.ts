@@ -2,7 +2,7 @@
  * A fold of committed epochs into the base (checkpoint/participant.ts, Participant.foldNow) runs
  * on the shard's thread between loop turns: it must come in slices, never one long step. Here a
  * real Participant over a real LMDB partition folds 16 epochs of 1,000 changes each (4,000
- * distinct instances): every write of the fold records at most 256 state records, the event loop
+ * distinct instances): every write of the fold records at most 64 state records, the event loop
  * runs between the slices, and the base ends with each instance's latest record, the PENDING
  * entries gone and the folded epoch in the metadata.
  */
@@ -33,7 +33,7 @@ function changesOf(epoch: number): StatesCapture {
 }
 
 describe('folding committed epochs', () => {
-  it('writes in slices of at most 256 records, lets the event loop run between them, and leaves the latest records', async () => {
+  it('writes in slices of at most 64 records, lets the event loop run between them, and leaves the latest records', async () => {
     const partition = await Partition.open(join(root, 'p'), { durability: 'process' });
     try {
       // Every write() the participant makes: how many state records it put.
@@ -99,10 +99,10 @@ describe('folding committed epochs', () => {
       expect(fatal).toEqual([]);
       expect(folded).toBe(EPOCHS);
       const foldWrites = statePuts.slice(pendingWrites);
-      // 4,000 distinct instances: at least 16 slices, none over 256 records, each record once.
-      expect(Math.max(...foldWrites)).toBeLessThanOrEqual(256);
+      // 4,000 distinct instances: at least 63 slices, none over 64 records, each record once.
+      expect(Math.max(...foldWrites)).toBeLessThanOrEqual(64);
       expect(foldWrites.reduce((a, b) => a + b, 0)).toBe(INSTANCES);
-      expect(foldWrites.length).toBeGreaterThanOrEqual(INSTANCES / 256);
+      expect(foldWrites.length).toBeGreaterThanOrEqual(INSTANCES / 64);
       // The event loop ran between the slices (each slice awaits its commit).
       expect(ticks).toBeGreaterThanOrEqual(foldWrites.length - 1);
 
