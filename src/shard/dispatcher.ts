@@ -1024,13 +1024,16 @@ export class Dispatcher implements ContextHost {
   sweepMailboxes(all = true): void {
     if (this.#idleMailboxes === 0) return;
     let kept = 0;
-    for (const [type, byId] of this.#mailboxes) {
-      for (const [id, mb] of byId) {
+    // values(), not entries(): no [key, value] pair allocated per mailbox, every checkpoint.
+    for (const byId of this.#mailboxes.values()) {
+      let type = '';
+      for (const mb of byId.values()) {
+        type = mb.type;
         if (mb.queue.size > 0 || mb.running || mb.queued) continue;
         if (!all && mb.inst !== undefined && !mb.inst.evicted) kept++;
-        else byId.delete(id);
+        else byId.delete(mb.id);
       }
-      if (byId.size === 0) this.#mailboxes.delete(type);
+      if (byId.size === 0 && type !== '') this.#mailboxes.delete(type);
     }
     this.#idleMailboxes = kept;
     this.#lastType = '';

@@ -363,12 +363,21 @@ export class ShardLoop {
     // polling is needed.
     const timeout = nextDue === undefined ? Number.POSITIVE_INFINITY : Math.max(1, nextDue - Date.now());
     this.#sleeping = true;
-    void this.#bells.sleep(this.#me, timeout).then(() => {
-      this.#sleeping = false;
-      this.#pauses.woke();
-      this.#schedule();
-    });
+    void this.#bells.sleep(this.#me, timeout).then(this.#woke);
   }
+
+  /**
+   * The doorbell woke the loop: the turn runs at once, in the wake-up's own task, rather than one
+   * event-loop iteration later (setImmediate), which every request of a quiet service paid. A
+   * turn that finds work ends by scheduling the next one with setImmediate, so I/O and timers
+   * still run between busy turns.
+   */
+  readonly #woke = (): void => {
+    this.#sleeping = false;
+    this.#pauses.woke();
+    if (this.#scheduled || this.#closed) return;
+    this.#runTurn();
+  };
 
   #anyOutboundRoomOrRequest(): boolean {
     for (const out of this.#outbound) if (out !== null && out.roomOrRequest()) return true;
