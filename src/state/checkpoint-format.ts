@@ -129,7 +129,7 @@ let captureEncoder = new FrameEncoder();
  * `record` is a view of the value's bytes.
  */
 export class StatesReader {
-  readonly #b: Uint8Array;
+  readonly #b: Buffer;
   readonly #dv: DataView;
   #at = 0;
   #left: number;
@@ -139,7 +139,7 @@ export class StatesReader {
   record: Uint8Array | null = null;
 
   constructor(bytes: Uint8Array) {
-    this.#b = bytes;
+    this.#b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#left = this.#arrayLength();
   }
@@ -154,8 +154,8 @@ export class StatesReader {
     this.#left--;
     if (this.#arrayLength() !== 4) throw new TypeError('a pending state change is not [kg, type, id, record]');
     this.kg = this.#uint();
-    this.type = this.#str();
-    this.id = this.#str();
+    this.type = this.#str(true);
+    this.id = this.#str(false);
     this.record = this.#binOrNil();
     return true;
   }
@@ -189,15 +189,44 @@ export class StatesReader {
     throw new TypeError(`pending state changes: expected a key group, found byte 0x${t.toString(16)}`);
   }
 
-  #str(): string {
+  /** Reads a string; `repeats`: likely the same as the last one read with it (a type). */
+  #str(repeats: boolean): string {
     const t = this.#byte();
     const n = (t & 0xe0) === 0xa0 ? t & 0x1f : t === 0xd9 ? this.#be(1) : t === 0xda ? this.#be(2) : t === 0xdb ? this.#be(4) : -1;
     if (n < 0) throw new TypeError(`pending state changes: expected a string, found byte 0x${t.toString(16)}`);
     const at = this.#at;
-    if (at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
+    const b = this.#b;
+    if (at + n > b.byteLength) throw new TypeError('pending state changes end early');
     this.#at = at + n;
-    return utf8.decode(this.#b.subarray(at, at + n));
+    // Types repeat from change to change: the last one read is compared byte for byte first.
+    const last = this.#lastStr;
+    if (repeats && n === this.#lastLength && last !== '') {
+      const from = this.#lastAt;
+      let same = true;
+      for (let i = 0; i < n; i++) {
+        if (b[at + i] !== b[from + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.#lastAt = at;
+        return last;
+      }
+    }
+    const s = b.toString('utf8', at, at + n);
+    if (repeats) {
+      this.#lastStr = s;
+      this.#lastAt = at;
+      this.#lastLength = n;
+    }
+    return s;
   }
+
+  /** The last repeating string #str read, its bytes' position and length. */
+  #lastStr = '';
+  #lastAt = 0;
+  #lastLength = -1;
 
   #binOrNil(): Uint8Array | null {
     const t = this.#byte();
@@ -207,11 +236,9 @@ export class StatesReader {
     const at = this.#at;
     if (at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
     this.#at = at + n;
-    return this.#b.subarray(at, at + n);
+    return new Uint8Array(this.#b.buffer, this.#b.byteOffset + at, n);
   }
 }
-
-const utf8 = new TextDecoder();
 
 /** Decodes {@link encodeStates}; byte fields are views of `bytes`. */
 export function decodeStates(bytes: Uint8Array): StateChange[] {

@@ -49,6 +49,8 @@ describe('StatesCapture and StatesReader', () => {
   const changes: StateChange[] = [
     [3, 'bank/account', 'alice', rec(1, 2, 3)],
     [3, 'bank/account', 'bob', null],
+    // The same length as the type before it, other bytes: read as itself.
+    [5, 'bank/acc0unt', 'carol', rec(4)],
     [70000, 'x/y', 'ünïcode', new Uint8Array(300).fill(7)],
     [127, 't'.repeat(40), 'i'.repeat(300), new Uint8Array(70_000).fill(1)],
   ];
@@ -57,7 +59,7 @@ describe('StatesCapture and StatesReader', () => {
   it('a capture built one change at a time decodes like encodeStates, and both read back change by change', () => {
     const capture = new StatesCapture();
     for (const c of changes) capture.add(...c);
-    expect(capture.count).toBe(4);
+    expect(capture.count).toBe(5);
     const bytes = capture.finish();
     expect(capture.finish()).toBe(bytes);
     expect(() => capture.add(1, 'a', 'b', null)).toThrow(/after finish/);
