@@ -74,6 +74,9 @@ export interface ShardBoot {
   readonly careful: boolean;
 }
 
+/** An ack's pending host sequence numbers when there are none (most acks): one shared array. */
+const NONE_BELOW: readonly number[] = Object.freeze([]);
+
 /** Most frames drained from one ring per turn, so one busy producer cannot starve the others. */
 const FRAMES_PER_RING_PER_TURN = 64;
 /**
@@ -413,7 +416,7 @@ export class ShardLoop {
       this.#lastAck = wm;
       this.#lastAckVersion = acks.version;
       // The hseqs below the watermark still pending (paused remote addresses), usually none.
-      const below = acks.version === 0 ? [] : acks.pendingBelow();
+      const below = acks.version === 0 ? NONE_BELOW : acks.pendingBelow();
       this.#toMain.push([Kind.Ack, wm, below], 24 + below.length * 8);
     }
   }
