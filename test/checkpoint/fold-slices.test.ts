@@ -1,6 +1,7 @@
 /**
- * A fold of committed epochs into the base (checkpoint/participant.ts, Participant.foldNow) runs
- * on the shard's thread between loop turns: it must come in slices, never one long step. Here a
+ * A fold of committed epochs into the base (checkpoint/participant.ts, Participant.foldNow) and a
+ * snapshot's mailbox encoding run on the shard's thread between loop turns: they must come in
+ * slices, never one long step. Here a
  * real Participant over a real LMDB partition folds 16 epochs of 1,000 changes each (4,000
  * distinct instances): every write of the fold records at most 64 state records, the event loop
  * runs between the slices, and the base ends with each instance's latest record, the PENDING
@@ -11,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Participant, type Snapshot } from '../../src/checkpoint/participant.js';
-import { META_FOLDED_EPOCH, StatesCapture } from '../../src/state/checkpoint-format.js';
+import { META_FOLDED_EPOCH, PendingKind, StatesCapture, decodeEnvelopes } from '../../src/state/checkpoint-format.js';
+import { E_PAYLOAD, E_TARGET_ID, envelope, type Envelope } from '../../src/contract/envelope.js';
 import { Partition, type WriteOps } from '../../src/state/partition.js';
 
 const root = mkdtempSync(join(tmpdir(), 'weft-fold-slices-'));
@@ -32,7 +34,7 @@ function changesOf(epoch: number): StatesCapture {
   return out;
 }
 
-describe('folding committed epochs', () => {
+describe('checkpoint work in slices', () => {
   it('writes in slices of at most 64 records, lets the event loop run between them, and leaves the latest records', async () => {
     const partition = await Partition.open(join(root, 'p'), { durability: 'process' });
     try {
@@ -112,6 +114,61 @@ describe('folding committed epochs', () => {
       for (const [n, e] of latest) expect([...(partition.getState(n % 128, 'fold/t', `i${n}`) ?? [])]).toEqual([e, n & 0xff]);
       expect(partition.countPending()).toBe(0);
       expect(partition.getMeta(META_FOLDED_EPOCH)).toBe(EPOCHS);
+    } finally {
+      await partition.close();
+    }
+  }, 60_000);
+
+  it('encodes a large mailbox in slices before its PENDING write, and writes the same envelopes', async () => {
+    const partition = await Partition.open(join(root, 'm'), { durability: 'process' });
+    try {
+      const envs: Envelope[] = [];
+      for (let i = 0; i < 50_000; i++) envs.push(envelope('mail/t', `m${i}`, null, null, 'weft.types/msgpack', Uint8Array.of(i & 0xff, 1, 2, 3), 0, 0));
+      // Event-loop turns (macrotasks) that ran before the PENDING write was made.
+      let ticks = 0;
+      let ticking = true;
+      const tick = (): void => {
+        ticks++;
+        if (ticking) setImmediate(tick);
+      };
+      let ticksAtWrite = -1;
+      const write = partition.write.bind(partition);
+      partition.write = (build: (ops: WriteOps) => void): Promise<void> => {
+        if (ticksAtWrite < 0) ticksAtWrite = ticks;
+        return write(build);
+      };
+      let done = 0;
+      const fatal: unknown[] = [];
+      const participant = new Participant(
+        partition,
+        1,
+        {
+          takeSnapshot: (epoch): Omit<Snapshot, 'inflight' | 'bytes'> => ({ epoch, states: new StatesCapture(), timers: { puts: [], deletes: [] }, mailbox: envs, timerSeq: 1 }),
+          forwardBarrier: () => {},
+          done: () => {
+            done++;
+          },
+          folded: () => {},
+          fatal: (err) => fatal.push(err),
+          captured: () => true,
+          finishCapture: () => {},
+          beat: () => {},
+        },
+        0,
+      );
+      setImmediate(tick);
+      participant.onBarrier(0, 1, [true]);
+      for (let i = 0; i < 2000 && done === 0 && fatal.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      ticking = false;
+      expect(fatal).toEqual([]);
+      expect(done).toBe(1);
+      // 50,000 envelopes take far longer than one 0.5 ms slice: the loop turned before the write.
+      expect(ticksAtWrite).toBeGreaterThan(0);
+      const stored = [...partition.pendingEntries(1)].find((en) => en.key[1] === PendingKind.Mailbox);
+      const back = decodeEnvelopes(stored?.value);
+      expect(back).toHaveLength(envs.length);
+      expect(back[49_999]?.[E_TARGET_ID]).toBe('m49999');
+      expect([...(back[300]?.[E_PAYLOAD] ?? [])]).toEqual([300 & 0xff, 1, 2, 3]);
     } finally {
       await partition.close();
     }
