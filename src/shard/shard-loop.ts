@@ -344,7 +344,10 @@ export class ShardLoop {
       this.#finishClose();
       return;
     }
-    if (work > 0 || this.#dispatcher.hasRunnable) {
+    // Another turn right away only when it has something to do: after a turn that worked off
+    // everything, the loop goes to sleep at once rather than through one more, empty turn (which
+    // every message of a lightly loaded shard paid). #sleep looks again before it parks.
+    if (this.#dispatcher.hasRunnable || cache.capturing || (work > 0 && this.#anyInbound())) {
       this.#schedule();
       return;
     }

@@ -349,6 +349,21 @@ describe('ShardLoop: messages', () => {
     expect(rig.metric('turns') - turns).toBeGreaterThanOrEqual(8);
   });
 
+  it('goes back to sleep right after the turn that answered a message: one turn per message under light load', async () => {
+    const rig = await Rig.start();
+    await rig.idle();
+    const turns = rig.metric('turns');
+    for (let i = 1; i <= 20; i++) {
+      rig.send(MAIN, [msg('test/counter', 'light', 1, { replyTo: i, hseq: i })]);
+      await rig.until(`reply ${i}`, () => rig.records(MAIN, Kind.Reply).length === i);
+      await rig.idle();
+    }
+    expect(rig.metric('invocations')).toBe(20);
+    // Each message: the wake-up's turn drains, runs, publishes and sleeps (an empty turn followed
+    // every one before).
+    expect(rig.metric('turns') - turns).toBeLessThanOrEqual(20);
+  });
+
   it('sends a message for an address of another shard out on that shard ring, with its caller', async () => {
     const rig = await Rig.start({ shards: 2 });
     const here = idOn(0, 'test/counter', 'here');
