@@ -227,13 +227,16 @@ export class Participant {
 
   /**
    * Folds every committed, unfolded epoch into the base, in slices that each hold the shard's
-   * thread for well under a millisecond (FOLD_SLICE_MS, FOLD_SLICE): first each instance's latest
-   * record over the epochs (yielding to the event loop between slices), then the records in
-   * transactions of at most FOLD_SLICE, each committed before the next is recorded, then one that
-   * writes the timers and metadata and removes the PENDING entries. Until that last one commits
-   * the folded epoch in the metadata stays where it was, so a crash in between folds the epochs
-   * again from PENDING (rewriting the same records). Folds run one after another (a later fold's
-   * records must land after an earlier one's); checkpoint writes interleave with the slices.
+   * thread for well under a millisecond (FOLD_SLICE_MS, FOLD_SLICE): the epochs' changes are read
+   * newest first, and each instance's first one seen — its latest — is written, in transactions
+   * of at most FOLD_SLICE records, each committed before the next is recorded (yielding to the
+   * event loop meanwhile); then one transaction writes the timers and metadata and removes the
+   * PENDING entries. Until that last one commits the folded epoch in the metadata stays where it
+   * was, so a crash in between folds the epochs again from PENDING (rewriting the same records).
+   * Nothing per change outlives its slice but the ids already written (a merge of the epochs
+   * before writing kept a tuple and a view per instance alive for the whole fold, for the garbage
+   * collector to copy). Folds run one after another (a later fold's records must land after an
+   * earlier one's); checkpoint writes interleave with the slices.
    */
   foldNow(): void {
     const snaps = this.#committedSnaps;
@@ -242,13 +245,42 @@ export class Participant {
     const last = snaps[snaps.length - 1] as Snapshot;
     const beat = this.#hooks.beat;
     this.#folding = this.#folding.then(async () => {
-      const states = await latestStates(snaps);
-      for (let at = 0; at < states.length; at += FOLD_SLICE) {
-        const from = at;
-        const to = Math.min(states.length, at + FOLD_SLICE);
+      const write = (slice: readonly StateChange[]): Promise<void> => {
         beat();
-        await this.#partition.write((ops) => writeStates(ops, states, from, to));
+        return this.#partition.write((ops) => writeStates(ops, slice, 0, slice.length));
+      };
+      // By type, then id: what was written already (only needed over more than one epoch).
+      const written = snaps.length > 1 ? new Map<string, Set<string>>() : null;
+      let slice: StateChange[] = [];
+      let n = 0;
+      let sliceStart = performance.now();
+      for (let s = snaps.length - 1; s >= 0; s--) {
+        const states = (snaps[s] as Snapshot).states;
+        if (states.count === 0) continue;
+        const reader = new StatesReader(states.finish());
+        while (reader.next()) {
+          if ((++n & (CLOCK_EVERY - 1)) === 0 && performance.now() - sliceStart > FOLD_SLICE_MS) {
+            await yieldToLoop();
+            sliceStart = performance.now();
+          }
+          if (written !== null) {
+            let ids = written.get(reader.type);
+            if (ids === undefined) {
+              ids = new Set();
+              written.set(reader.type, ids);
+            }
+            if (ids.has(reader.id)) continue;
+            ids.add(reader.id);
+          }
+          slice.push([reader.kg, reader.type, reader.id, reader.record]);
+          if (slice.length === FOLD_SLICE) {
+            await write(slice);
+            slice = [];
+            sliceStart = performance.now();
+          }
+        }
       }
+      if (slice.length > 0) await write(slice);
       await this.#partition.write((ops) => foldRest(ops, snaps, beat));
       this.#hooks.folded(last.epoch);
     }).catch((err: unknown) => this.#hooks.fatal(err));
@@ -280,11 +312,11 @@ const FOLD_EVERY = 16;
  * records per transaction also keep few dirty B-tree pages in process memory until the commit.
  */
 const FOLD_SLICE = 64;
-/** Longest stretch of a fold's in-memory work (merging epochs) before it yields to the event loop, ms. */
+/** Longest stretch of a fold's reading (or a mailbox's encoding) before it yields to the event loop, ms. */
 const FOLD_SLICE_MS = 0.5;
 /** Largest mailbox encoding whose buffer the participant keeps for the next snapshot. */
 const MAILBOX_KEEP_BYTES = 8 * 1024 * 1024;
-/** Changes merged (and messages encoded) between two looks at the clock. */
+/** Changes read (or messages encoded) between two looks at the clock. */
 const CLOCK_EVERY = 256;
 
 /** Lets the event loop run (the shard loop's turns, I/O) before going on: a macrotask. */
@@ -297,41 +329,6 @@ function dropMailbox(snap: Snapshot): void {
   snap.mailbox = [];
   snap.inflight = [];
   snap.mailboxBytes = undefined;
-}
-
-/**
- * Each instance's latest record over consecutive snapshots, once (in first-change order), read
- * from the snapshots' encoded changes. Yields to the event loop every FOLD_SLICE_MS of work: 16
- * epochs of 1,250 changes took 2-7 ms at once.
- */
-async function latestStates(snaps: readonly Snapshot[]): Promise<StateChange[]> {
-  let n = 0;
-  let sliceStart = performance.now();
-  // By type, then id (the key group follows from both): no key string built per change.
-  const byType = new Map<string, Map<string, number>>();
-  const out: StateChange[] = [];
-  for (const snap of snaps) {
-    if (snap.states.count === 0) continue;
-    const reader = new StatesReader(snap.states.finish());
-    while (reader.next()) {
-      if ((++n & (CLOCK_EVERY - 1)) === 0 && performance.now() - sliceStart > FOLD_SLICE_MS) {
-        await yieldToLoop();
-        sliceStart = performance.now();
-      }
-      const change: StateChange = [reader.kg, reader.type, reader.id, reader.record];
-      let byId = byType.get(change[1]);
-      if (byId === undefined) {
-        byId = new Map();
-        byType.set(change[1], byId);
-      }
-      const at = byId.get(change[2]);
-      if (at === undefined) {
-        byId.set(change[2], out.length);
-        out.push(change);
-      } else out[at] = change;
-    }
-  }
-  return out;
 }
 
 function writeStates(ops: WriteOps, states: readonly StateChange[], from: number, to: number): void {
