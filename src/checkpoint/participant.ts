@@ -161,8 +161,8 @@ export class Participant {
         snap.mailboxBytes = mailbox;
         let bytes = mailbox.byteLength;
         await this.#partition.write((ops) => {
+          const states = snap.states.finish();
           if (snap.states.count > 0) {
-            const states = snap.states.finish();
             bytes += states.byteLength;
             ops.putPending([e, PendingKind.States], states);
           }
@@ -228,69 +228,118 @@ export class Participant {
   /**
    * Folds every committed, unfolded epoch into the base, in slices that each hold the shard's
    * thread for well under a millisecond (FOLD_SLICE_MS, FOLD_SLICE): the epochs' changes are read
-   * newest first, and each instance's first one seen — its latest — is written, in transactions
-   * of at most FOLD_SLICE records, each committed before the next is recorded (yielding to the
-   * event loop meanwhile); then one transaction writes the timers and metadata and removes the
-   * PENDING entries. Until that last one commits the folded epoch in the metadata stays where it
-   * was, so a crash in between folds the epochs again from PENDING (rewriting the same records).
-   * Nothing per change outlives its slice but the ids already written (a merge of the epochs
-   * before writing kept a tuple and a view per instance alive for the whole fold, for the garbage
-   * collector to copy). Folds run one after another (a later fold's records must land after an
-   * earlier one's); checkpoint writes interleave with the slices.
+   * newest first, and each instance's first one seen — its latest — is written, in writes of at
+   * most FOLD_SLICE records; up to FOLD_INFLIGHT of them wait for their commit at a time (the
+   * partition commits what is queued together), and the loop yields to the event loop after
+   * each. Then one transaction writes the timers and metadata and removes the PENDING entries.
+   * Until that last one commits the folded epoch in the metadata stays where it was, so a crash
+   * in between folds the epochs again from PENDING (rewriting the same records). Nothing per
+   * change outlives its slice but the ids already written (a merge of the epochs before writing
+   * kept a tuple and a view per instance alive for the whole fold, for the garbage collector to
+   * copy).
+   *
+   * One fold at a time: epochs committed meanwhile wait, and the next fold takes them all (so a
+   * fold that falls behind writes each instance once for more epochs, instead of queueing folds
+   * behind it). {@link foldLag} counts the committed epochs not folded yet; the shard stops
+   * taking input while it is over MAX_FOLD_LAG.
    */
   foldNow(): void {
+    if (this.#committedSnaps.length === 0) return;
+    if (this.#foldRunning) {
+      this.#foldAgain = true;
+      return;
+    }
     const snaps = this.#committedSnaps;
-    if (snaps.length === 0) return;
     this.#committedSnaps = [];
-    const last = snaps[snaps.length - 1] as Snapshot;
+    this.#foldRunning = true;
+    this.#foldingSnaps = snaps.length;
+    this.#folding = this.#folding
+      .then(() => this.#fold(snaps))
+      .then(
+        () => {
+          this.#foldRunning = false;
+          this.#foldingSnaps = 0;
+          this.#hooks.folded((snaps[snaps.length - 1] as Snapshot).epoch);
+          if (this.#foldAgain || this.#committedSnaps.length >= FOLD_EVERY) {
+            this.#foldAgain = false;
+            this.foldNow();
+          }
+        },
+        (err: unknown) => {
+          this.#foldRunning = false;
+          this.#foldingSnaps = 0;
+          this.#hooks.fatal(err);
+        },
+      );
+  }
+
+  /** Committed epochs not folded into the base yet (waiting, or in the fold running now). */
+  get foldLag(): number {
+    return this.#committedSnaps.length + this.#foldingSnaps;
+  }
+
+  async #fold(snaps: readonly Snapshot[]): Promise<void> {
     const beat = this.#hooks.beat;
-    this.#folding = this.#folding.then(async () => {
-      const write = (slice: readonly StateChange[]): Promise<void> => {
-        beat();
-        return this.#partition.write((ops) => writeStates(ops, slice, 0, slice.length));
-      };
-      // By type, then id: what was written already (only needed over more than one epoch).
-      const written = snaps.length > 1 ? new Map<string, Set<string>>() : null;
-      let slice: StateChange[] = [];
-      let n = 0;
-      let sliceStart = performance.now();
-      for (let s = snaps.length - 1; s >= 0; s--) {
-        const states = (snaps[s] as Snapshot).states;
-        if (states.count === 0) continue;
-        const reader = new StatesReader(states.finish());
-        while (reader.next()) {
-          if ((++n & (CLOCK_EVERY - 1)) === 0 && performance.now() - sliceStart > FOLD_SLICE_MS) {
-            await yieldToLoop();
-            sliceStart = performance.now();
+    // Slices written and not yet committed, oldest first.
+    const inflight: Array<Promise<void>> = [];
+    const write = async (slice: readonly StateChange[]): Promise<void> => {
+      beat();
+      const p = this.#partition.write((ops) => writeStates(ops, slice, 0, slice.length));
+      // Awaited below or at the end; a failure in between must not count as unhandled.
+      p.catch(() => {});
+      inflight.push(p);
+      if (inflight.length >= FOLD_INFLIGHT) await inflight.shift();
+      else await yieldToLoop();
+    };
+    // By type, then id: what was written already (only needed over more than one epoch).
+    const written = snaps.length > 1 ? new Map<string, Set<string>>() : null;
+    let slice: StateChange[] = [];
+    let n = 0;
+    let sliceStart = performance.now();
+    for (let s = snaps.length - 1; s >= 0; s--) {
+      const states = (snaps[s] as Snapshot).states;
+      if (states.count === 0) continue;
+      const reader = new StatesReader(states.finish());
+      while (reader.next()) {
+        if ((++n & (CLOCK_EVERY - 1)) === 0 && performance.now() - sliceStart > FOLD_SLICE_MS) {
+          await yieldToLoop();
+          sliceStart = performance.now();
+        }
+        if (written !== null) {
+          let ids = written.get(reader.type);
+          if (ids === undefined) {
+            ids = new Set();
+            written.set(reader.type, ids);
           }
-          if (written !== null) {
-            let ids = written.get(reader.type);
-            if (ids === undefined) {
-              ids = new Set();
-              written.set(reader.type, ids);
-            }
-            if (ids.has(reader.id)) continue;
-            ids.add(reader.id);
-          }
-          slice.push([reader.kg, reader.type, reader.id, reader.record]);
-          if (slice.length === FOLD_SLICE) {
-            await write(slice);
-            slice = [];
-            sliceStart = performance.now();
-          }
+          if (ids.has(reader.id)) continue;
+          ids.add(reader.id);
+        }
+        slice.push([reader.kg, reader.type, reader.id, reader.record]);
+        if (slice.length === FOLD_SLICE) {
+          await write(slice);
+          slice = [];
+          sliceStart = performance.now();
         }
       }
-      if (slice.length > 0) await write(slice);
-      await this.#partition.write((ops) => foldRest(ops, snaps, beat));
-      this.#hooks.folded(last.epoch);
-    }).catch((err: unknown) => this.#hooks.fatal(err));
+    }
+    if (slice.length > 0) await write(slice);
+    await Promise.all(inflight);
+    await this.#partition.write((ops) => foldRest(ops, snaps, beat));
   }
 
-  /** Resolves once every fold started so far has been written (or has failed: see hooks.fatal). */
-  whenFolded(): Promise<void> {
-    return this.#folding;
+  /** Resolves once every fold started so far, and any it started in turn, has been written (or has failed: see hooks.fatal). */
+  async whenFolded(): Promise<void> {
+    for (;;) {
+      const folding = this.#folding;
+      await folding;
+      if (this.#folding === folding && !this.#foldRunning) return;
+    }
   }
 
+  #foldRunning = false;
+  /** Epochs committed while a fold ran asked for another one (see foldNow). */
+  #foldAgain = false;
+  #foldingSnaps = 0;
   #committedSnaps: Snapshot[] = [];
   #folding: Promise<void> = Promise.resolve();
 }
@@ -314,6 +363,18 @@ const FOLD_EVERY = 16;
 const FOLD_SLICE = 64;
 /** Longest stretch of a fold's reading (or a mailbox's encoding) before it yields to the event loop, ms. */
 const FOLD_SLICE_MS = 0.5;
+/**
+ * Fold slices waiting for their commit at a time. Each one awaited before the next was recorded
+ * made folds 6-7 times slower with durability 'fsync' (one disk sync per 64 records); queued ones
+ * are committed together. A few only: the partition records a whole group in one step.
+ */
+const FOLD_INFLIGHT = 4;
+/**
+ * Committed epochs left unfolded past which the shard stops taking input (ShardLoop): their
+ * snapshots wait in memory, and evicted instances' records with them, so folds that fall behind
+ * the changes must slow the changes down, not let memory grow.
+ */
+export const MAX_FOLD_LAG = 64;
 /** Largest mailbox encoding whose buffer the participant keeps for the next snapshot. */
 const MAILBOX_KEEP_BYTES = 8 * 1024 * 1024;
 /** Changes read (or messages encoded) between two looks at the clock. */

@@ -24,7 +24,7 @@ import { Doorbell } from '../transport/doorbell.js';
 import { decodeBatch } from '../transport/framing.js';
 import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
-import { Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
+import { MAX_FOLD_LAG, Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
 import { PauseMeter } from './pauses.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
@@ -231,6 +231,8 @@ export class ShardLoop {
         done: (epoch, snap, ms) => this.#done(epoch, snap, ms),
         folded: (epoch) => {
           this.#cache.foldedEpoch = Math.max(this.#cache.foldedEpoch, epoch);
+          // Intake may have waited for this fold (see #intakeOpen).
+          this.#wake();
         },
         fatal: (err) => this.#onFatal(err),
         captured: () => !this.#cache.capturing,
@@ -308,7 +310,7 @@ export class ShardLoop {
       const ring = inbound[r];
       if (ring === null || ring === undefined) continue;
       let n = 0;
-      while (n < FRAMES_PER_RING_PER_TURN && this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER) {
+      while (n < FRAMES_PER_RING_PER_TURN && this.#intakeOpen()) {
         if (ring.drain(this.#frameHandlers[r]!, 1) === 0) break;
         n++;
       }
@@ -358,7 +360,7 @@ export class ShardLoop {
     // Announce the sleep, then look once more: a producer that published before our announcement
     // is seen here; one that publishes after it sees SLEEPING and rings (Doorbell's argument).
     this.#bells.prepareSleep(this.#me);
-    const intakeOpen = this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER;
+    const intakeOpen = this.#intakeOpen();
     if ((intakeOpen && this.#anyInbound()) || this.#dispatcher.hasRunnable || (blocked && this.#anyOutboundRoomOrRequest())) {
       this.#bells.cancelSleep(this.#me);
       this.#schedule();
@@ -385,7 +387,16 @@ export class ShardLoop {
     this.#runTurn();
   };
 
-  #anyOutboundRoomOrRequest(): boolean {
+  /**
+   * Input is taken while the mailboxes hold fewer than MAILBOX_HIGH_WATER messages and the folds
+   * keep up (Participant.foldLag): otherwise it waits in the rings (its producers see them full).
+   * A fold that completes wakes the loop (the `folded` hook).
+   */
+  #intakeOpen(): boolean {
+    return this.#dispatcher.queuedMessages < MAILBOX_HIGH_WATER && this.#participant.foldLag <= MAX_FOLD_LAG;
+  }
+
+    #anyOutboundRoomOrRequest(): boolean {
     for (const out of this.#outbound) if (out !== null && out.roomOrRequest()) return true;
     return false;
   }

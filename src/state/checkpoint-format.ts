@@ -87,13 +87,17 @@ export function encodeStates(states: readonly StateChange[], progress?: () => vo
  * shard captures them (InstanceCache.beginCapture): the same bytes {@link encodeStates} would write
  * for the same changes (apart from a 5-byte array header), kept as bytes and not as JS objects,
  * so a snapshot waiting for its fold leaves nothing for the garbage collector to trace or copy.
- * One capture at a time uses the shared encoder; {@link finish} hands the bytes over and frees it.
+ * One capture at a time per thread uses the shared encoder (a second one throws until the first is
+ * finished); {@link finish} hands the bytes over and frees it.
  */
 export class StatesCapture {
   #bytes: Uint8Array | null = null;
   #count = 0;
 
+  /** Starts a capture; the one still open on this thread, if any, must have been finished. */
   constructor() {
+    if (captureOwner !== null) throw new Error('a StatesCapture is still open on this thread: finish it first');
+    captureOwner = this;
     captureEncoder.beginArray();
   }
 
@@ -113,6 +117,7 @@ export class StatesCapture {
   finish(): Uint8Array {
     if (this.#bytes === null) {
       this.#bytes = captureEncoder.endArray().slice();
+      captureOwner = null;
       // Like SnapshotEncoder: an unusually large capture does not keep its buffer.
       if (this.#bytes.byteLength > CAPTURE_KEEP_BYTES) captureEncoder = new FrameEncoder();
     }
@@ -122,6 +127,8 @@ export class StatesCapture {
 
 const CAPTURE_KEEP_BYTES = 8 * 1024 * 1024;
 let captureEncoder = new FrameEncoder();
+/** The capture using captureEncoder now (one at a time per thread). */
+let captureOwner: StatesCapture | null = null;
 
 /**
  * Reads a PendingKind.States value one change at a time, without decoding it all at once (a fold

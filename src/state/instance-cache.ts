@@ -141,6 +141,8 @@ export class InstanceCache implements InstanceStore {
       inst.capturing = true;
     }
     this.#dirty = [];
+    // A sweep that found nothing to evict may find the instances this capture will free.
+    this.#stalled = false;
     this.#capture = list;
     this.#captureAt = 0;
     this.#captureEpoch = epoch;
@@ -222,6 +224,8 @@ export class InstanceCache implements InstanceStore {
     for (const inst of this.#capture) inst.capturing = false;
     this.#capture = [];
     this.#captureAt = 0;
+    this.#captured?.finish();
+    this.#captured = null;
     this.#unfolded.clear();
   }
 

@@ -173,4 +173,64 @@ describe('checkpoint work in slices', () => {
       await partition.close();
     }
   }, 60_000);
+
+  it('keeps a few slices waiting for their commit at once, runs one fold at a time, and counts the epochs not folded yet', async () => {
+    const partition = await Partition.open(join(root, 'lag'), { durability: 'process' });
+    try {
+      // Slow commits (as with durability 'fsync'): each write resolves 3 ms after LMDB committed it.
+      let pending = 0;
+      let mostPending = 0;
+      const write = partition.write.bind(partition);
+      partition.write = (build: (ops: WriteOps) => void): Promise<void> => {
+        pending++;
+        mostPending = Math.max(mostPending, pending);
+        return write(build)
+          .then(() => new Promise<void>((resolve) => setTimeout(resolve, 3)))
+          .finally(() => {
+            pending--;
+          });
+      };
+      let done = 0;
+      const folds: number[] = [];
+      const fatal: unknown[] = [];
+      const participant = new Participant(
+        partition,
+        1,
+        {
+          takeSnapshot: (epoch): Omit<Snapshot, 'inflight' | 'bytes'> => ({ epoch, states: changesOf(epoch), timers: { puts: [], deletes: [] }, mailbox: [], timerSeq: 1 }),
+          forwardBarrier: () => {},
+          done: () => {
+            done++;
+          },
+          folded: (epoch) => folds.push(epoch),
+          fatal: (err) => fatal.push(err),
+          captured: () => true,
+          finishCapture: () => {},
+          beat: () => {},
+        },
+        0,
+      );
+      for (let e = 1; e <= 2 * EPOCHS; e++) participant.onBarrier(0, e, [true]);
+      for (let i = 0; i < 2000 && done < 2 * EPOCHS && fatal.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(done).toBe(2 * EPOCHS);
+      mostPending = 0;
+      // 16 commits start a fold; 16 more arrive while it runs and wait for it.
+      for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
+      expect(participant.foldLag).toBe(EPOCHS);
+      for (let e = EPOCHS + 1; e <= 2 * EPOCHS; e++) participant.onCommitted(e);
+      expect(participant.foldLag).toBe(2 * EPOCHS);
+      await participant.whenFolded();
+      expect(fatal).toEqual([]);
+      // Two folds, one after the other: the second took every epoch committed during the first.
+      expect(folds).toEqual([EPOCHS, 2 * EPOCHS]);
+      expect(participant.foldLag).toBe(0);
+      // Slices did not wait one by one for their commit (the slow commits overlapped).
+      expect(mostPending).toBeGreaterThan(1);
+      expect(mostPending).toBeLessThanOrEqual(5);
+      expect(partition.countPending()).toBe(0);
+      expect(partition.getMeta(META_FOLDED_EPOCH)).toBe(2 * EPOCHS);
+    } finally {
+      await partition.close();
+    }
+  }, 60_000);
 });

@@ -73,6 +73,17 @@ describe('StatesCapture and StatesReader', () => {
     }
   });
 
+  it('one capture at a time per thread: a second one cannot start before the first is finished', () => {
+    const first = new StatesCapture();
+    first.add(1, 't/a', 'x', rec(1));
+    expect(() => new StatesCapture()).toThrow(/still open/);
+    first.finish();
+    const second = new StatesCapture();
+    second.add(2, 't/a', 'y', null);
+    expect(decodeStates(second.finish())).toEqual([[2, 't/a', 'y', null]]);
+    expect([...(decodeStates(first.finish())[0]?.[3] as Uint8Array)]).toEqual([1]);
+  });
+
   it('a reader refuses bytes that are not pending state changes, naming what it found', () => {
     expect(() => new StatesReader(Uint8Array.of(0x01))).toThrow(/expected an array, found byte 0x1/);
     expect(() => new StatesReader(Uint8Array.of())).toThrow(/end early/);
