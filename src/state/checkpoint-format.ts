@@ -104,7 +104,13 @@ export class StatesCapture {
   /** Appends one change: `record` is copied (null: the instance holds nothing, delete it). */
   add(kg: number, type: string, id: string, record: Uint8Array | null): void {
     if (this.#bytes !== null) throw new Error('StatesCapture.add after finish');
-    captureEncoder.append([kg, type, id, record]);
+    const change = captureScratch;
+    change[0] = kg;
+    change[1] = type;
+    change[2] = id;
+    change[3] = record;
+    captureEncoder.append(change);
+    change[3] = null;
     this.#count++;
   }
 
@@ -127,6 +133,8 @@ export class StatesCapture {
 
 const CAPTURE_KEEP_BYTES = 8 * 1024 * 1024;
 let captureEncoder = new FrameEncoder();
+/** The change StatesCapture.add appends (one array, reused). */
+const captureScratch: StateChange = [0, '', '', null];
 /** The capture using captureEncoder now (one at a time per thread). */
 let captureOwner: StatesCapture | null = null;
 

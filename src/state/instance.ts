@@ -145,22 +145,38 @@ export function encodeInstanceView(inst: Instance): Uint8Array | null {
   const applied = inst.applied;
   const keys = applied !== null && applied.size > 0;
   if (inst.slots.size === 0 && !keys) return null;
-  let typed = keys;
-  for (const slot of inst.slots.values()) if (slot.typename !== null) typed = true;
-  const arr: unknown[] = [keys ? RECORD_V3 : typed ? RECORD_V2 : RECORD_V1, inst.calledAt];
-  if (keys) {
-    const flat: unknown[] = [];
-    for (const [key, [at, typename, payload]] of applied) flat.push(key, at, typename, payload);
-    arr.push(flat);
+  // One reused array and Map#forEach with hoisted callbacks: a capture encodes thousands of
+  // instances per checkpoint, and entries() allocated an iterator and a pair per slot.
+  recordTyped = keys;
+  inst.slots.forEach(noteTyped);
+  const arr = recordScratch;
+  try {
+    arr.push(keys ? RECORD_V3 : recordTyped ? RECORD_V2 : RECORD_V1, inst.calledAt);
+    if (keys) {
+      const flat: unknown[] = [];
+      for (const [key, [at, typename, payload]] of applied) flat.push(key, at, typename, payload);
+      arr.push(flat);
+    }
+    // (A slot's bytes may come from a custom type's encoder, which may throw: hence the finally.)
+    inst.slots.forEach(pushSlot);
+    // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
+    // msgpackr's per-Uint8Array extension dispatch (framing.ts).
+    return recordEncoder.encode(arr as unknown as FrameRecord[]);
+  } finally {
+    arr.length = 0;
   }
-  for (const [name, slot] of inst.slots) {
-    if (typed) arr.push(name, slot.bytes, slot.writtenAt, slot.typename);
-    else arr.push(name, slot.bytes, slot.writtenAt);
-  }
-  // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
-  // msgpackr's per-Uint8Array extension dispatch (framing.ts).
-  return recordEncoder.encode(arr as unknown as FrameRecord[]);
 }
+
+/** The record encodeInstanceView is building (emptied after each), and whether it is typed. */
+const recordScratch: unknown[] = [];
+let recordTyped = false;
+const noteTyped = (slot: Slot): void => {
+  if (slot.typename !== null) recordTyped = true;
+};
+const pushSlot = (slot: Slot, name: string): void => {
+  if (recordTyped) recordScratch.push(name, slot.bytes, slot.writtenAt, slot.typename);
+  else recordScratch.push(name, slot.bytes, slot.writtenAt);
+};
 
 /** {@link encodeInstanceView}, copied out: bytes of their own. */
 export function encodeInstance(inst: Instance): Uint8Array | null {
