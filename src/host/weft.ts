@@ -140,7 +140,7 @@ export class Weft {
     const slabs = new LogSlabs(n);
     this.#links = Array.from({ length: n }, (_, s) => new ShardLink(s, slabs, dir.info.committedEpoch + 1));
     this.#partitioner = new Partitioner(n, dir.info.keyGroups);
-    this.#router = new Router(this.#partitioner, this.#links, opts, () => this.#resolveIdle());
+    this.#router = new Router(this.#partitioner, this.#links, opts, () => this.#resolveIdle(), () => this.#refusal('send'));
     this.#requests = new Requests(module);
     this.#gate = new CommitGate(this.#links, this.#requests, {
       channel: (name) => this.#egresses.channel(name),
@@ -287,7 +287,9 @@ export class Weft {
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.send');
-      if (this.#router.throttled()) return this.#router.waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0, key, 'send').promise);
+      // Waiting for room: no closure or promise per send (see wait-queue.ts); refused at release
+      // if the engine closed or failed meanwhile (#refusal).
+      if (this.#router.throttled()) return this.#router.wait(a.type, a.id, typename, payload, key);
       return this.#router.accept(a, typename, payload, 0, key).promise;
     } catch (err) {
       return Promise.reject(err);
@@ -296,11 +298,22 @@ export class Weft {
 
   /** Accepts a message that waited for room (backpressure), unless the engine closed or failed meanwhile. */
   #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined, what: string): AckGroup {
-    if (this.#closing && this.#failure === undefined) {
-      throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() waited for room (backpressure) and close() was called meanwhile: the message was not accepted`);
-    }
-    this.#checkOpen(what);
+    const refused = this.#refusal(what);
+    if (refused !== undefined) throw refused;
     return this.#router.accept(a, typename, payload, requestId, idempotencyKey);
+  }
+
+  /** Why a message that waited for room is not accepted now (close() was called, or the engine failed), or undefined. */
+  #refusal(what: string): WeftError | undefined {
+    if (this.#closing && this.#failure === undefined) {
+      return new WeftError('ERR_WEFT_CLOSED', `weft.${what}() waited for room (backpressure) and close() was called meanwhile: the message was not accepted`);
+    }
+    try {
+      this.#checkOpen(what);
+    } catch (err) {
+      return err as WeftError;
+    }
+    return undefined;
   }
 
   /**
@@ -341,7 +354,7 @@ export class Weft {
             reject(err);
           }
         };
-        if (this.#router.throttled()) void this.#router.waitForRoom().then(go);
+        if (this.#router.throttled()) this.#router.waitThen(go);
         else go();
       });
     } catch (err) {
