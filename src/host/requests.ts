@@ -10,15 +10,56 @@ import type { RuntimeModule } from '../module/runtime.js';
 import type { InstanceRecord } from '../state/instance.js';
 import { decodeQueryResult, decodeValue } from './decode.js';
 import type { ShardLink } from './shard-link.js';
+import type { Address } from '../core/address.js';
 
-export interface PendingRequest {
-  resolve(value: unknown): void;
-  reject(err: unknown): void;
-  timer: NodeJS.Timeout;
-  durable: boolean;
-  ack: Promise<void> | null;
+/**
+ * A `weft.request` waiting for its reply: one object holds everything the request needs until
+ * then (its message while it waits for room, its promise's settle functions, its timer), so a
+ * request allocates no closure (main allocates one per request at hundreds of thousands per
+ * second: what lives across a scavenge costs main's event loop, issue 13).
+ */
+export class PendingRequest {
+  resolve: (value: unknown) => void = noop;
+  reject: (err: unknown) => void = noop;
+  timer: NodeJS.Timeout | undefined = undefined;
+  /** A durable request's acknowledgement (its reply resolves once it did), else null. */
+  ack: Promise<void> | null = null;
   /** The request message's hseq, once accepted (0 before). */
-  hseq: number;
+  hseq = 0;
+  readonly requestId: number;
+  readonly durable: boolean;
+  readonly to: Address;
+  readonly typename: string;
+  readonly payload: Uint8Array;
+  readonly idempotencyKey: string | undefined;
+  readonly timeoutMs: number;
+
+  constructor(requestId: number, durable: boolean, to: Address, typename: string, payload: Uint8Array, idempotencyKey: string | undefined, timeoutMs: number) {
+    this.requestId = requestId;
+    this.durable = durable;
+    this.to = to;
+    this.typename = typename;
+    this.payload = payload;
+    this.idempotencyKey = idempotencyKey;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+function noop(): void {}
+
+/** The request whose promise is being made (see {@link capture}). */
+let capturing: PendingRequest | undefined;
+
+/** The one executor of every request promise: no closure per request. */
+function capture(resolve: (value: unknown) => void, reject: (err: unknown) => void): void {
+  const p = capturing as PendingRequest;
+  p.resolve = resolve;
+  p.reject = reject;
+}
+
+function expire(requests: Requests, p: PendingRequest): void {
+  requests.delete(p.requestId);
+  p.reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${p.to.type}/${p.to.id} got no reply within ${p.timeoutMs} ms`));
 }
 
 interface PendingQuery {
@@ -49,8 +90,21 @@ export class Requests {
     return this.#requests.size;
   }
 
-  add(requestId: number, pending: PendingRequest): void {
-    this.#requests.set(requestId, pending);
+  /** Registers `pending`: returns its promise, rejected with ERR_WEFT_TIMEOUT after its timeout. */
+  add(pending: PendingRequest): Promise<unknown> {
+    capturing = pending;
+    const promise = new Promise<unknown>(capture);
+    capturing = undefined;
+    pending.timer = setTimeout(expire, pending.timeoutMs, this, pending);
+    this.#requests.set(pending.requestId, pending);
+    return promise;
+  }
+
+  /** `pending`'s message was refused: it is rejected with `err`. */
+  refuse(pending: PendingRequest, err: unknown): void {
+    clearTimeout(pending.timer);
+    this.#requests.delete(pending.requestId);
+    pending.reject(err);
   }
 
   delete(requestId: number): void {

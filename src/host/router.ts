@@ -16,6 +16,7 @@
  * `accept` is main's hottest path (every host message): no closure, allocation or call beyond
  * the envelope and the outbound push per message.
  */
+import { setImmediate } from 'node:timers';
 import type { Address } from '../core/address.js';
 import { quietDeferred } from '../internal/deferred.js';
 import { METRIC_INDEX, type ControlBlock } from '../contract/control-block.js';
@@ -108,16 +109,33 @@ export class Router {
     return this.#accept(a.type, a.id, typename, payload, requestId, idempotencyKey);
   }
 
-  #accept(type: string, id: string, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
+  /**
+   * Accepts a request message whose caller does not wait for its acknowledgement (a request that
+   * is not durable resolves with its reply): it joins no acknowledgement group, so a request
+   * costs main no group, promise or closure that lives until the next commit. Returns its hseq.
+   */
+  acceptRequest(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): number {
+    this.#route(a.type, a.id, typename, payload, requestId, idempotencyKey);
+    this.scheduleFlush();
+    return this.hseq;
+  }
+
+  /** Routes a host message to its shard's outbound (it takes the next hseq); returns its link. */
+  #route(type: string, id: string, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): ShardLink {
     const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(type, id));
     this.#lastShard = shard;
     const link = this.#links[shard]!;
-    const hseq = ++this.hseq;
-    const env = envelope(type, id, null, null, typename, payload, requestId, hseq, idempotencyKey);
+    const env = envelope(type, id, null, null, typename, payload, requestId, ++this.hseq, idempotencyKey);
     this.unpublished++;
     this.activity++;
     // A frame completed: publish it now (see the file comment), unless a recovery holds writes.
     if (link.out.push(env, envelopeWeight(env)) && !this.paused) link.out.pump(this.#beforePublish);
+    return link;
+  }
+
+  #accept(type: string, id: string, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
+    const link = this.#route(type, id, typename, payload, requestId, idempotencyKey);
+    const hseq = this.hseq;
     let group = link.openAck;
     if (group === null) {
       // Fire-and-forget sends are normal: a group nobody awaits must not become an unhandled
@@ -266,6 +284,19 @@ export class Router {
     this.flush();
   };
 
+  #releaseScheduled = false;
+
+  #scheduleRelease(): void {
+    if (this.#releaseScheduled) return;
+    this.#releaseScheduled = true;
+    setImmediate(this.#releaseTask);
+  }
+
+  readonly #releaseTask = (): void => {
+    this.#releaseScheduled = false;
+    this.flush();
+  };
+
   readonly #beforePublish = (): void => {
     if (this.unpublished !== 0) {
       this.#control.addAlive(this.unpublished);
@@ -285,7 +316,8 @@ export class Router {
     if (this.#waiting.size > 0 && !this.#throttledByRings()) {
       // Release waiting sends a slice at a time: all at once would refill what just drained.
       this.#release(INGRESS_RELEASE_BATCH / WAIT_BATCH);
-      if (this.#waiting.size > 0) this.scheduleFlush();
+      // The next slice in a later macrotask: the host's event loop runs in between.
+      if (this.#waiting.size > 0) this.#scheduleRelease();
       // Released sends refused at close() publish nothing: no shard report would end idle().
       else if (this.#closing) queueMicrotask(this.#releasedAfterClose);
     }

@@ -37,6 +37,8 @@ import { NameTable } from '../transport/names.js';
 import { LogSlabs } from '../internal/log-slabs.js';
 import { remoteMatcher } from '../shard/remote-functions.js';
 import type { FrameEncoder } from '../transport/framing.js';
+import type { FrameHandler } from '../transport/ring.js';
+import { BoundedDrain } from './bounded-drain.js';
 import { resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { Lister } from '../state/lister.js';
 import { channels } from './channels.js';
@@ -46,7 +48,7 @@ import { deadLetterOf, decodeValue, type DeadLetter } from './decode.js';
 import { Inbound } from './inbound.js';
 import { Lifecycle } from './lifecycle.js';
 import { readShardMetrics, toPrometheus, type WeftMetrics } from './metrics.js';
-import { Requests, type PendingRequest } from './requests.js';
+import { PendingRequest, Requests } from './requests.js';
 import { Router } from './router.js';
 import { ShardLink, type AckGroup } from './shard-link.js';
 import { loadFunctionModule, startMisuse } from './start-guard.js';
@@ -113,6 +115,9 @@ export class Weft {
   readonly #egresses: Egresses;
   #pool!: ShardPool;
   #sleeping = false;
+  readonly #reader = new BoundedDrain();
+  /** Per shard, what reads its frames (made once: no closure per drain). */
+  readonly #frameHandlers: (shard: number) => FrameHandler;
   #activityAtLastCheckpoint = -1;
   #idleWaiters: Array<() => void> = [];
   #closing = false;
@@ -170,6 +175,9 @@ export class Weft {
       failed: (err) => this.#fail(err),
     });
     this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute);
+    const inbound = this.#inbound;
+    const handlers: FrameHandler[] = this.#links.map((link) => (frame) => inbound.onFrame(link.shard, frame));
+    this.#frameHandlers = (shard) => handlers[shard]!;
   }
 
   /**
@@ -335,30 +343,31 @@ export class Weft {
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.request value', this.#opts.maxMessageBytes);
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.request');
-      const requestId = this.#requests.nextId();
-      return new Promise<unknown>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.#requests.delete(requestId);
-          reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${a.type}/${a.id} got no reply within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const pending: PendingRequest = { resolve, reject, timer, durable, ack: null, hseq: 0 };
-        this.#requests.add(requestId, pending);
-        const go = (): void => {
-          try {
-            const group = this.#acceptChecked(a, typename, payload, requestId, key, 'request');
-            pending.hseq = group.hseq;
-            if (durable) pending.ack = group.promise;
-          } catch (err) {
-            clearTimeout(timer);
-            this.#requests.delete(requestId);
-            reject(err);
-          }
-        };
-        if (this.#router.throttled()) this.#router.waitThen(go);
-        else go();
-      });
+      const pending = new PendingRequest(this.#requests.nextId(), durable, a, typename, payload, key, timeoutMs);
+      const promise = this.#requests.add(pending);
+      if (this.#router.throttled()) this.#router.waitThen(() => this.#sendRequest(pending));
+      else this.#sendRequest(pending);
+      return promise;
     } catch (err) {
       return Promise.reject(err);
+    }
+  }
+
+  /** Accepts a request's message (or refuses it, rejecting the request, when the engine closed or failed meanwhile). */
+  #sendRequest(pending: PendingRequest): void {
+    try {
+      const { to, typename, payload, requestId, idempotencyKey } = pending;
+      if (pending.durable) {
+        const group = this.#acceptChecked(to, typename, payload, requestId, idempotencyKey, 'request');
+        pending.hseq = group.hseq;
+        pending.ack = group.promise;
+      } else {
+        const refused = this.#refusal('request');
+        if (refused !== undefined) throw refused;
+        pending.hseq = this.#router.acceptRequest(to, typename, payload, requestId, idempotencyKey);
+      }
+    } catch (err) {
+      this.#requests.refuse(pending, err);
     }
   }
 
@@ -463,28 +472,28 @@ export class Weft {
     if (generation !== this.#life.generation) return;
     this.#sleeping = false;
     if (this.#life.closed) return;
+    let more: boolean;
     try {
-      this.#drain();
+      more = this.#drain();
     } catch (err) {
       this.#fail(err);
       return;
     }
-    this.#sleep();
+    if (more) {
+      // The budget is spent: the host's event loop runs (timers, I/O, its own work) before main
+      // reads on.
+      this.#sleeping = true;
+      setImmediate(() => this.#wake(generation));
+    } else this.#sleep();
   }
 
-  #drain(): void {
+  /** Reads the shard→main rings for one slice (see bounded-drain.ts), then flushes. Returns true when a ring still holds frames. */
+  #drain(): boolean {
     const pool = this.#pool;
-    const inbound = this.#inbound;
-    for (let s = 0; s < pool.fromShard.length; s++) {
-      const ring = pool.fromShard[s]!;
-      let n: number;
-      do {
-        n = ring.drain((frame) => inbound.onFrame(s, frame), 256);
-        if (n > 0 && ring.takeRoomRequest()) pool.bells.ring(1 + s);
-      } while (n === 256);
-    }
+    const more = this.#reader.slice(pool.fromShard, this.#frameHandlers, (s) => pool.bells.ring(1 + s));
     this.#router.flush();
     this.#resolveIdle();
+    return more;
   }
 
   #resolveIdle(): void {

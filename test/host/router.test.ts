@@ -142,6 +142,27 @@ describe('Router: routing', () => {
     expect(links[0]!.ackGroups).toEqual([a0, a2]);
   });
 
+  it('routes a request that is not durable without an acknowledgement group (nobody waits for its ack)', () => {
+    const { router, links, rings, partitioner, names } = setup();
+    const id = idOn(partitioner, 0);
+    const a0 = router.accept({ type: TYPE, id }, TYPE, payload(4), 0, undefined);
+    expect(router.acceptRequest({ type: TYPE, id }, TYPE, payload(4), 7, undefined)).toBe(2);
+    const a2 = router.accept({ type: TYPE, id }, TYPE, payload(4), 0, undefined);
+    expect(a2).toBe(a0);
+    expect(links[0]!.ackGroups).toEqual([a0]);
+    router.flush();
+    expect(router.acceptRequest({ type: TYPE, id }, TYPE, payload(4), 8, undefined)).toBe(4);
+    expect(links[0]!.ackGroups).toEqual([a0]);
+    expect(links[0]!.openAck).toBe(null);
+    router.flush();
+    expect(drainRecords(rings[0]!, names).map((r) => [r[E_HSEQ], r[E_REPLY_TO]])).toEqual([
+      [1, 0],
+      [2, 7],
+      [3, 0],
+      [4, 8],
+    ]);
+  });
+
   it('counts accepted messages alive in the control block when they are published, not before', async () => {
     const { router, control, partitioner } = setup();
     for (let i = 0; i < 5; i++) router.accept({ type: TYPE, id: idOn(partitioner, i % 2) }, TYPE, payload(4), 0, undefined);
