@@ -32,7 +32,7 @@ const INGRESS_HIGH_WATER_FRAMES = 32;
 /** Sends between two reads of the shards' dirty counts (a power of two). */
 const DIRTY_CHECK_SENDS = 64;
 /** Waiting sends let through per flush once the rings have room again. */
-const INGRESS_RELEASE_BATCH = 4096;
+const INGRESS_RELEASE_BATCH = 2048;
 /** Waiting sends between two pumps (spilled frames into the rings, waiting sends released) in a host loop that does not yield (a power of two). */
 const PUMP_EVERY = 256;
 

@@ -254,13 +254,18 @@ describe('Router: ingress backpressure', () => {
     expect(hseqs).toEqual(Array.from({ length: accepted }, (_, i) => i + 1));
   });
 
-  it('releases waiting sends a slice of 4096 per flush', async () => {
+  it('releases waiting sends a slice of 2048 per macrotask (the host event loop runs in between)', async () => {
     const { router, control } = setup();
     const released = waitingSends(router, control, 5000);
     setDirty(control, 0, 0);
     router.flush();
+    expect(router.waiting).toBe(5000 - 2048);
+    // Not in a microtask: the next slice waits for the next macrotask.
+    await Promise.resolve();
+    expect(router.waiting).toBe(5000 - 2048);
+    // The rest on the flushes this one scheduled, one slice per macrotask.
+    await turn();
     expect(router.waiting).toBe(5000 - 4096);
-    // The rest on the flush this one scheduled.
     await turn();
     expect(router.waiting).toBe(0);
     expect(released()).toBe(5000);
@@ -362,6 +367,10 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     for (const p of new Set(promises)) void p.then(() => settled++);
     setDirty(control, 0, 0);
     router.flush();
+    // Two batches per macrotask: the third on the next.
+    expect(router.waiting).toBe(452);
+    expect(router.hseq).toBe(2048);
+    await turn();
     expect(router.waiting).toBe(0);
     expect(router.hseq).toBe(2500);
     router.flush();
@@ -369,11 +378,15 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     const seen = [drainRecords(rings[0]!, names), drainRecords(rings[1]!, names)].map((recs) => recs.map((r) => r[E_HSEQ] as number));
     expect(seen[0]).toEqual(Array.from({ length: 1250 }, (_, i) => 2 * i + 1));
     expect(seen[1]).toEqual(Array.from({ length: 1250 }, (_, i) => 2 * i + 2));
-    // Released in one flush, the batches joined one acknowledgement group per shard: each batch
-    // resolves once both shards' groups are committed, not before.
+    // Released in one flush, the first two batches joined one acknowledgement group per shard
+    // (hseqs up to 2048), the third one the groups of the next flush: a batch resolves once both
+    // shards' groups holding its sends are committed, not before.
     commitUpTo(links[0]!, 2499);
     await turn();
     expect(settled).toBe(0);
+    commitUpTo(links[1]!, 2048);
+    await turn();
+    expect(settled).toBe(2);
     commitUpTo(links[1]!, 2500);
     await turn();
     expect(settled).toBe(3);
