@@ -32,7 +32,7 @@ export class ResendLog {
   readonly #shard: number;
   readonly #slabs: LogSlabs;
   /** Frames of host messages not yet committed, oldest first, {@link SLOTS} slots each. */
-  readonly #frames = new Fifo<unknown>();
+  #frames = new Fifo<unknown>();
   /** The epoch tag of the next record cut into a frame. */
   #epoch: number;
 
@@ -74,9 +74,8 @@ export class ResendLog {
     while (log.size > 0 && (log.at(F_END) as number) <= epoch) this.#releaseHead();
   }
 
-  /** Drops the oldest frame (its copy is released). */
-  #releaseHead(): void {
-    const log = this.#frames;
+  /** Drops the oldest frame of `log` (its copy is released). */
+  #releaseHead(log: Fifo<unknown> = this.#frames): void {
     const slab = log.shift() as Uint8Array;
     for (let i = 1; i < SLOTS; i++) log.shift();
     this.#slabs.release(this.#shard, slab);
@@ -97,7 +96,9 @@ export class ResendLog {
    * messages, logged again as the new generation's outbound cuts them, start a new log.
    */
   drain(committed: number, openEpoch: number, uncut: readonly unknown[], resend: (record: unknown[]) => void): void {
+    // The re-sent messages are logged again as they are cut (into a new log): never read them here.
     const log = this.#frames;
+    this.#frames = new Fifo<unknown>();
     let tag = log.size > 0 ? (log.at(F_START) as number) : this.#epoch;
     this.#epoch = openEpoch;
     while (log.size > 0) {
@@ -106,7 +107,7 @@ export class ResendLog {
       tag = log.at(F_START) as number;
       const frame = slab.subarray(offset, offset + (log.at(F_LENGTH) as number));
       for (const rec of decodeBatch(frame) as unknown as unknown[][]) tag = resendTagged(rec, tag, committed, resend);
-      this.#releaseHead();
+      this.#releaseHead(log);
     }
     for (const rec of uncut) tag = resendTagged(rec as unknown[], tag, committed, resend);
   }

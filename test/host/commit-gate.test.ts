@@ -213,4 +213,22 @@ describe('ResendLog: frames without an object each', () => {
     // Everything released: only the current slab and the pool remain.
     expect(slabs.slabs).toBeLessThanOrEqual(17);
   });
+
+  it('logs the re-sent messages again as they are cut during a drain, without reading them back', () => {
+    const link = new ShardLink(0, new LogSlabs(1), 1);
+    for (let h = 1; h <= 6; h += 2) {
+      const records = [msg(h), msg(h + 1)];
+      link.log.keep(encodeBatch(records), records);
+    }
+    // What a recovery does: each re-sent message goes into the new outbound, whose cuts (here,
+    // one per message) are logged again while the drain still runs.
+    const sent: unknown[][] = [];
+    link.log.drain(0, 2, [], (rec) => {
+      sent.push(rec);
+      link.log.keep(encodeBatch([rec]), [rec]);
+    });
+    expect(sent.map((r) => r[8])).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(link.log.frames).toBe(6);
+    expect(link.log.messages).toBe(6);
+  });
 });
