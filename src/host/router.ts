@@ -154,7 +154,7 @@ export class Router {
     for (const link of this.#links) link.out.push(record, weight);
   }
 
-  /** A host send must wait for room first ({@link waitForRoom}). */
+  /** A host send must wait for room first ({@link wait}, {@link waitThen}). */
   throttled(): boolean {
     if (this.#waiting.size > 0 || this.#egressBlocking.size > 0) return true;
     if (this.spillDepth() > INGRESS_HIGH_WATER_FRAMES) return true;
