@@ -59,12 +59,33 @@ export class Outbound {
     this.#frameTarget = Math.min(FRAME_TARGET_BYTES, ring.maxFrameBytes >> 2);
   }
 
-  /** Queues a record; `weight` approximates its encoded size. */
-  push(record: unknown, weight = 32): void {
+  /**
+   * Queues a record; `weight` approximates its encoded size. Returns true when it completed a
+   * frame (cut, and staged or spilled): a producer that does not wait for its next flush may
+   * {@link pump} then.
+   */
+  push(record: unknown, weight = 32): boolean {
     this.#batch.push(record);
     this.#weight += weight;
     this.records++;
-    if (this.#weight >= this.#frameTarget || this.#batch.length >= FRAME_MAX_RECORDS) this.#cut();
+    if (this.#weight >= this.#frameTarget || this.#batch.length >= FRAME_MAX_RECORDS) {
+      this.#cut();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Writes the spilled frames that fit now and publishes what is staged, without cutting the
+   * current batch or asking the consumer for room: main calls it as frames are cut and while host
+   * sends wait, so a host loop that does not yield keeps the shards busy (a flush only runs when
+   * it yields). Returns true when frames are still spilled.
+   */
+  pump(beforePublish: () => void): boolean {
+    if (this.#retired) return false;
+    this.#drainSpill();
+    this.#publish(beforePublish);
+    return this.spillDepth > 0;
   }
 
   /** Takes the records not yet cut into a frame (a recovery moves them to a new generation). */

@@ -10,16 +10,58 @@ import type { RuntimeModule } from '../module/runtime.js';
 import type { InstanceRecord } from '../state/instance.js';
 import { decodeQueryResult, decodeValue } from './decode.js';
 import type { ShardLink } from './shard-link.js';
+import type { Address } from '../core/address.js';
+import { RequestTimeouts, type TimeoutList, type Timed } from './request-timeouts.js';
 
-export interface PendingRequest {
-  resolve(value: unknown): void;
-  reject(err: unknown): void;
-  timer: NodeJS.Timeout;
-  durable: boolean;
-  ack: Promise<void> | null;
+/**
+ * A `weft.request` waiting for its reply: one object holds everything the request needs until
+ * then (its message while it waits for room, its promise's settle functions, its timer), so a
+ * request allocates no closure and no timer (main allocates one per request at hundreds of thousands per
+ * second: what lives across a scavenge costs main's event loop, issue 13).
+ */
+export class PendingRequest implements Timed {
+  resolve: (value: unknown) => void = noop;
+  reject: (err: unknown) => void = noop;
+  /** Its place in the timeout lists (see request-timeouts.ts). */
+  deadline = 0;
+  prev: Timed | null = null;
+  next: Timed | null = null;
+  list: TimeoutList | null = null;
+  /** A durable request's acknowledgement (its reply resolves once it did), else null. */
+  ack: Promise<void> | null = null;
   /** The request message's hseq, once accepted (0 before). */
-  hseq: number;
+  hseq = 0;
+  readonly requestId: number;
+  readonly durable: boolean;
+  readonly to: Address;
+  readonly typename: string;
+  readonly payload: Uint8Array;
+  readonly idempotencyKey: string | undefined;
+  readonly timeoutMs: number;
+
+  constructor(requestId: number, durable: boolean, to: Address, typename: string, payload: Uint8Array, idempotencyKey: string | undefined, timeoutMs: number) {
+    this.requestId = requestId;
+    this.durable = durable;
+    this.to = to;
+    this.typename = typename;
+    this.payload = payload;
+    this.idempotencyKey = idempotencyKey;
+    this.timeoutMs = timeoutMs;
+  }
 }
+
+function noop(): void {}
+
+/** The request whose promise is being made (see {@link capture}). */
+let capturing: PendingRequest | undefined;
+
+/** The one executor of every request promise: no closure per request. */
+function capture(resolve: (value: unknown) => void, reject: (err: unknown) => void): void {
+  const p = capturing as PendingRequest;
+  p.resolve = resolve;
+  p.reject = reject;
+}
+
 
 interface PendingQuery {
   type: string;
@@ -33,6 +75,10 @@ export class Requests {
   readonly #module: RuntimeModule;
   #seq = 0;
   readonly #requests = new Map<number, PendingRequest>();
+  readonly #timeouts = new RequestTimeouts<PendingRequest>((p) => {
+    this.#requests.delete(p.requestId);
+    p.reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${p.to.type}/${p.to.id} got no reply within ${p.timeoutMs} ms`));
+  });
   readonly #queries = new Map<number, PendingQuery>();
 
   constructor(module: RuntimeModule) {
@@ -49,12 +95,21 @@ export class Requests {
     return this.#requests.size;
   }
 
-  add(requestId: number, pending: PendingRequest): void {
-    this.#requests.set(requestId, pending);
+  /** Registers `pending`: returns its promise, rejected with ERR_WEFT_TIMEOUT after its timeout. */
+  add(pending: PendingRequest): Promise<unknown> {
+    capturing = pending;
+    const promise = new Promise<unknown>(capture);
+    capturing = undefined;
+    this.#timeouts.add(pending, pending.timeoutMs);
+    this.#requests.set(pending.requestId, pending);
+    return promise;
   }
 
-  delete(requestId: number): void {
-    this.#requests.delete(requestId);
+  /** `pending`'s message was refused: it is rejected with `err`. */
+  refuse(pending: PendingRequest, err: unknown): void {
+    this.#timeouts.remove(pending);
+    this.#requests.delete(pending.requestId);
+    pending.reject(err);
   }
 
   /** Is request `requestId` durable and still waiting (its reply must then wait for its commit)? */
@@ -98,7 +153,7 @@ export class Requests {
     const req = this.#requests.get(requestId);
     if (req === undefined) return undefined;
     this.#requests.delete(requestId);
-    clearTimeout(req.timer);
+    this.#timeouts.remove(req);
     return req;
   }
 
@@ -132,8 +187,8 @@ export class Requests {
    * waits for a paused remote address (`kept`) gets ERR_WEFT_DEFERRED instead.
    */
   rejectAll(err: Error, why: string, kept: (hseq: number) => boolean): void {
+    this.#timeouts.clear();
     for (const [, r] of this.#requests) {
-      clearTimeout(r.timer);
       if (r.hseq !== 0 && kept(r.hseq)) {
         r.reject(new WeftError('ERR_WEFT_DEFERRED', `weft.request(): ${why} before its message was applied: the message waits for a paused remote address; it is committed, kept in the data dir and applied at the next start (do not resend it). Its reply is lost.`, { cause: err }));
       } else r.reject(err);

@@ -4,29 +4,35 @@
  * messages that snapshot does not hold are sent again from here, in their original order.
  *
  * Keeping whole frames (as the outbound queue cuts them), not one object per message, keeps the
- * log off the per-message path and out of the GC; their bytes live in {@link LogSlabs}.
+ * log off the per-message path and out of the GC; their bytes live in {@link LogSlabs}, and what
+ * the log knows of each frame is a few slots of one queue ({@link SLOTS}), not an object: under
+ * request load main cuts a frame per flush, tens of thousands a second, each kept until its
+ * epoch commits, so objects per frame would be copied by main's scavenges (issue 13).
  */
 import { Kind } from '../contract/envelope.js';
 import type { LogSlabs } from '../internal/log-slabs.js';
 import { decodeBatch } from '../transport/framing.js';
+import { Fifo } from '../internal/fifo.js';
 
 /**
- * A frame of host messages kept until their epoch commits. `start`/`end`: the epoch tag of its
- * first record and of the record after its last (a record's tag is the epoch of the next barrier
- * on its ring; BARRIER(e) records inside the frame advance it to e + 1).
+ * Slots per frame of host messages kept until their epoch commits: the array holding its copy
+ * (a slab, see LogSlabs.keepAt), its offset and length there, `start`/`end` (the epoch tag of its
+ * first record and of the record after its last: a record's tag is the epoch of the next barrier
+ * on its ring; BARRIER(e) records inside the frame advance it to e + 1), and its host messages.
  */
-interface LoggedFrame {
-  frame: Uint8Array;
-  start: number;
-  end: number;
-  msgs: number;
-}
+const SLOTS = 6;
+const F_SLAB = 0;
+const F_OFFSET = 1;
+const F_LENGTH = 2;
+const F_START = 3;
+const F_END = 4;
+const F_MSGS = 5;
 
 export class ResendLog {
   readonly #shard: number;
   readonly #slabs: LogSlabs;
-  /** Frames of host messages not yet committed, oldest first. */
-  #frames: LoggedFrame[] = [];
+  /** Frames of host messages not yet committed, oldest first, {@link SLOTS} slots each. */
+  #frames = new Fifo<unknown>();
   /** The epoch tag of the next record cut into a frame. */
   #epoch: number;
 
@@ -46,21 +52,40 @@ export class ResendLog {
       if (kind === Kind.Msg) msgs++;
       else if (kind === Kind.Barrier) this.#epoch = ((rec as unknown[])[1] as number) + 1;
     }
-    if (msgs > 0) this.#frames.push({ frame: this.#slabs.keep(this.#shard, frame), start, end: this.#epoch, msgs });
+    if (msgs === 0) return;
+    const slabs = this.#slabs;
+    const log = this.#frames;
+    log.push(slabs.keepAt(this.#shard, frame));
+    log.push(slabs.lastOffset);
+    log.push(frame.byteLength);
+    log.push(start);
+    log.push(this.#epoch);
+    log.push(msgs);
+  }
+
+  /** Frames kept (for tests). */
+  get frames(): number {
+    return this.#frames.size / SLOTS;
   }
 
   /** COMMITTED(epoch): a frame whose every message is tagged <= epoch is in the committed snapshot. */
   committed(epoch: number): void {
     const log = this.#frames;
-    let h = 0;
-    while (h < log.length && log[h]!.end <= epoch) h++;
-    if (h > 0) for (const f of log.splice(0, h)) this.#slabs.release(this.#shard, f.frame);
+    while (log.size > 0 && (log.at(F_END) as number) <= epoch) this.#releaseHead();
+  }
+
+  /** Drops the oldest frame of `log` (its copy is released). */
+  #releaseHead(log: Fifo<unknown> = this.#frames): void {
+    const slab = log.shift() as Uint8Array;
+    for (let i = 1; i < SLOTS; i++) log.shift();
+    this.#slabs.release(this.#shard, slab);
   }
 
   /** Host messages logged and not yet committed. */
   get messages(): number {
+    const log = this.#frames;
     let n = 0;
-    for (const f of this.#frames) n += f.msgs;
+    for (let at = F_MSGS; at < log.size; at += SLOTS) n += log.at(at) as number;
     return n;
   }
 
@@ -71,14 +96,18 @@ export class ResendLog {
    * messages, logged again as the new generation's outbound cuts them, start a new log.
    */
   drain(committed: number, openEpoch: number, uncut: readonly unknown[], resend: (record: unknown[]) => void): void {
-    const logged = this.#frames;
-    this.#frames = [];
-    let tag = logged[0]?.start ?? this.#epoch;
+    // The re-sent messages are logged again as they are cut (into a new log): never read them here.
+    const log = this.#frames;
+    this.#frames = new Fifo<unknown>();
+    let tag = log.size > 0 ? (log.at(F_START) as number) : this.#epoch;
     this.#epoch = openEpoch;
-    for (const f of logged) {
-      tag = f.start;
-      for (const rec of decodeBatch(f.frame) as unknown as unknown[][]) tag = resendTagged(rec, tag, committed, resend);
-      this.#slabs.release(this.#shard, f.frame);
+    while (log.size > 0) {
+      const slab = log.at(F_SLAB) as Uint8Array;
+      const offset = log.at(F_OFFSET) as number;
+      tag = log.at(F_START) as number;
+      const frame = slab.subarray(offset, offset + (log.at(F_LENGTH) as number));
+      for (const rec of decodeBatch(frame) as unknown as unknown[][]) tag = resendTagged(rec, tag, committed, resend);
+      this.#releaseHead(log);
     }
     for (const rec of uncut) tag = resendTagged(rec as unknown[], tag, committed, resend);
   }

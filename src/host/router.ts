@@ -5,11 +5,18 @@
  * - frames main could not write because a ring is full (more than INGRESS_HIGH_WATER_FRAMES);
  * - a shard holding more dirty instances than its cache (see {@link Router.dirtyOver});
  * - a full egress (at `egressMaxBacklog` records nobody reads), for at most `egressFullWaitMs`.
- * Sends that wait are released a slice at a time once there is room again.
+ * Sends that wait are released a slice at a time once there is room again. They wait in a
+ * {@link WaitQueue}: no closure or promise per waiting send (a batch of them shares one promise).
+ *
+ * A frame is published as soon as it is cut (not only at the flush after the host's current
+ * task): a host loop that never yields would otherwise leave the shards idle until it ends. While
+ * sends wait, every {@link PUMP_EVERY} waiting sends move spilled frames into the rings and release
+ * waiting sends when there is room, for the same reason.
  *
  * `accept` is main's hottest path (every host message): no closure, allocation or call beyond
  * the envelope and the outbound push per message.
  */
+import { setImmediate } from 'node:timers';
 import type { Address } from '../core/address.js';
 import { quietDeferred } from '../internal/deferred.js';
 import { METRIC_INDEX, type ControlBlock } from '../contract/control-block.js';
@@ -18,13 +25,16 @@ import type { ResolvedOptions } from '../contract/options.js';
 import type { Partitioner } from '../contract/partitioner.js';
 import type { EgressChannel } from './egress.js';
 import type { AckGroup, ShardLink } from './shard-link.js';
+import { SLOTS, WAIT_BATCH, WaitQueue, type WaitingBatch } from './wait-queue.js';
 
 /** Frames main may hold back for full main→shard rings before sends wait (about 2 MiB). */
 const INGRESS_HIGH_WATER_FRAMES = 32;
 /** Sends between two reads of the shards' dirty counts (a power of two). */
 const DIRTY_CHECK_SENDS = 64;
 /** Waiting sends let through per flush once the rings have room again. */
-const INGRESS_RELEASE_BATCH = 4096;
+const INGRESS_RELEASE_BATCH = 2048;
+/** Waiting sends between two pumps (spilled frames into the rings, waiting sends released) in a host loop that does not yield (a power of two). */
+const PUMP_EVERY = 256;
 
 export type RouterSettings = Pick<ResolvedOptions, 'cacheSize' | 'checkpointIntervalMs' | 'egressFullWaitMs' | 'egressMaxBacklog'>;
 
@@ -46,7 +56,15 @@ export class Router {
   paused = false;
   #flushScheduled = false;
   #closing = false;
-  #ingressWaiters: Array<() => void> = [];
+  readonly #waiting = new WaitQueue();
+  /** Waiting sends accepted since the last pump. */
+  #sincePump = 0;
+  /** The shard of the message {@link #accept} took last. */
+  #lastShard = 0;
+  /** Per shard, the acknowledgement group the batch being released joined (see #releaseBatch). */
+  readonly #batchGroups: Array<AckGroup | null>;
+  /** Why waiting sends are refused now (the engine closed or failed), or undefined. */
+  readonly #refusal: () => Error | undefined;
   /** Some shard held more dirty instances than its cache at the last check (see {@link dirtyOver}). */
   #dirtyHigh = false;
   #sendsSinceDirtyCheck = 0;
@@ -63,11 +81,17 @@ export class Router {
   #egressOverBacklog = 0;
   #egressOverWarned = false;
 
-  constructor(partitioner: Partitioner, links: readonly ShardLink[], settings: RouterSettings, releasedAfterClose: () => void) {
+  /**
+   * @param refusal when waiting sends are released: the error they are refused with (the engine
+   * closed or failed meanwhile), or undefined to accept them.
+   */
+  constructor(partitioner: Partitioner, links: readonly ShardLink[], settings: RouterSettings, releasedAfterClose: () => void, refusal: () => Error | undefined = () => undefined) {
     this.#partitioner = partitioner;
     this.#links = links;
     this.#settings = settings;
     this.#releasedAfterClose = releasedAfterClose;
+    this.#refusal = refusal;
+    this.#batchGroups = links.map(() => null);
   }
 
   /** A generation of shards starts: its control block counts live messages and dirty instances. */
@@ -82,12 +106,36 @@ export class Router {
 
   /** Accepts a host message: routes it; its frame is logged for re-sending until its epoch commits. */
   accept(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
-    const link = this.#links[this.#partitioner.shardOf(this.#partitioner.keyGroup(a.type, a.id))]!;
-    const hseq = ++this.hseq;
-    const env = envelope(a.type, a.id, null, null, typename, payload, requestId, hseq, idempotencyKey);
+    return this.#accept(a.type, a.id, typename, payload, requestId, idempotencyKey);
+  }
+
+  /**
+   * Accepts a request message whose caller does not wait for its acknowledgement (a request that
+   * is not durable resolves with its reply): it joins no acknowledgement group, so a request
+   * costs main no group, promise or closure that lives until the next commit. Returns its hseq.
+   */
+  acceptRequest(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): number {
+    this.#route(a.type, a.id, typename, payload, requestId, idempotencyKey);
+    this.scheduleFlush();
+    return this.hseq;
+  }
+
+  /** Routes a host message to its shard's outbound (it takes the next hseq); returns its link. */
+  #route(type: string, id: string, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): ShardLink {
+    const shard = this.#partitioner.shardOf(this.#partitioner.keyGroup(type, id));
+    this.#lastShard = shard;
+    const link = this.#links[shard]!;
+    const env = envelope(type, id, null, null, typename, payload, requestId, ++this.hseq, idempotencyKey);
     this.unpublished++;
     this.activity++;
-    link.out.push(env, envelopeWeight(env));
+    // A frame completed: publish it now (see the file comment), unless a recovery holds writes.
+    if (link.out.push(env, envelopeWeight(env)) && !this.paused) link.out.pump(this.#beforePublish);
+    return link;
+  }
+
+  #accept(type: string, id: string, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined): AckGroup {
+    const link = this.#route(type, id, typename, payload, requestId, idempotencyKey);
+    const hseq = this.hseq;
     let group = link.openAck;
     if (group === null) {
       // Fire-and-forget sends are normal: a group nobody awaits must not become an unhandled
@@ -106,9 +154,9 @@ export class Router {
     for (const link of this.#links) link.out.push(record, weight);
   }
 
-  /** A host send must wait for room first ({@link waitForRoom}). */
+  /** A host send must wait for room first ({@link wait}, {@link waitThen}). */
   throttled(): boolean {
-    if (this.#ingressWaiters.length > 0 || this.#egressBlocking.size > 0) return true;
+    if (this.#waiting.size > 0 || this.#egressBlocking.size > 0) return true;
     if (this.spillDepth() > INGRESS_HIGH_WATER_FRAMES) return true;
     // The shards' dirty counts are read at every flush and every DIRTY_CHECK_SENDS sends (reading
     // shared memory on every send cost ~3% of main's time).
@@ -125,7 +173,7 @@ export class Router {
 
   /** Host sends waiting for room. */
   get waiting(): number {
-    return this.#ingressWaiters.length;
+    return this.#waiting.size;
   }
 
   /**
@@ -147,10 +195,37 @@ export class Router {
 
   /** Resolves when a throttled send may go on (released by a flush, an egress wait, or {@link releaseAll}). */
   waitForRoom(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.#ingressWaiters.push(resolve);
-      if (this.#egressBlocking.size > 0) this.#armEgressWait();
-    });
+    return new Promise<void>((resolve) => this.waitThen(resolve));
+  }
+
+  /** Calls `go` when a throttled request may go on (in order with the waiting sends). */
+  waitThen(go: () => void): void {
+    this.#waiting.addCall(go);
+    this.#waited();
+  }
+
+  /**
+   * A throttled send waits: accepted in order when there is room (its promise then follows its
+   * acknowledgement), or refused if the engine closed or failed meanwhile. The sends of a batch
+   * share the promise returned (see wait-queue.ts): it resolves once all of them are committed.
+   */
+  wait(type: string, id: string, typename: string, payload: Uint8Array, idempotencyKey: string | undefined): Promise<void> {
+    const promise = this.#waiting.addSend(type, id, typename, payload, idempotencyKey);
+    this.#waited();
+    return promise;
+  }
+
+  #waited(): void {
+    if (this.#egressBlocking.size > 0) this.#armEgressWait();
+    // A host loop that does not yield: nothing else moves frames or waiting sends until it does.
+    if ((++this.#sincePump & (PUMP_EVERY - 1)) === 0) this.#pump();
+  }
+
+  /** Moves spilled frames into the rings, then releases a batch of waiting sends if there is room. */
+  #pump(): void {
+    if (this.paused) return;
+    for (const link of this.#links) link.out.pump(this.#beforePublish);
+    if (!this.#throttledByRings()) this.#release(1);
   }
 
   /** An egress reached its backlog bound (`full`), or got room again: host sends wait for it meanwhile. */
@@ -160,7 +235,7 @@ export class Router {
       // egressFullWaitMs 0: sends never wait for egresses. After close(), nothing waits.
       if (this.#settings.egressFullWaitMs === 0 || this.#closing) return;
       this.#egressBlocking.add(channel);
-      if (this.#ingressWaiters.length > 0) this.#armEgressWait();
+      if (this.#waiting.size > 0) this.#armEgressWait();
     } else if (this.#egressBlocking.delete(channel)) this.scheduleFlush();
   }
 
@@ -182,7 +257,7 @@ export class Router {
 
   readonly #egressWaitExpired = (): void => {
     this.#egressWaitTimer = undefined;
-    if (this.#closing || this.#ingressWaiters.length === 0 || this.#egressBlocking.size === 0) return;
+    if (this.#closing || this.#waiting.size === 0 || this.#egressBlocking.size === 0) return;
     for (const ch of this.#egressBlocking) {
       this.#egressOverBacklog++;
       if (!this.#egressOverWarned) {
@@ -209,6 +284,19 @@ export class Router {
     this.flush();
   };
 
+  #releaseScheduled = false;
+
+  #scheduleRelease(): void {
+    if (this.#releaseScheduled) return;
+    this.#releaseScheduled = true;
+    setImmediate(this.#releaseTask);
+  }
+
+  readonly #releaseTask = (): void => {
+    this.#releaseScheduled = false;
+    this.flush();
+  };
+
   readonly #beforePublish = (): void => {
     if (this.unpublished !== 0) {
       this.#control.addAlive(this.unpublished);
@@ -225,14 +313,62 @@ export class Router {
       link.out.flush(this.#beforePublish);
       link.openAck = null;
     }
-    if (this.#ingressWaiters.length > 0 && !this.#throttledByRings()) {
+    if (this.#waiting.size > 0 && !this.#throttledByRings()) {
       // Release waiting sends a slice at a time: all at once would refill what just drained.
-      const waiters = this.#ingressWaiters.splice(0, INGRESS_RELEASE_BATCH);
-      for (const w of waiters) w();
-      if (this.#ingressWaiters.length > 0) this.scheduleFlush();
+      this.#release(INGRESS_RELEASE_BATCH / WAIT_BATCH);
+      // The next slice in a later macrotask: the host's event loop runs in between.
+      if (this.#waiting.size > 0) this.#scheduleRelease();
       // Released sends refused at close() publish nothing: no shard report would end idle().
       else if (this.#closing) queueMicrotask(this.#releasedAfterClose);
     }
+  }
+
+  /** Releases up to `batches` batches of waiting sends, oldest first. */
+  #release(batches: number): void {
+    for (let i = 0; i < batches; i++) {
+      const b = this.#waiting.take();
+      if (b === undefined) return;
+      this.#releaseBatch(b);
+      this.#waiting.recycle(b);
+    }
+  }
+
+  /**
+   * Accepts the sends of batch `b` in order (or refuses them all) and lets the other waiters go
+   * on; the batch's promise follows the acknowledgement groups its sends joined (one per shard).
+   */
+  #releaseBatch(b: WaitingBatch): void {
+    const sends = b.promise !== null;
+    const refused = sends ? this.#refusal() : undefined;
+    const slots = b.slots;
+    const groups = this.#batchGroups;
+    let failure: unknown;
+    for (let i = 0, at = 0; i < b.size; i++, at += SLOTS) {
+      const first = slots[at];
+      if (typeof first === 'function') {
+        (first as () => void)();
+        continue;
+      }
+      if (refused !== undefined || failure !== undefined) continue;
+      try {
+        groups[this.#lastShard] = this.#accept(first as string, slots[at + 1] as string, slots[at + 2] as string, slots[at + 3] as Uint8Array, 0, slots[at + 4] as string | undefined);
+      } catch (err) {
+        failure = err;
+      }
+    }
+    if (!sends) return;
+    let joined: Promise<void> | undefined;
+    let all: Array<Promise<void>> | undefined;
+    for (let s = 0; s < groups.length; s++) {
+      const g = groups[s];
+      if (g === null || g === undefined) continue;
+      groups[s] = null;
+      if (joined === undefined) joined = g.promise;
+      else (all ??= [joined]).push(g.promise);
+    }
+    if (refused !== undefined) b.reject(refused);
+    else if (failure !== undefined) b.reject(failure);
+    else b.resolve(all !== undefined ? Promise.all(all).then(noop) : joined);
   }
 
   #throttledByRings(): boolean {
@@ -253,8 +389,8 @@ export class Router {
 
   /** Releases every waiting send (the engine closed or failed: they are refused as they resume). */
   releaseAll(): void {
-    const waiters = this.#ingressWaiters;
-    this.#ingressWaiters = [];
-    for (const w of waiters) w();
+    this.#release(Infinity);
   }
 }
+
+function noop(): void {}

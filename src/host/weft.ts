@@ -37,6 +37,8 @@ import { NameTable } from '../transport/names.js';
 import { LogSlabs } from '../internal/log-slabs.js';
 import { remoteMatcher } from '../shard/remote-functions.js';
 import type { FrameEncoder } from '../transport/framing.js';
+import type { FrameHandler } from '../transport/ring.js';
+import { BoundedDrain } from './bounded-drain.js';
 import { resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { Lister } from '../state/lister.js';
 import { channels } from './channels.js';
@@ -46,7 +48,7 @@ import { deadLetterOf, decodeValue, type DeadLetter } from './decode.js';
 import { Inbound } from './inbound.js';
 import { Lifecycle } from './lifecycle.js';
 import { readShardMetrics, toPrometheus, type WeftMetrics } from './metrics.js';
-import { Requests, type PendingRequest } from './requests.js';
+import { PendingRequest, Requests } from './requests.js';
 import { Router } from './router.js';
 import { ShardLink, type AckGroup } from './shard-link.js';
 import { loadFunctionModule, startMisuse } from './start-guard.js';
@@ -113,6 +115,9 @@ export class Weft {
   readonly #egresses: Egresses;
   #pool!: ShardPool;
   #sleeping = false;
+  readonly #reader = new BoundedDrain();
+  /** Per shard, what reads its frames (made once: no closure per drain). */
+  readonly #frameHandlers: (shard: number) => FrameHandler;
   #activityAtLastCheckpoint = -1;
   #idleWaiters: Array<() => void> = [];
   #closing = false;
@@ -140,7 +145,7 @@ export class Weft {
     const slabs = new LogSlabs(n);
     this.#links = Array.from({ length: n }, (_, s) => new ShardLink(s, slabs, dir.info.committedEpoch + 1));
     this.#partitioner = new Partitioner(n, dir.info.keyGroups);
-    this.#router = new Router(this.#partitioner, this.#links, opts, () => this.#resolveIdle());
+    this.#router = new Router(this.#partitioner, this.#links, opts, () => this.#resolveIdle(), () => this.#refusal('send'));
     this.#requests = new Requests(module);
     this.#gate = new CommitGate(this.#links, this.#requests, {
       channel: (name) => this.#egresses.channel(name),
@@ -170,6 +175,9 @@ export class Weft {
       failed: (err) => this.#fail(err),
     });
     this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute);
+    const inbound = this.#inbound;
+    const handlers: FrameHandler[] = this.#links.map((link) => (frame) => inbound.onFrame(link.shard, frame));
+    this.#frameHandlers = (shard) => handlers[shard]!;
   }
 
   /**
@@ -287,7 +295,9 @@ export class Weft {
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.send');
-      if (this.#router.throttled()) return this.#router.waitForRoom().then(() => this.#acceptChecked(a, typename, payload, 0, key, 'send').promise);
+      // Waiting for room: no closure or promise per send (see wait-queue.ts); refused at release
+      // if the engine closed or failed meanwhile (#refusal).
+      if (this.#router.throttled()) return this.#router.wait(a.type, a.id, typename, payload, key);
       return this.#router.accept(a, typename, payload, 0, key).promise;
     } catch (err) {
       return Promise.reject(err);
@@ -296,11 +306,22 @@ export class Weft {
 
   /** Accepts a message that waited for room (backpressure), unless the engine closed or failed meanwhile. */
   #acceptChecked(a: Address, typename: string, payload: Uint8Array, requestId: number, idempotencyKey: string | undefined, what: string): AckGroup {
-    if (this.#closing && this.#failure === undefined) {
-      throw new WeftError('ERR_WEFT_CLOSED', `weft.${what}() waited for room (backpressure) and close() was called meanwhile: the message was not accepted`);
-    }
-    this.#checkOpen(what);
+    const refused = this.#refusal(what);
+    if (refused !== undefined) throw refused;
     return this.#router.accept(a, typename, payload, requestId, idempotencyKey);
+  }
+
+  /** Why a message that waited for room is not accepted now (close() was called, or the engine failed), or undefined. */
+  #refusal(what: string): WeftError | undefined {
+    if (this.#closing && this.#failure === undefined) {
+      return new WeftError('ERR_WEFT_CLOSED', `weft.${what}() waited for room (backpressure) and close() was called meanwhile: the message was not accepted`);
+    }
+    try {
+      this.#checkOpen(what);
+    } catch (err) {
+      return err as WeftError;
+    }
+    return undefined;
   }
 
   /**
@@ -322,30 +343,31 @@ export class Weft {
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.request value', this.#opts.maxMessageBytes);
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.request');
-      const requestId = this.#requests.nextId();
-      return new Promise<unknown>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.#requests.delete(requestId);
-          reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${a.type}/${a.id} got no reply within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const pending: PendingRequest = { resolve, reject, timer, durable, ack: null, hseq: 0 };
-        this.#requests.add(requestId, pending);
-        const go = (): void => {
-          try {
-            const group = this.#acceptChecked(a, typename, payload, requestId, key, 'request');
-            pending.hseq = group.hseq;
-            if (durable) pending.ack = group.promise;
-          } catch (err) {
-            clearTimeout(timer);
-            this.#requests.delete(requestId);
-            reject(err);
-          }
-        };
-        if (this.#router.throttled()) void this.#router.waitForRoom().then(go);
-        else go();
-      });
+      const pending = new PendingRequest(this.#requests.nextId(), durable, a, typename, payload, key, timeoutMs);
+      const promise = this.#requests.add(pending);
+      if (this.#router.throttled()) this.#router.waitThen(() => this.#sendRequest(pending));
+      else this.#sendRequest(pending);
+      return promise;
     } catch (err) {
       return Promise.reject(err);
+    }
+  }
+
+  /** Accepts a request's message (or refuses it, rejecting the request, when the engine closed or failed meanwhile). */
+  #sendRequest(pending: PendingRequest): void {
+    try {
+      const { to, typename, payload, requestId, idempotencyKey } = pending;
+      if (pending.durable) {
+        const group = this.#acceptChecked(to, typename, payload, requestId, idempotencyKey, 'request');
+        pending.hseq = group.hseq;
+        pending.ack = group.promise;
+      } else {
+        const refused = this.#refusal('request');
+        if (refused !== undefined) throw refused;
+        pending.hseq = this.#router.acceptRequest(to, typename, payload, requestId, idempotencyKey);
+      }
+    } catch (err) {
+      this.#requests.refuse(pending, err);
     }
   }
 
@@ -450,28 +472,28 @@ export class Weft {
     if (generation !== this.#life.generation) return;
     this.#sleeping = false;
     if (this.#life.closed) return;
+    let more: boolean;
     try {
-      this.#drain();
+      more = this.#drain();
     } catch (err) {
       this.#fail(err);
       return;
     }
-    this.#sleep();
+    if (more) {
+      // The budget is spent: the host's event loop runs (timers, I/O, its own work) before main
+      // reads on.
+      this.#sleeping = true;
+      setImmediate(() => this.#wake(generation));
+    } else this.#sleep();
   }
 
-  #drain(): void {
+  /** Reads the shard→main rings for one slice (see bounded-drain.ts), then flushes. Returns true when a ring still holds frames. */
+  #drain(): boolean {
     const pool = this.#pool;
-    const inbound = this.#inbound;
-    for (let s = 0; s < pool.fromShard.length; s++) {
-      const ring = pool.fromShard[s]!;
-      let n: number;
-      do {
-        n = ring.drain((frame) => inbound.onFrame(s, frame), 256);
-        if (n > 0 && ring.takeRoomRequest()) pool.bells.ring(1 + s);
-      } while (n === 256);
-    }
+    const more = this.#reader.slice(pool.fromShard, this.#frameHandlers, (s) => pool.bells.ring(1 + s));
     this.#router.flush();
     this.#resolveIdle();
+    return more;
   }
 
   #resolveIdle(): void {

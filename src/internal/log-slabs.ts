@@ -25,11 +25,28 @@ export class LogSlabs {
     this.#used = new Array<number>(shards).fill(0);
   }
 
+  /** Where {@link keepAt} put the last frame in the slab it returned. */
+  lastOffset = 0;
+
   /** A copy of `frame` (for `shard`'s log) that stays valid until {@link release}d. */
   keep(shard: number, frame: Uint8Array): Uint8Array {
+    const slab = this.keepAt(shard, frame);
+    return slab.subarray(this.lastOffset, this.lastOffset + frame.byteLength);
+  }
+
+  /**
+   * Copies `frame` for `shard`'s log and returns the array holding the copy, at
+   * {@link lastOffset}: no view object per frame (a log that keeps tens of thousands of frames
+   * a second until their commit would have main's scavenges copy them). Release it with
+   * {@link release}(shard, the returned array).
+   */
+  keepAt(shard: number, frame: Uint8Array): Uint8Array {
     const n = frame.byteLength;
     // A frame bigger than a quarter slab gets a copy of its own (it would waste the rest).
-    if (n > SLAB_BYTES / 4) return frame.slice();
+    if (n > SLAB_BYTES / 4) {
+      this.lastOffset = 0;
+      return frame.slice();
+    }
     let slab = this.#current[shard];
     let used = this.#used[shard] as number;
     if (slab === undefined || used + n > slab.byteLength) {
@@ -42,10 +59,11 @@ export class LogSlabs {
     slab.set(frame, used);
     this.#used[shard] = used + n;
     this.#refs.set(slab.buffer, (this.#refs.get(slab.buffer) as number) + 1);
-    return slab.subarray(used, used + n);
+    this.lastOffset = used;
+    return slab;
   }
 
-  /** `frame` (a result of {@link keep} for `shard`) is no longer needed. */
+  /** `frame` (a result of {@link keep} or {@link keepAt} for `shard`) is no longer needed. */
   release(shard: number, frame: Uint8Array): void {
     const refs = this.#refs.get(frame.buffer);
     if (refs === undefined) return; // a copy of its own

@@ -142,6 +142,27 @@ describe('Router: routing', () => {
     expect(links[0]!.ackGroups).toEqual([a0, a2]);
   });
 
+  it('routes a request that is not durable without an acknowledgement group (nobody waits for its ack)', () => {
+    const { router, links, rings, partitioner, names } = setup();
+    const id = idOn(partitioner, 0);
+    const a0 = router.accept({ type: TYPE, id }, TYPE, payload(4), 0, undefined);
+    expect(router.acceptRequest({ type: TYPE, id }, TYPE, payload(4), 7, undefined)).toBe(2);
+    const a2 = router.accept({ type: TYPE, id }, TYPE, payload(4), 0, undefined);
+    expect(a2).toBe(a0);
+    expect(links[0]!.ackGroups).toEqual([a0]);
+    router.flush();
+    expect(router.acceptRequest({ type: TYPE, id }, TYPE, payload(4), 8, undefined)).toBe(4);
+    expect(links[0]!.ackGroups).toEqual([a0]);
+    expect(links[0]!.openAck).toBe(null);
+    router.flush();
+    expect(drainRecords(rings[0]!, names).map((r) => [r[E_HSEQ], r[E_REPLY_TO]])).toEqual([
+      [1, 0],
+      [2, 7],
+      [3, 0],
+      [4, 8],
+    ]);
+  });
+
   it('counts accepted messages alive in the control block when they are published, not before', async () => {
     const { router, control, partitioner } = setup();
     for (let i = 0; i < 5; i++) router.accept({ type: TYPE, id: idOn(partitioner, i % 2) }, TYPE, payload(4), 0, undefined);
@@ -233,13 +254,18 @@ describe('Router: ingress backpressure', () => {
     expect(hseqs).toEqual(Array.from({ length: accepted }, (_, i) => i + 1));
   });
 
-  it('releases waiting sends a slice of 4096 per flush', async () => {
+  it('releases waiting sends a slice of 2048 per macrotask (the host event loop runs in between)', async () => {
     const { router, control } = setup();
     const released = waitingSends(router, control, 5000);
     setDirty(control, 0, 0);
     router.flush();
+    expect(router.waiting).toBe(5000 - 2048);
+    // Not in a microtask: the next slice waits for the next macrotask.
+    await Promise.resolve();
+    expect(router.waiting).toBe(5000 - 2048);
+    // The rest on the flushes this one scheduled, one slice per macrotask.
+    await turn();
     expect(router.waiting).toBe(5000 - 4096);
-    // The rest on the flush this one scheduled.
     await turn();
     expect(router.waiting).toBe(0);
     expect(released()).toBe(5000);
@@ -316,5 +342,118 @@ describe('Router: ingress backpressure', () => {
     expect(router.waiting).toBe(0);
     await Promise.resolve();
     expect(released()).toBe(5000);
+  });
+});
+
+describe('Router: waiting sends (no closure or promise per send)', () => {
+  /** Acknowledges every host message of `link` up to `hseq` as committed (what the commit gate does at COMMITTED). */
+  function commitUpTo(link: ShardLink, hseq: number): void {
+    link.committedAck = hseq + 1;
+    link.resolveCommitted();
+  }
+
+  it('queues waiting sends in batches of 1024 sharing one promise, accepts them in order, and settles each batch with its acknowledgements', async () => {
+    const { router, control, links, rings, partitioner, names } = setup();
+    setDirty(control, 0, SETTINGS.cacheSize + 1);
+    router.flush();
+    expect(router.throttled()).toBe(true);
+    const ids = [idOn(partitioner, 0), idOn(partitioner, 1)];
+    const promises: Array<Promise<void>> = [];
+    for (let i = 0; i < 2500; i++) promises.push(router.wait(TYPE, ids[i % 2]!, TYPE, payload(4), undefined));
+    expect(router.waiting).toBe(2500);
+    expect(new Set(promises).size).toBe(3);
+    expect(router.hseq).toBe(0);
+    let settled = 0;
+    for (const p of new Set(promises)) void p.then(() => settled++);
+    setDirty(control, 0, 0);
+    router.flush();
+    // Two batches per macrotask: the third on the next.
+    expect(router.waiting).toBe(452);
+    expect(router.hseq).toBe(2048);
+    await turn();
+    expect(router.waiting).toBe(0);
+    expect(router.hseq).toBe(2500);
+    router.flush();
+    // In acceptance order on each ring: hseq i + 1 went to ids[i % 2].
+    const seen = [drainRecords(rings[0]!, names), drainRecords(rings[1]!, names)].map((recs) => recs.map((r) => r[E_HSEQ] as number));
+    expect(seen[0]).toEqual(Array.from({ length: 1250 }, (_, i) => 2 * i + 1));
+    expect(seen[1]).toEqual(Array.from({ length: 1250 }, (_, i) => 2 * i + 2));
+    // Released in one flush, the first two batches joined one acknowledgement group per shard
+    // (hseqs up to 2048), the third one the groups of the next flush: a batch resolves once both
+    // shards' groups holding its sends are committed, not before.
+    commitUpTo(links[0]!, 2499);
+    await turn();
+    expect(settled).toBe(0);
+    commitUpTo(links[1]!, 2048);
+    await turn();
+    expect(settled).toBe(2);
+    commitUpTo(links[1]!, 2500);
+    await turn();
+    expect(settled).toBe(3);
+  });
+
+  it('refuses a released batch as a whole when the engine closed or failed meanwhile, and lets waiting requests go on in order', async () => {
+    const shards = 2;
+    const names = new NameTable([TYPE]);
+    const bells = Doorbell.create(shards + 1);
+    const control = ControlBlock.create(shards);
+    const slabs = new LogSlabs(shards);
+    const links = Array.from({ length: shards }, (_, s) => {
+      const link = new ShardLink(s, slabs, 1);
+      link.out = new Outbound(Ring.create(1 << 20), 1 + s, bells, wireEncoder(names));
+      return link;
+    });
+    let refusal: Error | undefined;
+    const router = new Router(new Partitioner(shards, 64), links, SETTINGS, () => {}, () => refusal);
+    routers.push(router);
+    router.connect(control);
+    setDirty(control, 0, SETTINGS.cacheSize + 1);
+    router.flush();
+    const order: string[] = [];
+    const first = router.wait(TYPE, 'a', TYPE, payload(4), undefined);
+    router.waitThen(() => order.push('request'));
+    const second = router.wait(TYPE, 'b', TYPE, payload(4), undefined);
+    expect(second).toBe(first);
+    refusal = new Error('closed');
+    router.releaseAll();
+    expect(order).toEqual(['request']);
+    expect(router.waiting).toBe(0);
+    expect(router.hseq).toBe(0);
+    await expect(first).rejects.toThrow('closed');
+  });
+
+  it('in a loop that never yields, moves spilled frames into the rings and releases waiting sends as the shard reads (no flush runs)', () => {
+    const { router, rings, partitioner, names } = setup({ ringBytes: 64 * 1024 });
+    const id = idOn(partitioner, 0);
+    // No flush and no turn of the event loop from here on: only accept() and wait() run.
+    const hseqs: number[] = [];
+    const read = (): void => {
+      for (const r of drainRecords(rings[0]!, names)) if (r[0] === Kind.Msg) hseqs.push(r[E_HSEQ] as number);
+    };
+    let sends = 0;
+    while (!router.throttled()) {
+      if (sends > 100_000) throw new Error('never throttled after 100000 sends into a 64 KiB ring');
+      router.accept({ type: TYPE, id }, TYPE, payload(200), 0, undefined);
+      sends++;
+    }
+    // Frames were published as they were cut: the shard can read while the loop goes on.
+    read();
+    expect(hseqs.length).toBeGreaterThan(0);
+    let maxWaiting = 0;
+    for (let i = 0; i < 200_000; i++) {
+      void router.wait(TYPE, id, TYPE, payload(200), undefined);
+      sends++;
+      maxWaiting = Math.max(maxWaiting, router.waiting);
+      if (i % 256 === 255) read();
+    }
+    // The shard kept reading and the waiting sends kept moving: far fewer than sent ever waited.
+    expect(maxWaiting).toBeLessThan(20_000);
+    router.flush();
+    for (let round = 0; hseqs.length < sends; round++) {
+      if (round > 100_000) throw new Error(`only ${hseqs.length} of ${sends} messages arrived`);
+      read();
+      router.flush();
+    }
+    expect(hseqs).toEqual(Array.from({ length: sends }, (_, i) => i + 1));
   });
 });

@@ -1,0 +1,94 @@
+/**
+ * Request timeouts without a timer per request (src/host/request-timeouts.ts): one list and one
+ * timer per timeout value, requests expiring in the order they were made, a reply unlinking its
+ * request. Fake timers and the test's own clock: nothing depends on the machine's speed.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RequestTimeouts, type Timed } from '../../src/host/request-timeouts.js';
+
+interface Item extends Timed {
+  name: string;
+}
+
+const item = (name: string): Item => ({ name, deadline: 0, prev: null, next: null, list: null });
+
+let now = 0;
+beforeEach(() => {
+  vi.useFakeTimers();
+  now = 0;
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** Advances the test's clock and the fake timers together. */
+function advance(ms: number): void {
+  now += ms;
+  vi.advanceTimersByTime(ms);
+}
+
+describe('RequestTimeouts', () => {
+  it('expires the items of one timeout value in the order they were added, each at its own deadline, with one timer', () => {
+    const expired: string[] = [];
+    const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
+    t.add(item('a'), 100);
+    advance(30);
+    t.add(item('b'), 100);
+    t.add(item('c'), 100);
+    expect(vi.getTimerCount()).toBe(1);
+    advance(69);
+    expect(expired).toEqual([]);
+    advance(1);
+    expect(expired).toEqual(['a']);
+    expect(t.size).toBe(2);
+    advance(30);
+    expect(expired).toEqual(['a', 'b', 'c']);
+    expect(t.size).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('removes answered items (first, middle, last) in O(1) and stops the timer when nothing waits', () => {
+    const expired: string[] = [];
+    const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(item) as [Item, Item, Item, Item];
+    for (const i of [a, b, c, d]) t.add(i, 50);
+    t.remove(b);
+    t.remove(a);
+    t.remove(d);
+    t.remove(d); // twice: nothing
+    expect(t.size).toBe(1);
+    advance(50);
+    expect(expired).toEqual(['c']);
+    const e = item('e');
+    t.add(e, 50);
+    t.remove(e);
+    expect(vi.getTimerCount()).toBe(0);
+    advance(100);
+    expect(expired).toEqual(['c']);
+  });
+
+  it('keeps one list per timeout value: a short timeout made later expires first', () => {
+    const expired: string[] = [];
+    const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
+    t.add(item('long'), 1000);
+    t.add(item('short'), 10);
+    expect(vi.getTimerCount()).toBe(2);
+    advance(10);
+    expect(expired).toEqual(['short']);
+    advance(990);
+    expect(expired).toEqual(['short', 'long']);
+  });
+
+  it('clear() unlinks everything and stops every timer', () => {
+    const expired: string[] = [];
+    const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
+    const a = item('a');
+    t.add(a, 10);
+    t.add(item('b'), 20);
+    t.clear();
+    expect(a.list).toBe(null);
+    expect(vi.getTimerCount()).toBe(0);
+    advance(100);
+    expect(expired).toEqual([]);
+  });
+});
