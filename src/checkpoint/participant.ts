@@ -19,9 +19,8 @@
  */
 import { setImmediate } from 'node:timers';
 import { WeftError } from '../core/errors.js';
-import { FrameEncoder } from '../transport/framing.js';
 import type { Envelope } from '../contract/envelope.js';
-import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, PendingKind, StatesReader, decodeEnvelopes, decodePendingMeta, decodeStates, decodeTimer, encodeEnvelopes, encodePendingMeta, encodeTimer, type StatesCapture } from '../state/checkpoint-format.js';
+import { META_FOLDED_EPOCH, META_MAILBOX, META_TIMER_SEQ, PendingKind, StatesReader, decodeEnvelopes, decodePendingMeta, decodeStates, decodeTimer, encodeEnvelopes, encodePendingMeta, encodeTimer, SnapshotEncoder, type StatesCapture } from '../state/checkpoint-format.js';
 import type { StateChange } from '../state/instance-cache.js';
 import type { Partition, WriteOps } from '../state/partition.js';
 import type { Timer, TimerDelta } from '../timers/timer-service.js';
@@ -184,12 +183,12 @@ export class Participant {
 
   #writing: Promise<void> = Promise.resolve();
   /** Encodes mailboxes for #write (one snapshot at a time: the writes are chained). */
-  #mailboxEncoder = new FrameEncoder();
+  readonly #mailboxEncoder = new SnapshotEncoder();
 
   /** `envs` as encodeEnvelopes writes them, a slice of at most FOLD_SLICE_MS at a time. */
   async #encodeMailbox(envs: readonly Envelope[]): Promise<Uint8Array> {
     const enc = this.#mailboxEncoder;
-    enc.beginArray();
+    enc.begin();
     let sliceStart = performance.now();
     for (let i = 0; i < envs.length; i++) {
       enc.append(envs[i]);
@@ -199,10 +198,7 @@ export class Participant {
         sliceStart = performance.now();
       }
     }
-    const bytes = enc.endArray().slice();
-    // An unusually large mailbox does not keep its buffer.
-    if (bytes.byteLength > MAILBOX_KEEP_BYTES) this.#mailboxEncoder = new FrameEncoder();
-    return bytes;
+    return enc.end();
   }
 
   /**
@@ -375,8 +371,6 @@ const FOLD_INFLIGHT = 4;
  * the changes must slow the changes down, not let memory grow.
  */
 export const MAX_FOLD_LAG = 64;
-/** Largest mailbox encoding whose buffer the participant keeps for the next snapshot. */
-const MAILBOX_KEEP_BYTES = 8 * 1024 * 1024;
 /** Changes read (or messages encoded) between two looks at the clock. */
 const CLOCK_EVERY = 256;
 

@@ -59,16 +59,36 @@ export function decodeTimer(kg: number, due: number, seq: number, bytes: Uint8Ar
 }
 
 /**
- * Encodes snapshot values into a private copy. The FrameEncoder keeps its buffer for the next
- * snapshot, unless an unusually large value grew it past {@link KEEP_BYTES}.
+ * Encodes snapshot values into a private copy, all at once ({@link encode}) or an element at a
+ * time ({@link begin}, {@link append}, {@link end}: for work done in slices). The FrameEncoder
+ * keeps its buffer for the next snapshot, unless an unusually large value grew it past
+ * {@link KEEP_BYTES}.
  */
-class SnapshotEncoder {
+export class SnapshotEncoder {
   static readonly KEEP_BYTES = 8 * 1024 * 1024;
   #encoder: FrameEncoder | undefined;
 
   encode(records: readonly unknown[], progress?: () => void): Uint8Array {
     this.#encoder ??= new FrameEncoder();
-    const bytes = this.#encoder.encode(records, progress).slice();
+    return this.#keep(this.#encoder.encode(records, progress));
+  }
+
+  /** Starts an array appended an element at a time; nothing else may use this encoder until {@link end}. */
+  begin(): void {
+    (this.#encoder ??= new FrameEncoder()).beginArray();
+  }
+
+  append(value: unknown): void {
+    (this.#encoder as FrameEncoder).append(value);
+  }
+
+  /** The array {@link begin} started, as a private copy. */
+  end(): Uint8Array {
+    return this.#keep((this.#encoder as FrameEncoder).endArray());
+  }
+
+  #keep(view: Uint8Array): Uint8Array {
+    const bytes = view.slice();
     if (bytes.byteLength > SnapshotEncoder.KEEP_BYTES) this.#encoder = undefined;
     return bytes;
   }
@@ -98,7 +118,7 @@ export class StatesCapture {
   constructor() {
     if (captureOwner !== null) throw new Error('a StatesCapture is still open on this thread: finish it first');
     captureOwner = this;
-    captureEncoder.beginArray();
+    captureEncoder.begin();
   }
 
   /** Appends one change: `record` is copied (null: the instance holds nothing, delete it). */
@@ -122,17 +142,14 @@ export class StatesCapture {
   /** The encoded changes (a private copy); no more can be added. */
   finish(): Uint8Array {
     if (this.#bytes === null) {
-      this.#bytes = captureEncoder.endArray().slice();
+      this.#bytes = captureEncoder.end();
       captureOwner = null;
-      // Like SnapshotEncoder: an unusually large capture does not keep its buffer.
-      if (this.#bytes.byteLength > CAPTURE_KEEP_BYTES) captureEncoder = new FrameEncoder();
     }
     return this.#bytes;
   }
 }
 
-const CAPTURE_KEEP_BYTES = 8 * 1024 * 1024;
-let captureEncoder = new FrameEncoder();
+const captureEncoder = new SnapshotEncoder();
 /** The change StatesCapture.add appends (one array, reused). */
 const captureScratch: StateChange = [0, '', '', null];
 /** The capture using captureEncoder now (one at a time per thread). */
