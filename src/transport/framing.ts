@@ -141,11 +141,6 @@ export class FrameEncoder {
     this.#appended++;
   }
 
-  /** Elements appended since {@link beginArray}. */
-  get appended(): number {
-    return this.#appended;
-  }
-
   /** Ends the array {@link beginArray} started; the bytes are valid until the next call on this encoder. */
   endArray(): Uint8Array {
     const n = this.#appended;
