@@ -351,7 +351,10 @@ export class Router {
       }
       if (refused !== undefined || failure !== undefined) continue;
       try {
-        groups[this.#lastShard] = this.#accept(first as string, slots[at + 1] as string, slots[at + 2] as string, slots[at + 3] as Uint8Array, 0, slots[at + 4] as string | undefined);
+        const group = this.#accept(first as string, slots[at + 1] as string, slots[at + 2] as string, slots[at + 3] as Uint8Array, 0, slots[at + 4] as string | undefined);
+        // After #accept: it routes the send, which sets #lastShard (`groups[this.#lastShard] =
+        // this.#accept(...)` read the index first, the shard of the previous send).
+        groups[this.#lastShard] = group;
       } catch (err) {
         failure = err;
       }

@@ -392,6 +392,31 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     expect(settled).toBe(3);
   });
 
+  it('a batch whose last send goes to another shard than the ones before it still waits for every shard it sent to', async () => {
+    const { router, control, links, partitioner } = setup();
+    setDirty(control, 0, SETTINGS.cacheSize + 1);
+    router.flush();
+    const a = idOn(partitioner, 0);
+    const b = idOn(partitioner, 1);
+    const promises: Array<Promise<void>> = [];
+    for (let i = 0; i < 10; i++) promises.push(router.wait(TYPE, a, TYPE, payload(4), undefined));
+    promises.push(router.wait(TYPE, b, TYPE, payload(4), undefined));
+    expect(new Set(promises).size).toBe(1);
+    let settled = false;
+    void promises[0]!.then(() => (settled = true));
+    setDirty(control, 0, 0);
+    router.flush();
+    expect(router.hseq).toBe(11);
+    await turn();
+    // Shard 1's send (hseq 11) is committed; shard 0's ten are not: the batch must not resolve.
+    commitUpTo(links[1]!, 11);
+    await turn();
+    expect(settled).toBe(false);
+    commitUpTo(links[0]!, 10);
+    await turn();
+    expect(settled).toBe(true);
+  });
+
   it('refuses a released batch as a whole when the engine closed or failed meanwhile, and lets waiting requests go on in order', async () => {
     const shards = 2;
     const names = new NameTable([TYPE]);
