@@ -5,8 +5,9 @@
  * the host's loop for long, however much piled up while it was busy (issue 13: weft's own work
  * on the main thread holds the host's loop well under 1 ms).
  *
- * The budget is checked between frames (a frame is read whole). The ring read first takes turns;
- * a ring the budget left unread is read first at the next slice.
+ * The budget is checked between frames (a frame is read whole). The ring read first takes turns,
+ * and a ring the budget skipped is read first at the next slice: a shard that keeps its ring full
+ * cannot starve the others.
  */
 import type { FrameHandler, Ring } from '../transport/ring.js';
 
@@ -33,13 +34,15 @@ export class BoundedDrain {
     const count = rings.length;
     const t0 = this.#now();
     const first = this.#from;
-    this.#from = first + 1 >= count ? 0 : first + 1;
+    // The next slice starts with the first ring this one skipped with frames in it, else with
+    // the ring after this one's first: every ring gets its turn, however busy the others are.
+    let skipped = -1;
     let more = false;
     for (let k = 0, s = first; k < count; k++, s = s + 1 === count ? 0 : s + 1) {
       const ring = rings[s]!;
       if (k > 0 && this.#now() - t0 >= this.#budgetMs) {
         if (ring.hasData()) {
-          if (!more) this.#from = s;
+          if (skipped < 0) skipped = s;
           more = true;
         }
         continue;
@@ -50,11 +53,9 @@ export class BoundedDrain {
         n = ring.drain(handler, 1);
         if (n > 0 && ring.takeRoomRequest()) roomRequested(s);
       } while (n === 1 && this.#now() - t0 < this.#budgetMs);
-      if (n === 1 && ring.hasData()) {
-        if (!more) this.#from = s;
-        more = true;
-      }
+      if (n === 1 && ring.hasData()) more = true;
     }
+    this.#from = skipped >= 0 ? skipped : first + 1 >= count ? 0 : first + 1;
     return more;
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Main reads the shard→main rings one slice per macrotask (src/host/bounded-drain.ts): it stops
  * once the budget is spent (checked between frames), says when frames are left, and a ring the
- * budget left unread is read first next time. Real rings; the clock is the test's (each frame
+ * budget skipped is read first next time (no ring starves). Real rings; the clock is the test's (each frame
  * read advances it), so nothing here depends on the machine's speed.
  */
 import { describe, expect, it } from 'vitest';
@@ -38,19 +38,31 @@ describe('BoundedDrain', () => {
     expect(read).toEqual([[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]);
   });
 
-  it('stops between frames once the budget is spent, and goes on in the next slice where it stopped, in order', () => {
+  it('stops between frames once the budget is spent, and goes on where it stopped, each ring in order, the skipped ring first', () => {
     const { drain, read, onFrame } = setup(0.25, 0.1);
     const rs = rings([6, 4]);
     // 0.1 ms per frame, 0.25 ms per slice: three frames per slice.
     expect(drain.slice(rs, onFrame, () => {})).toBe(true);
     expect(read.splice(0)).toEqual([[0, 0], [0, 1], [0, 2]]);
-    // Ring 0 was left unread: it goes first again.
-    expect(drain.slice(rs, onFrame, () => {})).toBe(true);
-    expect(read.splice(0)).toEqual([[0, 3], [0, 4], [0, 5]]);
+    // Ring 1 was skipped: it goes first.
     expect(drain.slice(rs, onFrame, () => {})).toBe(true);
     expect(read.splice(0)).toEqual([[1, 0], [1, 1], [1, 2]]);
+    expect(drain.slice(rs, onFrame, () => {})).toBe(true);
+    expect(read.splice(0)).toEqual([[0, 3], [0, 4], [0, 5]]);
     expect(drain.slice(rs, onFrame, () => {})).toBe(false);
     expect(read.splice(0)).toEqual([[1, 3]]);
+  });
+
+  it('a ring its producer keeps full cannot starve the others', () => {
+    const { drain, read, onFrame } = setup(0.25, 0.1);
+    const rs = rings([10, 10]);
+    for (let i = 0; i < 100; i++) {
+      // Shard 0 adds three frames between slices: its ring is never empty.
+      for (let j = 0; j < 3; j++) rs[0]!.tryWrite(new Uint8Array([100]));
+      rs[0]!.publish();
+      drain.slice(rs, onFrame, () => {});
+    }
+    expect(read.filter(([s]) => s === 1)).toHaveLength(10);
   });
 
   it('reads at least one frame per slice even when a frame alone takes longer than the budget', () => {
