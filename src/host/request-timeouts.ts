@@ -19,6 +19,9 @@ export interface Timed {
   list: TimeoutList | null;
 }
 
+/** The longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class TimeoutList {
   head: Timed | null = null;
   tail: Timed | null = null;
@@ -104,7 +107,9 @@ export class RequestTimeouts<T extends Timed> {
   }
 
   #arm(list: TimeoutList, ms: number): void {
-    list.timer = setTimeout(this.#fire, Math.max(1, Math.ceil(ms)), list);
+    // Node's timers take at most 2^31 - 1 ms (longer ones fire after 1 ms, with a warning): a
+    // longer wait is armed in steps (#fire re-arms while the head is not due).
+    list.timer = setTimeout(this.#fire, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))), list);
   }
 
   readonly #fire = (list: TimeoutList): void => {

@@ -47,6 +47,43 @@ describe('RequestTimeouts', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('a timeout longer than a Node timer takes (2^31 - 1 ms) expires at its deadline, the timer re-armed in steps', () => {
+    const expired: string[] = [];
+    const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
+    const long = 2 ** 31 + 5000;
+    t.add(item('long'), long);
+    advance(1000);
+    expect(expired).toEqual([]);
+    advance(2 ** 31 - 1 - 1000);
+    expect(expired).toEqual([]);
+    expect(vi.getTimerCount()).toBe(1);
+    advance(long - (2 ** 31 - 1));
+    expect(expired).toEqual(['long']);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('with real timers, a timeout over 2^31 - 1 ms arms no timer Node would cut to 1 ms (no TimeoutOverflowWarning, nothing expires)', async () => {
+    vi.useRealTimers();
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w.name);
+    };
+    process.on('warning', onWarning);
+    const expired: string[] = [];
+    const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => performance.now());
+    const it1 = item('long');
+    try {
+      t.add(it1, 2 ** 31 + 5000);
+      // Node warns (asynchronously) for each timer it cuts to 1 ms: a few event-loop turns.
+      for (let i = 0; i < 10; i++) await new Promise((resolve) => setTimeout(resolve, 2));
+      expect(warnings.filter((w) => w === 'TimeoutOverflowWarning')).toEqual([]);
+      expect(expired).toEqual([]);
+    } finally {
+      t.remove(it1);
+      process.off('warning', onWarning);
+    }
+  });
+
   it('removes answered items (first, middle, last) in O(1) and stops the timer when nothing waits', () => {
     const expired: string[] = [];
     const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
