@@ -313,7 +313,10 @@ export class Router {
       link.out.flush(this.#beforePublish);
       link.openAck = null;
     }
-    if (this.#waiting.size > 0 && !this.#throttledByRings()) {
+    // A slice already waits for its macrotask (#releaseTask): the flushes in between (each
+    // released send schedules one, as a microtask) must not release more, or one macrotask would
+    // release the whole backlog.
+    if (this.#waiting.size > 0 && !this.#releaseScheduled && !this.#throttledByRings()) {
       // Release waiting sends a slice at a time: all at once would refill what just drained.
       this.#release(INGRESS_RELEASE_BATCH / WAIT_BATCH);
       // The next slice in a later macrotask: the host's event loop runs in between.

@@ -392,6 +392,22 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     expect(settled).toBe(3);
   });
 
+  it('releases one slice of waiting sends per macrotask, also when the released sends schedule flushes of their own', async () => {
+    const { router, control, partitioner } = setup();
+    setDirty(control, 0, SETTINGS.cacheSize + 1);
+    router.flush();
+    const ids = [idOn(partitioner, 0), idOn(partitioner, 1)];
+    for (let i = 0; i < 10_000; i++) void router.wait(TYPE, ids[i % 2]!, TYPE, payload(4), undefined);
+    setDirty(control, 0, 0);
+    router.flush();
+    expect(router.waiting).toBe(10_000 - 2048);
+    // Each accepted send scheduled a flush (a microtask): they run, and release nothing more.
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(router.waiting).toBe(10_000 - 2048);
+    await turn();
+    expect(router.waiting).toBe(10_000 - 2 * 2048);
+  });
+
   it('a batch whose last send goes to another shard than the ones before it still waits for every shard it sent to', async () => {
     const { router, control, links, partitioner } = setup();
     setDirty(control, 0, SETTINGS.cacheSize + 1);
@@ -447,7 +463,7 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     await expect(first).rejects.toThrow('closed');
   });
 
-  it('in a loop that never yields, moves spilled frames into the rings and releases waiting sends as the shard reads (no flush runs)', () => {
+  it('in a loop that never yields, moves spilled frames into the rings and releases waiting sends as the shard reads (no flush runs)', async () => {
     const { router, rings, partitioner, names } = setup({ ringBytes: 64 * 1024 });
     const id = idOn(partitioner, 0);
     // No flush and no turn of the event loop from here on: only accept() and wait() run.
@@ -473,11 +489,13 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     }
     // The shard kept reading and the waiting sends kept moving: far fewer than sent ever waited.
     expect(maxWaiting).toBeLessThan(20_000);
+    // The loop ends: flushes, and one slice of waiting sends per macrotask.
     router.flush();
     for (let round = 0; hseqs.length < sends; round++) {
       if (round > 100_000) throw new Error(`only ${hseqs.length} of ${sends} messages arrived`);
       read();
       router.flush();
+      if (router.waiting > 0) await turn();
     }
     expect(hseqs).toEqual(Array.from({ length: sends }, (_, i) => i + 1));
   });
