@@ -18,6 +18,7 @@
  */
 import { setImmediate } from 'node:timers';
 import type { Address } from '../core/address.js';
+import { WeftError } from '../core/errors.js';
 import { quietDeferred } from '../internal/deferred.js';
 import { METRIC_INDEX, type ControlBlock } from '../contract/control-block.js';
 import { envelope, envelopeWeight } from '../contract/envelope.js';
@@ -374,7 +375,7 @@ export class Router {
     }
     if (refused !== undefined) b.reject(refused);
     else if (failure !== undefined) b.reject(failure);
-    else b.resolve(all !== undefined ? Promise.all(all).then(noop) : joined);
+    else b.resolve(all !== undefined ? settleTogether(all) : joined);
   }
 
   #throttledByRings(): boolean {
@@ -399,4 +400,33 @@ export class Router {
   }
 }
 
-function noop(): void {}
+/**
+ * The outcome of a batch of sends that waited together and went to several shards (one
+ * acknowledgement group each). Resolves when every group is committed. When some are not, the
+ * sends cannot tell whose message was applied: all committed or kept for the next start
+ * (ERR_WEFT_DEFERRED) — that error, do not resend; none committed — that group's error; some
+ * committed and some not — that error with the fact in its message (resend only with an
+ * idempotency key).
+ */
+function settleTogether(groups: ReadonlyArray<Promise<void>>): Promise<void> {
+  return Promise.allSettled(groups).then((outcomes) => {
+    let committed = 0;
+    let lost: unknown;
+    let deferred: unknown;
+    for (const o of outcomes) {
+      if (o.status === 'fulfilled') committed++;
+      else if (o.reason instanceof WeftError && o.reason.code === 'ERR_WEFT_DEFERRED') {
+        committed++;
+        deferred ??= o.reason;
+      } else lost ??= o.reason;
+    }
+    if (lost === undefined) {
+      if (deferred !== undefined) throw deferred;
+      return;
+    }
+    if (committed === 0) throw lost;
+    const code = lost instanceof WeftError ? lost.code : 'ERR_WEFT_SHARD_FAILED';
+    const why = lost instanceof Error ? lost.message : String(lost);
+    throw new WeftError(code, `${why} (this send waited for room together with others and shares their outcome: some of them were committed, some not, so this one may or may not have been applied; resend only with an idempotency key)`, { cause: lost });
+  });
+}

@@ -10,6 +10,7 @@ import { Outbound } from '../../src/contract/outbound.js';
 import { Partitioner } from '../../src/contract/partitioner.js';
 import type { EgressChannel } from '../../src/host/egress.js';
 import { Router, type RouterSettings } from '../../src/host/router.js';
+import { WeftError } from '../../src/core/errors.js';
 import { ShardLink } from '../../src/host/shard-link.js';
 import { LogSlabs } from '../../src/internal/log-slabs.js';
 import { Doorbell } from '../../src/transport/doorbell.js';
@@ -390,6 +391,37 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     commitUpTo(links[1]!, 2500);
     await turn();
     expect(settled).toBe(3);
+  });
+
+  it('a batch sent to two shards whose groups end differently says so: one committed and one lost is neither success nor a plain failure', async () => {
+    const { router, control, links, partitioner } = setup();
+    const outcome = async (endings: Array<'commit' | 'lost' | 'deferred'>): Promise<unknown> => {
+      setDirty(control, 0, SETTINGS.cacheSize + 1);
+      router.flush();
+      const p = router.wait(TYPE, idOn(partitioner, 0), TYPE, payload(4), undefined);
+      void router.wait(TYPE, idOn(partitioner, 1), TYPE, payload(4), undefined);
+      setDirty(control, 0, 0);
+      router.flush();
+      await turn();
+      endings.forEach((e, s) => {
+        const g = links[s]!.ackGroups.shift()!;
+        if (e === 'commit') g.resolve();
+        else if (e === 'lost') g.reject(new WeftError('ERR_WEFT_CLOSED', 'weft closed'));
+        else g.reject(new WeftError('ERR_WEFT_DEFERRED', 'kept for the next start'));
+      });
+      return p.then(
+        () => 'resolved',
+        (err: WeftError) => err,
+      );
+    };
+    expect(await outcome(['commit', 'commit'])).toBe('resolved');
+    expect(((await outcome(['lost', 'lost'])) as WeftError).message).toBe('weft closed');
+    expect(((await outcome(['commit', 'deferred'])) as WeftError).code).toBe('ERR_WEFT_DEFERRED');
+    const mixed = (await outcome(['commit', 'lost'])) as WeftError;
+    expect(mixed.code).toBe('ERR_WEFT_CLOSED');
+    expect(mixed.message).toMatch(/^weft closed \(.*some of them were committed, some not.*idempotency key\)$/);
+    const mixedDeferred = (await outcome(['deferred', 'lost'])) as WeftError;
+    expect(mixedDeferred.message).toMatch(/some of them were committed, some not/);
   });
 
   it('releases one slice of waiting sends per macrotask, also when the released sends schedule flushes of their own', async () => {
