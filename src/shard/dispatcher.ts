@@ -252,6 +252,12 @@ export class Dispatcher implements ContextHost {
    * bursts reuse it instead of re-creating it per message.
    */
   readonly #mailboxes = new Map<string, Map<string, Mailbox>>();
+  /**
+   * The mailboxes holding messages (queued, or the one an invocation runs): what a snapshot
+   * copies. Walking every mailbox instead cost a lightly loaded shard ~0.3 ms at each checkpoint
+   * once it had seen 5,000 addresses.
+   */
+  readonly #nonEmpty = new Set<Mailbox>();
   #lastType = '';
   #lastById: Map<string, Mailbox> | undefined;
   #idleMailboxes = 0;
@@ -366,6 +372,7 @@ export class Dispatcher implements ContextHost {
       mb = new Mailbox(`${type}\u0000${id}`, type, id, kg ?? this.#routing.keyGroup(type, id));
       byId.set(id, mb);
     } else if (mb.queue.size === 0) this.#idleMailboxes--;
+    if (mb.queue.size === 0) this.#nonEmpty.add(mb);
     mb.queue.push(env);
     this.queuedMessages++;
     if (mb.paused) {
@@ -958,6 +965,7 @@ export class Dispatcher implements ContextHost {
     mb.running = false;
     mb.queue.shift();
     if (mb.queue.size === 0) {
+      this.#nonEmpty.delete(mb);
       if (++this.#idleMailboxes > IDLE_MAILBOXES) this.sweepMailboxes();
       return;
     }
@@ -1002,18 +1010,17 @@ export class Dispatcher implements ContextHost {
    * The messages waiting in mailboxes, per address in order, including the message of each
    * invocation still running or awaiting a retry: what a snapshot must replay on recovery.
    */
-  snapshotMailboxes(): Envelope[] {
+  snapshotMailboxes(sweep: boolean): Envelope[] {
     const out: Envelope[] = [];
-    for (const byId of this.#mailboxes.values()) {
-      for (const mb of byId.values()) {
-        for (let i = 0; i < mb.queue.size; i++) out.push(mb.queue.at(i) as Envelope);
-      }
+    for (const mb of this.#nonEmpty) {
+      for (let i = 0; i < mb.queue.size; i++) out.push(mb.queue.at(i) as Envelope);
     }
     // Emptied mailboxes whose instance the cache dropped would keep that instance alive: drop
-    // them. Those of cached instances cost little and are reused by the next messages (a chain
-    // of calls keeps most of its addresses idle at any moment: re-creating their mailboxes every
-    // epoch cost ~4% of a shard in workload b).
-    this.sweepMailboxes(false);
+    // them (`sweep`: the cache evicted since the last sweep). Those of cached instances cost
+    // little and are reused by the next messages (a chain of calls keeps most of its addresses
+    // idle at any moment: re-creating their mailboxes every epoch cost ~4% of a shard in
+    // workload b).
+    if (sweep) this.sweepMailboxes(false);
     return out;
   }
 

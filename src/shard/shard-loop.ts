@@ -553,13 +553,24 @@ export class ShardLoop {
 
   #quietFold: NodeJS.Timeout | undefined;
 
+  /** Cache evictions when idle mailboxes were last swept (see Dispatcher.snapshotMailboxes). */
+  #sweptAtEvictions = 0;
+
+  /** The cache evicted instances since the last sweep: idle mailboxes may hold some of them. */
+  #sweepDue(): boolean {
+    const evictions = this.#cache.evictions;
+    if (evictions === this.#sweptAtEvictions) return false;
+    this.#sweptAtEvictions = evictions;
+    return true;
+  }
+
   #takeSnapshot(epoch: number): Omit<Snapshot, 'inflight' | 'bytes'> {
     this.#sweepExpired();
     return {
       epoch,
       states: this.#cache.beginCapture(epoch),
       timers: this.#timers.takeDelta(),
-      mailbox: this.#dispatcher.snapshotMailboxes(),
+      mailbox: this.#dispatcher.snapshotMailboxes(this.#sweepDue()),
       timerSeq: this.#timers.nextSeq,
     };
   }
