@@ -34,6 +34,44 @@ function changesOf(epoch: number): StatesCapture {
   return out;
 }
 
+/** What a test's participant reports: snapshots written (DONE), epochs folded, failures. */
+interface Reports {
+  done: number;
+  folds: number[];
+  fatal: unknown[];
+}
+
+/**
+ * A Participant over `partition` with one inbound ring, snapshots made by `snapshot` (their
+ * capture complete at once), and its reports counted in the returned `reports`.
+ */
+function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>): { participant: Participant; reports: Reports } {
+  const reports: Reports = { done: 0, folds: [], fatal: [] };
+  const participant = new Participant(
+    partition,
+    1,
+    {
+      takeSnapshot: (epoch): Omit<Snapshot, 'inflight' | 'bytes'> => ({ epoch, ...snapshot(epoch), timers: { puts: [], deletes: [] }, timerSeq: 1 }),
+      forwardBarrier: () => {},
+      done: () => {
+        reports.done++;
+      },
+      folded: (epoch) => reports.folds.push(epoch),
+      fatal: (err) => reports.fatal.push(err),
+      captured: () => true,
+      finishCapture: () => {},
+      beat: () => {},
+    },
+    0,
+  );
+  return { participant, reports };
+}
+
+/** Waits (bounded) until `cond` holds or the participant failed. */
+async function until(cond: () => boolean, reports: Reports): Promise<void> {
+  for (let i = 0; i < 2000 && !cond() && reports.fatal.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
 describe('checkpoint work in slices', () => {
   it('writes in slices of at most 64 records, lets the event loop run between them, and leaves the latest records', async () => {
     const partition = await Partition.open(join(root, 'p'), { durability: 'process' });
@@ -58,32 +96,11 @@ describe('checkpoint work in slices', () => {
           statePuts.push(n);
         });
 
-      let done = 0;
-      let folded = 0;
-      const fatal: unknown[] = [];
-      const participant = new Participant(
-        partition,
-        1,
-        {
-          takeSnapshot: (epoch): Omit<Snapshot, 'inflight' | 'bytes'> => ({ epoch, states: changesOf(epoch), timers: { puts: [], deletes: [] }, mailbox: [], timerSeq: 1 }),
-          forwardBarrier: () => {},
-          done: () => {
-            done++;
-          },
-          folded: (epoch) => {
-            folded = epoch;
-          },
-          fatal: (err) => fatal.push(err),
-          captured: () => true,
-          finishCapture: () => {},
-          beat: () => {},
-        },
-        0,
-      );
+      const { participant, reports } = participantOn(partition, (epoch) => ({ states: changesOf(epoch), mailbox: [] }));
       for (let e = 1; e <= EPOCHS; e++) participant.onBarrier(0, e, [true]);
       await participant.whenFolded();
-      for (let i = 0; i < 1000 && done < EPOCHS; i++) await new Promise((resolve) => setTimeout(resolve, 5));
-      expect(done).toBe(EPOCHS);
+      await until(() => reports.done === EPOCHS, reports);
+      expect(reports.done).toBe(EPOCHS);
       const pendingWrites = statePuts.length;
 
       // Count event-loop turns (macrotasks) while the fold runs.
@@ -98,14 +115,14 @@ describe('checkpoint work in slices', () => {
       await participant.whenFolded();
       ticking = false;
 
-      expect(fatal).toEqual([]);
-      expect(folded).toBe(EPOCHS);
+      expect(reports.fatal).toEqual([]);
+      expect(reports.folds).toEqual([EPOCHS]);
       const foldWrites = statePuts.slice(pendingWrites);
       // 4,000 distinct instances: at least 63 slices, none over 64 records, each record once.
       expect(Math.max(...foldWrites)).toBeLessThanOrEqual(64);
       expect(foldWrites.reduce((a, b) => a + b, 0)).toBe(INSTANCES);
       expect(foldWrites.length).toBeGreaterThanOrEqual(INSTANCES / 64);
-      // The event loop ran between the slices (each slice awaits its commit).
+      // The event loop ran between the slices (the fold yields after each).
       expect(ticks).toBeGreaterThanOrEqual(foldWrites.length - 1);
 
       // Each instance holds the record of the last epoch that changed it.
@@ -137,31 +154,13 @@ describe('checkpoint work in slices', () => {
         if (ticksAtWrite < 0) ticksAtWrite = ticks;
         return write(build);
       };
-      let done = 0;
-      const fatal: unknown[] = [];
-      const participant = new Participant(
-        partition,
-        1,
-        {
-          takeSnapshot: (epoch): Omit<Snapshot, 'inflight' | 'bytes'> => ({ epoch, states: new StatesCapture(), timers: { puts: [], deletes: [] }, mailbox: envs, timerSeq: 1 }),
-          forwardBarrier: () => {},
-          done: () => {
-            done++;
-          },
-          folded: () => {},
-          fatal: (err) => fatal.push(err),
-          captured: () => true,
-          finishCapture: () => {},
-          beat: () => {},
-        },
-        0,
-      );
+      const { participant, reports } = participantOn(partition, () => ({ states: new StatesCapture(), mailbox: envs }));
       setImmediate(tick);
       participant.onBarrier(0, 1, [true]);
-      for (let i = 0; i < 2000 && done === 0 && fatal.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      await until(() => reports.done === 1, reports);
       ticking = false;
-      expect(fatal).toEqual([]);
-      expect(done).toBe(1);
+      expect(reports.fatal).toEqual([]);
+      expect(reports.done).toBe(1);
       // 50,000 envelopes take far longer than one 0.5 ms slice: the loop turned before the write.
       expect(ticksAtWrite).toBeGreaterThan(0);
       const stored = [...partition.pendingEntries(1)].find((en) => en.key[1] === PendingKind.Mailbox);
@@ -190,29 +189,10 @@ describe('checkpoint work in slices', () => {
             pending--;
           });
       };
-      let done = 0;
-      const folds: number[] = [];
-      const fatal: unknown[] = [];
-      const participant = new Participant(
-        partition,
-        1,
-        {
-          takeSnapshot: (epoch): Omit<Snapshot, 'inflight' | 'bytes'> => ({ epoch, states: changesOf(epoch), timers: { puts: [], deletes: [] }, mailbox: [], timerSeq: 1 }),
-          forwardBarrier: () => {},
-          done: () => {
-            done++;
-          },
-          folded: (epoch) => folds.push(epoch),
-          fatal: (err) => fatal.push(err),
-          captured: () => true,
-          finishCapture: () => {},
-          beat: () => {},
-        },
-        0,
-      );
+      const { participant, reports } = participantOn(partition, (epoch) => ({ states: changesOf(epoch), mailbox: [] }));
       for (let e = 1; e <= 2 * EPOCHS; e++) participant.onBarrier(0, e, [true]);
-      for (let i = 0; i < 2000 && done < 2 * EPOCHS && fatal.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
-      expect(done).toBe(2 * EPOCHS);
+      await until(() => reports.done === 2 * EPOCHS, reports);
+      expect(reports.done).toBe(2 * EPOCHS);
       mostPending = 0;
       // 16 commits start a fold; 16 more arrive while it runs and wait for it.
       for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
@@ -220,9 +200,9 @@ describe('checkpoint work in slices', () => {
       for (let e = EPOCHS + 1; e <= 2 * EPOCHS; e++) participant.onCommitted(e);
       expect(participant.foldLag).toBe(2 * EPOCHS);
       await participant.whenFolded();
-      expect(fatal).toEqual([]);
+      expect(reports.fatal).toEqual([]);
       // Two folds, one after the other: the second took every epoch committed during the first.
-      expect(folds).toEqual([EPOCHS, 2 * EPOCHS]);
+      expect(reports.folds).toEqual([EPOCHS, 2 * EPOCHS]);
       expect(participant.foldLag).toBe(0);
       // Slices did not wait one by one for their commit (the slow commits overlapped).
       expect(mostPending).toBeGreaterThan(1);
