@@ -189,13 +189,12 @@ export class Participant {
   async #encodeMailbox(envs: readonly Envelope[]): Promise<Uint8Array> {
     const enc = this.#mailboxEncoder;
     enc.begin();
-    let sliceStart = performance.now();
+    const slice = new Slice();
     for (let i = 0; i < envs.length; i++) {
       enc.append(envs[i]);
-      if ((i & (CLOCK_EVERY - 1)) === CLOCK_EVERY - 1 && performance.now() - sliceStart > FOLD_SLICE_MS) {
+      if (slice.over()) {
         this.#hooks.beat();
-        await yieldToLoop();
-        sliceStart = performance.now();
+        await slice.yield();
       }
     }
     return enc.end();
@@ -241,19 +240,17 @@ export class Participant {
    */
   foldNow(): void {
     if (this.#committedSnaps.length === 0) return;
-    if (this.#foldRunning) {
+    if (this.#foldingSnaps > 0) {
       this.#foldAgain = true;
       return;
     }
     const snaps = this.#committedSnaps;
     this.#committedSnaps = [];
-    this.#foldRunning = true;
     this.#foldingSnaps = snaps.length;
     this.#folding = this.#folding
       .then(() => this.#fold(snaps))
       .then(
         () => {
-          this.#foldRunning = false;
           this.#foldingSnaps = 0;
           this.#hooks.folded((snaps[snaps.length - 1] as Snapshot).epoch);
           if (this.#foldAgain || this.#committedSnaps.length >= FOLD_EVERY) {
@@ -262,7 +259,6 @@ export class Participant {
           }
         },
         (err: unknown) => {
-          this.#foldRunning = false;
           this.#foldingSnaps = 0;
           this.#hooks.fatal(err);
         },
@@ -289,18 +285,14 @@ export class Participant {
     };
     // By type, then id: what was written already (only needed over more than one epoch).
     const written = snaps.length > 1 ? new Map<string, Set<string>>() : null;
-    let slice: StateChange[] = [];
-    let n = 0;
-    let sliceStart = performance.now();
+    let batch: StateChange[] = [];
+    const slice = new Slice();
     for (let s = snaps.length - 1; s >= 0; s--) {
       const states = (snaps[s] as Snapshot).states;
       if (states.count === 0) continue;
       const reader = new StatesReader(states.finish());
       while (reader.next()) {
-        if ((++n & (CLOCK_EVERY - 1)) === 0 && performance.now() - sliceStart > FOLD_SLICE_MS) {
-          await yieldToLoop();
-          sliceStart = performance.now();
-        }
+        if (slice.over()) await slice.yield();
         if (written !== null) {
           let ids = written.get(reader.type);
           if (ids === undefined) {
@@ -310,15 +302,16 @@ export class Participant {
           if (ids.has(reader.id)) continue;
           ids.add(reader.id);
         }
-        slice.push([reader.kg, reader.type, reader.id, reader.record]);
-        if (slice.length === FOLD_SLICE) {
-          await write(slice);
-          slice = [];
-          sliceStart = performance.now();
+        batch.push([reader.kg, reader.type, reader.id, reader.record]);
+        if (batch.length === FOLD_SLICE) {
+          // write() yields to the event loop (or waits for a commit): a new slice starts.
+          await write(batch);
+          batch = [];
+          slice.restart();
         }
       }
     }
-    if (slice.length > 0) await write(slice);
+    if (batch.length > 0) await write(batch);
     await Promise.all(inflight);
     await this.#partition.write((ops) => foldRest(ops, snaps, beat));
   }
@@ -328,13 +321,13 @@ export class Participant {
     for (;;) {
       const folding = this.#folding;
       await folding;
-      if (this.#folding === folding && !this.#foldRunning) return;
+      if (this.#folding === folding && this.#foldingSnaps === 0) return;
     }
   }
 
-  #foldRunning = false;
   /** Epochs committed while a fold ran asked for another one (see foldNow). */
   #foldAgain = false;
+  /** Epochs in the fold running now (0: none runs). */
   #foldingSnaps = 0;
   #committedSnaps: Snapshot[] = [];
   #folding: Promise<void> = Promise.resolve();
@@ -373,6 +366,29 @@ const FOLD_INFLIGHT = 4;
 export const MAX_FOLD_LAG = 64;
 /** Changes read (or messages encoded) between two looks at the clock. */
 const CLOCK_EVERY = 256;
+
+/**
+ * A stretch of checkpoint work done between loop turns: over() says, looking at the clock every
+ * CLOCK_EVERY calls, when it has run FOLD_SLICE_MS; yield() then lets the event loop run and starts
+ * the next stretch.
+ */
+class Slice {
+  #start = performance.now();
+  #calls = 0;
+
+  over(): boolean {
+    return (++this.#calls & (CLOCK_EVERY - 1)) === 0 && performance.now() - this.#start > FOLD_SLICE_MS;
+  }
+
+  async yield(): Promise<void> {
+    await yieldToLoop();
+    this.restart();
+  }
+
+  restart(): void {
+    this.#start = performance.now();
+  }
+}
 
 /** Lets the event loop run (the shard loop's turns, I/O) before going on: a macrotask. */
 function yieldToLoop(): Promise<void> {

@@ -178,13 +178,7 @@ export class InstanceCache implements InstanceStore {
 
   /** Encodes what is left of the capture in progress (if any). */
   finishCapture(): void {
-    const list = this.#capture;
-    for (let i = this.#captureAt; i < list.length; i++) {
-      const inst = list[i] as Instance;
-      if (inst.capturing) this.#captureOne(inst);
-    }
-    this.#captureAt = list.length;
-    this.#done();
+    this.captureSome(Number.POSITIVE_INFINITY);
   }
 
   willChange(inst: Instance): void {
