@@ -10,7 +10,7 @@
  * (numbers, strings, booleans) keep their decoded form too and are handed out as is.
  */
 import { Unpackr } from 'msgpackr';
-import { FrameEncoder, type FrameRecord } from '../transport/framing.js';
+import { FrameEncoder } from '../transport/framing.js';
 import { WeftError } from '../core/errors.js';
 
 export class Slot {
@@ -145,37 +145,46 @@ export function encodeInstanceView(inst: Instance): Uint8Array | null {
   const applied = inst.applied;
   const keys = applied !== null && applied.size > 0;
   if (inst.slots.size === 0 && !keys) return null;
-  // One reused array and Map#forEach with hoisted callbacks: a capture encodes thousands of
-  // instances per checkpoint, and entries() allocated an iterator and a pair per slot.
+  // One scratch array that keeps its storage (filled by index, cleared after), and Map#forEach
+  // with hoisted callbacks: a capture encodes thousands of instances per checkpoint; entries()
+  // allocated an iterator and a pair per slot, and refilling an emptied array allocated its
+  // storage again for every record.
   recordTyped = keys;
   inst.slots.forEach(noteTyped);
   const arr = recordScratch;
+  recordUsed = 0;
   try {
-    arr.push(keys ? RECORD_V3 : recordTyped ? RECORD_V2 : RECORD_V1, inst.calledAt);
+    arr[recordUsed++] = keys ? RECORD_V3 : recordTyped ? RECORD_V2 : RECORD_V1;
+    arr[recordUsed++] = inst.calledAt;
     if (keys) {
       const flat: unknown[] = [];
       for (const [key, [at, typename, payload]] of applied) flat.push(key, at, typename, payload);
-      arr.push(flat);
+      arr[recordUsed++] = flat;
     }
     // (A slot's bytes may come from a custom type's encoder, which may throw: hence the finally.)
     inst.slots.forEach(pushSlot);
     // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
     // msgpackr's per-Uint8Array extension dispatch (framing.ts).
-    return recordEncoder.encode(arr as unknown as FrameRecord[]);
+    return recordEncoder.encodeFirst(arr, recordUsed);
   } finally {
-    arr.length = 0;
+    // Drop the references (the scratch must not keep slot bytes alive), keep the storage.
+    for (let i = 0; i < recordUsed; i++) arr[i] = undefined;
   }
 }
 
-/** The record encodeInstanceView is building (emptied after each), and whether it is typed. */
+/** The record encodeInstanceView is building (its first recordUsed elements), and whether it is typed. */
 const recordScratch: unknown[] = [];
+let recordUsed = 0;
 let recordTyped = false;
 const noteTyped = (slot: Slot): void => {
   if (slot.typename !== null) recordTyped = true;
 };
 const pushSlot = (slot: Slot, name: string): void => {
-  if (recordTyped) recordScratch.push(name, slot.bytes, slot.writtenAt, slot.typename);
-  else recordScratch.push(name, slot.bytes, slot.writtenAt);
+  const arr = recordScratch;
+  arr[recordUsed++] = name;
+  arr[recordUsed++] = slot.bytes;
+  arr[recordUsed++] = slot.writtenAt;
+  if (recordTyped) arr[recordUsed++] = slot.typename;
 };
 
 /** {@link encodeInstanceView}, copied out: bytes of their own. */

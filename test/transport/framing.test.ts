@@ -3,6 +3,8 @@ import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/core/errors.js';
 import {
+  FRAME_SLAB_BYTES,
+  FRAME_SLAB_MAX,
   FrameDecoder,
   FrameEncoder,
   type FrameRecord,
@@ -98,12 +100,61 @@ describe('batch frames', () => {
       expect(p).toBeInstanceOf(Uint8Array);
       expect(p.buffer).not.toBeInstanceOf(SharedArrayBuffer);
     }
-    // Two decodes of the same bytes never share memory either.
+    // Two decodes of the same bytes never share bytes either.
     const frame = encodeBatch(batch).slice();
     const a = decodeBatch(frame)[0]?.[6] as Uint8Array;
     const b = decodeBatch(frame)[0]?.[6] as Uint8Array;
-    expect(a.buffer).not.toBe(b.buffer);
     expect(a.buffer).not.toBe(frame.buffer);
+    a.fill(0);
+    expect(reference.unpack(b)).toEqual({ amount: 0 });
+    expect(reference.unpack(frame.subarray(frame.length - b.length))).toEqual({ amount: 63 });
+  });
+
+  it('copies small frames into shared slabs whose payloads stay valid while later frames fill new ones', () => {
+    const decoder = new FrameDecoder();
+    const encoder = new FrameEncoder();
+    const frameOf = (i: number): Uint8Array => encoder.encode([tuple(i)]).slice();
+    expect(frameOf(0).length).toBeLessThanOrEqual(FRAME_SLAB_MAX);
+    const kept: Uint8Array[] = [];
+    // Enough frames to fill several slabs.
+    const n = Math.ceil((4 * FRAME_SLAB_BYTES) / frameOf(0).length);
+    for (let i = 0; i < n; i++) kept.push(decoder.decode(frameOf(i))[0]?.[6] as Uint8Array);
+    expect(kept.map((p) => reference.unpack(p))).toEqual(kept.map((_, i) => ({ amount: i })));
+    // Consecutive small frames share a slab; over n frames there are several.
+    const slabs = new Set(kept.map((p) => p.buffer));
+    expect(kept[0]?.buffer).toBe(kept[1]?.buffer);
+    expect(slabs.size).toBeGreaterThanOrEqual(4);
+    for (const slab of slabs) expect(slab.byteLength).toBe(FRAME_SLAB_BYTES);
+    // A frame over the limit gets a buffer of its own, sized to it.
+    const big = encoder.encode([[0, 'x'.repeat(FRAME_SLAB_MAX)]]).slice();
+    const decoded = decoder.decode(big);
+    expect((decoded[0] as unknown[])[1]).toBe('x'.repeat(FRAME_SLAB_MAX));
+    const bin = decoder.decode(encoder.encode([[0, new Uint8Array(FRAME_SLAB_MAX).fill(7)]]).slice())[0]?.[1] as Uint8Array;
+    expect(bin.buffer.byteLength).toBeGreaterThan(FRAME_SLAB_MAX);
+    expect(bin.buffer.byteLength).not.toBe(FRAME_SLAB_BYTES);
+  });
+
+  it('rejects a truncated frame even when the slab holds bytes after it', () => {
+    const decoder = new FrameDecoder();
+    const whole = new FrameEncoder().encode([[1, 2], [3, 4]]).slice();
+    expect(decoder.decode(whole)).toEqual([[1, 2], [3, 4]]);
+    for (let cut = 1; cut < whole.length; cut++) {
+      const e = caught(() => decoder.decode(whole.subarray(0, cut)));
+      expect(e.code).toBe('ERR_WEFT_CORRUPT_FRAME');
+    }
+    const empty = caught(() => decoder.decode(new Uint8Array(0)));
+    expect(empty.message).toBe('frame of 0 bytes is not valid msgpack');
+    // The decoder still works after the refusals.
+    expect(decoder.decode(whole)).toEqual([[1, 2], [3, 4]]);
+  });
+
+  it('encodes the first elements of a scratch array as msgpackr encodes that prefix', () => {
+    const encoder = new FrameEncoder();
+    const scratch: unknown[] = [1, 'two', new Uint8Array([3]), 4.5, null, 'left over'];
+    expect(encoder.encodeFirst(scratch, 5)).toEqual(new Uint8Array(reference.pack(scratch.slice(0, 5))));
+    expect(encoder.encodeFirst(scratch, 0)).toEqual(new Uint8Array(reference.pack([])));
+    const long = Array.from({ length: 40 }, (_, i) => i * 1000);
+    expect(encoder.encodeFirst(long, 20)).toEqual(new Uint8Array(reference.pack(long.slice(0, 20))));
   });
 
   it('reuses the encoder buffer (the frame is valid until the next encode)', () => {
