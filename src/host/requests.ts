@@ -112,6 +112,11 @@ export class Requests {
     pending.reject(err);
   }
 
+  /** Is `pending` still waiting for its reply (not timed out, refused or rejected)? */
+  isWaiting(pending: PendingRequest): boolean {
+    return this.#requests.get(pending.requestId) === pending;
+  }
+
   /** Is request `requestId` durable and still waiting (its reply must then wait for its commit)? */
   isDurable(requestId: number): boolean {
     return this.#requests.get(requestId)?.durable === true;

@@ -231,6 +231,9 @@ export class Weft {
       onUncaught: (shard, error) => this.#supervisor.uncaught(generation, shard, error),
     });
     this.#pool = pool;
+    // One wake-up callback per generation, not a closure per sleep (main sleeps after nearly
+    // every reply under a light load).
+    this.#wakeThis = () => this.#wake(generation);
     this.#router.connect(pool.control);
     const { quarantined, careful } = this.#supervisor.generationStarting(generation);
     try {
@@ -355,6 +358,9 @@ export class Weft {
 
   /** Accepts a request's message (or refuses it, rejecting the request, when the engine closed or failed meanwhile). */
   #sendRequest(pending: PendingRequest): void {
+    // It timed out (or was rejected) while it waited for room: its caller has its answer, the
+    // message must not reach the target.
+    if (!this.#requests.isWaiting(pending)) return;
     try {
       const { to, typename, payload, requestId, idempotencyKey } = pending;
       if (pending.durable) {
@@ -454,19 +460,22 @@ export class Weft {
   #sleep(): void {
     if (this.#life.closed || this.#sleeping) return;
     const bells = this.#pool.bells;
-    const generation = this.#life.generation;
+    const wake = this.#wakeThis;
     bells.prepareSleep(0);
     // Re-check after the announcement: data from a shard, or room in a main→shard ring that holds
     // frames back (else Outbound.roomOrRequest raises its room request again).
     if (this.#pool.fromShard.some((ring) => ring.hasData()) || this.#links.some((link) => link.out.roomOrRequest())) {
       bells.cancelSleep(0);
-      setImmediate(() => this.#wake(generation));
+      setImmediate(wake);
       this.#sleeping = true;
       return;
     }
     this.#sleeping = true;
-    void bells.sleep(0).then(() => this.#wake(generation));
+    bells.sleepThen(0, Number.POSITIVE_INFINITY, wake);
   }
+
+  /** `#wake` of the current generation (set by #startPool). */
+  #wakeThis: () => void = () => {};
 
   #wake(generation: number): void {
     if (generation !== this.#life.generation) return;
@@ -483,7 +492,7 @@ export class Weft {
       // The budget is spent: the host's event loop runs (timers, I/O, its own work) before main
       // reads on.
       this.#sleeping = true;
-      setImmediate(() => this.#wake(generation));
+      setImmediate(this.#wakeThis);
     } else this.#sleep();
   }
 

@@ -371,7 +371,7 @@ export class ShardLoop {
     // polling is needed.
     const timeout = nextDue === undefined ? Number.POSITIVE_INFINITY : Math.max(1, nextDue - Date.now());
     this.#sleeping = true;
-    void this.#bells.sleep(this.#me, timeout).then(this.#woke);
+    this.#bells.sleepThen(this.#me, timeout, this.#woke);
   }
 
   /**

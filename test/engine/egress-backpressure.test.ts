@@ -131,6 +131,25 @@ describe('egress backpressure: the wait is bounded', () => {
     }
   });
 
+  it('a request that times out while it waits for room is never sent: its target does not see it when the others go on', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, egressMaxBacklog: 3, egressFullWaitMs: 1_000, checkpointIntervalMs: 20, closeTimeoutMs: 2000 });
+    try {
+      await fill(weft, 'g');
+      const late = weft.request(account('g-late'), { op: 'deposit', amount: 5 }, { timeoutMs: 50 });
+      const send = weft.send(account('g-sent'), { op: 'deposit', amount: 7 });
+      expect(weft.metrics().ingressWaiting).toBe(2);
+      await expectWeftRejection(late, 'ERR_WEFT_TIMEOUT', 'weft.request to bank/account/g-late got no reply within 50 ms');
+      // egressFullWaitMs later the waiters go on: the send is applied, the timed-out request is not.
+      await within(send, 10_000, 'the send waiting with the timed-out request');
+      await within(weft.idle(), 10_000, 'idle');
+      expect(await within(weft.request(account('g-sent'), { op: 'get' }), 10_000, 'get g-sent')).toBe(7);
+      expect(await within(weft.request(account('g-late'), { op: 'get' }), 10_000, 'get g-late')).toBe(0);
+      expect(weft.metrics().ingressWaiting).toBe(0);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('close() with sends waiting on a full egress does not wait for egressFullWaitMs or closeTimeoutMs: the waiting sends are refused (never accepted)', async () => {
     const { weft, cleanup, dir } = await startEngine({ module: fixture('bank'), shards: 2, egressMaxBacklog: 3, egressFullWaitMs: 600_000, checkpointIntervalMs: 20, closeTimeoutMs: 600_000 });
     let closed = false;

@@ -136,6 +136,50 @@ describe('Doorbell: single thread', () => {
     expect([bell.isSleeping(0), bell.isSleeping(1), bell.isSleeping(2)]).toEqual([false, false, false]);
   });
 
+  it('sleepThen calls back once per sleep with the bell awake: rung before, rung during, timed out, wakeAll', async () => {
+    const bell = Doorbell.create(2);
+    const woken: Array<[string, boolean]> = [];
+    const next = (label: string): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`sleepThen (${label}) had not called back after 5 s`)), 5_000);
+        bell.sleepThen(1, label === 'timeout' ? 5 : Number.POSITIVE_INFINITY, () => {
+          clearTimeout(timer);
+          woken.push([label, bell.isSleeping(1)]);
+          resolve();
+        });
+      });
+    // Rung between prepareSleep and sleepThen: the callback still comes (in a later microtask).
+    bell.prepareSleep(1);
+    expect(bell.ring(1)).toBe(true);
+    let called = false;
+    const before = next('rung before').then(() => (called = true));
+    expect(called).toBe(false);
+    await before;
+    // Rung while waiting.
+    bell.prepareSleep(1);
+    const during = next('rung during');
+    expect(bell.isSleeping(1)).toBe(true);
+    expect(bell.ring(1)).toBe(true);
+    await during;
+    // Nobody rings.
+    bell.prepareSleep(1);
+    await next('timeout');
+    // A discarded generation.
+    bell.prepareSleep(1);
+    const discarded = next('wakeAll');
+    bell.wakeAll();
+    await discarded;
+    expect(woken).toEqual([
+      ['rung before', false],
+      ['rung during', false],
+      ['timeout', false],
+      ['wakeAll', false],
+    ]);
+    expect(bell.ring(1)).toBe(false);
+    expectWeftError(() => bell.sleepThen(2, 1, () => {}), 'ERR_WEFT_INVALID_ARG', 'doorbell index must be an integer from 0 to 1 (got 2)');
+    expectWeftError(() => bell.sleepThen(0, -1, () => {}), 'ERR_WEFT_INVALID_ARG', 'sleep timeout must be a number of milliseconds >= 0 (got -1)');
+  });
+
   it('attaches to the same memory from a second object', () => {
     const a = Doorbell.create(2);
     const b = Doorbell.attach(a.buffer);
