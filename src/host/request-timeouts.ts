@@ -57,11 +57,19 @@ export class RequestTimeouts<T extends Timed> {
     item.deadline = this.#now() + ms;
     item.list = list;
     item.next = null;
+    const idle = list.head === null;
     item.prev = list.tail;
     if (list.tail === null) list.head = item;
     else list.tail.next = item;
     list.tail = item;
     if (list.timer === undefined) this.#arm(list, ms);
+    else if (idle) {
+      // The list's timer, kept (unreferenced) while nothing waited: due again `ms` from now, the
+      // new item's deadline. (A Timeout per request that finds its list empty was most of what a
+      // lightly loaded main allocated per request: one in flight at a time empties it each time.)
+      list.timer.refresh();
+      list.timer.ref();
+    }
   }
 
   /** Unlinks `item` (answered, or refused); nothing when it is in no list. */
@@ -75,13 +83,10 @@ export class RequestTimeouts<T extends Timed> {
     item.prev = null;
     item.next = null;
     item.list = null;
-    if (list.head === null) {
-      // Nothing waits: no timer keeps the process alive for nothing, and a timeout value used
-      // once does not keep its list.
-      clearTimeout(list.timer);
-      list.timer = undefined;
-      this.#lists.delete(list.ms);
-    }
+    // Nothing waits: the timer no longer keeps the process alive. It stays armed for the next
+    // item (see add); when it fires with nothing linked, the list goes (a timeout value used once
+    // does not keep its list).
+    if (list.head === null) list.timer?.unref();
   }
 
   /** Items linked (for tests and metrics; walks the lists). */
@@ -120,7 +125,9 @@ export class RequestTimeouts<T extends Timed> {
       this.remove(item as T);
       this.#expired(item as T);
     }
-    // remove() may have cleared the timer; the expired callbacks may have added items (armed).
-    if (list.head !== null && list.timer === undefined) this.#arm(list, list.head.deadline - now);
+    // The expired callbacks may have added items (armed).
+    if (list.timer !== undefined) return;
+    if (list.head !== null) this.#arm(list, list.head.deadline - now);
+    else if (this.#lists.get(list.ms) === list) this.#lists.delete(list.ms);
   };
 }

@@ -20,6 +20,7 @@ import { setImmediate } from 'node:timers';
 import type { Address } from '../core/address.js';
 import { WeftError } from '../core/errors.js';
 import { quietDeferred } from '../internal/deferred.js';
+import { guarded, microtask } from '../internal/microtask.js';
 import { METRIC_INDEX, type ControlBlock } from '../contract/control-block.js';
 import { envelope, envelopeWeight } from '../contract/envelope.js';
 import type { ResolvedOptions } from '../contract/options.js';
@@ -277,13 +278,13 @@ export class Router {
   scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    queueMicrotask(this.#flushTask);
+    microtask(this.#flushTask);
   }
 
-  readonly #flushTask = (): void => {
+  readonly #flushTask = guarded((): void => {
     this.#flushScheduled = false;
     this.flush();
-  };
+  });
 
   #releaseScheduled = false;
 

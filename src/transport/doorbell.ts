@@ -237,7 +237,7 @@ export class Doorbell {
       this.#wakers[i] = waker;
     }
     if (result.async) void result.value.then(waker);
-    else queueMicrotask(waker);
+    else void Promise.resolve().then(waker);
   }
 
   readonly #onWake: Array<(() => void) | undefined> = [];

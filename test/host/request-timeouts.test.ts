@@ -84,7 +84,7 @@ describe('RequestTimeouts', () => {
     }
   });
 
-  it('removes answered items (first, middle, last) in O(1) and stops the timer when nothing waits', () => {
+  it('removes answered items (first, middle, last) in O(1); with nothing waiting its timer holds nothing alive and is reused, then goes', () => {
     const expired: string[] = [];
     const t = new RequestTimeouts<Item>((i) => expired.push(i.name), () => now);
     const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(item) as [Item, Item, Item, Item];
@@ -96,12 +96,49 @@ describe('RequestTimeouts', () => {
     expect(t.size).toBe(1);
     advance(50);
     expect(expired).toEqual(['c']);
+    // The timer that expired c went with its empty list.
+    expect(vi.getTimerCount()).toBe(0);
     const e = item('e');
     t.add(e, 50);
     t.remove(e);
-    expect(vi.getTimerCount()).toBe(0);
-    advance(100);
+    // Nothing waits: the list's timer stays armed but no longer keeps the process alive.
+    expect(vi.getTimerCount()).toBe(1);
+    expect(e.list).toBe(null);
+    advance(20);
+    // An item on the idle list reuses its timer (refreshed: due 50 ms from now, not 30).
+    const f = item('f');
+    t.add(f, 50);
+    expect(vi.getTimerCount()).toBe(1);
+    advance(49);
     expect(expired).toEqual(['c']);
+    advance(1);
+    expect(expired).toEqual(['c', 'f']);
+    expect(vi.getTimerCount()).toBe(0);
+    // Idle again until the timer fires: then the list and its timer go.
+    const g = item('g');
+    t.add(g, 50);
+    t.remove(g);
+    advance(100);
+    expect(expired).toEqual(['c', 'f']);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(t.size).toBe(0);
+  });
+
+  it('an idle list\'s timer does not keep the process alive; a waiting item does (real timers)', () => {
+    vi.useRealTimers();
+    const t = new RequestTimeouts<Item>(() => {});
+    const a = item('a');
+    t.add(a, 60_000);
+    const timerOf = (): NodeJS.Timeout => (a.list as unknown as { timer: NodeJS.Timeout }).timer;
+    const list = a.list;
+    expect(timerOf().hasRef()).toBe(true);
+    t.remove(a);
+    const timer = (list as unknown as { timer: NodeJS.Timeout }).timer;
+    expect(timer.hasRef()).toBe(false);
+    t.add(a, 60_000);
+    expect(timerOf()).toBe(timer);
+    expect(timer.hasRef()).toBe(true);
+    t.clear();
   });
 
   it('keeps one list per timeout value: a short timeout made later expires first', () => {
