@@ -207,6 +207,15 @@ function checkInt(value: unknown, path = 'value'): asserts value is number {
   if (typeof value !== 'number' || (value | 0) !== value) throw mismatch(path, INT_RULE, TYPENAMES.int, value);
 }
 
+function writeInt(value: number, out: Uint8Array, at: number): void {
+  out[at] = TAG_I32_1;
+  // Typed-array stores keep the low 8 bits: two's complement little-endian for negatives.
+  out[at + 1] = value;
+  out[at + 2] = value >> 8;
+  out[at + 3] = value >> 16;
+  out[at + 4] = value >> 24;
+}
+
 const INT: ValueType<number> = freezeType({
   typename: TYPENAMES.int,
   kind: 'int',
@@ -216,12 +225,7 @@ const INT: ValueType<number> = freezeType({
     checkInt(value, path);
     if (value === 0) return EMPTY;
     const out = new Uint8Array(5);
-    out[0] = TAG_I32_1;
-    // Typed-array stores keep the low 8 bits: two's complement little-endian for negatives.
-    out[1] = value;
-    out[2] = value >> 8;
-    out[3] = value >> 16;
-    out[4] = value >> 24;
+    writeInt(value, out, 0);
     return out;
   },
   decode(bytes: Uint8Array): number {
@@ -255,16 +259,20 @@ function checkLongBigint(value: unknown, path = 'value'): asserts value is bigin
 
 function long64Bytes(lo: number, hi: number): Uint8Array {
   const out = new Uint8Array(9);
-  out[0] = TAG_I64_1;
-  out[1] = lo;
-  out[2] = lo >>> 8;
-  out[3] = lo >>> 16;
-  out[4] = lo >>> 24;
-  out[5] = hi;
-  out[6] = hi >>> 8;
-  out[7] = hi >>> 16;
-  out[8] = hi >>> 24;
+  writeLong64(lo, hi, out, 0);
   return out;
+}
+
+function writeLong64(lo: number, hi: number, out: Uint8Array, at: number): void {
+  out[at] = TAG_I64_1;
+  out[at + 1] = lo;
+  out[at + 2] = lo >>> 8;
+  out[at + 3] = lo >>> 16;
+  out[at + 4] = lo >>> 24;
+  out[at + 5] = hi;
+  out[at + 6] = hi >>> 8;
+  out[at + 7] = hi >>> 16;
+  out[at + 8] = hi >>> 24;
 }
 
 /** Reads a long as a bigint: the canonical 9-byte layout directly, anything else by parsing. */
@@ -378,6 +386,17 @@ const FLOAT: ValueType<number> = freezeType({
   },
 });
 
+function writeDouble(value: number, out: Uint8Array, at: number): void {
+  out[at] = TAG_I64_1;
+  if (value !== value) {
+    out.fill(0xff, at + 1, at + 8);
+    out[at + 8] = 0x7f;
+    return;
+  }
+  scratch.setFloat64(0, value, true);
+  for (let i = 0; i < 8; i++) out[at + 1 + i] = scratchBytes[i] as number;
+}
+
 const DOUBLE: ValueType<number> = freezeType({
   typename: TYPENAMES.double,
   kind: 'double',
@@ -387,14 +406,7 @@ const DOUBLE: ValueType<number> = freezeType({
     checkDouble(value, path);
     if (value === 0 && !Object.is(value, -0)) return EMPTY;
     const out = new Uint8Array(9);
-    out[0] = TAG_I64_1;
-    if (value !== value) {
-      out.fill(0xff, 1, 8);
-      out[8] = 0x7f;
-      return out;
-    }
-    scratch.setFloat64(0, value, true);
-    out.set(scratchBytes, 1);
+    writeDouble(value, out, 0);
     return out;
   },
   decode(bytes: Uint8Array): number {
@@ -802,6 +814,90 @@ function oneByte(value: unknown): number {
   if (value === false) return 0xc2;
   if (value === true) return 0xc3;
   return -1;
+}
+
+/**
+ * A built-in type whose encoding is a few bytes of known size, written straight into a caller's
+ * buffer (a snapshot's record) without the typed array `encode` returns. A snapshot encodes every
+ * changed instance's values: for an int that array was most of what the capture allocated.
+ */
+export interface FixedWriter {
+  /** Validates `value` as `encode` does; the length of its encoding (0 for the default value). */
+  length(value: unknown, path?: string): number;
+  /** Writes the `length(value)` bytes `encode(value)` returns, at `out[at]`. */
+  write(value: unknown, out: Uint8Array, at: number): void;
+}
+
+const FIXED_INT: FixedWriter = {
+  length(value: unknown, path?: string): number {
+    checkInt(value, path);
+    return value === 0 ? 0 : 5;
+  },
+  write(value: unknown, out: Uint8Array, at: number): void {
+    if (value !== 0) writeInt(value as number, out, at);
+  },
+};
+
+const FIXED_LONG: FixedWriter = {
+  length(value: unknown, path?: string): number {
+    checkLongNumber(value, path);
+    return value === 0 ? 0 : 9;
+  },
+  write(value: unknown, out: Uint8Array, at: number): void {
+    const v = value as number;
+    if (v !== 0) writeLong64(v >>> 0, Math.floor(v / TWO_32), out, at);
+  },
+};
+
+const FIXED_DOUBLE: FixedWriter = {
+  length(value: unknown, path?: string): number {
+    checkDouble(value, path);
+    return value === 0 && !Object.is(value, -0) ? 0 : 9;
+  },
+  write(value: unknown, out: Uint8Array, at: number): void {
+    const v = value as number;
+    if (!(v === 0 && !Object.is(v, -0))) writeDouble(v, out, at);
+  },
+};
+
+const FIXED_BOOL: FixedWriter = {
+  length(value: unknown, path?: string): number {
+    checkBool(value, path);
+    return value ? 2 : 0;
+  },
+  write(value: unknown, out: Uint8Array, at: number): void {
+    if (value) {
+      out[at] = TAG_VARINT_1;
+      out[at + 1] = 1;
+    }
+  },
+};
+
+/** The {@link FixedWriter} of `type`, or undefined when its encoding is not of a small known size. */
+export function fixedWriter(type: ValueType<unknown>): FixedWriter | undefined {
+  if (type === (INT as ValueType<unknown>)) return FIXED_INT;
+  if (type === (LONG_NUMBER as ValueType<unknown>)) return FIXED_LONG;
+  if (type === (DOUBLE as ValueType<unknown>)) return FIXED_DOUBLE;
+  if (type === (BOOL as ValueType<unknown>)) return FIXED_BOOL;
+  return undefined;
+}
+
+const fixedByEncoder = new WeakMap<(value: unknown) => Uint8Array, FixedWriter>();
+
+/**
+ * `type.encode` bound once: what a lazily encoded state value keeps (state/instance.ts Slot). When
+ * the type has a {@link FixedWriter}, {@link fixedWriterOf} finds it from the function.
+ */
+export function boundEncoder(type: ValueType<unknown>): (value: unknown) => Uint8Array {
+  const encode = (value: unknown): Uint8Array => type.encode(value);
+  const fixed = fixedWriter(type);
+  if (fixed !== undefined) fixedByEncoder.set(encode, fixed);
+  return encode;
+}
+
+/** The {@link FixedWriter} of a function made by {@link boundEncoder}, if its type has one. */
+export function fixedWriterOf(encode: (value: unknown) => Uint8Array): FixedWriter | undefined {
+  return fixedByEncoder.get(encode);
 }
 
 let sharedOneBytes: Uint8Array[] | undefined;

@@ -5,7 +5,7 @@
  */
 import { WeftError, describe } from '../core/errors.js';
 import { isModuleDefinition, type ModuleDefinition, type ValueType } from './definition.js';
-import { BUILTIN_TYPES, type as builtinTypes } from '../codec/types.js';
+import { BUILTIN_TYPES, boundEncoder, type as builtinTypes } from '../codec/types.js';
 
 export interface CompiledSpec {
   readonly name: string;
@@ -119,7 +119,7 @@ export function compileModule(
       type: s.type as ValueType<unknown>,
       expireAfterWrite: s.expireAfterWrite ?? 0,
       expireAfterCall: s.expireAfterCall ?? 0,
-      encode: (value: unknown) => (s.type as ValueType<unknown>).encode(value),
+      encode: boundEncoder(s.type as ValueType<unknown>),
       path: `ctx.state.${s.name}`,
     }));
     functions.set(typename, {

@@ -10,6 +10,7 @@
  * (numbers, strings, booleans) keep their decoded form too and are handed out as is.
  */
 import { Unpackr } from 'msgpackr';
+import { fixedWriterOf } from '../codec/types.js';
 import { FrameEncoder } from '../transport/framing.js';
 import { WeftError } from '../core/errors.js';
 
@@ -47,6 +48,11 @@ export class Slot {
    */
   get bytes(): Uint8Array {
     return this.#bytes ?? (this.#encoder as (value: unknown) => Uint8Array)(this.decoded);
+  }
+
+  /** The encoder {@link bytes} would call (the value is kept decoded only), or null when the bytes are kept. */
+  get lazyEncoder(): ((value: unknown) => Uint8Array) | null {
+    return this.#bytes === null ? this.#encoder : null;
   }
 
   /** Keeps only the decoded form of an immutable value read from bytes (see {@link bytes}). */
@@ -145,46 +151,43 @@ export function encodeInstanceView(inst: Instance): Uint8Array | null {
   const applied = inst.applied;
   const keys = applied !== null && applied.size > 0;
   if (inst.slots.size === 0 && !keys) return null;
-  // One scratch array that keeps its storage (filled by index, cleared after), and Map#forEach
-  // with hoisted callbacks: a capture encodes thousands of instances per checkpoint; entries()
-  // allocated an iterator and a pair per slot, and refilling an emptied array allocated its
-  // storage again for every record.
+  // Written straight into the encoder, field by field: a capture encodes thousands of instances
+  // per checkpoint. Map#forEach with hoisted callbacks (entries() allocated an iterator and a pair
+  // per slot); no record array (refilling one allocated its storage, and boxed every timestamp);
+  // a fixed-width value written in place (slot.bytes makes a typed array for it).
   recordTyped = keys;
   inst.slots.forEach(noteTyped);
-  const arr = recordScratch;
-  recordUsed = 0;
-  try {
-    arr[recordUsed++] = keys ? RECORD_V3 : recordTyped ? RECORD_V2 : RECORD_V1;
-    arr[recordUsed++] = inst.calledAt;
-    if (keys) {
-      const flat: unknown[] = [];
-      for (const [key, [at, typename, payload]] of applied) flat.push(key, at, typename, payload);
-      arr[recordUsed++] = flat;
-    }
-    // (A slot's bytes may come from a custom type's encoder, which may throw: hence the finally.)
-    inst.slots.forEach(pushSlot);
-    // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
-    // msgpackr's per-Uint8Array extension dispatch (framing.ts).
-    return recordEncoder.encodeFirst(arr, recordUsed);
-  } finally {
-    // Drop the references (the scratch must not keep slot bytes alive), keep the storage.
-    for (let i = 0; i < recordUsed; i++) arr[i] = undefined;
+  const enc = recordEncoder;
+  enc.startArray(2 + (keys ? 1 : 0) + inst.slots.size * (recordTyped ? 4 : 3));
+  enc.append(keys ? RECORD_V3 : recordTyped ? RECORD_V2 : RECORD_V1);
+  enc.append(inst.calledAt);
+  if (keys) {
+    const flat: unknown[] = [];
+    for (const [key, [at, typename, payload]] of applied) flat.push(key, at, typename, payload);
+    enc.append(flat);
   }
+  // (A slot's bytes may come from a custom type's encoder, which may throw: the next call starts
+  // the encoder over.)
+  inst.slots.forEach(writeSlot);
+  // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
+  // msgpackr's per-Uint8Array extension dispatch (framing.ts).
+  return enc.written();
 }
 
-/** The record encodeInstanceView is building (its first recordUsed elements), and whether it is typed. */
-const recordScratch: unknown[] = [];
-let recordUsed = 0;
+/** Whether the record encodeInstanceView is writing is typed. */
 let recordTyped = false;
 const noteTyped = (slot: Slot): void => {
   if (slot.typename !== null) recordTyped = true;
 };
-const pushSlot = (slot: Slot, name: string): void => {
-  const arr = recordScratch;
-  arr[recordUsed++] = name;
-  arr[recordUsed++] = slot.bytes;
-  arr[recordUsed++] = slot.writtenAt;
-  if (recordTyped) arr[recordUsed++] = slot.typename;
+const writeSlot = (slot: Slot, name: string): void => {
+  const enc = recordEncoder;
+  enc.append(name);
+  const lazy = slot.lazyEncoder;
+  const fixed = lazy === null ? undefined : fixedWriterOf(lazy);
+  if (fixed !== undefined) enc.appendFixed(fixed, slot.decoded);
+  else enc.append(slot.bytes);
+  enc.append(slot.writtenAt);
+  if (recordTyped) enc.append(slot.typename);
 };
 
 /** {@link encodeInstanceView}, copied out: bytes of their own. */

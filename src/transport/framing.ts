@@ -28,6 +28,7 @@
  * payload kept alive keeps its whole frame (at most the ring capacity) alive; copy a payload
  * (`payload.slice()`) before storing it for long.
  */
+import type { FixedWriter } from '../codec/types.js';
 import { Packr, Unpackr } from 'msgpackr';
 import { WeftError, describe } from '../core/errors.js';
 import type { NamedRecords, NameTable } from './names.js';
@@ -124,15 +125,34 @@ export class FrameEncoder {
   }
 
   /**
-   * Encodes the first `count` elements of `values` as one array, without wire names: what
-   * {@link encode} writes for `values.slice(0, count)`, for a caller that reuses one scratch array
-   * (emptying an array with `length = 0` frees its storage, so the next fill allocates it again).
-   * The result is valid until the next call on this encoder.
+   * Starts an array of exactly `length` elements, written one at a time ({@link append},
+   * {@link appendFixed}) at the start of this encoder's buffer; {@link written} hands out the
+   * bytes. Values as {@link encode} takes them, without wire names.
    */
-  encodeFirst(values: readonly unknown[], count: number): Uint8Array {
+  startArray(length: number): void {
     this.#pos = 0;
-    this.#arrayHeader(count);
-    for (let i = 0; i < count; i++) this.#value(values[i]);
+    this.#arrayHeader(length);
+  }
+
+  /**
+   * Appends `value` encoded by `writer` as a binary field: the bytes {@link append} writes for
+   * `type.encode(value)`, written in place. Throws what `writer.length` throws for a bad value.
+   */
+  appendFixed(writer: FixedWriter, value: unknown): void {
+    const n = writer.length(value);
+    // Fixed encodings are a few bytes: a bin8 header.
+    if (n > 0xff) throw new Error(`a fixed encoding of ${n} bytes does not fit a bin8 field`);
+    this.#ensure(2 + n);
+    const buf = this.#buf;
+    buf[this.#pos++] = 0xc4;
+    buf[this.#pos++] = n;
+    writer.write(value, buf, this.#pos);
+    this.#pos += n;
+    this.#appended++;
+  }
+
+  /** The bytes written since {@link startArray}; valid until the next call on this encoder. */
+  written(): Uint8Array {
     return this.#bytes.subarray(0, this.#pos);
   }
 

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '../../src/core/address.js';
 import { WeftError } from '../../src/core/errors.js';
-import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/codec/types.js';
+import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, boundEncoder, fixedWriter, fixedWriterOf, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/codec/types.js';
 import { expectWeftError } from '../helpers/index.js';
 
 // The SDK is CommonJS: its Type classes live in dist/types.js, and the generated protobuf wrappers
@@ -809,5 +809,74 @@ describe('sharedOneBytePayload (main ingress)', () => {
     for (const v of [128, -33, 1.5, 'a', {}, [], undefined, 2 ** 40]) expect(sharedOneBytePayload(m, v)).toBeUndefined();
     expect(sharedOneBytePayload(type.int(), 1)).toBeUndefined();
     expect(sharedOneBytePayload(type.json(), 1)).toBeUndefined();
+  });
+});
+
+describe('fixed writers (a snapshot writes fixed-width state values in place)', () => {
+  /** What the writer puts in a buffer, surrounded by bytes it must leave alone. */
+  function written(t: ValueType<unknown>, value: unknown): Uint8Array {
+    const w = fixedWriter(t);
+    if (w === undefined) throw new Error(`${t.typename} has no fixed writer`);
+    const n = w.length(value);
+    const out = new Uint8Array(n + 6).fill(0xaa);
+    w.write(value, out, 3);
+    expect(out.subarray(0, 3)).toEqual(new Uint8Array([0xaa, 0xaa, 0xaa]));
+    expect(out.subarray(3 + n)).toEqual(new Uint8Array([0xaa, 0xaa, 0xaa]));
+    return out.subarray(3, 3 + n);
+  }
+
+  it('write exactly the bytes encode returns (property, with the edge values)', () => {
+    const int = type.int() as ValueType<unknown>;
+    const long = type.long() as ValueType<unknown>;
+    const double = type.double() as ValueType<unknown>;
+    const bool = type.bool() as ValueType<unknown>;
+    for (const v of [0, 1, -1, 2147483647, -2147483648]) expect(written(int, v)).toEqual(int.encode(v));
+    for (const v of [0, 1, -1, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, 2 ** 32, -(2 ** 32)]) expect(written(long, v)).toEqual(long.encode(v));
+    for (const v of [0, -0, NaN, Infinity, -Infinity, 1.5, -1e-300, Number.MAX_VALUE]) expect(written(double, v)).toEqual(double.encode(v));
+    for (const v of [true, false]) expect(written(bool, v)).toEqual(bool.encode(v));
+    fc.assert(
+      fc.property(fc.integer({ min: -2147483648, max: 2147483647 }), fc.maxSafeInteger(), fc.double(), (i, l, d) => {
+        expect(written(int, i)).toEqual(int.encode(i));
+        expect(written(long, l)).toEqual(long.encode(l));
+        expect(written(double, d)).toEqual(double.encode(d));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuse what encode refuses, with the same error', () => {
+    const cases: Array<[ValueType<unknown>, unknown]> = [
+      [type.int() as ValueType<unknown>, 2 ** 31],
+      [type.int() as ValueType<unknown>, 1.5],
+      [type.long() as ValueType<unknown>, 2 ** 53],
+      [type.double() as ValueType<unknown>, 'x'],
+      [type.bool() as ValueType<unknown>, 1],
+    ];
+    for (const [t, v] of cases) {
+      let expected: unknown;
+      try {
+        t.encode(v, 'ctx.state.x');
+      } catch (err) {
+        expected = err;
+      }
+      expect(expected).toBeInstanceOf(WeftError);
+      expectWeftError(() => fixedWriter(t)?.length(v, 'ctx.state.x'), (expected as WeftError).code, (expected as WeftError).message);
+    }
+  });
+
+  it('exist for int, long (as a number), double and bool only; boundEncoder finds them from the function', () => {
+    const withWriter = [type.int(), type.long(), type.double(), type.bool()] as ValueType<unknown>[];
+    const without = [type.long({ as: 'bigint' }), type.float(), type.string(), type.bytes(), type.json('a/b'), DEFAULT_TYPE] as ValueType<unknown>[];
+    for (const t of withWriter) {
+      expect(fixedWriter(t)).toBeDefined();
+      const encode = boundEncoder(t);
+      expect(fixedWriterOf(encode)).toBe(fixedWriter(t));
+    }
+    for (const t of without) {
+      expect(fixedWriter(t)).toBeUndefined();
+      expect(fixedWriterOf(boundEncoder(t))).toBeUndefined();
+    }
+    const e = boundEncoder(type.int() as ValueType<unknown>);
+    expect(e(7)).toEqual(type.int().encode(7));
   });
 });

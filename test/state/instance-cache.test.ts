@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { InstanceCache, type StateChange } from '../../src/state/instance-cache.js';
 import { Instance, Slot, decodeInstanceInto, decodeRecord, encodeInstance } from '../../src/state/instance.js';
 import { type } from '../../src/index.js';
+import { boundEncoder, type ValueType } from '../../src/codec/types.js';
+import { WeftError } from '../../src/core/errors.js';
 import { decodeStates } from '../../src/state/checkpoint-format.js';
 
 const int = type.int();
@@ -227,5 +229,37 @@ describe('instance records with applied idempotency keys (v3)', () => {
     expect(decodeRecord(bytes).slots).toEqual([]);
     inst.applied = null;
     expect(encodeInstance(inst)).toBeNull();
+  });
+});
+
+describe('instance records with values kept decoded (encoded only for a snapshot)', () => {
+  it('are the bytes of the same record holding the encoded values', () => {
+    const specs: Array<[string, ValueType<unknown>, unknown]> = [
+      ['i', type.int() as ValueType<unknown>, -123456],
+      ['z', type.int() as ValueType<unknown>, 0],
+      ['l', type.long() as ValueType<unknown>, 2 ** 40 + 3],
+      ['d', type.double() as ValueType<unknown>, -0],
+      ['b', type.bool() as ValueType<unknown>, true],
+      ['s', type.string() as ValueType<unknown>, 'text'],
+    ];
+    const lazy = new Instance('t\u0000a', 't', 'a', 3);
+    const eager = new Instance('t\u0000a', 't', 'a', 3);
+    lazy.calledAt = eager.calledAt = 1_796_000_000_123;
+    for (const [name, t, v] of specs) {
+      const slot = new Slot(null, 1_796_000_000_000, v, true, null, boundEncoder(t));
+      lazy.slots.set(name, slot);
+      expect(slot.lazyEncoder).not.toBeNull();
+      eager.slots.set(name, new Slot(t.encode(v), 1_796_000_000_000, undefined, false));
+    }
+    const bytes = encodeInstance(lazy) as Uint8Array;
+    expect(bytes).toEqual(encodeInstance(eager));
+    const back = new Instance('t\u0000a', 't', 'a', 3);
+    decodeInstanceInto(back, bytes);
+    for (const [name, t, v] of specs) expect(t.decode(back.slots.get(name)?.bytes as Uint8Array)).toEqual(v);
+    // A value the type refuses fails the encode, and the next record is whole.
+    lazy.slots.set('bad', new Slot(null, 1, 2 ** 31, true, null, boundEncoder(type.int() as ValueType<unknown>)));
+    expect(() => encodeInstance(lazy)).toThrow(WeftError);
+    lazy.slots.delete('bad');
+    expect(encodeInstance(lazy)).toEqual(encodeInstance(eager));
   });
 });

@@ -12,6 +12,7 @@ import {
   encodeBatch,
 } from '../../src/transport/framing.js';
 import { Ring } from '../../src/transport/ring.js';
+import { fixedWriter, type, type FixedWriter, type ValueType } from '../../src/codec/types.js';
 
 const reference = new Packr({ useRecords: false });
 
@@ -148,13 +149,24 @@ describe('batch frames', () => {
     expect(decoder.decode(whole)).toEqual([[1, 2], [3, 4]]);
   });
 
-  it('encodes the first elements of a scratch array as msgpackr encodes that prefix', () => {
+  it('writes an array element by element, fixed-width values in place, as msgpackr writes the array', () => {
     const encoder = new FrameEncoder();
-    const scratch: unknown[] = [1, 'two', new Uint8Array([3]), 4.5, null, 'left over'];
-    expect(encoder.encodeFirst(scratch, 5)).toEqual(new Uint8Array(reference.pack(scratch.slice(0, 5))));
-    expect(encoder.encodeFirst(scratch, 0)).toEqual(new Uint8Array(reference.pack([])));
+    const int = type.int() as ValueType<unknown>;
+    const fixed = fixedWriter(int) as FixedWriter;
+    encoder.startArray(5);
+    encoder.append(1);
+    encoder.append('two');
+    encoder.appendFixed(fixed, 300);
+    encoder.appendFixed(fixed, 0);
+    encoder.append(1_796_000_000_123);
+    expect(encoder.written()).toEqual(new Uint8Array(reference.pack([1, 'two', int.encode(300), int.encode(0), 1_796_000_000_123])));
+    // Starting over forgets what was written.
+    encoder.startArray(0);
+    expect(encoder.written()).toEqual(new Uint8Array(reference.pack([])));
     const long = Array.from({ length: 40 }, (_, i) => i * 1000);
-    expect(encoder.encodeFirst(long, 20)).toEqual(new Uint8Array(reference.pack(long.slice(0, 20))));
+    encoder.startArray(long.length);
+    for (const v of long) encoder.append(v);
+    expect(encoder.written()).toEqual(new Uint8Array(reference.pack(long)));
   });
 
   it('reuses the encoder buffer (the frame is valid until the next encode)', () => {
