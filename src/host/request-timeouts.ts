@@ -64,9 +64,10 @@ export class RequestTimeouts<T extends Timed> {
     list.tail = item;
     if (list.timer === undefined) this.#arm(list, ms);
     else if (idle) {
-      // The list's timer, kept (unreferenced) while nothing waited: due again `ms` from now, the
-      // new item's deadline. (A Timeout per request that finds its list empty was most of what a
-      // lightly loaded main allocated per request: one in flight at a time empties it each time.)
+      // The list's timer, kept (unreferenced) while nothing waited, restarted with its last delay:
+      // never more than `ms`, so never after the new item's deadline (a shorter one makes #fire
+      // arm for the rest). A Timeout per request that finds its list empty was most of what a
+      // lightly loaded main allocated per request: one in flight at a time empties it each time.
       list.timer.refresh();
       list.timer.ref();
     }

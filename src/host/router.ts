@@ -44,8 +44,8 @@ export class Router {
   readonly #partitioner: Partitioner;
   readonly #links: readonly ShardLink[];
   readonly #settings: RouterSettings;
-  /** Called when sends released after {@link close} published nothing (idle() may be due). */
-  readonly #releasedAfterClose: () => void;
+  /** Called (in a microtask) when the last waiting sends were released: idle() may be due, as they may have published nothing. */
+  readonly #allReleased: () => void;
   /** The control block of the running generation (see {@link connect}). */
   #control!: ControlBlock;
   /** Host messages accepted (the last hseq given). */
@@ -87,11 +87,11 @@ export class Router {
    * @param refusal when waiting sends are released: the error they are refused with (the engine
    * closed or failed meanwhile), or undefined to accept them.
    */
-  constructor(partitioner: Partitioner, links: readonly ShardLink[], settings: RouterSettings, releasedAfterClose: () => void, refusal: () => Error | undefined = () => undefined) {
+  constructor(partitioner: Partitioner, links: readonly ShardLink[], settings: RouterSettings, allReleased: () => void, refusal: () => Error | undefined = () => undefined) {
     this.#partitioner = partitioner;
     this.#links = links;
     this.#settings = settings;
-    this.#releasedAfterClose = releasedAfterClose;
+    this.#allReleased = guarded(allReleased);
     this.#refusal = refusal;
     this.#batchGroups = links.map(() => null);
   }
@@ -323,8 +323,9 @@ export class Router {
       this.#release(INGRESS_RELEASE_BATCH / WAIT_BATCH);
       // The next slice in a later macrotask: the host's event loop runs in between.
       if (this.#waiting.size > 0) this.#scheduleRelease();
-      // Released sends refused at close() publish nothing: no shard report would end idle().
-      else if (this.#closing) queueMicrotask(this.#releasedAfterClose);
+      // The last waiters went. They may have published nothing (sends refused at close(), a
+      // request that timed out while it waited): no shard report would then end idle().
+      else microtask(this.#allReleased);
     }
   }
 

@@ -8,7 +8,8 @@ const RESOLVED = Promise.resolve();
 
 /**
  * Wraps `fn` once, for {@link microtask}: an exception it throws becomes an uncaught exception
- * (as it would from queueMicrotask), not an unhandled rejection.
+ * (as it would from queueMicrotask), not an unhandled rejection; it is raised from the next tick,
+ * after the microtasks already queued.
  */
 export function guarded(fn: () => void): () => void {
   return () => {

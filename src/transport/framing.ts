@@ -399,28 +399,18 @@ export class FrameEncoder {
 const fallbackPackr = new Packr({ useRecords: false });
 
 /**
- * Frames up to this size are copied into a shared slab of {@link FRAME_SLAB_BYTES} rather than a
- * buffer of their own. A lightly loaded thread receives one small frame per message: a buffer
- * each was an ArrayBuffer (and msgpackr's cached DataView) per message, and V8 sweeps every
- * young ArrayBuffer in each scavenge, inside the pause.
- */
-export const FRAME_SLAB_MAX = 2048;
-/** Size of the slabs small frames are copied into; a payload view keeps at most one alive. */
-export const FRAME_SLAB_BYTES = 16384;
-
-/**
  * Decodes frames from {@link FrameEncoder} back into records, in one pass.
  *
  * The frame may be a view of ring memory, valid only during the drain callback: it is copied
- * into private memory first (small frames into a slab shared with the frames decoded after it,
- * larger ones into a buffer of their own), and binary fields (payloads) of the result are views
- * of that copy, which nothing writes again — they stay valid after the callback (module comment).
- * A payload kept for long keeps its slab: copy it where that matters (a delayed message).
+ * into a fresh private buffer first, and binary fields (payloads) of the result are views of that
+ * copy, which nothing writes again — they stay valid after the callback (module comment).
+ *
+ * A buffer per frame, not a slab shared by frames: payloads reach user code (a reply or message of
+ * a type the module does not know is its raw bytes), which may keep them for long or transfer
+ * their buffer, and a shared slab would then keep or detach every other frame's bytes with it.
  */
 export class FrameDecoder {
   readonly #unpackr = new Unpackr({ useRecords: false });
-  #slab = new Uint8Array(FRAME_SLAB_BYTES);
-  #slabUsed = 0;
 
   /**
    * @returns the records of `frame`, in order.
@@ -428,27 +418,13 @@ export class FrameDecoder {
    */
   decode(frame: Uint8Array): unknown[][] {
     const n = frame.length;
-    // (msgpackr reads `end: 0` as "to the end of the source": the slab's stale bytes.)
     if (n === 0) throw new WeftError('ERR_WEFT_CORRUPT_FRAME', 'frame of 0 bytes is not valid msgpack');
-    let src: Uint8Array;
-    let start = 0;
-    if (n > FRAME_SLAB_MAX) {
-      // A plain, non-shared copy (frame.slice() would not copy if frame were a Buffer).
-      src = new Uint8Array(n);
-      src.set(frame);
-    } else {
-      if (this.#slabUsed + n > FRAME_SLAB_BYTES) {
-        this.#slab = new Uint8Array(FRAME_SLAB_BYTES);
-        this.#slabUsed = 0;
-      }
-      src = this.#slab;
-      start = this.#slabUsed;
-      src.set(frame, start);
-      this.#slabUsed = start + n;
-    }
+    // A plain, non-shared copy (frame.slice() would not copy if frame were a Buffer).
+    const bytes = new Uint8Array(n);
+    bytes.set(frame);
     let records: unknown;
     try {
-      records = this.#unpackr.unpack(src, { start, end: start + n });
+      records = this.#unpackr.unpack(bytes);
     } catch (error) {
       throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame of ${n} bytes is not valid msgpack`, {
         cause: error,

@@ -150,6 +150,22 @@ describe('egress backpressure: the wait is bounded', () => {
     }
   });
 
+  it('idle() resolves when the only waiter was a request that timed out (released, it publishes nothing)', async () => {
+    const { weft, cleanup } = await startEngine({ module: fixture('bank'), shards: 2, egressMaxBacklog: 3, egressFullWaitMs: 500, checkpointIntervalMs: 20, closeTimeoutMs: 2000 });
+    try {
+      await fill(weft, 'h');
+      const late = weft.request(account('h-late'), { op: 'deposit', amount: 5 }, { timeoutMs: 50 });
+      expect(weft.metrics().ingressWaiting).toBe(1);
+      await expectWeftRejection(late, 'ERR_WEFT_TIMEOUT', 'weft.request to bank/account/h-late got no reply within 50 ms');
+      // Called while the timed-out request still waits; egressFullWaitMs later it is released.
+      await within(weft.idle(), 10_000, 'idle() after the only waiter, a timed-out request, was released');
+      expect(weft.metrics().ingressWaiting).toBe(0);
+      expect(await within(weft.request(account('h-late'), { op: 'get' }), 10_000, 'get h-late')).toBe(0);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('close() with sends waiting on a full egress does not wait for egressFullWaitMs or closeTimeoutMs: the waiting sends are refused (never accepted)', async () => {
     const { weft, cleanup, dir } = await startEngine({ module: fixture('bank'), shards: 2, egressMaxBacklog: 3, egressFullWaitMs: 600_000, checkpointIntervalMs: 20, closeTimeoutMs: 600_000 });
     let closed = false;

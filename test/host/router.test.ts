@@ -28,7 +28,7 @@ interface Setup {
   control: ControlBlock;
   partitioner: Partitioner;
   names: NameTable;
-  releasedAfterClose: () => number;
+  allReleased: () => number;
 }
 
 const routers: Router[] = [];
@@ -56,7 +56,7 @@ function setup(opts: { shards?: number; ringBytes?: number; settings?: Partial<R
   const router = new Router(partitioner, links, { ...SETTINGS, ...opts.settings }, () => released++);
   router.connect(control);
   routers.push(router);
-  return { router, links, rings, control, partitioner, names, releasedAfterClose: () => released };
+  return { router, links, rings, control, partitioner, names, allReleased: () => released };
 }
 
 /** The records a shard's ring holds (what the shard would read), names resolved. */
@@ -321,7 +321,7 @@ describe('Router: ingress backpressure', () => {
 
   it('at close, stops waiting for egresses and tells when released sends published nothing', async () => {
     const s = setup();
-    const { router, control, releasedAfterClose } = s;
+    const { router, control, allReleased } = s;
     router.egressFullChanged(true, { name: 'test/out' } as EgressChannel);
     setDirty(control, 0, SETTINGS.cacheSize + 1);
     router.flush();
@@ -333,7 +333,7 @@ describe('Router: ingress backpressure', () => {
     await turn();
     expect(released).toBe(false);
     expect(await releasedAfterFlush(s, 0, 0, () => released)).toBe(true);
-    expect(releasedAfterClose()).toBe(1);
+    expect(allReleased()).toBe(1);
   });
 
   it('releaseAll wakes every waiting send at once (the engine closed or failed)', async () => {
