@@ -197,12 +197,12 @@ export class Router {
 
   /** Resolves when a throttled send may go on (released by a flush, an egress wait, or {@link releaseAll}). */
   waitForRoom(): Promise<void> {
-    return new Promise<void>((resolve) => this.waitThen(resolve));
+    return new Promise<void>((resolve) => this.waitThen(resolve, undefined));
   }
 
-  /** Calls `go` when a throttled request may go on (in order with the waiting sends). */
-  waitThen(go: () => void): void {
-    this.#waiting.addCall(go);
+  /** Calls `go(arg)` when a throttled request may go on (in order with the waiting sends). */
+  waitThen<A>(go: (arg: A) => void, arg: A): void {
+    this.#waiting.addCall(go, arg);
     this.#waited();
   }
 
@@ -349,18 +349,22 @@ export class Router {
     const slots = b.slots;
     const groups = this.#batchGroups;
     let failure: unknown;
+    let accepted = 0;
+    let inBatch = 0;
     for (let i = 0, at = 0; i < b.size; i++, at += SLOTS) {
       const first = slots[at];
       if (typeof first === 'function') {
-        (first as () => void)();
+        (first as (arg: unknown) => void)(slots[at + 1]);
         continue;
       }
+      inBatch++;
       if (refused !== undefined || failure !== undefined) continue;
       try {
         const group = this.#accept(first as string, slots[at + 1] as string, slots[at + 2] as string, slots[at + 3] as Uint8Array, 0, slots[at + 4] as string | undefined);
         // After #accept: it routes the send, which sets #lastShard (`groups[this.#lastShard] =
         // this.#accept(...)` read the index first, the shard of the previous send).
         groups[this.#lastShard] = group;
+        accepted++;
       } catch (err) {
         failure = err;
       }
@@ -376,7 +380,7 @@ export class Router {
       else (all ??= [joined]).push(g.promise);
     }
     if (refused !== undefined) b.reject(refused);
-    else if (failure !== undefined) b.reject(failure);
+    else if (failure !== undefined) b.reject(accepted === 0 ? failure : partlyAccepted(failure, accepted, inBatch));
     else b.resolve(all !== undefined ? settleTogether(all) : joined);
   }
 
@@ -400,6 +404,21 @@ export class Router {
   releaseAll(): void {
     this.#release(Infinity);
   }
+}
+
+/**
+ * The outcome of a batch of sends that waited together when accepting one of them failed after
+ * others were accepted: those will be applied, so the batch's shared promise must not read as a
+ * plain failure (a caller that resends would apply them twice).
+ */
+function partlyAccepted(failure: unknown, accepted: number, total: number): WeftError {
+  const code = failure instanceof WeftError ? failure.code : 'ERR_WEFT_INTERNAL';
+  const why = failure instanceof Error ? failure.message : String(failure);
+  return new WeftError(
+    code,
+    `${why} (this send waited for room together with others and shares their outcome: ${accepted} of the ${total} were accepted before the failure and will be applied, the others were not; resend only with an idempotency key)`,
+    { cause: failure },
+  );
 }
 
 /**

@@ -5,7 +5,7 @@
  * Waiters are kept in order in batches of {@link WAIT_BATCH}. A batch is one array of slots,
  * {@link SLOTS} per waiter: a send's target type and id, typename, payload and idempotency key; a
  * waiter that is not a send (a request, which has its own promise, or a caller of
- * `Router.waitForRoom`) is one function in the first slot. The sends of a batch share one promise,
+ * `Router.waitForRoom`) is one function in the first slot and its argument in the second. The sends of a batch share one promise,
  * made when the first of them joins it. A batch is released as a whole (its sends accepted in
  * order, or all refused), so that shared promise means the same for each of them; drained
  * batches are kept for reuse (a few), so a steady backlog allocates nothing per send.
@@ -91,10 +91,12 @@ export class WaitQueue {
     return b.shared();
   }
 
-  /** A waiter that goes on by itself: `go` is called when its turn comes. */
-  addCall(go: () => void): void {
+  /** A waiter that goes on by itself: `go(arg)` is called when its turn comes (no closure per waiter needed). */
+  addCall<A>(go: (arg: A) => void, arg: A): void {
     const b = this.#open();
-    b.slots[b.size * SLOTS] = go;
+    const at = b.size * SLOTS;
+    b.slots[at] = go;
+    b.slots[at + 1] = arg;
     b.size++;
     this.size++;
   }

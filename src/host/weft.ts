@@ -348,13 +348,16 @@ export class Weft {
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.request');
       const pending = new PendingRequest(this.#requests.nextId(), durable, a, typename, payload, key, timeoutMs);
       const promise = this.#requests.add(pending);
-      if (this.#router.throttled()) this.#router.waitThen(() => this.#sendRequest(pending));
+      if (this.#router.throttled()) this.#router.waitThen(this.#sendWaited, pending);
       else this.#sendRequest(pending);
       return promise;
     } catch (err) {
       return Promise.reject(err);
     }
   }
+
+  /** #sendRequest for a request that waited for room (one function, no closure per waiting request). */
+  readonly #sendWaited = (pending: PendingRequest): void => this.#sendRequest(pending);
 
   /** Accepts a request's message (or refuses it, rejecting the request, when the engine closed or failed meanwhile). */
   #sendRequest(pending: PendingRequest): void {

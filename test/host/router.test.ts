@@ -192,6 +192,47 @@ describe('Router: routing', () => {
 });
 
 describe('Router: ingress backpressure', () => {
+  it('a released batch whose accepting fails partway says which sends were accepted (they will be applied), not a plain failure', async () => {
+    const { router, control, links, partitioner } = setup();
+    const outcome = async (failAt: number): Promise<WeftError> => {
+      setDirty(control, 0, SETTINGS.cacheSize + 1);
+      router.flush();
+      const ids = [0, 1, 2].map((k) => idOn(partitioner, 0, k * 10_000));
+      const promises = ids.map((id) => router.wait(TYPE, id, TYPE, payload(4), undefined));
+      expect(new Set(promises).size).toBe(1);
+      // The failure of an internal step (not a refusal), at the failAt-th send released.
+      const out = links[0]!.out;
+      const push = out.push.bind(out);
+      let pushes = 0;
+      out.push = (record: unknown, weight?: number): boolean => {
+        if (++pushes === failAt) throw new Error('the outbound broke');
+        return push(record, weight);
+      };
+      setDirty(control, 0, 0);
+      router.flush();
+      await turn();
+      out.push = push;
+      for (const g of links[0]!.ackGroups.splice(0)) g.resolve();
+      return promises[0]!.then(
+        () => {
+          throw new Error('the batch resolved');
+        },
+        (err: WeftError) => err,
+      );
+    };
+    // The first send fails: nothing of the batch was accepted, the failure as it is.
+    const none = await outcome(1);
+    expect(none.message).toBe('the outbound broke');
+    // The third fails: two were accepted before it and will be applied.
+    const some = await outcome(3);
+    expect(some).toBeInstanceOf(WeftError);
+    expect(some.code).toBe('ERR_WEFT_INTERNAL');
+    expect(some.message).toBe(
+      'the outbound broke (this send waited for room together with others and shares their outcome: 2 of the 3 were accepted before the failure and will be applied, the others were not; resend only with an idempotency key)',
+    );
+    expect((some.cause as Error).message).toBe('the outbound broke');
+  });
+
   it('throttles sends while a shard holds more dirty instances than its cache, and releases them below 3/4 of it', async () => {
     const s = setup();
     const { router, control } = s;
@@ -484,7 +525,7 @@ describe('Router: waiting sends (no closure or promise per send)', () => {
     router.flush();
     const order: string[] = [];
     const first = router.wait(TYPE, 'a', TYPE, payload(4), undefined);
-    router.waitThen(() => order.push('request'));
+    router.waitThen((what: string) => order.push(what), 'request');
     const second = router.wait(TYPE, 'b', TYPE, payload(4), undefined);
     expect(second).toBe(first);
     refusal = new Error('closed');
