@@ -18,7 +18,7 @@
  */
 import { setImmediate } from 'node:timers';
 import type { Address } from '../core/address.js';
-import { WeftError } from '../core/errors.js';
+import { WeftError, type WeftErrorCode } from '../core/errors.js';
 import { quietDeferred } from '../internal/deferred.js';
 import { guarded, microtask } from '../internal/microtask.js';
 import { METRIC_INDEX, type ControlBlock } from '../contract/control-block.js';
@@ -412,13 +412,14 @@ export class Router {
  * plain failure (a caller that resends would apply them twice).
  */
 function partlyAccepted(failure: unknown, accepted: number, total: number): WeftError {
-  const code = failure instanceof WeftError ? failure.code : 'ERR_WEFT_INTERNAL';
+  return sharedOutcome(failure, 'ERR_WEFT_INTERNAL', `${accepted} of the ${total} were accepted before the failure and will be applied, the others were not`);
+}
+
+/** `failure`, told to a send that shares its outcome with others: `what` happened to them. */
+function sharedOutcome(failure: unknown, fallbackCode: WeftErrorCode, what: string): WeftError {
+  const code = failure instanceof WeftError ? failure.code : fallbackCode;
   const why = failure instanceof Error ? failure.message : String(failure);
-  return new WeftError(
-    code,
-    `${why} (this send waited for room together with others and shares their outcome: ${accepted} of the ${total} were accepted before the failure and will be applied, the others were not; resend only with an idempotency key)`,
-    { cause: failure },
-  );
+  return new WeftError(code, `${why} (this send waited for room together with others and shares their outcome: ${what}; resend only with an idempotency key)`, { cause: failure });
 }
 
 /**
@@ -446,8 +447,6 @@ function settleTogether(groups: ReadonlyArray<Promise<void>>): Promise<void> {
       return;
     }
     if (committed === 0) throw lost;
-    const code = lost instanceof WeftError ? lost.code : 'ERR_WEFT_SHARD_FAILED';
-    const why = lost instanceof Error ? lost.message : String(lost);
-    throw new WeftError(code, `${why} (this send waited for room together with others and shares their outcome: some of them were committed, some not, so this one may or may not have been applied; resend only with an idempotency key)`, { cause: lost });
+    throw sharedOutcome(lost, 'ERR_WEFT_SHARD_FAILED', 'some of them were committed, some not, so this one may or may not have been applied');
   });
 }

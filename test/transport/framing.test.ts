@@ -113,7 +113,9 @@ describe('batch frames', () => {
     expect(c.buffer.byteLength).toBe(small.length);
     // Transferring one payload's buffer detaches nothing another decode returned, and the decoder
     // goes on.
-    structuredClone(c.buffer, { transfer: [c.buffer] });
+    const own = c.buffer as ArrayBuffer;
+    structuredClone(own, { transfer: [own] });
+    expect(c.byteLength).toBe(0);
     expect(reference.unpack(d)).toEqual({ amount: 1 });
     expect(reference.unpack(decodeBatch(small)[0]?.[6] as Uint8Array)).toEqual({ amount: 1 });
   });
