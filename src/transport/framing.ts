@@ -418,7 +418,6 @@ export class FrameDecoder {
    */
   decode(frame: Uint8Array): unknown[][] {
     const n = frame.length;
-    if (n === 0) throw new WeftError('ERR_WEFT_CORRUPT_FRAME', 'frame of 0 bytes is not valid msgpack');
     // A plain, non-shared copy (frame.slice() would not copy if frame were a Buffer).
     const bytes = new Uint8Array(n);
     bytes.set(frame);
