@@ -198,7 +198,8 @@ export async function runInvocation(
       ? [0, null, '', '', new Uint8Array(0), op.token]
       : [op.delayMs, op.env[E_TARGET_TYPE], op.env[E_TARGET_ID], op.env[E_TYPENAME], op.env[E_PAYLOAD], op.token],
   );
-  return { writes, sends, timers, egress: fx.egress ?? [], reply: fx.reply };
+  // A copy: the payload of a one-byte reply is a shared array (Effects.replyPayload).
+  return { writes, sends, timers, egress: fx.egress ?? [], reply: fx.replyType === null ? null : [fx.replyType, fx.replyPayload.slice()] };
 }
 
 /** A token names a pending delayed message while its send is recorded and not yet due. */

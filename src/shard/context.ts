@@ -62,6 +62,9 @@ export function writeIndex(w: StateWrites, n: number, spec: CompiledSpec): numbe
  * The buffered effects of one invocation, applied together at its end. The dispatcher reuses
  * them for later invocations once applied (or dropped): an ended context never reads them again.
  */
+/** {@link Effects.replyPayload} while there is no reply. */
+const NO_REPLY = new Uint8Array(0);
+
 export class Effects {
   /** See {@link StateWrites}; live entries are `writes[0..nWrites)`. */
   readonly writes: StateWrites = [];
@@ -72,7 +75,14 @@ export class Effects {
   /** sendAfter and cancelDelayed, in call order (a cancel may free a token a later send reuses) */
   timerOps: DelayedOp[] | null = null;
   egress: Array<[name: string, typename: string, payload: Uint8Array]> | null = null;
-  reply: [typename: string, payload: Uint8Array] | null = null;
+  /**
+   * `ctx.reply`'s typename (null: no reply) and payload. Two fields, not a tuple per reply; the
+   * payload of a one-byte value is a SHARED array (see `sharedOneBytePayload`): whoever keeps it
+   * or hands it to user code copies it first (the frame a reply is encoded into, Dispatcher.route,
+   * the idempotency record).
+   */
+  replyType: string | null = null;
+  replyPayload: Uint8Array = NO_REPLY;
   /** token → pending after this invocation's own timer ops so far */
   tokens: Map<string, boolean> | null = null;
 
@@ -86,7 +96,8 @@ export class Effects {
     this.nSends = 0;
     this.timerOps = null;
     this.egress = null;
-    this.reply = null;
+    this.replyType = null;
+    this.replyPayload = NO_REPLY;
     this.tokens = null;
   }
 }
@@ -399,10 +410,15 @@ export class InvocationContext implements StateAccess {
 
   reply(value: unknown, opts?: { type?: ValueType<unknown> }): void {
     if (!this.#live('reply')) return;
-    if (this.#fx.reply !== null) {
+    const fx = this.#fx;
+    if (fx.replyType !== null) {
       throw new WeftError('ERR_WEFT_INVALID_ARG', `ctx.reply called twice in one invocation of ${this.#inst.type}/${this.#inst.id}: an invocation answers once`);
     }
-    this.#fx.reply = this.#encode(value, opts?.type, 'ctx.reply');
+    const t = valueType(this.#host.module, opts?.type, 'ctx.reply');
+    // A one-byte value is a shared array: a reply's bytes are copied into a frame (or by
+    // Dispatcher.route for a calling function on this shard) before any code can see them.
+    fx.replyPayload = encodeSharedPayload(t, value, 'ctx.reply value', this.#host.maxMessageBytes);
+    fx.replyType = t.typename;
   }
 
   now(): number {

@@ -554,10 +554,11 @@ export class Dispatcher implements ContextHost {
    * with the instance's state (so in the same checkpoint as its effects), and a delayed message
    * purges them once the window has passed (so keys on disk are bounded by the window too).
    */
-  #recordApplied(mb: Mailbox, inst: Instance, env: Envelope, reply: readonly [string, Uint8Array] | null, now: number): void {
+  #recordApplied(mb: Mailbox, inst: Instance, env: Envelope, replyType: string | null, replyPayload: Uint8Array, now: number): void {
     const key = env[E_IDEMPOTENCY_KEY] as string;
-    // The payload is copied: a reply's bytes may be a view the outbox or the caller reuses.
-    (inst.applied ??= new Map()).set(key, [now, reply === null ? null : reply[0], reply === null ? null : reply[1].slice()]);
+    // The payload is copied: a reply's bytes may be a view the outbox or the caller reuses, or a
+    // shared one-byte array.
+    (inst.applied ??= new Map()).set(key, [now, replyType, replyType === null ? null : replyPayload.slice()]);
     this.#store.markDirty(inst);
     const purge = envelope(mb.type, mb.id, IDEMPOTENCY_PURGE_CALLER, null, IDEMPOTENCY_PURGE_TYPENAME, NO_PAYLOAD, 0, 0, key);
     this.#timers.schedule(now + this.#settings.idempotencyRetentionMs, mb.kg, purge, mb.key, null);
@@ -736,8 +737,8 @@ export class Dispatcher implements ContextHost {
         this.#out.egress(name, typename, payload);
       }
     }
-    if (env.length > E_IDEMPOTENCY_KEY) this.#recordApplied(mb, inst, env, fx.reply, now);
-    if (fx.reply !== null) this.#reply(mb, env, fx.reply[0], fx.reply[1]);
+    if (env.length > E_IDEMPOTENCY_KEY) this.#recordApplied(mb, inst, env, fx.replyType, fx.replyPayload, now);
+    if (fx.replyType !== null) this.#reply(mb, env, fx.replyType, fx.replyPayload);
     else if (env[E_REPLY_TO] > 0) {
       // A host request waits for an answer that will not come: tell it now, not at its timeout.
       this.#out.replyError?.(env[E_REPLY_TO], serializeError(new WeftError('ERR_WEFT_NO_REPLY', `the invocation of ${mb.type}/${mb.id} ended without calling ctx.reply`)));
@@ -872,12 +873,17 @@ export class Dispatcher implements ContextHost {
     const head = envs[0] as Envelope;
     if (head.length > E_IDEMPOTENCY_KEY) {
       // Only the head of a batch can have a key (#invokeRemote).
-      let reply: [string, Uint8Array] | null = null;
+      let replyType: string | null = null;
+      let replyPayload: Uint8Array = NO_PAYLOAD;
       const requestId = head[E_REPLY_TO];
       if (requestId > 0) {
-        for (const r of result.replies) if (r.requestId === requestId) reply = [r.typename, r.payload];
+        for (const r of result.replies) {
+          if (r.requestId !== requestId) continue;
+          replyType = r.typename;
+          replyPayload = r.payload;
+        }
       }
-      this.#recordApplied(mb, inst, head, reply, now);
+      this.#recordApplied(mb, inst, head, replyType, replyPayload, now);
     }
     for (const env of envs) this.#finish(mb, env);
   }

@@ -77,6 +77,26 @@ const module = defineModule({
         (msg as unknown as { payload: Uint8Array }).payload[0] = 0x7f;
       },
     },
+    'test/echo': {
+      // Answers with its message's value (one-byte values are shared arrays until copied).
+      fn(ctx, msg) {
+        ctx.reply(msg.value);
+      },
+    },
+    'test/asker': {
+      // Asks test/echo (its reply comes back as a message) and scribbles over the reply's bytes.
+      state: { seen: type.json<unknown[]>() },
+      fn(ctx, msg) {
+        if (ctx.caller === undefined) {
+          ctx.send({ type: 'test/echo', id: 'e' }, msg.value);
+          return;
+        }
+        const seen = ctx.state.seen ?? [];
+        seen.push(msg.value);
+        ctx.state.seen = seen;
+        (msg as unknown as { payload: Uint8Array }).payload[0] = 0x7f;
+      },
+    },
     'test/thenable': {
       state: { n: type.int() },
       // Returns a hand-made thenable that calls back twice: the invocation must complete once.
@@ -178,6 +198,15 @@ describe('buffered effects of one invocation', () => {
     h = await createTestHarness(module);
     for (const v of [1, 2, 1, 0, -1, 1, true, null, 1]) await h.send({ type: 'test/relay', id: 'r' }, v);
     expect(await h.query({ type: 'test/mutator', id: 'm' })).toEqual({ seen: [1, 2, 1, 0, -1, 1, true, null, 1] });
+  });
+
+  it("a function that writes into the bytes of a reply it got changes no other reply", async () => {
+    h = await createTestHarness(module);
+    const values = [1, 2, 1, 0, -1, 1, true, null, false, 1];
+    for (const v of values) await h.send({ type: 'test/asker', id: 'a' }, v);
+    expect(await h.query({ type: 'test/asker', id: 'a' })).toEqual({ seen: values });
+    // Host requests answered with the same one-byte values, after the scribbling.
+    for (const v of values) await expect(h.request({ type: 'test/echo', id: 'e' }, v)).resolves.toBe(v);
   });
 
   it('a thenable that calls back twice completes its invocation once', async () => {
