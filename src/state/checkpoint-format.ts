@@ -82,6 +82,11 @@ export class SnapshotEncoder {
     (this.#encoder as FrameEncoder).append(value);
   }
 
+  /** Appends `[...head, what tail wrote]` (FrameEncoder.appendWith). */
+  appendWith(head: readonly unknown[], tail: FrameEncoder): void {
+    (this.#encoder as FrameEncoder).appendWith(head, tail);
+  }
+
   /** The array {@link begin} started, as a private copy. */
   end(): Uint8Array {
     return this.#keep((this.#encoder as FrameEncoder).endArray());
@@ -134,6 +139,20 @@ export class StatesCapture {
     this.#count++;
   }
 
+  /**
+   * Appends one change whose record is what `record` wrote since its startArray (the bytes
+   * {@link add} writes for `record.written()`, copied without a view per instance).
+   */
+  addWritten(kg: number, type: string, id: string, record: FrameEncoder): void {
+    if (this.#bytes !== null) throw new Error('StatesCapture.addWritten after finish');
+    const head = captureHead;
+    head[0] = kg;
+    head[1] = type;
+    head[2] = id;
+    captureEncoder.appendWith(head, record);
+    this.#count++;
+  }
+
   /** Changes added so far. */
   get count(): number {
     return this.#count;
@@ -150,6 +169,8 @@ export class StatesCapture {
 }
 
 const captureEncoder = new SnapshotEncoder();
+/** The key of the change StatesCapture.addWritten appends (one array, reused). */
+const captureHead: [kg: number, type: string, id: string] = [0, '', ''];
 /** The change StatesCapture.add appends (one array, reused). */
 const captureScratch: StateChange = [0, '', '', null];
 /** The capture using captureEncoder now (one at a time per thread). */

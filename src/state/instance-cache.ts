@@ -25,7 +25,7 @@
  * before its turn is encoded first ({@link InstanceCache.willChange}, which every mutation calls).
  * Instances waiting to be captured are pinned like dirty ones.
  */
-import { Instance, decodeInstanceInto, encodeInstance, encodeInstanceView, type InstanceStore } from './instance.js';
+import { Instance, decodeInstanceInto, encodeInstance, encodeInstanceInto, type InstanceStore } from './instance.js';
 import { StatesCapture, decodeStates } from './checkpoint-format.js';
 
 /** Reads an instance's record from the partition base. */
@@ -202,7 +202,10 @@ export class InstanceCache implements InstanceStore {
   #captureOne(inst: Instance): void {
     inst.capturing = false;
     inst.capturedEpoch = this.#captureEpoch;
-    (this.#captured as StatesCapture).add(inst.kg, inst.type, inst.id, encodeInstanceView(inst));
+    const record = encodeInstanceInto(inst);
+    const captured = this.#captured as StatesCapture;
+    if (record === null) captured.add(inst.kg, inst.type, inst.id, null);
+    else captured.addWritten(inst.kg, inst.type, inst.id, record);
   }
 
   /** Every instance in memory (for sweeping TTL and inspection). */

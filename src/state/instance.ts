@@ -148,6 +148,15 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
  * The bytes are a view of a reused buffer, valid until the next call: copy them to keep them.
  */
 export function encodeInstanceView(inst: Instance): Uint8Array | null {
+  return encodeInstanceInto(inst)?.written() ?? null;
+}
+
+/**
+ * {@link encodeInstanceView} left in a reused encoder (its `written()` bytes; valid until the next
+ * call), for a caller that copies them on (StatesCapture.addWritten); `null` when the instance
+ * holds nothing.
+ */
+export function encodeInstanceInto(inst: Instance): FrameEncoder | null {
   const applied = inst.applied;
   const keys = applied !== null && applied.size > 0;
   if (inst.slots.size === 0 && !keys) return null;
@@ -171,7 +180,7 @@ export function encodeInstanceView(inst: Instance): Uint8Array | null {
   inst.slots.forEach(writeSlot);
   // FrameEncoder writes the bytes msgpackr writes for arrays of scalars and byte arrays, without
   // msgpackr's per-Uint8Array extension dispatch (framing.ts).
-  return enc.written();
+  return enc;
 }
 
 /** Whether the record encodeInstanceView is writing is typed. */

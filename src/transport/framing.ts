@@ -174,6 +174,31 @@ export class FrameEncoder {
     this.#appended++;
   }
 
+  /**
+   * Appends one element to the array {@link beginArray} started: the array `[...head, bytes]`
+   * where `bytes` is what `tail` wrote since its {@link startArray} — the bytes
+   * `append([...head, tail.written()])` writes, copied from `tail`'s buffer without a view or an
+   * array per element (a capture appends one per changed instance).
+   */
+  appendWith(head: readonly unknown[], tail: FrameEncoder): void {
+    if (tail === this) throw new Error('FrameEncoder.appendWith: tail must be another encoder');
+    this.#arrayHeader(head.length + 1);
+    for (let i = 0; i < head.length; i++) this.#value(head[i]);
+    const length = tail.#pos;
+    this.#binHeader(length);
+    const buf = this.#buf;
+    const from = tail.#buf;
+    // A loop for the usual small record (Buffer#copy and a subarray each allocate a view).
+    if (length <= 256) {
+      const at = this.#pos;
+      for (let i = 0; i < length; i++) buf[at + i] = from[i] as number;
+    } else {
+      buf.set(from.subarray(0, length), this.#pos);
+    }
+    this.#pos += length;
+    this.#appended++;
+  }
+
   /** Ends the array {@link beginArray} started; the bytes are valid until the next call on this encoder. */
   endArray(): Uint8Array {
     const n = this.#appended;
@@ -370,6 +395,20 @@ export class FrameEncoder {
 
   #bin(bytes: Uint8Array): void {
     const length = bytes.length;
+    this.#binHeader(length);
+    const buf = this.#buf;
+    if (length <= 16) {
+      // Tiny payloads: a loop beats TypedArray#set's fixed cost.
+      const at = this.#pos;
+      for (let i = 0; i < length; i++) buf[at + i] = bytes[i] as number;
+    } else {
+      buf.set(bytes, this.#pos);
+    }
+    this.#pos += length;
+  }
+
+  /** A bin header for `length` bytes, with room ensured for them after it. */
+  #binHeader(length: number): void {
     this.#ensure(5 + length);
     const buf = this.#buf;
     if (length < 0x100) {
@@ -384,14 +423,6 @@ export class FrameEncoder {
       this.#view.setUint32(this.#pos, length);
       this.#pos += 4;
     }
-    if (length <= 16) {
-      // Tiny payloads: a loop beats TypedArray#set's fixed cost.
-      const at = this.#pos;
-      for (let i = 0; i < length; i++) buf[at + i] = bytes[i] as number;
-    } else {
-      buf.set(bytes, this.#pos);
-    }
-    this.#pos += length;
   }
 }
 

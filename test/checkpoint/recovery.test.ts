@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { recoverPartition } from '../../src/checkpoint/participant.js';
+import { FrameEncoder } from '../../src/transport/framing.js';
 import { META_FOLDED_EPOCH, PendingKind, StatesCapture, StatesReader, decodeEnvelopes, decodeStates, encodeEnvelopes, encodeStates } from '../../src/state/checkpoint-format.js';
 import { envelope } from '../../src/contract/envelope.js';
 import type { StateChange } from '../../src/state/instance-cache.js';
@@ -71,6 +72,25 @@ describe('StatesCapture and StatesReader', () => {
       expect(plainChanges(read)).toEqual(plainChanges(decodeStates(source)));
       expect(reader.remaining).toBe(0);
     }
+  });
+
+  it('a change added from an encoder (addWritten) is the same bytes as one added as an array (add)', () => {
+    const record = new FrameEncoder();
+    const writeRecord = (bytes: Uint8Array): FrameEncoder => {
+      // A record encoder holds a whole msgpack array; here one whose single element is `bytes`.
+      record.startArray(1);
+      record.append(bytes);
+      return record;
+    };
+    const nonNull = changes.filter((c) => c[3] !== null);
+    const viaAdd = new StatesCapture();
+    for (const [kg, t, id, r] of nonNull) viaAdd.add(kg, t, id, writeRecord(r as Uint8Array).written().slice());
+    const expected = viaAdd.finish();
+    const viaWritten = new StatesCapture();
+    for (const [kg, t, id, r] of nonNull) viaWritten.addWritten(kg, t, id, writeRecord(r as Uint8Array));
+    expect(viaWritten.count).toBe(nonNull.length);
+    expect(viaWritten.finish()).toEqual(expected);
+    expect(() => viaWritten.addWritten(1, 'a', 'b', record)).toThrow(/after finish/);
   });
 
   it('one capture at a time per thread: a second one cannot start before the first is finished', () => {

@@ -154,6 +154,30 @@ describe('batch frames', () => {
     expect(encoder.written()).toEqual(new Uint8Array(reference.pack(long)));
   });
 
+  it("appends [...head, another encoder's bytes] as msgpackr writes it, for every bin header size", () => {
+    const outer = new FrameEncoder();
+    const tail = new FrameEncoder();
+    const heads: unknown[][] = [[], [7, 'bank/account', 'ünïcode'], Array.from({ length: 20 }, (_, i) => i)];
+    for (const size of [0, 1, 16, 17, 255, 256, 65_535, 65_536, 70_000]) {
+      tail.startArray(1);
+      tail.append(new Uint8Array(size).fill(size & 0xff));
+      const bytes = tail.written().slice();
+      for (const head of heads) {
+        outer.beginArray();
+        outer.appendWith(head, tail);
+        outer.append(1);
+        const got = outer.endArray().slice();
+        expect(reference.unpack(got.slice())).toEqual([[...head, bytes], 1]);
+        // The same bytes append writes for the element as an array holding a view.
+        outer.beginArray();
+        outer.append([...head, bytes]);
+        outer.append(1);
+        expect(got).toEqual(outer.endArray());
+      }
+    }
+    expect(() => outer.appendWith([], outer)).toThrow(/another encoder/);
+  });
+
   it('reuses the encoder buffer (the frame is valid until the next encode)', () => {
     const encoder = new FrameEncoder();
     const first = encoder.encode([[1, 'one']]);
