@@ -4,7 +4,7 @@
  * modules/thread-tag.ts; the main thread's tid is the process id. With more busy threads than
  * cores, run-queue wait shows how much a thread was starved.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { BroadcastChannel } from 'node:worker_threads';
 import { HEAP_QUERY, THREADS_CHANNEL, type HeapReport, type ThreadTag } from '../modules/thread-tag.js';
 
@@ -43,8 +43,15 @@ function schedstat(tid: number): Sched | undefined {
   }
 }
 
-/** CPU and run-queue time per role: 'main' and the roles workers announced. */
+/**
+ * CPU and run-queue time per role: 'main', the roles workers announced, and {@link OTHER_THREADS}
+ * for every other thread of the process alive at the sample (V8's platform workers: garbage
+ * collection helpers and compilers, shared by all isolates; libuv's pool: LMDB commits, fs).
+ */
 export type RoleTimes = Record<string, Sched>;
+
+/** The role of threads nobody tagged. */
+export const OTHER_THREADS = 'other threads';
 
 export function sampleRoles(): RoleTimes {
   const out: RoleTimes = {};
@@ -56,6 +63,16 @@ export function sampleRoles(): RoleTimes {
   };
   add('main', schedstat(process.pid));
   for (const [tid, role] of known) add(role, schedstat(tid));
+  let tids: string[] = [];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    // Not Linux: no per-thread times.
+  }
+  for (const t of tids) {
+    const tid = Number(t);
+    if (tid !== process.pid && !known.has(tid)) add(OTHER_THREADS, schedstat(tid));
+  }
   return out;
 }
 

@@ -24,6 +24,7 @@ import { maxRequestRate, openLoop, pacedClosedLoop, type LatencyRun, type PacedR
 import { pausesBetween, shardPauses, startEngine, type ShardPauses } from '../lib/engine.js';
 import type { SendLoopResult } from '../send-loop.js';
 import { load1 } from '../lib/machine.js';
+import { OTHER_THREADS, sampleRoles, type RoleTimes } from '../lib/threads.js';
 import type { BenchContext, Figure, WorkloadResult } from '../lib/report.js';
 import { percentile } from '../lib/stats.js';
 import { INCREMENT_AND_REPLY } from '../modules/counter.js';
@@ -92,6 +93,28 @@ function pauseFigures(key: string, phase: string, before: readonly ShardPauses[]
   ];
 }
 
+/** CPU and run-queue time of each thread group over a level, ms per second of it. */
+interface ThreadShare {
+  groups: Array<{ role: string; cpu: number; wait: number }>;
+  /** CPU of the threads nobody tagged (GC helpers, compilers, libuv's pool), ms per s. */
+  other: number;
+}
+
+function threadShare(before: RoleTimes, after: RoleTimes, ms: number): ThreadShare {
+  const groups: ThreadShare['groups'] = [];
+  let other = 0;
+  for (const [role, a] of Object.entries(after)) {
+    const b = before[role] ?? { cpuNs: 0, waitNs: 0 };
+    const cpu = (a.cpuNs - b.cpuNs) / 1e6 / (ms / 1000);
+    const wait = (a.waitNs - b.waitNs) / 1e6 / (ms / 1000);
+    groups.push({ role, cpu, wait });
+    if (role === OTHER_THREADS) other = cpu;
+  }
+  return { groups, other };
+}
+
+const describeShare = (t: ThreadShare): string => t.groups.filter((g) => g.cpu >= 0.5 || g.role === 'main').map((g) => `${g.role} ${g.cpu.toFixed(0)} (${g.wait.toFixed(0)})`).join(', ');
+
 interface Summary {
   rate: number;
   requests: number;
@@ -154,11 +177,20 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
   // leaves garbage and timers behind whose cleanup would otherwise land in the first level.
   const settleMs = ctx.quick ? 200 : 300;
   const delays: { weft?: LoopDelay; rawRing?: LoopDelay; postMessage?: LoopDelay } = {};
-  const runLevel = async (request: (i: number) => Promise<unknown>, rate: number, delay?: (d: LoopDelay) => void): Promise<Summary> => {
+  // CPU and run-queue time per thread group over each measured level (Linux only).
+  const threadTimes: { weft: ThreadShare[]; rawRing: ThreadShare[] } = { weft: [], rawRing: [] };
+  const runLevel = async (request: (i: number) => Promise<unknown>, rate: number, delay?: (d: LoopDelay) => void, threads?: ThreadShare[]): Promise<Summary> => {
     await openLoop(request, rate, settleMs);
-    if (delay === undefined) return summarize(await openLoop(request, rate, levelMs));
-    const [run, d] = await withLoopDelay(() => openLoop(request, rate, levelMs));
-    delay(d);
+    const r0 = sampleRoles();
+    const t0 = performance.now();
+    let run: LatencyRun;
+    if (delay === undefined) run = await openLoop(request, rate, levelMs);
+    else {
+      const [r, d] = await withLoopDelay(() => openLoop(request, rate, levelMs));
+      delay(d);
+      run = r;
+    }
+    threads?.push(threadShare(r0, sampleRoles(), performance.now() - t0));
     return summarize(run);
   };
   const levelPauses: Array<[ShardPauses[], ShardPauses[]]> = [];
@@ -166,10 +198,10 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     const rate = level * max;
     const eld = level === ELD_LEVEL;
     const p0 = shardPauses(weft);
-    weftRuns.push(await runLevel(weftRequest, rate, eld ? (d) => (delays.weft = d) : undefined));
+    weftRuns.push(await runLevel(weftRequest, rate, eld ? (d) => (delays.weft = d) : undefined, threadTimes.weft));
     levelPauses.push([p0, shardPauses(weft)]);
     if (ringRequest !== undefined && postRequest !== undefined) {
-      ringRuns.push(await runLevel(ringRequest, rate, eld ? (d) => (delays.rawRing = d) : undefined));
+      ringRuns.push(await runLevel(ringRequest, rate, eld ? (d) => (delays.rawRing = d) : undefined, threadTimes.rawRing));
       postRuns.push(await runLevel(postRequest, rate, eld ? (d) => (delays.postMessage = d) : undefined));
     }
     const w = weftRuns.at(-1) as Summary;
@@ -227,6 +259,12 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     }
     const [p0, p1] = levelPauses[i] as [ShardPauses[], ShardPauses[]];
     figures.push(...pauseFigures(`c.${pct}`, `at ${pct}%`, p0, p1, pct === 10));
+    const wt = threadTimes.weft[i];
+    if (wt !== undefined && wt.groups.length > 0) {
+      const rt = threadTimes.rawRing[i];
+      figures.push({ key: `c.${pct}.threads`, label: `  CPU per thread group at ${pct}%, ms per s (waiting for a core): weft ${describeShare(wt)}`, value: wt.other, unit: 'ms/s other threads' });
+      if (rt !== undefined) figures.push({ key: `c.${pct}.threads.ring`, label: `  CPU per thread group at ${pct}%, ms per s (waiting for a core): raw ring ${describeShare(rt)}`, value: rt.other, unit: 'ms/s other threads' });
+    }
     if (level === ELD_LEVEL && delays.weft !== undefined) {
       const d = delays.weft;
       const ratios = (q: keyof LoopDelay) => (delays.rawRing === undefined || delays.postMessage === undefined ? undefined : { postMessage: d[q] / delays.postMessage[q], rawRing: d[q] / delays.rawRing[q] });
@@ -270,9 +308,9 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     id: 'c',
     title: 'request() latency, open loop at 10/50/90% of max rate',
     figures,
-    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
+    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, ms on a core per s and ms runnable but waiting for one (shard and ring-worker: both threads together; other threads: V8's GC helpers and compilers, libuv's pool); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
     notMeasured: "durable replies (durable: true waits for the commit), request timeouts, loads above 90%, the generator's own CPU (it spins the main event loop between due times and competes with the shards for the 2 cores)",
     load: [load0, load1()],
-    extra: { weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1) }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
+    extra: { threadTimes, weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1) }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
   };
 }
