@@ -21,9 +21,9 @@ export const enum Kind {
   Query = 3,
   /** `[Kind.QueryResult, requestId, record | null]`. shard→main. */
   QueryResult = 4,
-  /** `[Kind.Reply, requestId, typename, payload]`: a function answered a host request. shard→main. */
+  /** `[Kind.Reply, requestId, typename, payload]`: a function answered a host request; the typename as its name-table index when it has one. shard→main. */
   Reply = 5,
-  /** `[Kind.Egress, name, typename, payload]`. shard→main. */
+  /** `[Kind.Egress, name, typename, payload]`; the typename as its name-table index when it has one. shard→main. */
   Egress = 6,
   /**
    * `[Kind.Ack, watermark, pending]`: every host message with hseq < watermark has completed,

@@ -3,6 +3,7 @@
  * go to the waiting requests, acks, barriers, egress records and durable replies to the commit
  * gate, DONE(epoch) to the checkpoint coordinator, compute calls to the compute pool.
  */
+import type { NameTable } from '../transport/names.js';
 import { WeftError, type SerializedError } from '../core/errors.js';
 import type { Coordinator } from '../checkpoint/coordinator.js';
 import { Kind } from '../contract/envelope.js';
@@ -19,8 +20,10 @@ export class Inbound {
   readonly #requests: Requests;
   readonly #coordinator: Coordinator;
   readonly #compute: ComputeBridge;
+  readonly #names: NameTable;
 
-  constructor(links: readonly ShardLink[], gate: CommitGate, requests: Requests, coordinator: Coordinator, compute: ComputeBridge) {
+  constructor(links: readonly ShardLink[], gate: CommitGate, requests: Requests, coordinator: Coordinator, compute: ComputeBridge, names: NameTable) {
+    this.#names = names;
     this.#links = links;
     this.#gate = gate;
     this.#requests = requests;
@@ -37,15 +40,17 @@ export class Inbound {
         case Kind.Reply: {
           const requestId = rec[1] as number;
           // A durable request's reply waits for the commit of the invocation that replied.
-          if (this.#requests.isDurable(requestId)) this.#gate.holdReply(link, requestId, rec[2] as string, rec[3] as Uint8Array);
-          else this.#requests.reply(requestId, rec[2] as string, rec[3] as Uint8Array);
+          // The typename may travel as its name-table index (shard-loop.ts).
+          const typename = this.#names.resolve(rec[2]) as string;
+          if (this.#requests.isDurable(requestId)) this.#gate.holdReply(link, requestId, typename, rec[3] as Uint8Array);
+          else this.#requests.reply(requestId, typename, rec[3] as Uint8Array);
           break;
         }
         case Kind.ReplyError:
           this.#requests.replyError(rec[1] as number, rec[2] as SerializedError);
           break;
         case Kind.Egress:
-          this.#gate.onEgress(link, rec[1] as string, rec[2] as string, rec[3] as Uint8Array);
+          this.#gate.onEgress(link, rec[1] as string, this.#names.resolve(rec[2]) as string, rec[3] as Uint8Array);
           break;
         case Kind.Ack:
           this.#gate.onAck(link, rec[1] as number, rec[2] as number[] | undefined);

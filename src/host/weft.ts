@@ -174,7 +174,7 @@ export class Weft {
       quiescent: () => this.#currentActivity() === this.#activityAtLastCheckpoint && this.#pool.control.alive() === 0 && !this.#router.dirtyOver(0),
       failed: (err) => this.#fail(err),
     });
-    this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute);
+    this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute, this.#names);
     const inbound = this.#inbound;
     const handlers: FrameHandler[] = this.#links.map((link) => (frame) => inbound.onFrame(link.shard, frame));
     this.#frameHandlers = (shard) => handlers[shard]!;

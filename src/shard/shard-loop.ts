@@ -169,6 +169,7 @@ export class ShardLoop {
     this.#partitioner = partitioner;
     const outbound = this.#outbound;
     const toMain = this.#toMain;
+    const names = this.#names;
     this.#dispatcher = new Dispatcher(
       module,
       {
@@ -184,13 +185,17 @@ export class ShardLoop {
           (outbound[1 + shard] as Outbound).push(env, envelopeWeight(env));
         },
         reply(requestId: number, typename: string, payload: Uint8Array) {
-          toMain.push([Kind.Reply, requestId, typename, payload], payload.byteLength + 32);
+          // A typename in the name table travels as its index (main resolves it): no string to
+          // write here and none to make on main, per reply.
+          const name = names.indexOf(typename);
+          toMain.push([Kind.Reply, requestId, name >= 0 ? name : typename, payload], payload.byteLength + 32);
         },
         replyError(requestId: number, error: SerializedError) {
           toMain.push([Kind.ReplyError, requestId, error], 256);
         },
         egress(name: string, typename: string, payload: Uint8Array) {
-          toMain.push([Kind.Egress, name, typename, payload], payload.byteLength + name.length + 32);
+          const t = names.indexOf(typename);
+          toMain.push([Kind.Egress, name, t >= 0 ? t : typename, payload], payload.byteLength + name.length + 32);
         },
       },
       partitioner,

@@ -296,9 +296,9 @@ function msg(targetType: string, targetId: string, value: unknown, opts: { reply
   return envelope(targetType, targetId, opts.caller?.[0] ?? null, opts.caller?.[1] ?? null, typename, payload, opts.replyTo ?? 0, opts.hseq ?? 0);
 }
 
-/** A reply record's value, decoded as Weft does. */
+/** A reply record's value, decoded as Weft does (its typename travels as a name-table index). */
 function replyValue(rec: unknown[]): unknown {
-  const t = module.typeOf(rec[2] as string);
+  const t = module.typeOf(names.resolve(rec[2]) as string);
   return t === undefined ? rec[3] : t.decode(rec[3] as Uint8Array);
 }
 
@@ -325,6 +325,8 @@ describe('ShardLoop: messages', () => {
     await rig.until('two replies and the ack', () => rig.records(MAIN, Kind.Reply).length === 2 && rig.records(MAIN, Kind.Ack).length > 0);
     const toMain = rig.received[MAIN] as unknown[][];
     expect(toMain.map((r) => r[0])).toEqual([Kind.Reply, Kind.Reply, Kind.Ack]);
+    // The typename travels as its name-table index.
+    expect(typeof toMain[0]![2]).toBe('number');
     expect(toMain.slice(0, 2).map((r) => [r[1], replyValue(r)])).toEqual([
       [7, 5],
       [8, 7],
@@ -422,7 +424,9 @@ describe('ShardLoop: timers', () => {
     await rig.until('the due timer ran', () => rig.records(MAIN, Kind.Egress).length === 1);
     const [rec] = rig.records(MAIN, Kind.Egress);
     expect(rec![1]).toBe('test/out');
-    expect(module.typeOf(rec![2] as string)!.decode(rec![3] as Uint8Array)).toBe('fired');
+    // The typename travels as its name-table index.
+    expect(typeof rec![2]).toBe('number');
+    expect(module.typeOf(names.resolve(rec![2]) as string)!.decode(rec![3] as Uint8Array)).toBe('fired');
     await rig.until('the metrics are published', () => rig.metric('timersFired') === 1);
     expect(rig.metric('pendingTimers')).toBe(1);
     expect(rig.metric('invocations')).toBe(3);
