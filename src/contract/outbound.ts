@@ -27,24 +27,30 @@ export class Outbound {
   /** Doorbell index of the consumer thread. */
   readonly thread: number;
   readonly #bells: Doorbell;
-  #batch: unknown[] = [];
+  /**
+   * Records not yet cut, `#batch[0..#count)`. One array for the outbound's life, its slots cleared
+   * at each cut: a fresh array per frame grew its storage again for every frame, and under
+   * request load a frame holds one or two records.
+   */
+  readonly #batch: unknown[] = [];
+  #count = 0;
   #weight = 0;
   /** Encoded frames that did not fit, oldest first. */
   readonly #spill = new Fifo<Uint8Array>();
   #staged = false;
   #retired = false;
   readonly #frameTarget: number;
-  readonly #encode: (records: readonly unknown[]) => Uint8Array;
+  readonly #encode: (records: readonly unknown[], count: number) => Uint8Array;
   /** Frames that ever had to spill (metrics). */
   spilled = 0;
   /** Records sent (metrics). */
   records = 0;
   /**
-   * Sees every frame as it is cut, with the records it holds (main keeps the frames of host
-   * messages until their epoch commits, to re-send them after a recovery). The frame is the
-   * encoder's buffer: copy it to keep it.
+   * Sees every frame as it is cut, with the records it holds, `records[0..count)` (main keeps the
+   * frames of host messages until their epoch commits, to re-send them after a recovery). The
+   * frame is the encoder's buffer, and the array is reused: copy what must be kept.
    */
-  onCut: ((frame: Uint8Array, records: readonly unknown[]) => void) | null = null;
+  onCut: ((frame: Uint8Array, records: readonly unknown[], count: number) => void) | null = null;
 
   /**
    * @param encoder this thread's frame encoder (with its wire names); the thread's default one
@@ -53,7 +59,7 @@ export class Outbound {
    */
   constructor(ring: Ring, thread: number, bells: Doorbell, encoder?: FrameEncoder) {
     this.ring = ring;
-    this.#encode = encoder === undefined ? encodeBatch : (records) => encoder.encode(records);
+    this.#encode = encoder === undefined ? encodeBatch : (records, count) => encoder.encode(records, undefined, count);
     this.thread = thread;
     this.#bells = bells;
     this.#frameTarget = Math.min(FRAME_TARGET_BYTES, ring.maxFrameBytes >> 2);
@@ -65,10 +71,10 @@ export class Outbound {
    * {@link pump} then.
    */
   push(record: unknown, weight = 32): boolean {
-    this.#batch.push(record);
+    this.#batch[this.#count++] = record;
     this.#weight += weight;
     this.records++;
-    if (this.#weight >= this.#frameTarget || this.#batch.length >= FRAME_MAX_RECORDS) {
+    if (this.#weight >= this.#frameTarget || this.#count >= FRAME_MAX_RECORDS) {
       this.#cut();
       return true;
     }
@@ -90,14 +96,13 @@ export class Outbound {
 
   /** Takes the records not yet cut into a frame (a recovery moves them to a new generation). */
   takeBatch(): unknown[] {
-    const batch = this.#batch;
-    this.#batch = [];
-    this.#weight = 0;
+    const batch = this.#batch.slice(0, this.#count);
+    this.#clearBatch();
     return batch;
   }
 
   get pendingRecords(): number {
-    return this.#batch.length;
+    return this.#count;
   }
 
   /** Frames waiting for room in the ring. */
@@ -137,11 +142,11 @@ export class Outbound {
 
   /** Encodes the current batch into a frame and stages (or spills) it. */
   #cut(): void {
-    if (this.#batch.length === 0) return;
-    const frame = this.#encode(this.#batch as FrameRecord[]);
-    this.onCut?.(frame, this.#batch);
-    this.#batch = [];
-    this.#weight = 0;
+    const count = this.#count;
+    if (count === 0) return;
+    const frame = this.#encode(this.#batch as FrameRecord[], count);
+    this.onCut?.(frame, this.#batch, count);
+    this.#clearBatch();
     if (this.#retired) return;
     if (this.spillDepth === 0 && this.ring.tryWrite(frame)) {
       this.#staged = true;
@@ -184,6 +189,14 @@ export class Outbound {
     beforePublish();
     this.#staged = false;
     if (this.ring.publish()) this.#bells.ring(this.thread);
+  }
+
+  /** Forgets the records not yet cut (their slots cleared, the array kept). */
+  #clearBatch(): void {
+    const batch = this.#batch;
+    for (let i = 0; i < this.#count; i++) batch[i] = undefined;
+    this.#count = 0;
+    this.#weight = 0;
   }
 
   #drainSpill(): void {

@@ -44,13 +44,13 @@ export class ResendLog {
   }
 
   /** Keeps a frame just cut toward the shard if it holds host messages (the outbound's onCut). */
-  keep(frame: Uint8Array, records: readonly unknown[]): void {
+  keep(frame: Uint8Array, records: readonly unknown[], count: number): void {
     const start = this.#epoch;
     let msgs = 0;
-    for (const rec of records) {
-      const kind = (rec as unknown[])[0];
+    for (let i = 0; i < count; i++) {
+      const kind = (records[i] as unknown[])[0];
       if (kind === Kind.Msg) msgs++;
-      else if (kind === Kind.Barrier) this.#epoch = ((rec as unknown[])[1] as number) + 1;
+      else if (kind === Kind.Barrier) this.#epoch = ((records[i] as unknown[])[1] as number) + 1;
     }
     if (msgs === 0) return;
     const slabs = this.#slabs;

@@ -253,7 +253,7 @@ export class Weft {
     for (const link of this.#links) {
       const out = new Outbound(pool.toShard[link.shard]!, 1 + link.shard, pool.bells, this.#wire);
       const log = link.log;
-      out.onCut = (frame, records) => log.keep(frame, records);
+      out.onCut = (frame, records, count) => log.keep(frame, records, count);
       link.out = out;
     }
     this.#sleep();

@@ -102,20 +102,21 @@ export class FrameEncoder {
    * Encodes `records` (each a {@link FrameRecord}; anything else fails in the decoder) as one
    * frame; the result is valid until the next `encode` call. `progress` (unnamed records only) is
    * called every {@link PROGRESS_EVERY} records: a shard's heartbeat during a large snapshot.
+   * `count`: only the first `count` records (an outbound reuses its array).
    */
-  encode(records: readonly unknown[], progress?: () => void): Uint8Array {
+  encode(records: readonly unknown[], progress?: () => void, count = records.length): Uint8Array {
     this.#pos = 0;
-    this.#arrayHeader(records.length);
+    this.#arrayHeader(count);
     if (this.#names === null) {
-      if (progress === undefined) for (let i = 0; i < records.length; i++) this.#value(records[i]);
+      if (progress === undefined) for (let i = 0; i < count; i++) this.#value(records[i]);
       else {
-        for (let i = 0; i < records.length; i++) {
+        for (let i = 0; i < count; i++) {
           this.#value(records[i]);
           if ((i & (PROGRESS_EVERY - 1)) === PROGRESS_EVERY - 1) progress();
         }
       }
     } else {
-      for (let i = 0; i < records.length; i++) {
+      for (let i = 0; i < count; i++) {
         const r = records[i];
         if (Array.isArray(r) && r[0] === this.#namedTag) this.#namedRecord(r, this.#names);
         else this.#value(r);
@@ -479,8 +480,8 @@ const defaultDecoder = new FrameDecoder();
  * {@link FrameEncoder.encode} with a per-thread default encoder: the frame is valid until the next
  * `encodeBatch` on this thread.
  */
-export function encodeBatch(records: readonly unknown[]): Uint8Array {
-  return defaultEncoder.encode(records);
+export function encodeBatch(records: readonly unknown[], count = records.length): Uint8Array {
+  return defaultEncoder.encode(records, undefined, count);
 }
 
 /** {@link FrameDecoder.decode} with a per-thread default decoder. */

@@ -122,3 +122,30 @@ describe('Outbound: waiting for room', () => {
     );
   });
 });
+
+describe('Outbound: one batch array for its life', () => {
+  it('cuts exactly the records pushed since the last cut, shows onCut only those, and takeBatch takes only the uncut ones', () => {
+    const ring = Ring.create(1 << 16);
+    const out = new Outbound(ring, 1, Doorbell.create(2));
+    const consumer = Ring.attach(ring.buffer);
+    const cuts: number[][] = [];
+    out.onCut = (_frame, records, count) => cuts.push(records.slice(0, count).map((r) => (r as unknown[])[1] as number));
+    const push = (...seqs: number[]): void => {
+      for (const s of seqs) out.push(['r', s], 8);
+    };
+    push(1, 2, 3);
+    out.flush(() => {});
+    push(4);
+    out.flush(() => {});
+    // Nothing pushed: a flush cuts no frame.
+    out.flush(() => {});
+    push(5, 6);
+    expect(out.pendingRecords).toBe(2);
+    expect(out.takeBatch()).toEqual([['r', 5], ['r', 6]]);
+    expect(out.pendingRecords).toBe(0);
+    push(7);
+    out.flush(() => {});
+    expect(cuts).toEqual([[1, 2, 3], [4], [7]]);
+    expect(drainSeqs(consumer)).toEqual([1, 2, 3, 4, 7]);
+  });
+});

@@ -153,7 +153,7 @@ describe('ResendLog', () => {
       [[Kind.Committed, 1], [Kind.Barrier, 2], msg(4)],
       [[Kind.Barrier, 3]],
     ];
-    for (const records of frames) link.log.keep(encodeBatch(records), records);
+    for (const records of frames) link.log.keep(encodeBatch(records), records, records.length);
     // The last frame holds no host message: not kept.
     expect(link.log.messages).toBe(4);
     link.log.committed(1);
@@ -170,13 +170,13 @@ describe('ResendLog', () => {
   it('re-sends only what the committed snapshot does not hold', () => {
     const link = new ShardLink(0, new LogSlabs(1), 1);
     const records = [msg(1), [Kind.Barrier, 1], msg(2), [Kind.Barrier, 2], msg(3)];
-    link.log.keep(encodeBatch(records), records);
+    link.log.keep(encodeBatch(records), records, records.length);
     const sent: unknown[][] = [];
     link.log.drain(2, 3, [], (rec) => void sent.push(rec));
     expect(hseqs(sent)).toEqual([3]);
     // New frames are tagged from the epoch now open.
     const next = [msg(4)];
-    link.log.keep(encodeBatch(next), next);
+    link.log.keep(encodeBatch(next), next, next.length);
     link.log.committed(2);
     expect(link.log.messages).toBe(1);
     link.log.committed(3);
@@ -196,7 +196,7 @@ describe('ResendLog: frames without an object each', () => {
       const records: unknown[][] = [];
       if (f > 0 && f % 500 === 0) records.push([Kind.Barrier, f / 500]);
       for (let m = 0; m < 1 + (f % 3); m++) records.push(msg(++hseq, 60));
-      link.log.keep(encodeBatch(records), records);
+      link.log.keep(encodeBatch(records), records, records.length);
     }
     expect(link.log.frames).toBe(3000);
     expect(link.log.messages).toBe(hseq);
@@ -218,14 +218,14 @@ describe('ResendLog: frames without an object each', () => {
     const link = new ShardLink(0, new LogSlabs(1), 1);
     for (let h = 1; h <= 6; h += 2) {
       const records = [msg(h), msg(h + 1)];
-      link.log.keep(encodeBatch(records), records);
+      link.log.keep(encodeBatch(records), records, records.length);
     }
     // What a recovery does: each re-sent message goes into the new outbound, whose cuts (here,
     // one per message) are logged again while the drain still runs.
     const sent: unknown[][] = [];
     link.log.drain(0, 2, [], (rec) => {
       sent.push(rec);
-      link.log.keep(encodeBatch([rec]), [rec]);
+      link.log.keep(encodeBatch([rec]), [rec], 1);
     });
     expect(sent.map((r) => r[8])).toEqual([1, 2, 3, 4, 5, 6]);
     expect(link.log.frames).toBe(6);

@@ -48,7 +48,7 @@ function setup(opts: { shards?: number; ringBytes?: number; settings?: Partial<R
   const links = rings.map((ring, s) => {
     const link = new ShardLink(s, slabs, 1);
     link.out = new Outbound(ring, 1 + s, bells, wire);
-    link.out.onCut = (frame, records) => link.log.keep(frame, records);
+    link.out.onCut = (frame, records, count) => link.log.keep(frame, records, count);
     return link;
   });
   const partitioner = new Partitioner(shards, 64);
