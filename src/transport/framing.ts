@@ -433,16 +433,26 @@ const fallbackPackr = new Packr({ useRecords: false });
 /**
  * Decodes frames from {@link FrameEncoder} back into records, in one pass.
  *
- * The frame may be a view of ring memory, valid only during the drain callback: it is copied
- * into a fresh private buffer first, and binary fields (payloads) of the result are views of that
- * copy, which nothing writes again — they stay valid after the callback (module comment).
+ * The frame may be a view of ring memory, valid only during the drain callback, so it is copied
+ * first (msgpackr also rejects views of a SharedArrayBuffer), and the records stay valid after
+ * the callback:
+ * - a frame of up to {@link SMALL_FRAME_BYTES} (a message or two: request load) is copied into
+ *   this decoder's scratch buffer, reused from frame to frame, and each binary field (payload)
+ *   of the result is a copy of its own (msgpackr's `copyBuffers`);
+ * - a larger frame is copied into a fresh buffer of its own, and its payloads are views of that
+ *   copy, which nothing writes again.
+ * A typed array costs ~210 bytes of heap, a view ~100, and msgpackr caches a DataView on each
+ * buffer it reads: for one or two payloads, copies of their own cost less than a buffer per frame
+ * and views; for more, views do.
  *
- * A buffer per frame, not a slab shared by frames: payloads reach user code (a reply or message of
- * a type the module does not know is its raw bytes), which may keep them for long or transfer
- * their buffer, and a shared slab would then keep or detach every other frame's bytes with it.
+ * Never views of a buffer shared by frames: payloads reach user code (a reply or message of a type
+ * the module does not know is its raw bytes), which may keep them or transfer their buffer, which
+ * would keep or detach every other frame's bytes with it.
  */
 export class FrameDecoder {
-  readonly #unpackr = new Unpackr({ useRecords: false });
+  readonly #views = new Unpackr({ useRecords: false });
+  readonly #copies = new Unpackr({ useRecords: false, copyBuffers: true });
+  readonly #scratch = new Uint8Array(SMALL_FRAME_BYTES);
 
   /**
    * @returns the records of `frame`, in order.
@@ -450,12 +460,19 @@ export class FrameDecoder {
    */
   decode(frame: Uint8Array): unknown[][] {
     const n = frame.length;
-    // A plain, non-shared copy (frame.slice() would not copy if frame were a Buffer).
-    const bytes = new Uint8Array(n);
-    bytes.set(frame);
     let records: unknown;
     try {
-      records = this.#unpackr.unpack(bytes);
+      if (n <= SMALL_FRAME_BYTES) {
+        const scratch = this.#scratch;
+        scratch.set(frame);
+        // Only the frame's n bytes: the scratch may hold a longer earlier frame after them.
+        records = this.#copies.unpack(scratch, n);
+      } else {
+        // A plain, non-shared copy (frame.slice() would not copy if frame were a Buffer).
+        const bytes = new Uint8Array(n);
+        bytes.set(frame);
+        records = this.#views.unpack(bytes);
+      }
     } catch (error) {
       throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame of ${n} bytes is not valid msgpack`, {
         cause: error,
@@ -472,6 +489,9 @@ export class FrameDecoder {
     return records as unknown[][];
   }
 }
+
+/** Frames up to this size are decoded from a reused buffer, their payloads copied (see FrameDecoder). */
+export const SMALL_FRAME_BYTES = 128;
 
 const defaultEncoder = new FrameEncoder();
 const defaultDecoder = new FrameDecoder();

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/core/errors.js';
 import {
   FrameDecoder,
+  SMALL_FRAME_BYTES,
   FrameEncoder,
   type FrameRecord,
   decodeBatch,
@@ -99,18 +100,27 @@ describe('batch frames', () => {
       expect(p).toBeInstanceOf(Uint8Array);
       expect(p.buffer).not.toBeInstanceOf(SharedArrayBuffer);
     }
-    // Two decodes of the same bytes never share memory either: a payload's buffer is its own
-    // frame's (user code may keep or transfer it).
+    // Two decodes of the same bytes never share memory, and no payload is a view of the frame
+    // passed in: user code may keep one or transfer its buffer.
     const frame = encodeBatch(batch).slice();
+    expect(frame.length).toBeGreaterThan(SMALL_FRAME_BYTES);
     const a = decodeBatch(frame)[0]?.[6] as Uint8Array;
     const b = decodeBatch(frame)[0]?.[6] as Uint8Array;
     expect(a.buffer).not.toBe(b.buffer);
     expect(a.buffer).not.toBe(frame.buffer);
-    const small = new FrameEncoder().encode([tuple(1)]).slice();
-    const c = decodeBatch(small)[0]?.[6] as Uint8Array;
+    // A small frame (a message or two) is decoded from the decoder's reused buffer: each of its
+    // payloads is a copy of its own, so a kept payload keeps nothing else alive.
+    const small = new FrameEncoder().encode([tuple(1), tuple(2)]).slice();
+    expect(small.length).toBeLessThanOrEqual(SMALL_FRAME_BYTES);
+    const [r1, r2] = decodeBatch(small);
+    const c = r1?.[6] as Uint8Array;
+    const c2 = r2?.[6] as Uint8Array;
     const d = decodeBatch(small)[0]?.[6] as Uint8Array;
     expect(c.buffer).not.toBe(d.buffer);
-    expect(c.buffer.byteLength).toBe(small.length);
+    expect(c.buffer).not.toBe(c2.buffer);
+    expect(c.byteOffset).toBe(0);
+    expect(c.buffer.byteLength).toBe(c.byteLength);
+    expect(reference.unpack(c2)).toEqual({ amount: 2 });
     // Transferring one payload's buffer detaches nothing another decode returned, and the decoder
     // goes on.
     const own = c.buffer as ArrayBuffer;
@@ -118,6 +128,23 @@ describe('batch frames', () => {
     expect(c.byteLength).toBe(0);
     expect(reference.unpack(d)).toEqual({ amount: 1 });
     expect(reference.unpack(decodeBatch(small)[0]?.[6] as Uint8Array)).toEqual({ amount: 1 });
+  });
+
+  it('decodes a small frame after a longer one (the reused buffer holds stale bytes after it), and refuses it truncated', () => {
+    const decoder = new FrameDecoder();
+    const longer = new FrameEncoder().encode([tuple(1), tuple(2)]).slice();
+    expect(longer.length).toBeLessThanOrEqual(SMALL_FRAME_BYTES);
+    expect(decoder.decode(longer).length).toBe(2);
+    const short = new FrameEncoder().encode([tuple(7)]).slice();
+    expect(reference.unpack(decoder.decode(short)[0]?.[6] as Uint8Array)).toEqual({ amount: 7 });
+    // Truncated: refused, although the bytes of the longer frame follow it in the buffer.
+    for (let cut = 1; cut < short.length; cut++) expect(caught(() => decoder.decode(short.subarray(0, cut))).code).toBe('ERR_WEFT_CORRUPT_FRAME');
+    // Large frames and small ones alternate.
+    const big = new FrameEncoder().encode([[1, new Uint8Array(300_000).fill(9)]]).slice();
+    const [[, bytes]] = decoder.decode(big) as [[number, Uint8Array]];
+    expect(bytes.length).toBe(300_000);
+    expect(bytes.every((x) => x === 9)).toBe(true);
+    expect(reference.unpack(decoder.decode(short)[0]?.[6] as Uint8Array)).toEqual({ amount: 7 });
   });
 
   it('rejects every truncated frame and the empty frame, and goes on decoding', () => {
