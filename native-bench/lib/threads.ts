@@ -43,47 +43,55 @@ function schedstat(tid: number): Sched | undefined {
   }
 }
 
-/**
- * CPU and run-queue time per role: 'main', the roles workers announced, and {@link OTHER_THREADS}
- * for every other thread of the process alive at the sample (V8's platform workers: garbage
- * collection helpers and compilers, shared by all isolates; libuv's pool: LMDB commits, fs).
- */
-export type RoleTimes = Record<string, Sched>;
-
 /** The role of threads nobody tagged. */
 export const OTHER_THREADS = 'other threads';
 
-export function sampleRoles(): RoleTimes {
-  const out: RoleTimes = {};
-  const add = (role: string, s: Sched | undefined): void => {
-    if (s === undefined) return;
-    const r = (out[role] ??= { cpuNs: 0, waitNs: 0 });
-    r.cpuNs += s.cpuNs;
-    r.waitNs += s.waitNs;
-  };
-  add('main', schedstat(process.pid));
-  for (const [tid, role] of known) add(role, schedstat(tid));
-  let tids: string[] = [];
+/**
+ * One sample of every live thread of the process: its role ('main', the role a worker announced,
+ * or {@link OTHER_THREADS}: V8's platform workers — garbage collection helpers and compilers,
+ * shared by all isolates — and libuv's pool — LMDB commits, fs) and its times so far.
+ */
+export type ThreadSample = Map<number, Sched & { role: string }>;
+
+export function sampleRoles(): ThreadSample {
+  const out: ThreadSample = new Map();
+  let tids: number[] = [];
   try {
-    tids = readdirSync('/proc/self/task');
+    tids = readdirSync('/proc/self/task').map(Number);
   } catch {
     // Not Linux: no per-thread times.
   }
-  for (const t of tids) {
-    const tid = Number(t);
-    if (tid !== process.pid && !known.has(tid)) add(OTHER_THREADS, schedstat(tid));
+  for (const tid of tids) {
+    const s = schedstat(tid);
+    if (s === undefined) continue;
+    out.set(tid, { ...s, role: tid === process.pid ? 'main' : (known.get(tid) ?? OTHER_THREADS) });
+  }
+  return out;
+}
+
+/** CPU and run-queue time per role between two samples. */
+export type RoleTimes = Record<string, Sched>;
+
+/**
+ * Per role, what its threads used between `before` and `after`: thread by thread, so a thread
+ * that started in between counts from zero and one that ended in between is left out (its
+ * lifetime total would otherwise be subtracted).
+ */
+export function rolesBetween(before: ThreadSample, after: ThreadSample): RoleTimes {
+  const out: RoleTimes = {};
+  for (const [tid, a] of after) {
+    const b = before.get(tid);
+    const r = (out[a.role] ??= { cpuNs: 0, waitNs: 0 });
+    r.cpuNs += a.cpuNs - (b?.cpuNs ?? 0);
+    r.waitNs += a.waitNs - (b?.waitNs ?? 0);
   }
   return out;
 }
 
 /** Per-role CPU and wait between two samples, in ns per message. */
-export function perMessage(before: RoleTimes, after: RoleTimes, messages: number): Record<string, { cpuNs: number; waitNs: number }> {
+export function perMessage(before: ThreadSample, after: ThreadSample, messages: number): Record<string, { cpuNs: number; waitNs: number }> {
   const out: Record<string, { cpuNs: number; waitNs: number }> = {};
-  for (const role of Object.keys(after)) {
-    const a = after[role] as Sched;
-    const b = before[role] ?? { cpuNs: 0, waitNs: 0 };
-    out[role] = { cpuNs: (a.cpuNs - b.cpuNs) / messages, waitNs: (a.waitNs - b.waitNs) / messages };
-  }
+  for (const [role, t] of Object.entries(rolesBetween(before, after))) out[role] = { cpuNs: t.cpuNs / messages, waitNs: t.waitNs / messages };
   return out;
 }
 

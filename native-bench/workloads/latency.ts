@@ -24,7 +24,7 @@ import { maxRequestRate, openLoop, pacedClosedLoop, type LatencyRun, type PacedR
 import { pausesBetween, shardPauses, startEngine, type ShardPauses } from '../lib/engine.js';
 import type { SendLoopResult } from '../send-loop.js';
 import { load1 } from '../lib/machine.js';
-import { OTHER_THREADS, sampleRoles, type RoleTimes } from '../lib/threads.js';
+import { OTHER_THREADS, rolesBetween, sampleRoles, type ThreadSample } from '../lib/threads.js';
 import type { BenchContext, Figure, WorkloadResult } from '../lib/report.js';
 import { percentile } from '../lib/stats.js';
 import { INCREMENT_AND_REPLY } from '../modules/counter.js';
@@ -100,13 +100,12 @@ interface ThreadShare {
   other: number;
 }
 
-function threadShare(before: RoleTimes, after: RoleTimes, ms: number): ThreadShare {
+function threadShare(before: ThreadSample, after: ThreadSample, ms: number): ThreadShare {
   const groups: ThreadShare['groups'] = [];
   let other = 0;
-  for (const [role, a] of Object.entries(after)) {
-    const b = before[role] ?? { cpuNs: 0, waitNs: 0 };
-    const cpu = (a.cpuNs - b.cpuNs) / 1e6 / (ms / 1000);
-    const wait = (a.waitNs - b.waitNs) / 1e6 / (ms / 1000);
+  for (const [role, t] of Object.entries(rolesBetween(before, after))) {
+    const cpu = t.cpuNs / 1e6 / (ms / 1000);
+    const wait = t.waitNs / 1e6 / (ms / 1000);
     groups.push({ role, cpu, wait });
     if (role === OTHER_THREADS) other = cpu;
   }
@@ -308,8 +307,8 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     id: 'c',
     title: 'request() latency, open loop at 10/50/90% of max rate',
     figures,
-    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, ms on a core per s and ms runnable but waiting for one (shard and ring-worker: both threads together; other threads: V8's GC helpers and compilers, libuv's pool); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
-    notMeasured: "durable replies (durable: true waits for the commit), request timeouts, loads above 90%, the generator's own CPU (it spins the main event loop between due times and competes with the shards for the 2 cores)",
+    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, thread by thread, ms on a core per s and ms runnable but waiting for one (main includes the load generator's spinning; shard and ring-worker: both threads together; other threads: every untagged thread, i.e. V8's GC helpers and compilers and libuv's pool, shared by weft and the baselines, whose engine or threads stay open but idle while the other runs); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
+    notMeasured: "durable replies (durable: true waits for the commit), request timeouts, loads above 90%, the generator's CPU apart from main's (it spins the main event loop between due times and competes with the shards for the 2 cores; the thread-group figures count it in main)",
     load: [load0, load1()],
     extra: { threadTimes, weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1) }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
   };

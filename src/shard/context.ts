@@ -58,13 +58,13 @@ export function writeIndex(w: StateWrites, n: number, spec: CompiledSpec): numbe
   return -1;
 }
 
+/** {@link Effects.replyPayload} while there is no reply. */
+const NO_REPLY = new Uint8Array(0);
+
 /**
  * The buffered effects of one invocation, applied together at its end. The dispatcher reuses
  * them for later invocations once applied (or dropped): an ended context never reads them again.
  */
-/** {@link Effects.replyPayload} while there is no reply. */
-const NO_REPLY = new Uint8Array(0);
-
 export class Effects {
   /** See {@link StateWrites}; live entries are `writes[0..nWrites)`. */
   readonly writes: StateWrites = [];

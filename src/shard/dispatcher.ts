@@ -538,7 +538,8 @@ export class Dispatcher implements ContextHost {
     if (entry === undefined || now - entry[0] >= this.#settings.idempotencyRetentionMs) return false;
     this.counters.duplicates++;
     const typename = entry[1];
-    if (typename !== null) this.#reply(mb, env, typename, entry[2] as Uint8Array);
+    // The kept reply's bytes are the instance's (checkpointed with it): the duplicate gets a copy.
+    if (typename !== null) this.#reply(mb, env, typename, (entry[2] as Uint8Array).slice());
     else if (env[E_REPLY_TO] > 0) {
       this.#out.replyError?.(
         env[E_REPLY_TO],

@@ -178,7 +178,9 @@ class Harness implements TestHarness {
       },
       reply: (requestId, typename, payload) => {
         const req = this.#requests.get(requestId);
-        if (req !== undefined && req.reply === null) req.reply = [typename, payload];
+        // A copy: the payload of a one-byte reply is a shared array (Effects.replyPayload), and a
+        // reply of a type the module does not declare reaches the caller as these very bytes.
+        if (req !== undefined && req.reply === null) req.reply = [typename, payload.slice()];
       },
       replyError: (requestId, error) => {
         const req = this.#requests.get(requestId);

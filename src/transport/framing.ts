@@ -11,8 +11,10 @@
  *   costs. They would also pin a structure table into every thread and every snapshot.
  * - `unpackMultiple` over concatenated tuples decodes no faster than one array, and appending
  *   one `pack()` per tuple is the slowest encoder. One array per frame it is.
- * - Copying the frame once into a fresh buffer beats decoding a reused scratch with msgpackr's
- *   `copyBuffers` (one allocation per frame instead of one per payload).
+ * - For a frame of many records, copying it once into a fresh buffer beats decoding a reused
+ *   scratch with msgpackr's `copyBuffers` (one allocation per frame instead of one per payload);
+ *   for a frame of a record or two (request load) it is the other way round, so frames up to
+ *   {@link SMALL_FRAME_BYTES} are decoded from a reused scratch (see {@link FrameDecoder}).
  * - msgpackr sends every `Uint8Array` (payload) through its generic extension dispatch, about
  *   half of its encoding time. FrameEncoder writes the same bytes as msgpackr (tests compare them
  *   byte for byte, with a property test) for arrays, strings, numbers, booleans, null and
@@ -23,8 +25,9 @@
  * A ring frame is a view of shared memory that the producer overwrites once the drain ends, and
  * msgpackr's native decoder rejects SharedArrayBuffer views anyway (it throws `source must be an
  * ArrayBuffer` once a frame ends 140+ bytes into one). `FrameDecoder` therefore copies the frame
- * into a fresh, private `Uint8Array` first and decodes that; each decoded payload is a
- * `Uint8Array` view of that copy, which nothing ever writes again. The cost of this choice: a
+ * first. A small frame goes into the decoder's reused scratch buffer and each of its payloads is
+ * a copy of its own; a larger one goes into a fresh, private `Uint8Array`, and each of its
+ * payloads is a view of that copy, which nothing ever writes again. The cost of the latter: a
  * payload kept alive keeps its whole frame (at most the ring capacity) alive; copy a payload
  * (`payload.slice()`) before storing it for long.
  */

@@ -83,6 +83,12 @@ const module = defineModule({
         ctx.reply(msg.value);
       },
     },
+    'test/raw-echo': {
+      // Answers with a type the module does not declare: the caller gets the reply's bytes.
+      fn(ctx, msg) {
+        ctx.reply(msg.value, { type: type.msgpack('test/undeclared') });
+      },
+    },
     'test/asker': {
       // Asks test/echo (its reply comes back as a message) and scribbles over the reply's bytes.
       state: { seen: type.json<unknown[]>() },
@@ -207,6 +213,25 @@ describe('buffered effects of one invocation', () => {
     expect(await h.query({ type: 'test/asker', id: 'a' })).toEqual({ seen: values });
     // Host requests answered with the same one-byte values, after the scribbling.
     for (const v of values) await expect(h.request({ type: 'test/echo', id: 'e' }, v)).resolves.toBe(v);
+  });
+
+  it('bytes a request resolves with (a reply of an undeclared type) are its own: writing into them changes no later reply, also of a repeated idempotency key', async () => {
+    h = await createTestHarness(module);
+    const raw = { type: 'test/raw-echo', id: 'r' };
+    const a = (await h.request(raw, 5)) as Uint8Array;
+    expect([...a]).toEqual([5]);
+    a[0] = 9;
+    const b = (await h.request(raw, 5)) as Uint8Array;
+    expect(b).not.toBe(a);
+    expect([...b]).toEqual([5]);
+    await expect(h.request({ type: 'test/echo', id: 'e' }, 5)).resolves.toBe(5);
+    // A duplicate of an applied idempotency key gets the kept reply: a copy of it.
+    const first = (await h.request(raw, 'hello', { idempotencyKey: 'k' })) as Uint8Array;
+    const again = (await h.request(raw, 'hello', { idempotencyKey: 'k' })) as Uint8Array;
+    again[1] = 0x41;
+    const third = (await h.request(raw, 'hello', { idempotencyKey: 'k' })) as Uint8Array;
+    expect(third).not.toBe(again);
+    expect([...third]).toEqual([...first]);
   });
 
   it('a thenable that calls back twice completes its invocation once', async () => {
