@@ -28,11 +28,19 @@ const F_START = 3;
 const F_END = 4;
 const F_MSGS = 5;
 
+/**
+ * Slots the log keeps in its array between commits: 16,384 frames of {@link SLOTS}, at most 768
+ * KiB per shard. The log fills for a checkpoint interval and each commit releases nearly all of
+ * it, so a queue that gave its array back at each low would grow a new one to each high (see
+ * Fifo's `keep`). A burst beyond this is let go as before.
+ */
+export const LOG_KEEP_SLOTS = 16_384 * SLOTS;
+
 export class ResendLog {
   readonly #shard: number;
   readonly #slabs: LogSlabs;
   /** Frames of host messages not yet committed, oldest first, {@link SLOTS} slots each. */
-  #frames = new Fifo<unknown>();
+  #frames = new Fifo<unknown>(LOG_KEEP_SLOTS);
   /** The epoch tag of the next record cut into a frame. */
   #epoch: number;
 
@@ -68,6 +76,11 @@ export class ResendLog {
     return this.#frames.size / SLOTS;
   }
 
+  /** Slots of the log's array, in use or not (for tests). */
+  get capacity(): number {
+    return this.#frames.capacity;
+  }
+
   /** COMMITTED(epoch): a frame whose every message is tagged <= epoch is in the committed snapshot. */
   committed(epoch: number): void {
     const log = this.#frames;
@@ -98,7 +111,7 @@ export class ResendLog {
   drain(committed: number, openEpoch: number, uncut: readonly unknown[], resend: (record: unknown[]) => void): void {
     // The re-sent messages are logged again as they are cut (into a new log): never read them here.
     const log = this.#frames;
-    this.#frames = new Fifo<unknown>();
+    this.#frames = new Fifo<unknown>(LOG_KEEP_SLOTS);
     let tag = log.size > 0 ? (log.at(F_START) as number) : this.#epoch;
     this.#epoch = openEpoch;
     while (log.size > 0) {

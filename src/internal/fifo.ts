@@ -17,6 +17,8 @@
  * - A queue that never empties but has drained a burst (over {@link SHRINK_FROM} slots, under a
  *   quarter of them waiting) moves its items to a new array at that point instead, so it does not
  *   keep the burst's array while traffic goes on.
+ * - A queue made with `keep` slots keeps an array of up to that many in both cases (a queue that
+ *   fills and drains in cycles, see the constructor).
  */
 
 /** An emptied queue keeps an array of up to this many slots for its next items. */
@@ -42,6 +44,24 @@ export class Fifo<T> {
   #slots: Array<T | undefined> = newSlots<T>();
   #head = 0;
   #tail = 0;
+  /** An emptied queue keeps an array of up to this many slots ({@link KEEP_SLOTS} unless told). */
+  readonly #keepEmptied: number;
+  /** A full queue that never empties keeps an array of up to this many slots however few wait. */
+  readonly #keepFull: number;
+
+  /**
+   * @param keep slots the queue keeps in its array however few items wait, also when it empties
+   * (by default an emptied queue keeps {@link KEEP_SLOTS}, one that never empties
+   * {@link SHRINK_FROM}). For a queue that fills and drains in cycles: main's resend log fills
+   * for a checkpoint interval, then the commit releases nearly all of it; with the defaults it
+   * gave its array back at each low and grew a new one, slot by slot, to the next high, arrays
+   * that lived until a commit, so main's scavenges copied and promoted them (issue 13).
+   */
+  constructor(keep = 0) {
+    if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`Fifo keep must be a non-negative integer (got ${String(keep)})`);
+    this.#keepEmptied = Math.max(keep, KEEP_SLOTS);
+    this.#keepFull = Math.max(keep, SHRINK_FROM);
+  }
 
   /** Items waiting. */
   get size(): number {
@@ -64,7 +84,7 @@ export class Fifo<T> {
     const head = this.#head;
     const size = tail - head;
     if (head >= COMPACT_FROM && head >= size) {
-      if (slots.length > SHRINK_FROM && size * 4 < slots.length) {
+      if (slots.length > this.#keepFull && size * 4 < slots.length) {
         // A burst grew the array and few items wait now: move them to a new array, so a queue
         // that never empties does not keep the burst's array.
         const fresh = newSlots<T>();
@@ -142,7 +162,7 @@ export class Fifo<T> {
   }
 
   #rewind(): void {
-    if (this.#slots.length > KEEP_SLOTS) this.#slots = newSlots<T>();
+    if (this.#slots.length > this.#keepEmptied) this.#slots = newSlots<T>();
     this.#head = 0;
     this.#tail = 0;
   }

@@ -8,6 +8,7 @@ import { Kind, envelope } from '../../src/contract/envelope.js';
 import { CommitGate } from '../../src/host/commit-gate.js';
 import type { EgressChannel } from '../../src/host/egress.js';
 import type { Requests } from '../../src/host/requests.js';
+import { LOG_KEEP_SLOTS } from '../../src/host/resend-log.js';
 import { ShardLink, type AckGroup } from '../../src/host/shard-link.js';
 import { quietDeferred } from '../../src/internal/deferred.js';
 import { LogSlabs } from '../../src/internal/log-slabs.js';
@@ -212,6 +213,35 @@ describe('ResendLog: frames without an object each', () => {
     expect(link.log.frames).toBe(0);
     // Everything released: only the current slab and the pool remain.
     expect(slabs.slabs).toBeLessThanOrEqual(17);
+  });
+
+  it('keeps its array from one checkpoint to the next instead of growing a new one after each commit', () => {
+    // Each commit releases nearly every frame; a log that gave its array back at that low grew a
+    // new one, slot by slot, to the next high: arrays living until a commit, copied by main's
+    // scavenges (issue 13).
+    const link = new ShardLink(0, new LogSlabs(1), 1);
+    let hseq = 0;
+    const keep = (records: unknown[][]): void => link.log.keep(encodeBatch(records), records, records.length);
+    let low = Number.POSITIVE_INFINITY;
+    let high = 0;
+    for (let epoch = 1; epoch <= 12; epoch++) {
+      // BARRIER(epoch), then the first frames of the epoch after it.
+      keep([[Kind.Barrier, epoch], msg(++hseq)]);
+      for (let f = 1; f < 20; f++) keep([msg(++hseq)]);
+      // The epoch before commits: all but those 20 frames go.
+      link.log.committed(epoch);
+      expect(link.log.frames).toBe(20);
+      for (let f = 20; f < 2000; f++) {
+        keep([msg(++hseq)]);
+        if (epoch > 2) {
+          low = Math.min(low, link.log.capacity);
+          high = Math.max(high, link.log.capacity);
+        }
+      }
+    }
+    expect(low).toBe(high);
+    expect(low).toBeGreaterThanOrEqual(2000 * 6);
+    expect(low).toBeLessThanOrEqual(LOG_KEEP_SLOTS);
   });
 
   it('logs the re-sent messages again as they are cut during a drain, without reading them back', () => {

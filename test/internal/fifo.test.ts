@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { COMPACT_FROM, Fifo, KEEP_SLOTS } from '../../src/internal/fifo.js';
+import { COMPACT_FROM, Fifo, KEEP_SLOTS, SHRINK_FROM } from '../../src/internal/fifo.js';
 
 /** One operation on a queue and on an array standing for it. */
 type Op =
@@ -30,8 +30,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 describe('Fifo', () => {
   it('behaves as an array used as a queue, across interleaved pushes, takes, compactions and rewinds', () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 80 }), (ops) => {
-        const q = new Fifo<number>();
+      fc.property(fc.array(opArb, { maxLength: 80 }), fc.constantFrom(0, 100, 3 * COMPACT_FROM), (ops, keep) => {
+        const q = new Fifo<number>(keep);
         const model: number[] = [];
         let next = 0;
         for (const o of ops) {
@@ -153,5 +153,57 @@ describe('Fifo', () => {
     expect(q.size).toBe(100);
     expect(q.capacity).toBe(capacity);
     expect(capacity).toBeLessThanOrEqual(2 * (100 + COMPACT_FROM) + 1);
+  });
+  it('made with keep slots, keeps its array through fill-and-drain cycles instead of growing a new one each time', () => {
+    // Main's resend log: frames kept for a checkpoint interval, then the commit releases nearly
+    // all of them. With the default, every low gave the array back and the next high grew a new
+    // one slot by slot (arrays that lived until a commit: main's scavenges copied them).
+    const cycle = (q: Fifo<number>): { low: number; ends: number[] } => {
+      let low = Number.POSITIVE_INFINITY;
+      const ends: number[] = [];
+      for (let round = 0; round < 20; round++) {
+        for (let i = 0; i < 3000; i++) {
+          q.push(i);
+          low = Math.min(low, q.capacity);
+        }
+        ends.push(q.capacity);
+        while (q.size > 100) q.shift();
+      }
+      return { low, ends };
+    };
+    const kept = new Fifo<number>(8192);
+    for (let i = 0; i < 3000; i++) kept.push(i);
+    const after = cycle(kept);
+    expect(after.low).toBeGreaterThanOrEqual(3000);
+    // It grew once (3,100 wait at each high), then kept that array.
+    expect(new Set(after.ends.slice(1)).size).toBe(1);
+    // The default lets a drained array go at each low (what a burst should do).
+    const plain = new Fifo<number>();
+    for (let i = 0; i < 3000; i++) plain.push(i);
+    expect(cycle(plain).low).toBeLessThan(SHRINK_FROM);
+  });
+
+  it('made with keep slots, still lets go of a burst beyond them, and keeps them when it empties', () => {
+    const q = new Fifo<number>(2 * SHRINK_FROM);
+    for (let i = 0; i < 100_000; i++) q.push(i);
+    let next = 0;
+    while (q.size > 10) expect(q.shift()).toBe(next++);
+    for (let i = 100_000; i < 100_000 + 4 * COMPACT_FROM; i++) {
+      q.push(i);
+      expect(q.shift()).toBe(next++);
+    }
+    expect(q.capacity).toBeLessThanOrEqual(2 * SHRINK_FROM);
+    while (q.size > 0) expect(q.shift()).toBe(next++);
+    for (let i = 0; i < SHRINK_FROM; i++) q.push(i);
+    const capacity = q.capacity;
+    while (q.size > 0) q.shift();
+    // Emptied: an array of up to `keep` slots stays (the default keeps KEEP_SLOTS).
+    expect(q.capacity).toBe(capacity);
+    expect(capacity).toBeGreaterThan(KEEP_SLOTS);
+  });
+
+  it('refuses a keep that is not a non-negative integer, naming it', () => {
+    expect(() => new Fifo(-1)).toThrow(/keep must be a non-negative integer \(got -1\)/);
+    expect(() => new Fifo(1.5)).toThrow(/got 1\.5/);
   });
 });
