@@ -29,10 +29,13 @@ const F_END = 4;
 const F_MSGS = 5;
 
 /**
- * Slots the log keeps in its array between commits: 16,384 frames of {@link SLOTS}, at most 768
- * KiB per shard. The log fills for a checkpoint interval and each commit releases nearly all of
- * it, so a queue that gave its array back at each low would grow a new one to each high (see
- * Fifo's `keep`). A burst beyond this is let go as before.
+ * The log's array is not given back while it has up to this many slots (16,384 frames of
+ * {@link SLOTS}; V8's storage behind such an array is up to ~0.9 MiB per shard). The log fills
+ * for a checkpoint interval and each commit releases nearly all of it, so a queue that gave its
+ * array back at each low would grow a new one to each high (see Fifo's `keep`). The array grows to
+ * up to about twice the most frames the log held at once, so this covers logs that peak at about
+ * 8,000 frames a checkpoint (a frame per request: 160k req/s per shard with checkpoints every 50
+ * ms); a larger array is given back at a low as before.
  */
 export const LOG_KEEP_SLOTS = 16_384 * SLOTS;
 

@@ -44,23 +44,21 @@ export class Fifo<T> {
   #slots: Array<T | undefined> = newSlots<T>();
   #head = 0;
   #tail = 0;
-  /** An emptied queue keeps an array of up to this many slots ({@link KEEP_SLOTS} unless told). */
-  readonly #keepEmptied: number;
-  /** A full queue that never empties keeps an array of up to this many slots however few wait. */
-  readonly #keepFull: number;
+  /** An array of up to this many slots is not given back, however few items wait (0: the defaults). */
+  readonly #keep: number;
 
   /**
-   * @param keep slots the queue keeps in its array however few items wait, also when it empties
-   * (by default an emptied queue keeps {@link KEEP_SLOTS}, one that never empties
-   * {@link SHRINK_FROM}). For a queue that fills and drains in cycles: main's resend log fills
+   * @param keep an array of up to this many slots is not given back however few items wait, also
+   * when the queue empties (without it, an emptied queue keeps up to {@link KEEP_SLOTS} and one
+   * that never empties up to {@link SHRINK_FROM}). Nothing is allocated up front: the array grows
+   * as items come, as always. For a queue that fills and drains in cycles: main's resend log fills
    * for a checkpoint interval, then the commit releases nearly all of it; with the defaults it
    * gave its array back at each low and grew a new one, slot by slot, to the next high, arrays
    * that lived until a commit, so main's scavenges copied and promoted them (issue 13).
    */
   constructor(keep = 0) {
     if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`Fifo keep must be a non-negative integer (got ${String(keep)})`);
-    this.#keepEmptied = Math.max(keep, KEEP_SLOTS);
-    this.#keepFull = Math.max(keep, SHRINK_FROM);
+    this.#keep = keep;
   }
 
   /** Items waiting. */
@@ -84,7 +82,7 @@ export class Fifo<T> {
     const head = this.#head;
     const size = tail - head;
     if (head >= COMPACT_FROM && head >= size) {
-      if (slots.length > this.#keepFull && size * 4 < slots.length) {
+      if (slots.length > SHRINK_FROM && slots.length > this.#keep && size * 4 < slots.length) {
         // A burst grew the array and few items wait now: move them to a new array, so a queue
         // that never empties does not keep the burst's array.
         const fresh = newSlots<T>();
@@ -148,13 +146,13 @@ export class Fifo<T> {
     this.#rewind();
   }
 
-  /** Keeps only the waiting items `keep` accepts, in order (not for hot paths: it takes a callback). */
-  retain(keep: (item: T) => boolean): void {
+  /** Keeps only the waiting items `accept` accepts, in order (not for hot paths: it takes a callback). */
+  retain(accept: (item: T) => boolean): void {
     const slots = this.#slots;
     let to = this.#head;
     for (let i = this.#head; i < this.#tail; i++) {
       const item = slots[i] as T;
-      if (keep(item)) slots[to++] = item;
+      if (accept(item)) slots[to++] = item;
     }
     slots.fill(undefined, to, this.#tail);
     this.#tail = to;
@@ -162,7 +160,8 @@ export class Fifo<T> {
   }
 
   #rewind(): void {
-    if (this.#slots.length > this.#keepEmptied) this.#slots = newSlots<T>();
+    const length = this.#slots.length;
+    if (length > KEEP_SLOTS && length > this.#keep) this.#slots = newSlots<T>();
     this.#head = 0;
     this.#tail = 0;
   }

@@ -19,6 +19,8 @@ type Op =
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('push' as const), n: fc.integer({ min: 1, max: 3 * COMPACT_FROM }) }) },
   { weight: 6, arbitrary: fc.record({ op: fc.constant('shift' as const), n: fc.integer({ min: 1, max: 3 * COMPACT_FROM }) }) },
+  // Bursts past SHRINK_FROM (and past the largest keep the test gives), to reach the shrink path.
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('push' as const), n: fc.integer({ min: SHRINK_FROM, max: 3 * SHRINK_FROM }) }) },
   { weight: 1, arbitrary: fc.constant({ op: 'peek' as const }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('at' as const), i: fc.integer({ min: -2, max: 4 * COMPACT_FROM }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('includes' as const), v: fc.integer({ min: 0, max: 2000 }) }) },
@@ -30,7 +32,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 describe('Fifo', () => {
   it('behaves as an array used as a queue, across interleaved pushes, takes, compactions and rewinds', () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 80 }), fc.constantFrom(0, 100, 3 * COMPACT_FROM), (ops, keep) => {
+      fc.property(fc.array(opArb, { maxLength: 80 }), fc.constantFrom(0, 100, 3 * COMPACT_FROM, 2 * SHRINK_FROM), (ops, keep) => {
         const q = new Fifo<number>(keep);
         const model: number[] = [];
         let next = 0;
@@ -70,6 +72,8 @@ describe('Fifo', () => {
               break;
           }
           expect(q.size).toBe(model.length);
+          // An emptied queue holds at most what it may keep.
+          if (model.length === 0) expect(q.capacity).toBeLessThanOrEqual(Math.max(keep, KEEP_SLOTS));
         }
         expect(q.toArray()).toEqual(model);
       }),
@@ -105,6 +109,43 @@ describe('Fifo', () => {
     expect(taken.filter((r) => r.deref() !== undefined)).toHaveLength(0);
     expect(waiting.filter((r) => r.deref() !== undefined)).toHaveLength(5);
     expect(q.size).toBe(5);
+  });
+
+  it('made with keep slots, holds no item its kept array held: not after takes, clear() or an emptying retain()', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const gone: Array<WeakRef<object>> = [];
+    const kept: Array<WeakRef<object>> = [];
+    // Items are made in a function of their own, so no local variable holds them.
+    const fill = (q: Fifo<object>, n: number, into: Array<WeakRef<object>>): void => {
+      for (let k = 0; k < n; k++) {
+        const o = { k };
+        q.push(o);
+        into.push(new WeakRef(o));
+      }
+    };
+    // Each queue empties with its array kept (within keep), then takes two items: whatever the
+    // emptying left in the slots past those two would still be held.
+    const cleared = new Fifo<object>(4 * SHRINK_FROM);
+    fill(cleared, 2 * SHRINK_FROM, gone);
+    for (let k = 0; k < SHRINK_FROM; k++) cleared.shift();
+    cleared.clear();
+    expect(cleared.capacity).toBeGreaterThan(KEEP_SLOTS);
+    fill(cleared, 2, kept);
+    const retained = new Fifo<object>(4 * SHRINK_FROM);
+    fill(retained, 2 * SHRINK_FROM, gone);
+    retained.retain(() => false);
+    expect(retained.capacity).toBeGreaterThan(KEEP_SLOTS);
+    fill(retained, 2, kept);
+    const partly = new Fifo<object>(4 * SHRINK_FROM);
+    fill(partly, 2 * SHRINK_FROM, gone);
+    partly.retain((o) => (o as { k: number }).k < 2); // keeps the first two
+    kept.push(...gone.splice(-2 * SHRINK_FROM, 2));
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(gone.filter((r) => r.deref() !== undefined)).toHaveLength(0);
+    expect(kept.filter((r) => r.deref() !== undefined)).toHaveLength(6);
+    expect([cleared.size, retained.size, partly.size]).toEqual([2, 2, 2]);
   });
 
   it('keeps a small array when emptied and drops one a burst grew', () => {
@@ -154,6 +195,7 @@ describe('Fifo', () => {
     expect(q.capacity).toBe(capacity);
     expect(capacity).toBeLessThanOrEqual(2 * (100 + COMPACT_FROM) + 1);
   });
+
   it('made with keep slots, keeps its array through fill-and-drain cycles instead of growing a new one each time', () => {
     // Main's resend log: frames kept for a checkpoint interval, then the commit releases nearly
     // all of them. With the default, every low gave the array back and the next high grew a new
