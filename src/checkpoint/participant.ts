@@ -79,13 +79,23 @@ export class Participant {
   lastEpoch = 0;
   lastCommitted = 0;
 
-  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number) {
+  /**
+   * @param foldPhase this shard's place in the fold cycle, 0 to FOLD_EVERY - 1 (see
+   * {@link foldPhase}): shards given different phases fold at different commits.
+   */
+  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number, foldPhase = 0) {
+    if (!Number.isInteger(foldPhase) || foldPhase < 0 || foldPhase >= FOLD_EVERY) {
+      throw new RangeError(`fold phase must be an integer from 0 to ${FOLD_EVERY - 1} (got ${String(foldPhase)})`);
+    }
     this.#partition = partition;
     this.#hooks = hooks;
     this.#awaiting = new Array<boolean>(inboundRings).fill(false);
     this.lastCommitted = lastCommitted;
     this.lastEpoch = lastCommitted;
+    this.#foldPhase = foldPhase;
   }
+
+  readonly #foldPhase: number;
 
   /** Messages from inbound ring `ring` must be recorded as in flight right now. */
   isRecording(ring: number): boolean {
@@ -205,9 +215,18 @@ export class Participant {
    * FOLD_EVERY (or at once when `urgent`: the cache needs evictable instances): an instance that
    * changed in several of them is written to the base once, with its latest record. Until then
    * they stay PENDING, which recovery folds anyway; nothing but eviction waits for a fold.
+   *
+   * A fold starts when the committed epoch passes the next multiple of FOLD_EVERY shifted by this
+   * shard's fold phase (or when FOLD_EVERY epochs wait, whichever is first): every shard commits
+   * every epoch, so shards with different phases fold at different commits instead of all at
+   * once. Folds at once kept the shards' threads, their commits on libuv's pool and the garbage
+   * collector busy together every FOLD_EVERY checkpoints, and the requests arriving then waited
+   * milliseconds for a core (issue 13).
    */
   onCommitted(epoch: number, urgent = false): void {
     if (epoch <= this.lastCommitted) return;
+    const phase = this.#foldPhase;
+    const turn = Math.floor((epoch + phase) / FOLD_EVERY) > Math.floor((this.lastCommitted + phase) / FOLD_EVERY);
     this.lastCommitted = epoch;
     for (const e of [...this.#unfolded.keys()].sort((a, b) => a - b)) {
       if (e > epoch) break;
@@ -217,7 +236,7 @@ export class Participant {
       this.#committedSnaps.push(this.#unfolded.get(e) as Snapshot);
       this.#unfolded.delete(e);
     }
-    if (this.#committedSnaps.length >= FOLD_EVERY || (urgent && this.#committedSnaps.length > 0)) this.foldNow();
+    if (this.#committedSnaps.length >= FOLD_EVERY || ((turn || urgent) && this.#committedSnaps.length > 0)) this.foldNow();
   }
 
   /**
@@ -340,7 +359,15 @@ export class Participant {
  * meanwhile (the cache folds at once when it is over its size, and recovery folds whatever is
  * pending).
  */
-const FOLD_EVERY = 16;
+export const FOLD_EVERY = 16;
+
+/**
+ * The fold phase of shard `shard` of `shards` (see Participant.onCommitted): spread evenly over
+ * the FOLD_EVERY commits of a fold cycle.
+ */
+export function foldPhase(shard: number, shards: number): number {
+  return Math.floor((shard * FOLD_EVERY) / shards) % FOLD_EVERY;
+}
 /**
  * Most state records one fold transaction writes. The shard's thread records each one (a copy of
  * its bytes) and hands it to lmdb-js's write instructions: 256 records took 1.3-3.9 ms on the

@@ -24,7 +24,7 @@ import { Doorbell } from '../transport/doorbell.js';
 import { decodeBatch } from '../transport/framing.js';
 import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
-import { MAX_FOLD_LAG, Participant, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
+import { MAX_FOLD_LAG, Participant, foldPhase, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
 import { PauseMeter } from './pauses.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
@@ -245,6 +245,7 @@ export class ShardLoop {
         beat: () => this.#control.beat(boot.shard),
       },
       boot.committedEpoch,
+      foldPhase(boot.shard, boot.shards),
     );
   }
 

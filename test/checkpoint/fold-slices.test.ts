@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Participant, type Snapshot } from '../../src/checkpoint/participant.js';
+import { FOLD_EVERY, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
 import { META_FOLDED_EPOCH, PendingKind, StatesCapture, decodeEnvelopes } from '../../src/state/checkpoint-format.js';
 import { E_PAYLOAD, E_TARGET_ID, envelope, type Envelope } from '../../src/contract/envelope.js';
 import { Partition, type WriteOps } from '../../src/state/partition.js';
@@ -45,7 +45,7 @@ interface Reports {
  * A Participant over `partition` with one inbound ring, snapshots made by `snapshot` (their
  * capture complete at once), and its reports counted in the returned `reports`.
  */
-function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>): { participant: Participant; reports: Reports } {
+function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>, phase = 0): { participant: Participant; reports: Reports } {
   const reports: Reports = { done: 0, folds: [], fatal: [] };
   const participant = new Participant(
     partition,
@@ -63,6 +63,7 @@ function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<S
       beat: () => {},
     },
     0,
+    phase,
   );
   return { participant, reports };
 }
@@ -71,6 +72,66 @@ function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<S
 async function until(cond: () => boolean, reports: Reports): Promise<void> {
   for (let i = 0; i < 2000 && !cond() && reports.fatal.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
 }
+
+describe('staggered folds', () => {
+  it('spreads the shards of an engine over the fold cycle', () => {
+    expect(foldPhase(0, 1)).toBe(0);
+    expect([0, 1].map((s) => foldPhase(s, 2))).toEqual([0, FOLD_EVERY / 2]);
+    for (const shards of [3, 4, 8, 16, 64]) {
+      const phases = Array.from({ length: shards }, (_, s) => foldPhase(s, shards));
+      expect(phases.every((p) => Number.isInteger(p) && p >= 0 && p < FOLD_EVERY)).toBe(true);
+      // As many different phases as the cycle has room for.
+      expect(new Set(phases).size).toBe(Math.min(shards, FOLD_EVERY));
+    }
+  });
+
+  it('folds shards of different phases at different commits, each every FOLD_EVERY epochs, and folds every epoch', async () => {
+    // Two shards folding at the same commits kept both shard threads, their commits and the GC
+    // busy at once every FOLD_EVERY checkpoints: the requests arriving then waited for a core.
+    const epochs = 3 * FOLD_EVERY;
+    const shards = await Promise.all([0, 1].map((s) => Partition.open(join(root, `phase-${s}`), { durability: 'process' })));
+    try {
+      const parts = shards.map((partition, s) => participantOn(partition, (epoch) => ({ states: changesOf(epoch), mailbox: [] }), foldPhase(s, 2)));
+      for (const { participant, reports } of parts) {
+        for (let e = 1; e <= epochs; e++) participant.onBarrier(0, e, [true]);
+        await until(() => reports.done === epochs, reports);
+        expect(reports.done).toBe(epochs);
+      }
+      // Commit one epoch at a time on both, waiting out each fold it starts.
+      for (let e = 1; e <= epochs; e++) {
+        for (const { participant } of parts) {
+          participant.onCommitted(e);
+          await participant.whenFolded();
+        }
+      }
+      const [a, b] = parts.map((p) => p.reports);
+      expect(a!.fatal).toEqual([]);
+      expect(b!.fatal).toEqual([]);
+      expect(a!.folds).toEqual([16, 32, 48]);
+      expect(b!.folds).toEqual([8, 24, 40]);
+      // The second one's last epochs wait for its next turn (or a quiet fold); folded now, all is there.
+      parts[1]!.participant.foldNow();
+      await parts[1]!.participant.whenFolded();
+      expect(b!.folds.at(-1)).toBe(epochs);
+      for (const partition of shards) {
+        expect(partition.countPending()).toBe(0);
+        expect(partition.getMeta(META_FOLDED_EPOCH)).toBe(epochs);
+      }
+    } finally {
+      await Promise.all(shards.map((p) => p.close()));
+    }
+  }, 60_000);
+
+  it('refuses a fold phase outside the cycle, naming it', async () => {
+    const partition = await Partition.open(join(root, 'phase-bad'), { durability: 'process' });
+    try {
+      expect(() => participantOn(partition, () => ({ states: changesOf(1), mailbox: [] }), FOLD_EVERY)).toThrow(new RegExp(`fold phase must be an integer from 0 to ${FOLD_EVERY - 1} \\(got ${FOLD_EVERY}\\)`));
+      expect(() => participantOn(partition, () => ({ states: changesOf(1), mailbox: [] }), 1.5)).toThrow(/got 1\.5/);
+    } finally {
+      await partition.close();
+    }
+  });
+});
 
 describe('checkpoint work in slices', () => {
   it('writes in slices of at most 64 records, lets the event loop run between them, and leaves the latest records', async () => {
