@@ -80,19 +80,19 @@ export class Participant {
   lastCommitted = 0;
 
   /**
-   * @param foldPhase this shard's place in the fold cycle, 0 to FOLD_EVERY - 1 (see
-   * {@link foldPhase}): shards given different phases fold at different commits.
+   * @param phase this shard's place in the fold cycle, 0 to FOLD_EVERY - 1 (the function
+   * `foldPhase` below gives it): shards given different phases fold at different commits.
    */
-  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number, foldPhase = 0) {
-    if (!Number.isInteger(foldPhase) || foldPhase < 0 || foldPhase >= FOLD_EVERY) {
-      throw new RangeError(`fold phase must be an integer from 0 to ${FOLD_EVERY - 1} (got ${String(foldPhase)})`);
+  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number, phase = 0) {
+    if (!Number.isInteger(phase) || phase < 0 || phase >= FOLD_EVERY) {
+      throw new RangeError(`fold phase must be an integer from 0 to ${FOLD_EVERY - 1} (got ${String(phase)})`);
     }
     this.#partition = partition;
     this.#hooks = hooks;
     this.#awaiting = new Array<boolean>(inboundRings).fill(false);
     this.lastCommitted = lastCommitted;
     this.lastEpoch = lastCommitted;
-    this.#foldPhase = foldPhase;
+    this.#foldPhase = phase;
   }
 
   readonly #foldPhase: number;
@@ -217,9 +217,11 @@ export class Participant {
    * they stay PENDING, which recovery folds anyway; nothing but eviction waits for a fold.
    *
    * A fold starts when the committed epoch passes the next multiple of FOLD_EVERY shifted by this
-   * shard's fold phase (or when FOLD_EVERY epochs wait, whichever is first): every shard commits
-   * every epoch, so shards with different phases fold at different commits instead of all at
-   * once. Folds at once kept the shards' threads, their commits on libuv's pool and the garbage
+   * shard's fold phase: every shard commits every epoch, so shards with different phases fold at
+   * different commits instead of all at once. (The count of waiting epochs reaches FOLD_EVERY
+   * only at such a commit; it is checked as a guard.) After a restart the first fold may take
+   * fewer epochs; a fold started otherwise (urgent, quiet, close) is back in phase at the next
+   * turn. Folds at once kept the shards' threads, their commits on libuv's pool and the garbage
    * collector busy together every FOLD_EVERY checkpoints, and the requests arriving then waited
    * milliseconds for a core (issue 13).
    */
@@ -363,7 +365,8 @@ export const FOLD_EVERY = 16;
 
 /**
  * The fold phase of shard `shard` of `shards` (see Participant.onCommitted): spread evenly over
- * the FOLD_EVERY commits of a fold cycle.
+ * the FOLD_EVERY commits of a fold cycle, rounded down (3 shards: 0, 5, 10). Over FOLD_EVERY
+ * shards, some share a phase.
  */
 export function foldPhase(shard: number, shards: number): number {
   return Math.floor((shard * FOLD_EVERY) / shards) % FOLD_EVERY;

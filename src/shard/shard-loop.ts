@@ -24,7 +24,7 @@ import { Doorbell } from '../transport/doorbell.js';
 import { decodeBatch } from '../transport/framing.js';
 import { Ring } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
-import { MAX_FOLD_LAG, Participant, foldPhase, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
+import { FOLD_EVERY, MAX_FOLD_LAG, Participant, foldPhase, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
 import { PauseMeter } from './pauses.js';
 import { E_CALLER_ID, E_CALLER_TYPE, E_HSEQ, E_PAYLOAD, E_REPLY_TO, E_TYPENAME, Kind, envelopeWeight, resolveNames, wireEncoder, type Envelope } from '../contract/envelope.js';
@@ -227,6 +227,7 @@ export class ShardLoop {
       histogram[hBase + latencyBucket(us)]! += weight;
       histogram[sumAt]! += us * weight;
     };
+    const phase = foldPhase(boot.shard, boot.shards);
     this.#participant = new Participant(
       partition,
       this.#inbound.length,
@@ -245,8 +246,10 @@ export class ShardLoop {
         beat: () => this.#control.beat(boot.shard),
       },
       boot.committedEpoch,
-      foldPhase(boot.shard, boot.shards),
+      phase,
     );
+    // Shards whose commits stop fold when quiet at different times too (see #armQuietFold).
+    this.#quietFoldMs = QUIET_FOLD_MS + Math.floor((phase * QUIET_FOLD_MS) / FOLD_EVERY);
   }
 
   /** Restores the last committed checkpoint, then starts the loop. */
@@ -546,18 +549,22 @@ export class ShardLoop {
    * folds are batched (FOLD_EVERY) to save work under load, where commits keep coming; when the
    * engine goes quiet, checkpoints stop and the last epochs would stay unfolded until load
    * returns — and every `weft.instances` listing would read them (a page of 100 over 300k
-   * unfolded changes: 63 ms; folded: 1.4 ms).
+   * unfolded changes: 63 ms; folded: 1.4 ms). The wait grows with the shard's fold phase (up to
+   * twice QUIET_FOLD_MS), so that with checkpoints QUIET_FOLD_MS or more apart the shards do not
+   * all fold at the same moment after each commit.
    */
   #armQuietFold(): void {
     if (this.#quietFold !== undefined) clearTimeout(this.#quietFold);
     this.#quietFold = setTimeout(() => {
       this.#quietFold = undefined;
       if (!this.#closing) this.#participant.foldNow();
-    }, QUIET_FOLD_MS);
+    }, this.#quietFoldMs);
     this.#quietFold.unref();
   }
 
   #quietFold: NodeJS.Timeout | undefined;
+  /** How long after the last commit this shard folds when quiet (see #armQuietFold). */
+  readonly #quietFoldMs: number;
 
   /** Cache evictions when idle mailboxes were last swept (see Dispatcher.snapshotMailboxes). */
   #sweptAtEvictions = 0;

@@ -45,7 +45,7 @@ interface Reports {
  * A Participant over `partition` with one inbound ring, snapshots made by `snapshot` (their
  * capture complete at once), and its reports counted in the returned `reports`.
  */
-function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>, phase = 0): { participant: Participant; reports: Reports } {
+function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>, phase = 0, lastCommitted = 0): { participant: Participant; reports: Reports } {
   const reports: Reports = { done: 0, folds: [], fatal: [] };
   const participant = new Participant(
     partition,
@@ -62,7 +62,7 @@ function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<S
       finishCapture: () => {},
       beat: () => {},
     },
-    0,
+    lastCommitted,
     phase,
   );
   return { participant, reports };
@@ -85,7 +85,7 @@ describe('staggered folds', () => {
     }
   });
 
-  it('folds shards of different phases at different commits, each every FOLD_EVERY epochs, and folds every epoch', async () => {
+  it('folds shards of different phases at different commits, each every FOLD_EVERY epochs, and in the end every epoch is folded', async () => {
     // Two shards folding at the same commits kept both shard threads, their commits and the GC
     // busy at once every FOLD_EVERY checkpoints: the requests arriving then waited for a core.
     const epochs = 3 * FOLD_EVERY;
@@ -121,6 +121,59 @@ describe('staggered folds', () => {
       await Promise.all(shards.map((p) => p.close()));
     }
   }, 60_000);
+
+  /** A partition that takes every write at once and keeps nothing: for the fold schedule alone. */
+  const nowhere = (): Partition => {
+    const ops = new Proxy({}, { get: () => () => {} }) as WriteOps;
+    return { write: (build: (o: WriteOps) => void): Promise<void> => (build(ops), Promise.resolve()) } as unknown as Partition;
+  };
+  /** Takes the snapshots of epochs from..to, commits each as `commits` says, and returns the commits that ended a fold. */
+  const schedule = async (phase: number, lastCommitted: number, to: number, commits: number[]): Promise<{ folds: number[]; maxLag: number }> => {
+    const { participant, reports } = participantOn(nowhere(), (epoch) => ({ states: changesOf(epoch), mailbox: [] }), phase, lastCommitted);
+    for (let e = lastCommitted + 1; e <= to; e++) participant.onBarrier(0, e, [true]);
+    await until(() => reports.done === to - lastCommitted, reports);
+    let maxLag = 0;
+    for (const e of commits) {
+      participant.onCommitted(e);
+      maxLag = Math.max(maxLag, participant.foldLag);
+      await participant.whenFolded();
+    }
+    expect(reports.fatal).toEqual([]);
+    return { folds: reports.folds, maxLag };
+  };
+
+  it('after a restart, folds at the next turn of its phase (with fewer epochs) and every FOLD_EVERY after it', async () => {
+    const one = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    expect((await schedule(8, 23, 60, one(24, 60))).folds).toEqual([24, 40, 56]);
+    expect((await schedule(8, 24, 60, one(25, 60))).folds).toEqual([40, 56]);
+    expect((await schedule(0, 5, 40, one(6, 40))).folds).toEqual([16, 32]);
+  });
+
+  it('folds once for a COMMITTED that jumps over a turn, and is back in phase after a fold out of it', async () => {
+    expect((await schedule(8, 0, 40, [5, 30, 31, 39, 40])).folds).toEqual([30, 40]);
+    // A fold started otherwise (urgent, quiet) at epoch 3: the next one still comes at the turn.
+    const { participant, reports } = participantOn(nowhere(), (epoch) => ({ states: changesOf(epoch), mailbox: [] }), 8, 0);
+    for (let e = 1; e <= 30; e++) participant.onBarrier(0, e, [true]);
+    await until(() => reports.done === 30, reports);
+    for (let e = 1; e <= 30; e++) {
+      participant.onCommitted(e);
+      if (e === 3) participant.foldNow();
+      await participant.whenFolded();
+    }
+    expect(reports.folds).toEqual([3, 8, 24]);
+  });
+
+  it('never lets more than FOLD_EVERY committed epochs wait, whatever the phase and the epoch it starts from', async () => {
+    for (let phase = 0; phase < FOLD_EVERY; phase += 3) {
+      for (const start of [0, 7, 16, 1000]) {
+        const commits = Array.from({ length: 3 * FOLD_EVERY }, (_, i) => start + 1 + i);
+        const { folds, maxLag } = await schedule(phase, start, start + 3 * FOLD_EVERY, commits);
+        expect(maxLag).toBeLessThanOrEqual(FOLD_EVERY);
+        for (let k = 1; k < folds.length; k++) expect(folds[k]! - folds[k - 1]!).toBe(FOLD_EVERY);
+        for (const f of folds) expect((f + phase) % FOLD_EVERY).toBe(0);
+      }
+    }
+  });
 
   it('refuses a fold phase outside the cycle, naming it', async () => {
     const partition = await Partition.open(join(root, 'phase-bad'), { durability: 'process' });

@@ -12,7 +12,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { Participant } from '../../src/checkpoint/participant.js';
 import { ShardLoop, type ShardBoot } from '../../src/shard/shard-loop.js';
 import { RemoteFunctions } from '../../src/shard/remote-functions.js';
 import { Partition } from '../../src/state/partition.js';
@@ -160,9 +161,12 @@ class Rig {
   /** Frames' records read from each outbound ring, in order. */
   readonly received: unknown[][][];
   readonly fatal: unknown[] = [];
+  /** The loop's thread number (1 + its shard index). */
+  readonly me: number;
   #closed = false;
 
   private constructor(bells: Doorbell, control: ControlBlock, partition: Partition, into: Array<Ring | null>, outOf: Array<Ring | null>, boot: ShardBoot) {
+    this.me = 1 + boot.shard;
     this.bells = bells;
     this.control = control;
     this.partition = partition;
@@ -187,21 +191,24 @@ class Rig {
     );
   }
 
-  static async start(options: { shards?: number; cacheSize?: number; mainRingBytes?: number; intoRingBytes?: number } = {}): Promise<Rig> {
+  /** `shard`: the loop's shard index (default 0: thread ME). */
+  static async start(options: { shards?: number; shard?: number; cacheSize?: number; mainRingBytes?: number; intoRingBytes?: number } = {}): Promise<Rig> {
     const shards = options.shards ?? 1;
+    const shard = options.shard ?? 0;
+    const me = 1 + shard;
     const bells = Doorbell.create(shards + 1);
     const control = ControlBlock.create(shards);
     const into: Array<Ring | null> = [];
     const outOf: Array<Ring | null> = [];
     for (let t = 0; t <= shards; t++) {
-      into.push(t === ME ? null : Ring.create(t === MAIN ? (options.intoRingBytes ?? 1 << 16) : 1 << 16));
-      outOf.push(t === ME ? null : Ring.create(t === MAIN ? (options.mainRingBytes ?? 1 << 16) : 1 << 16));
+      into.push(t === me ? null : Ring.create(t === MAIN ? (options.intoRingBytes ?? 1 << 16) : 1 << 16));
+      outOf.push(t === me ? null : Ring.create(t === MAIN ? (options.mainRingBytes ?? 1 << 16) : 1 << 16));
     }
     const partitionPath = join(root, `p${dirs++}`);
     const partition = await Partition.open(partitionPath, { durability: 'process' });
     const boot = shardBoot(
       {
-        shard: 0,
+        shard,
         shards,
         partitionPath,
         inbound: into.map((r) => r?.buffer ?? null),
@@ -226,7 +233,7 @@ class Rig {
     // Main counts the messages it publishes as alive, as Weft does (the shard counts completions).
     if (from === MAIN) this.control.addAlive(messages);
     ring.publish();
-    this.bells.ring(ME);
+    this.bells.ring(this.me);
   }
 
   /** Reads every frame the loop published, ringing it back when it waits for room (as main does). */
@@ -235,7 +242,7 @@ class Rig {
       const ring = this.outOf[t];
       if (ring === null || ring === undefined) continue;
       const got = this.received[t] as unknown[][];
-      if (ring.drain((frame) => got.push(...decodeBatch(frame))) > 0 && ring.takeRoomRequest()) this.bells.ring(ME);
+      if (ring.drain((frame) => got.push(...decodeBatch(frame))) > 0 && ring.takeRoomRequest()) this.bells.ring(this.me);
     }
   }
 
@@ -258,11 +265,11 @@ class Rig {
 
   /** Waits until the loop has nothing to do and sleeps on its doorbell. */
   idle(): Promise<void> {
-    return this.until('the shard sleeps', () => this.bells.isSleeping(ME));
+    return this.until('the shard sleeps', () => this.bells.isSleeping(this.me));
   }
 
   metric(name: Parameters<typeof metricOf>[1]): number {
-    return metricOf(this.control, name);
+    return metricOf(this.control, name, this.me - 1);
   }
 
   /** Sends Close, waits until the loop closed, and closes the partition. */
@@ -280,8 +287,8 @@ class Rig {
   }
 }
 
-function metricOf(control: ControlBlock, name: keyof ReturnType<ControlBlock['readShard']>['metrics']): number {
-  return control.readShard(0).metrics[name];
+function metricOf(control: ControlBlock, name: keyof ReturnType<ControlBlock['readShard']>['metrics'], shard = 0): number {
+  return control.readShard(shard).metrics[name];
 }
 
 const rigs: Rig[] = [];
@@ -576,6 +583,48 @@ describe('ShardLoop: the dirty-instance throttle', () => {
     await rig.until('DONE(2)', () => rig.records(MAIN, Kind.Done).length === 2);
     expect(rig.partition.getMeta(META_FOLDED_EPOCH)).toBe(1);
     expect(rig.partition.countState()).toBe(40);
+  });
+});
+
+describe('ShardLoop: staggered folds', () => {
+  it('starts its folds at the commits of its own phase: shard 0 of 2 at COMMITTED(16), shard 1 at COMMITTED(8)', async () => {
+    // Every shard folding at the same commit kept the shards, their commits and the GC busy at
+    // once every 16 checkpoints (issue 13). Each rig plays main and the other shard. The folds
+    // that COMMITTED starts are told from the quiet-timer's and close's by where they are called.
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    const foldNow = Participant.prototype.foldNow;
+    let started: number[] = [];
+    const spy = vi.spyOn(Participant.prototype, 'foldNow').mockImplementation(function (this: Participant) {
+      if (new Error().stack?.includes('onCommitted') === true) started.push(this.lastCommitted);
+      foldNow.call(this);
+    });
+    try {
+      for (const [shard, foldAt] of [
+        [0, 16],
+        [1, 8],
+      ] as const) {
+        started = [];
+        const rig = await Rig.start({ shards: 2, shard });
+        const peer = shard === 0 ? PEER : ME;
+        const ids = Array.from({ length: 10 }, (_, i) => idOn(shard, 'test/counter', `s${i}-`));
+        for (let epoch = 1; epoch <= 20; epoch++) {
+          rig.send(MAIN, ids.map((id) => msg('test/counter', id, epoch)));
+          await rig.until(`epoch ${epoch} ran`, () => rig.metric('invocations') === 10 * epoch);
+          rig.send(MAIN, [[Kind.Barrier, epoch]]);
+          rig.send(peer, [[Kind.Barrier, epoch]]);
+          await rig.until(`DONE(${epoch})`, () => rig.records(MAIN, Kind.Done).length === epoch);
+          if (epoch < foldAt) expect(rig.partition.pendingEpochs()).toEqual(range(1, epoch));
+          rig.send(MAIN, [[Kind.Committed, epoch]]);
+          await rig.idle();
+          if (epoch === foldAt) await rig.until(`the fold started at COMMITTED(${epoch})`, () => rig.partition.getMeta(META_FOLDED_EPOCH) === epoch);
+        }
+        expect(started).toEqual([foldAt]);
+        expect(rig.partition.countState()).toBe(10);
+        await rig.close();
+      }
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 
