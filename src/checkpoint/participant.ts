@@ -371,6 +371,7 @@ export const FOLD_EVERY = 16;
 export function foldPhase(shard: number, shards: number): number {
   return Math.floor((shard * FOLD_EVERY) / shards) % FOLD_EVERY;
 }
+
 /**
  * Most state records one fold transaction writes. The shard's thread records each one (a copy of
  * its bytes) and hands it to lmdb-js's write instructions: 256 records took 1.3-3.9 ms on the
