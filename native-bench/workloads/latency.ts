@@ -207,8 +207,9 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     ctx.log(`(c) ${level * 100}%: ${Math.round(rate)} req/s offered, weft p50 ${w.p50.toFixed(0)} p99 ${w.p99.toFixed(0)} p999 ${w.p999.toFixed(0)} us (generator lag up to ${w.maxIssueLagMicros.toFixed(0)} us)` + (ringRuns.length === 0 ? '' : `; ring p99 ${(ringRuns.at(-1) as Summary).p99.toFixed(0)}, post p99 ${(postRuns.at(-1) as Summary).p99.toFixed(0)} us`));
   }
   // Light load, after the levels (a service gone quiet after busier times): first unmeasured for
-  // lightSettleMs, then measured.
-  const lightMs = ctx.quick ? 1000 : 3000;
+  // lightSettleMs, then measured. 10 s at one request per 5 ms: p99 rests on ~20 samples (with
+  // 3 s it rested on ~6, and three runs of the same build gave p99s 2-3x apart).
+  const lightMs = ctx.quick ? 1000 : 10_000;
   const lightSettleMs = ctx.quick ? 250 : 1000;
   const light = async (request: (i: number) => Promise<unknown>): Promise<LightSummary> => {
     await pacedClosedLoop(request, LIGHT_INTERVAL_MS, lightSettleMs);
