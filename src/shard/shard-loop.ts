@@ -187,15 +187,13 @@ export class ShardLoop {
         reply(requestId: number, typename: string, payload: Uint8Array) {
           // A typename in the name table travels as its index (main resolves it): no string to
           // write here and none to make on main, per reply.
-          const name = names.indexOf(typename);
-          toMain.push([Kind.Reply, requestId, name >= 0 ? name : typename, payload], payload.byteLength + 32);
+          toMain.push([Kind.Reply, requestId, names.field(typename), payload], payload.byteLength + 32);
         },
         replyError(requestId: number, error: SerializedError) {
           toMain.push([Kind.ReplyError, requestId, error], 256);
         },
         egress(name: string, typename: string, payload: Uint8Array) {
-          const t = names.indexOf(typename);
-          toMain.push([Kind.Egress, name, t >= 0 ? t : typename, payload], payload.byteLength + name.length + 32);
+          toMain.push([Kind.Egress, name, names.field(typename), payload], payload.byteLength + name.length + 32);
         },
       },
       partitioner,

@@ -190,16 +190,8 @@ export class FrameEncoder {
     for (let i = 0; i < head.length; i++) this.#value(head[i]);
     const length = tail.#pos;
     this.#binHeader(length);
-    const buf = this.#buf;
-    const from = tail.#buf;
     // A loop for the usual small record (Buffer#copy and a subarray each allocate a view).
-    if (length <= 256) {
-      const at = this.#pos;
-      for (let i = 0; i < length; i++) buf[at + i] = from[i] as number;
-    } else {
-      buf.set(from.subarray(0, length), this.#pos);
-    }
-    this.#pos += length;
+    this.#copyIn(tail.#buf, length, 256);
     this.#appended++;
   }
 
@@ -400,15 +392,23 @@ export class FrameEncoder {
   #bin(bytes: Uint8Array): void {
     const length = bytes.length;
     this.#binHeader(length);
+    // Tiny payloads: a loop beats TypedArray#set's fixed cost.
+    this.#copyIn(bytes, length, 16);
+  }
+
+  /**
+   * Copies `from[0..length)` to the write position (room ensured): byte by byte up to `loopMax`
+   * bytes, with TypedArray#set beyond.
+   */
+  #copyIn(from: Uint8Array, length: number, loopMax: number): void {
     const buf = this.#buf;
-    if (length <= 16) {
-      // Tiny payloads: a loop beats TypedArray#set's fixed cost.
-      const at = this.#pos;
-      for (let i = 0; i < length; i++) buf[at + i] = bytes[i] as number;
+    const at = this.#pos;
+    if (length <= loopMax) {
+      for (let i = 0; i < length; i++) buf[at + i] = from[i] as number;
     } else {
-      buf.set(bytes, this.#pos);
+      buf.set(length === from.length ? from : from.subarray(0, length), at);
     }
-    this.#pos += length;
+    this.#pos = at + length;
   }
 
   /** A bin header for `length` bytes, with room ensured for them after it. */

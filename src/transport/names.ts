@@ -44,6 +44,12 @@ export class NameTable {
     return this.#index.get(name) ?? -1;
   }
 
+  /** The field `name` travels as: its index when the table holds it, else the string itself ({@link resolve} reads it back). */
+  field(name: string): number | string {
+    const i = this.#index.get(name);
+    return i === undefined ? name : i;
+  }
+
   /**
    * The name a decoded field holds: the table's string for an index, the field itself for a
    * string (or null).

@@ -49,6 +49,12 @@ describe('wire names', () => {
     );
   });
 
+  it('sends a name outside a name-tagged record as its index when the table holds it (field), and resolve reads either back', () => {
+    expect(table.field('weft.types/int')).toBe(2);
+    expect(table.field('other/type')).toBe('other/type');
+    for (const name of ['bank/account', 'weft.types/msgpack', 'not/in-table', '']) expect(table.resolve(table.field(name))).toBe(name);
+  });
+
   it('refuses an index outside the table as a corrupt frame', () => {
     const rec = [Kind.Msg, 4, 'a', null, null, 0, Uint8Array.of(1), 0, 0];
     expectWeftError(() => resolveNames(rec, table), 'ERR_WEFT_CORRUPT_FRAME', /name index 4, outside the name table of 4 names/);
