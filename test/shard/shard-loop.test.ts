@@ -570,19 +570,34 @@ describe('ShardLoop: the dirty-instance throttle', () => {
   });
 
   it('folds at once on COMMITTED when the cache is over its size, without waiting for the quiet timer', async () => {
-    const rig = await Rig.start({ cacheSize: 8 });
-    rig.send(MAIN, Array.from({ length: 40 }, (_, i) => msg('test/counter', `k${i}`, 1)));
-    await rig.until('40 ran', () => rig.metric('invocations') === 40);
-    rig.send(MAIN, [[Kind.Barrier, 1]]);
-    await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
-    rig.send(MAIN, [[Kind.Committed, 1]]);
-    await rig.idle();
-    // The fold of epoch 1 was queued when COMMITTED(1) was handled; PENDING(2) is queued now,
-    // behind it: partition writes complete in order, so when DONE(2) arrives the fold is written.
-    rig.send(MAIN, [[Kind.Barrier, 2]]);
-    await rig.until('DONE(2)', () => rig.records(MAIN, Kind.Done).length === 2);
-    expect(rig.partition.getMeta(META_FOLDED_EPOCH)).toBe(1);
-    expect(rig.partition.countState()).toBe(40);
+    // Folds started while COMMITTED is handled (not by the quiet timer or close), told by where
+    // foldNow is called from.
+    const foldNow = Participant.prototype.foldNow;
+    const started: number[] = [];
+    const spy = vi.spyOn(Participant.prototype, 'foldNow').mockImplementation(function (this: Participant) {
+      if (new Error().stack?.includes('onCommitted') === true) started.push(this.lastCommitted);
+      foldNow.call(this);
+    });
+    try {
+      const rig = await Rig.start({ cacheSize: 8 });
+      rig.send(MAIN, Array.from({ length: 40 }, (_, i) => msg('test/counter', `k${i}`, 1)));
+      await rig.until('40 ran', () => rig.metric('invocations') === 40);
+      rig.send(MAIN, [[Kind.Barrier, 1]]);
+      await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
+      rig.send(MAIN, [[Kind.Committed, 1]]);
+      await rig.idle();
+      // The fold of epoch 1 started when COMMITTED(1) was handled (epoch 1 is far from its turn,
+      // epoch 16). Its last write waits for the earlier ones (and a turn of the event loop), so a
+      // later snapshot's PENDING write may commit before it: wait for it, bounded.
+      expect(started).toEqual([1]);
+      rig.send(MAIN, [[Kind.Barrier, 2]]);
+      await rig.until('DONE(2)', () => rig.records(MAIN, Kind.Done).length === 2);
+      await rig.until('the fold of epoch 1 is written', () => rig.partition.getMeta(META_FOLDED_EPOCH) !== undefined);
+      expect(rig.partition.getMeta(META_FOLDED_EPOCH)).toBe(1);
+      expect(rig.partition.countState()).toBe(40);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 
