@@ -165,9 +165,21 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
   const b = ctx.baselines ? await baselines() : undefined;
   const ringRequest = b === undefined ? undefined : (i: number): Promise<unknown> => b.ring.request(ids[i % FIRE_IDS] as string);
   const postRequest = b === undefined ? undefined : (i: number): Promise<unknown> => b.post.request(ids[i % FIRE_IDS] as string);
+  // Each system then warms up, unmeasured: warmMs at the 10% rate, then at the 50% rate. V8
+  // optimizes a function only after it has run hot for a while, on helper threads that share the
+  // cores with the engine: after 1.3 s of the closed loop, weft's threads still compiled for ~3 s
+  // more (at the 10% rate, 410 ms of compiling in the first second, 66-111 ms in each of the next
+  // three, ~20 ms after). The levels measure a service that has run for a while, each system
+  // warmed the same way.
+  const warmMs = ctx.quick ? 200 : 1500;
+  const warmUp = async (request: (i: number) => Promise<unknown>): Promise<void> => {
+    await openLoop(request, LEVELS[0] * max, warmMs);
+    await openLoop(request, LEVELS[1] * max, warmMs);
+  };
+  await warmUp(weftRequest);
   if (ringRequest !== undefined && postRequest !== undefined) {
-    await openLoop(ringRequest, 10_000, 200);
-    await openLoop(postRequest, 10_000, 200);
+    await warmUp(ringRequest);
+    await warmUp(postRequest);
   }
   const weftRuns: Summary[] = [];
   const ringRuns: Summary[] = [];
@@ -308,7 +320,7 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     id: 'c',
     title: 'request() latency, open loop at 10/50/90% of max rate',
     figures,
-    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, thread by thread, ms on a core per s and ms runnable but waiting for one (main includes the load generator's spinning; shard and ring-worker: both threads together; other threads: every untagged thread, i.e. V8's GC helpers and compilers and libuv's pool, shared by weft and the baselines, whose engine or threads stay open but idle while the other runs); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
+    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then each system warms up unmeasured (${warmMs} ms at the 10% rate, ${warmMs} ms at the 50% rate); then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, thread by thread, ms on a core per s and ms runnable but waiting for one (main includes the load generator's spinning; shard and ring-worker: both threads together; other threads: every untagged thread, i.e. V8's GC helpers and compilers and libuv's pool, shared by weft and the baselines, whose engine or threads stay open but idle while the other runs); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
     notMeasured: "durable replies (durable: true waits for the commit), request timeouts, loads above 90%, the generator's CPU apart from main's (it spins the main event loop between due times and competes with the shards for the 2 cores; the thread-group figures count it in main)",
     load: [load0, load1()],
     extra: { threadTimes, weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1) }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
