@@ -12,6 +12,7 @@ import { decodeQueryResult, decodeValue } from './decode.js';
 import type { ShardLink } from './shard-link.js';
 import type { Address } from '../core/address.js';
 import { RequestTimeouts, type TimeoutList, type Timed } from './request-timeouts.js';
+import { IdTable } from '../internal/id-table.js';
 
 /**
  * A `weft.request` waiting for its reply: one object holds everything the request needs until
@@ -74,7 +75,7 @@ interface PendingQuery {
 export class Requests {
   readonly #module: RuntimeModule;
   #seq = 0;
-  readonly #requests = new Map<number, PendingRequest>();
+  readonly #requests = new IdTable<PendingRequest>();
   readonly #timeouts = new RequestTimeouts<PendingRequest>((p) => {
     this.#requests.delete(p.requestId);
     p.reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${p.to.type}/${p.to.id} got no reply within ${p.timeoutMs} ms`));
@@ -193,7 +194,7 @@ export class Requests {
    */
   rejectAll(err: Error, why: string, kept: (hseq: number) => boolean): void {
     this.#timeouts.clear();
-    for (const [, r] of this.#requests) {
+    for (const [, r] of this.#requests.entries()) {
       if (r.hseq !== 0 && kept(r.hseq)) {
         r.reject(new WeftError('ERR_WEFT_DEFERRED', `weft.request(): ${why} before its message was applied: the message waits for a paused remote address; it is committed, kept in the data dir and applied at the next start (do not resend it). Its reply is lost.`, { cause: err }));
       } else r.reject(err);
