@@ -1,0 +1,100 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { IdTable } from '../../src/internal/id-table.js';
+
+/** One operation on a table and on a Map standing for it. */
+type Op = { op: 'add'; gap: number } | { op: 'setLow'; back: number } | { op: 'delete'; back: number } | { op: 'deleteOldest' } | { op: 'get'; back: number } | { op: 'clear' };
+
+// Mostly increasing ids with gaps (ids taken by queries), deletes near the newest and of the
+// oldest (replies, timeouts), sometimes an id below the newest set late.
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 8, arbitrary: fc.record({ op: fc.constant('add' as const), gap: fc.integer({ min: 1, max: 40 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('setLow' as const), back: fc.integer({ min: 1, max: 300 }) }) },
+  { weight: 5, arbitrary: fc.record({ op: fc.constant('delete' as const), back: fc.integer({ min: 0, max: 300 }) }) },
+  { weight: 2, arbitrary: fc.constant({ op: 'deleteOldest' as const }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('get' as const), back: fc.integer({ min: 0, max: 400 }) }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'clear' as const }) },
+);
+
+describe('IdTable', () => {
+  it('behaves as a Map of its ids: set, get, delete, size, entries (window first in id order)', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 600 }), fc.constantFrom([4, 16], [8, 64], [64, 65_536]), (ops, [initial, max]) => {
+        const t = new IdTable<string>(initial, max);
+        const model = new Map<number, string>();
+        let next = 0;
+        for (const o of ops) {
+          switch (o.op) {
+            case 'add':
+              next += o.gap;
+              t.set(next, `v${next}`);
+              model.set(next, `v${next}`);
+              break;
+            case 'setLow': {
+              const id = Math.max(0, next - o.back);
+              t.set(id, `low${id}`);
+              model.set(id, `low${id}`);
+              break;
+            }
+            case 'delete': {
+              const id = next - o.back;
+              expect(t.delete(id)).toBe(model.delete(id));
+              break;
+            }
+            case 'deleteOldest': {
+              const oldest = Math.min(...model.keys());
+              if (Number.isFinite(oldest)) expect(t.delete(oldest)).toBe(model.delete(oldest));
+              break;
+            }
+            case 'get':
+              expect(t.get(next - o.back)).toBe(model.get(next - o.back));
+              break;
+            case 'clear':
+              t.clear();
+              model.clear();
+              break;
+          }
+          expect(t.size).toBe(model.size);
+          expect(t.capacity).toBeLessThanOrEqual(max);
+        }
+        const entries = [...t.entries()];
+        expect(new Map(entries)).toEqual(model);
+        expect(entries.length).toBe(model.size);
+        // The window's entries come last, in increasing id order.
+        const window = entries.slice(t.stragglers);
+        expect(window.map(([id]) => id)).toEqual([...window.map(([id]) => id)].sort((a, b) => a - b));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps an entry that waits past maxSlots later ids as a straggler, and the window no larger', () => {
+    const t = new IdTable<number>(4, 16);
+    t.set(1, 1);
+    for (let id = 2; id < 1000; id++) {
+      t.set(id, id);
+      t.delete(id);
+    }
+    expect(t.capacity).toBe(16);
+    expect(t.stragglers).toBe(1);
+    expect(t.get(1)).toBe(1);
+    expect(t.size).toBe(1);
+    expect(t.delete(1)).toBe(true);
+    expect(t.size).toBe(0);
+    expect(t.get(1)).toBeUndefined();
+  });
+
+  it('grows the window while the ids in use span more slots than it has', () => {
+    const t = new IdTable<number>(4, 1024);
+    for (let id = 1; id <= 100; id++) t.set(id, id);
+    expect(t.capacity).toBe(128);
+    expect(t.stragglers).toBe(0);
+    for (let id = 1; id <= 100; id++) expect(t.get(id)).toBe(id);
+  });
+
+  it('refuses sizes that are not powers of two, naming them', () => {
+    expect(() => new IdTable(3, 16)).toThrow(/got 3, 16/);
+    expect(() => new IdTable(16, 8)).toThrow(/got 16, 8/);
+    expect(() => new IdTable(0, 8)).toThrow(RangeError);
+  });
+});
