@@ -134,12 +134,25 @@ export class RingActors {
 
   #flushQueued = false;
 
-  // Requests are tiny and answered, so a ring never stays full here; a flush that returned true
-  // would keep its frame for the next one.
   readonly #flushRequests = (): void => {
     this.#flushQueued = false;
-    for (const out of this.#out) out.flush();
+    this.#flushOuts();
   };
+
+  /**
+   * Publishes every batch; returns true when one still holds frames back for a full ring (many
+   * requests in one tick: the receive loop sends them as the worker frees room).
+   */
+  #flushOuts(): boolean {
+    let held = false;
+    for (const out of this.#out) if (out.flush()) held = true;
+    return held;
+  }
+
+  /** Called after main announced its sleep: whether a batch holding frames back can send now (else its worker rings main once it frees room). */
+  #roomNow(): boolean {
+    return this.#out.some((out) => out.spilled > 0 && out.requestRoom());
+  }
 
   readonly #onFrame = (frame: Uint8Array): void => {
     for (const rec of decodeBatch(frame)) {
@@ -156,13 +169,14 @@ export class RingActors {
     if (this.#receiving) return;
     this.#receiving = true;
     const loop = (): void => {
+      const held = this.#flushOuts();
       for (const ring of this.#in) ring.drain(this.#onFrame, 256);
       if (this.#requests.size === 0) {
         this.#receiving = false;
         return;
       }
       this.#bells.prepareSleep(MAIN);
-      if (this.#in.some((r) => r.hasData())) {
+      if (this.#in.some((r) => r.hasData()) || (held && this.#roomNow())) {
         this.#bells.cancelSleep(MAIN);
         setImmediate(loop);
         return;
