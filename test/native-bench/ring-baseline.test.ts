@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 const { RingActors } = (await import(new URL('../../dist/native-bench/baselines/ring.js', import.meta.url).href)) as typeof import('../../native-bench/baselines/ring.js');
 
 describe('raw-ring baseline', () => {
-  let actors: InstanceType<typeof RingActors> | undefined;
+  let actors: Awaited<ReturnType<typeof RingActors.start>> | undefined;
   afterAll(async () => {
     await actors?.close();
   });
