@@ -9,6 +9,7 @@
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { COUNTER, INCREMENT_AND_REPLY } from '../modules/counter.js';
 import { HOP } from '../modules/chain.js';
+import { IdTable } from '../../src/internal/id-table.js';
 import { yieldToLoop } from '../lib/stats.js';
 import { CTL_HANDLED, FIXINT, MSGPACK_TYPENAME, armControl, createControl, runDone, shardOf, type Env } from './common.js';
 import type { PostWorkerData } from './post-worker.js';
@@ -20,7 +21,8 @@ export class PostActors {
   readonly threads: number;
   readonly #ctl = createControl();
   readonly #workers: Worker[] = [];
-  readonly #requests = new Map<number, (count: number) => void>();
+  /** Pending requests: the table weft's main uses (a Map's discarded hash tables can be kept alive by a scavenge, see src/internal/id-table.ts). */
+  readonly #requests = new IdTable<(count: number) => void>();
   #requestSeq = 0;
 
   private constructor(threads: number) {

@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { Doorbell } from '../../src/transport/doorbell.js';
 import { decodeBatch } from '../../src/transport/framing.js';
 import { Ring } from '../../src/transport/ring.js';
+import { IdTable } from '../../src/internal/id-table.js';
 import { COUNTER, INCREMENT_AND_REPLY } from '../modules/counter.js';
 import { HOP } from '../modules/chain.js';
 import { yieldToLoop } from '../lib/stats.js';
@@ -29,7 +30,8 @@ export class RingActors {
   readonly #out: RingBatch[] = [];
   /** worker k → main */
   readonly #in: Ring[] = [];
-  readonly #requests = new Map<number, (count: number) => void>();
+  /** Pending requests: the table weft's main uses (a Map's discarded hash tables can be kept alive by a scavenge, see src/internal/id-table.ts). */
+  readonly #requests = new IdTable<(count: number) => void>();
   #requestSeq = 0;
   #receiving = false;
 

@@ -24,7 +24,7 @@ export class IdTable<T> {
   #end = 0;
   /** Entries in the window. */
   #count = 0;
-  /** Entries below the window, by id (inserted in increasing id order, so iterated in it). */
+  /** Entries below the window, by id (iterated in the order they left it or were set below it). */
   readonly #stragglers = new Map<number, T>();
 
   /**
@@ -56,8 +56,10 @@ export class IdTable<T> {
 
   /** Sets `id` (a non-negative safe integer) to `value` (not undefined). */
   set(id: number, value: T): void {
-    if (this.#count === 0) {
-      // An empty window starts at the id.
+    if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`IdTable ids are non-negative safe integers (got ${id})`);
+    if (this.#count === 0 && id > this.#base) {
+      // An empty window starts again at the id. Never below its base: the stragglers are the ids
+      // below it, and one set again below would be held twice.
       this.#base = id;
       this.#end = id;
     }
@@ -79,13 +81,16 @@ export class IdTable<T> {
     if (id >= this.#end) this.#end = id + 1;
   }
 
+  /** The value of `id`; undefined for an id not set, or one that is not an integer (a reply's id is the engine's input). */
   get(id: number): T | undefined {
+    if (!Number.isInteger(id)) return undefined;
     if (id >= this.#base && id < this.#end) return this.#slots[id & this.#mask];
     return this.#stragglers.size === 0 ? undefined : this.#stragglers.get(id);
   }
 
   /** Removes `id`; returns whether it was there. */
   delete(id: number): boolean {
+    if (!Number.isInteger(id)) return false;
     if (id >= this.#base && id < this.#end) {
       const at = id & this.#mask;
       if (this.#slots[at] === undefined) return false;

@@ -48,7 +48,7 @@ describe('Requests under churn', () => {
     // 100 forced scavenges at least (V8 may add its own).
     expect(scavenges.length).toBeGreaterThanOrEqual(100);
     const promoted = scavenges.reduce((a, b) => a + b, 0);
-    // With a Map: ~5-10 MB. What a scavenge legitimately promotes here is a few in-flight
+    // With a Map: ~72 MB. What a scavenge legitimately promotes here is a few in-flight
     // requests that lived across two of them.
     expect(promoted).toBeLessThan(1_000_000);
   });

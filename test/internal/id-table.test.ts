@@ -3,15 +3,17 @@ import { describe, expect, it } from 'vitest';
 import { IdTable } from '../../src/internal/id-table.js';
 
 /** One operation on a table and on a Map standing for it. */
-type Op = { op: 'add'; gap: number } | { op: 'setLow'; back: number } | { op: 'delete'; back: number } | { op: 'deleteOldest' } | { op: 'get'; back: number } | { op: 'clear' };
+type Op = { op: 'add'; gap: number } | { op: 'setLow'; back: number } | { op: 'delete'; back: number } | { op: 'deleteOldest' } | { op: 'deleteNewest'; n: number } | { op: 'get'; back: number } | { op: 'clear' };
 
 // Mostly increasing ids with gaps (ids taken by queries), deletes near the newest and of the
-// oldest (replies, timeouts), sometimes an id below the newest set late.
+// oldest (replies, timeouts), sometimes an id below the newest set late, and runs of deletes of
+// the newest that empty the window while older entries wait as stragglers.
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 8, arbitrary: fc.record({ op: fc.constant('add' as const), gap: fc.integer({ min: 1, max: 40 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('setLow' as const), back: fc.integer({ min: 1, max: 300 }) }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant('delete' as const), back: fc.integer({ min: 0, max: 300 }) }) },
   { weight: 2, arbitrary: fc.constant({ op: 'deleteOldest' as const }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteNewest' as const), n: fc.integer({ min: 1, max: 80 }) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('get' as const), back: fc.integer({ min: 0, max: 400 }) }) },
   { weight: 1, arbitrary: fc.constant({ op: 'clear' as const }) },
 );
@@ -46,6 +48,9 @@ describe('IdTable', () => {
               if (Number.isFinite(oldest)) expect(t.delete(oldest)).toBe(model.delete(oldest));
               break;
             }
+            case 'deleteNewest':
+              for (const id of [...model.keys()].sort((a, b) => b - a).slice(0, o.n)) expect(t.delete(id)).toBe(model.delete(id));
+              break;
             case 'get':
               expect(t.get(next - o.back)).toBe(model.get(next - o.back));
               break;
@@ -60,7 +65,7 @@ describe('IdTable', () => {
         const entries = [...t.entries()];
         expect(new Map(entries)).toEqual(model);
         expect(entries.length).toBe(model.size);
-        // The window's entries come last, in increasing id order.
+        // The stragglers come first; the window's entries last, in increasing id order.
         const window = entries.slice(t.stragglers);
         expect(window.map(([id]) => id)).toEqual([...window.map(([id]) => id)].sort((a, b) => a - b));
       }),
@@ -90,6 +95,39 @@ describe('IdTable', () => {
     expect(t.capacity).toBe(128);
     expect(t.stragglers).toBe(0);
     for (let id = 1; id <= 100; id++) expect(t.get(id)).toBe(id);
+  });
+
+  it('holds an id once when it is set again below an emptied window (found by a review)', () => {
+    const t = new IdTable<string>(4, 4);
+    for (let id = 10; id <= 14; id++) t.set(id, `v${id}`); // 10 leaves the 4-slot window
+    for (let id = 11; id <= 14; id++) t.delete(id);
+    t.set(8, 'v8');
+    t.set(11, 'v11');
+    expect(t.get(10)).toBe('v10');
+    t.set(10, 'again');
+    expect(t.size).toBe(3);
+    expect([...t.entries()].filter(([id]) => id === 10)).toEqual([[10, 'again']]);
+    expect(t.delete(10)).toBe(true);
+    expect(t.get(10)).toBeUndefined();
+
+    const u = new IdTable<string>(4, 64);
+    u.set(1, 'a');
+    u.set(0, 'b');
+    u.delete(1);
+    u.set(0, 'c');
+    expect(u.size).toBe(1);
+    expect([...u.entries()]).toEqual([[0, 'c']]);
+  });
+
+  it('finds nothing under an id that is not an integer, and refuses to set one', () => {
+    const t = new IdTable<string>(4, 64);
+    t.set(1, 'one');
+    expect(t.get(1.5)).toBeUndefined();
+    expect(t.delete(1.5)).toBe(false);
+    expect(t.get(Number.NaN)).toBeUndefined();
+    expect(t.size).toBe(1);
+    expect(() => t.set(2.5, 'x')).toThrow(/got 2.5/);
+    expect(() => t.set(-1, 'x')).toThrow(/got -1/);
   });
 
   it('refuses sizes that are not powers of two, naming them', () => {
