@@ -19,7 +19,14 @@ export class Slot {
   #bytes: Uint8Array | null;
   /** Encodes `decoded` on demand (immutable values written by a function). */
   #encoder: ((value: unknown) => Uint8Array) | null;
-  writtenAt: number;
+  /**
+   * When the value was written (ms since the epoch). Initialized here, not only in the
+   * constructor: a field declared without a value is defined as `undefined` first (ES2022 class
+   * fields), which makes V8 give it the tagged representation, and then every write of a
+   * timestamp allocated a heap number that the shard's scavenges copied, one per changed slot
+   * (issue 13). Starting as a small integer, it becomes an unboxed double written in place.
+   */
+  writtenAt = 0;
   /** Decoded value, kept only for immutable types. */
   decoded: unknown;
   hasDecoded: boolean;
