@@ -40,6 +40,12 @@ export interface PoolEvents {
 }
 
 const READY_TIMEOUT_MS = 60_000;
+/**
+ * How long {@link ShardPool.terminate} lets a shard end itself before it terminates the worker: a
+ * shard answers between two steps, and one still inside a synchronous step (its own code, or a
+ * native call such as LMDB's open on a slow disk) gets this long to leave it.
+ */
+const EXIT_GRACE_MS = 1_000;
 
 const CLOSE_TIMEOUT_MS = 30_000;
 
@@ -65,6 +71,10 @@ export class ShardPool {
   /** Why main ended a shard itself (see {@link kill}): reported instead of its exit code. */
   readonly #killed: Array<Error | undefined> = [];
   readonly #ready: boolean[] = [];
+  /** Workers that have exited (their 'exit' event came). */
+  readonly #exited: boolean[] = [];
+  /** Shards that reported closed: their partition is closed, nothing of LMDB runs in them. */
+  readonly #closedDone: boolean[] = [];
 
   constructor(config: PoolConfig, events: PoolEvents) {
     this.#config = config;
@@ -156,6 +166,7 @@ export class ShardPool {
         } else if (m.type === 'fatal') {
           fatal = deserializeError(m.error as SerializedError);
         } else if (m.type === 'closed') {
+          this.#closedDone[shard] = true;
           closedResolve();
         } else if (m.type === 'uncaught') {
           if (!this.#dead) this.#events.onUncaught(shard, deserializeError(m.error as SerializedError));
@@ -168,6 +179,7 @@ export class ShardPool {
         fatal ??= err;
       });
       worker.on('exit', (code) => {
+        this.#exited[shard] = true;
         clearTimeout(timer);
         closedResolve();
         const err =
@@ -215,14 +227,36 @@ export class ShardPool {
   }
 
   /**
-   * Ends every worker at once (after close, or to discard a failed generation), then wakes the
-   * main thread's pending doorbell sleep on this generation's bells: left pending, it would keep
-   * the generation's rings (and the engine) reachable forever.
+   * Ends every worker (after close, or to discard a failed generation), then wakes the main
+   * thread's pending doorbell sleep on this generation's bells: left pending, it would keep the
+   * generation's rings (and the engine) reachable forever.
+   *
+   * Each shard is asked to end itself first, and terminated only if it has not within
+   * EXIT_GRACE_MS. `Worker.terminate()` stops a thread wherever it is: a shard still starting may
+   * be inside LMDB's synchronous open, and when that call then fails (a full disk) its exception
+   * cannot be thrown into a terminating thread, which aborts the whole process (seen in the
+   * disk-full test: `FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw`).
    */
   async terminate(): Promise<void> {
     this.#dead = true;
-    await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)));
+    await Promise.all(this.workers.map((w, s) => this.#end(w, s)));
     this.bells.wakeAll();
+  }
+
+  #end(worker: Worker, shard: number): Promise<void> {
+    if (this.#exited[shard] === true) return Promise.resolve();
+    // Closed (its port too): nothing left to interrupt, and it no longer hears messages.
+    if (this.#closedDone[shard] === true) return worker.terminate().then(noop, noop);
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        void worker.terminate().catch(() => 0).then(() => resolve());
+      }, EXIT_GRACE_MS);
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      worker.postMessage({ type: 'exit' });
+    });
   }
 
   /**
@@ -237,3 +271,5 @@ export class ShardPool {
     giveRings(this.#ringBuffers);
   }
 }
+
+function noop(): void {}

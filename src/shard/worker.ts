@@ -14,9 +14,13 @@ const boot = workerData as ShardBoot;
 const port = parentPort;
 if (port === null) throw new Error('weft shard worker must run in a worker thread');
 
-// A pending Atomics.waitAsync does not keep a worker alive: this listener does, until
-// the loop closes it.
-port.on('message', () => {});
+// A pending Atomics.waitAsync does not keep a worker alive: this listener does, until the loop
+// closes it. Main asks a shard to end itself when it discards its generation (ShardPool.terminate):
+// this runs between two steps of the shard, never inside a synchronous native call such as LMDB's
+// open, where Worker.terminate() would make the call's exception abort the whole process.
+port.on('message', (m: { type?: unknown } | null) => {
+  if (m?.type === 'exit') process.exit(0);
+});
 
 let partition: Partition | undefined;
 

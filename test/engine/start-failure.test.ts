@@ -69,6 +69,33 @@ describe('a shard failing during Weft.start', () => {
       await weft.close();
     }
   }, 90_000);
+  // Main discarded a failed generation with Worker.terminate(), which stops a thread wherever it
+  // is: a shard inside LMDB's synchronous open on a full disk then could not throw the call's
+  // exception, and the whole process aborted (`FATAL ERROR: Error::ThrowAsJavaScriptException`,
+  // the disk-full test in CI). A shard is now asked to end itself between two steps.
+  it('lets a shard inside a synchronous step of its start finish the step when its generation is discarded', async () => {
+    const doneFile = join(dir, 'slow-start-done');
+    process.env.WEFT_FIXTURE_SLOW_START = doneFile;
+    try {
+      const err = await within(
+        Weft.start({ module: fixture('slow-start'), dataDir: join(dir, 'data-slow-start'), shards: 2, durability: 'process' }).then(
+          async (weft) => {
+            await weft.close();
+            return undefined;
+          },
+          (e: unknown) => e,
+        ),
+        30_000,
+        'Weft.start',
+      );
+      expect(err).toBeInstanceOf(WeftError);
+      expect((err as WeftError).code).toBe('ERR_WEFT_SHARD_FAILED');
+      expect(existsSync(`${doneFile}.spinning`)).toBe(true);
+      expect(existsSync(doneFile), 'shard 1 was stopped inside its synchronous step').toBe(true);
+    } finally {
+      delete process.env.WEFT_FIXTURE_SLOW_START;
+    }
+  }, 60_000);
   // A shard that fails after it reported ready and before the other shards of a RECOVERY's
   // generation did: #onShardFailed found a recovery under way (#recovering) and started none, so
   // that recovery completed with the shard dead and every message to it waited forever (before
