@@ -46,6 +46,11 @@ const READY_TIMEOUT_MS = 60_000;
  * native call such as LMDB's open on a slow disk) gets this long to leave it.
  */
 const EXIT_GRACE_MS = 1_000;
+/**
+ * The same for a shard that has not reported ready: it may be inside LMDB's open or its
+ * recovery's synchronous reads, on a slow disk.
+ */
+const START_EXIT_GRACE_MS = 10_000;
 
 const CLOSE_TIMEOUT_MS = 30_000;
 
@@ -232,10 +237,12 @@ export class ShardPool {
    * generation's rings (and the engine) reachable forever.
    *
    * Each shard is asked to end itself first, and terminated only if it has not within
-   * EXIT_GRACE_MS. `Worker.terminate()` stops a thread wherever it is: a shard still starting may
-   * be inside LMDB's synchronous open, and when that call then fails (a full disk) its exception
-   * cannot be thrown into a terminating thread, which aborts the whole process (seen in the
-   * disk-full test: `FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw`).
+   * EXIT_GRACE_MS (START_EXIT_GRACE_MS while it starts). `Worker.terminate()` stops a thread
+   * wherever it is: a shard still starting may be inside LMDB's synchronous open, and when that
+   * call then fails (a full disk) its exception cannot be thrown into a terminating thread, which
+   * aborts the whole process (seen in the disk-full test: `FATAL ERROR:
+   * Error::ThrowAsJavaScriptException napi_throw`). A shard still in such a call after the grace
+   * is terminated all the same: that risk remains, bounded to native calls that outlast it.
    */
   async terminate(): Promise<void> {
     this.#dead = true;
@@ -248,9 +255,12 @@ export class ShardPool {
     // Closed (its port too): nothing left to interrupt, and it no longer hears messages.
     if (this.#closedDone[shard] === true) return worker.terminate().then(noop, noop);
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        void worker.terminate().catch(() => 0).then(() => resolve());
-      }, EXIT_GRACE_MS);
+      const timer = setTimeout(
+        () => {
+          void worker.terminate().catch(() => 0).then(() => resolve());
+        },
+        this.#ready[shard] === true ? EXIT_GRACE_MS : START_EXIT_GRACE_MS,
+      );
       worker.once('exit', () => {
         clearTimeout(timer);
         resolve();

@@ -24,7 +24,7 @@ export class Slot {
    * constructor: a field declared without a value is defined as `undefined` first (ES2022 class
    * fields), which makes V8 give it the tagged representation, and then every write of a
    * timestamp allocated a heap number that the shard's scavenges copied, one per changed slot
-   * (issue 13). Starting as a small integer, it becomes an unboxed double written in place.
+   * (issue 13). Starting as a small integer, it becomes a double field whose box is updated in place.
    */
   writtenAt = 0;
   /** Decoded value, kept only for immutable types. */
