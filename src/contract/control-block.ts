@@ -18,6 +18,13 @@
  * message exists. Pending delayed messages are not counted (`idle()` excepts them).
  */
 export const ALIVE_I32 = 0;
+/**
+ * 1 while main waits for idleness (`weft.idle()`, `close()`): a shard whose completions bring
+ * {@link ALIVE_I32} to 0 rings main only then. Main sets it BEFORE it reads the count and a shard
+ * reads it AFTER it changed the count (both sequentially consistent), so one of the two sees the
+ * other: either main finds the count at 0, or the shard finds the flag and rings.
+ */
+export const IDLE_WATCH_I32 = 1;
 
 const HEADER_BYTES = 64;
 
@@ -200,6 +207,16 @@ export class ControlBlock {
 
   alive(): number {
     return Atomics.load(this.i32, ALIVE_I32);
+  }
+
+  /** Main waits (or stops waiting) for the live-message count to reach 0 (see {@link IDLE_WATCH_I32}). */
+  watchIdle(on: boolean): void {
+    Atomics.store(this.i32, IDLE_WATCH_I32, on ? 1 : 0);
+  }
+
+  /** Whether main waits for the live-message count to reach 0. */
+  idleWatched(): boolean {
+    return Atomics.load(this.i32, IDLE_WATCH_I32) === 1;
   }
 
   metricsBase(shard: number): number {

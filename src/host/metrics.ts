@@ -53,6 +53,11 @@ export interface WeftMetrics {
   ingressWaiting: number;
   /** Encoded frames main holds back because a main→shard ring is full (bounded). */
   ingressSpilledFrames: number;
+  /**
+   * Times main's loop woke to read the shards' rings (a shard rang it, or it read on after a full
+   * slice). A quiet service wakes it about once per request and a few times per checkpoint.
+   */
+  mainWakeups: number;
 }
 
 /** Each shard's figures as the shards last published them in the control block. */
@@ -145,6 +150,7 @@ function engineFigures(m: WeftMetrics): Array<readonly ['counter' | 'gauge', str
     ['gauge', 'weft_messages_alive', 'Messages queued or in flight anywhere in the engine.', m.messagesAlive],
     ['gauge', 'weft_ingress_waiting', 'Host sends waiting for room (backpressure).', m.ingressWaiting],
     ['gauge', 'weft_ingress_spilled_frames', 'Frames main holds back because a ring to a shard is full.', m.ingressSpilledFrames],
+    ['counter', 'weft_main_wakeups_total', "Times main's loop woke to read the shards' rings.", m.mainWakeups],
   ];
 }
 

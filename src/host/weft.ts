@@ -128,6 +128,8 @@ export class Weft {
   #recoverAgain = false;
   #recoveries = 0;
   #checkpointsCommitted = 0;
+  /** Times main's loop woke to read the shards' rings (metrics: mainWakeups). */
+  #mainWakeups = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
   #lister: Lister | undefined;
   /** Weft.start finished starting the first generation of shards (see #onShardFailed). */
@@ -231,6 +233,8 @@ export class Weft {
       onUncaught: (shard, error) => this.#supervisor.uncaught(generation, shard, error),
     });
     this.#pool = pool;
+    // Waiters for idleness left from the generation before (a recovery) want this one's rings too.
+    if (this.#idleWaiters.length > 0) pool.control.watchIdle(true);
     // One wake-up callback per generation, not a closure per sleep (main sleeps after nearly
     // every reply under a light load).
     this.#wakeThis = () => this.#wake(generation);
@@ -438,7 +442,12 @@ export class Weft {
   /** Resolves when no message is queued or in flight (pending delayed messages excepted). */
   idle(): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    if (this.#isIdle()) return Promise.resolve();
+    // Ask the shards to ring when the count reaches 0 BEFORE reading it (ControlBlock.watchIdle).
+    this.#pool.control.watchIdle(true);
+    if (this.#isIdle()) {
+      if (this.#idleWaiters.length === 0) this.#pool.control.watchIdle(false);
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -484,6 +493,7 @@ export class Weft {
     if (generation !== this.#life.generation) return;
     this.#sleeping = false;
     if (this.#life.closed) return;
+    this.#mainWakeups++;
     let more: boolean;
     try {
       more = this.#drain();
@@ -512,6 +522,7 @@ export class Weft {
     if (this.#idleWaiters.length > 0 && this.#isIdle()) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
+      this.#pool.control.watchIdle(false);
       for (const w of waiters) w();
     }
   }
@@ -697,6 +708,7 @@ export class Weft {
       messagesAlive: this.#pool.control.alive(),
       ingressWaiting: this.#router.waiting,
       ingressSpilledFrames: this.#router.spillDepth(),
+      mainWakeups: this.#mainWakeups,
     };
     return format === 'prometheus' ? toPrometheus(m) : m;
   }

@@ -415,8 +415,11 @@ export class ShardLoop {
 
   readonly #beforePublish = (): void => {
     const net = this.#dispatcher.takeNet();
-    if (net !== 0 && this.#control.addAlive(net) === 0) this.#bells.ring(0);
+    if (net !== 0 && this.#control.addAlive(net) === 0) this.#idleReached = true;
   };
+
+  /** The live-message count reached 0 during this flush: main may want a ring at its end (see #flush). */
+  #idleReached = false;
 
   /** Flushes every outbound queue; returns true when some ring is full. */
   #flush(): boolean {
@@ -427,6 +430,14 @@ export class ShardLoop {
     }
     // Completions with nothing to publish still count toward idleness.
     this.#beforePublish();
+    // Main learns that the engine went idle from a ring, rung only while it waits for that
+    // (weft.idle(), close()) and once the frames are out. Rung at every completion that brought
+    // the count to 0, it woke a quiet service's main twice per request: once for the reply's
+    // frame and once, found empty, for this ring.
+    if (this.#idleReached) {
+      this.#idleReached = false;
+      if (this.#control.idleWatched()) this.#bells.ring(0);
+    }
     return blocked;
   }
 

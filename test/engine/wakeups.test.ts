@@ -1,0 +1,62 @@
+/**
+ * How often a quiet service wakes main: once per request. Real worker threads.
+ *
+ * A shard that completed a host's request used to ring main twice: once for the frame holding the
+ * reply, and once because the engine's count of live messages reached 0 (for `weft.idle()`, which
+ * nobody awaited). When main had read the reply and gone back to sleep in between, the second
+ * ring woke it for nothing: 0.7 empty wakes per request here. Each wake of a sleeping thread is a cross-thread notification and, on a lightly loaded
+ * machine, a core woken from idle. Counted, not timed: `mainWakeups` in `weft.metrics()`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Weft } from '../../src/index.js';
+import { fixture, startEngine, within } from './helpers.js';
+
+const at = (id: string) => ({ type: 'pauses/counter', id });
+
+describe('main wake-ups', () => {
+  let weft: Weft;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    // No periodic checkpoints: their barriers and commits wake main too.
+    ({ weft, cleanup } = await startEngine({ module: fixture('pauses'), shards: 2, checkpointIntervalMs: 0 }));
+  });
+  afterAll(async () => {
+    await cleanup();
+  });
+
+  it('a request of a quiet service wakes main once', async () => {
+    const requests = 300;
+    const run = async (): Promise<void> => {
+      for (let i = 0; i < requests; i++) {
+        await weft.request(at(`k${i % 16}`), { op: 'inc' });
+        // A pause between requests (the load's shape, not a synchronisation): main sleeps.
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    };
+    await within(run(), 10_000, 'warm-up requests');
+    const before = weft.metrics().mainWakeups;
+    await within(run(), 30_000, `${requests} requests`);
+    const wakeups = weft.metrics().mainWakeups - before;
+    // One per request; a few more when a reply arrives while main is between two reads (it reads
+    // on at once), never two per request.
+    expect(wakeups, `${wakeups} wake-ups for ${requests} requests`).toBeGreaterThanOrEqual(requests);
+    expect(wakeups, `${wakeups} wake-ups for ${requests} requests`).toBeLessThanOrEqual(requests * 1.25);
+    await within(weft.idle(), 10_000, 'idle');
+    expect(weft.metrics('prometheus')).toMatch(/^weft_main_wakeups_total \d+$/m);
+  }, 60_000);
+
+  it('idle() still hears of the last completion while main sleeps', async () => {
+    // The host's message forwards a hold of 100 ms to another counter: its own completion reaches
+    // main with its acknowledgement, but the forwarded message's completion sends main nothing.
+    // idle() is called (and main sleeps) before it completes: only the shard's ring when the
+    // count reaches 0 can wake main to resolve it.
+    for (let round = 0; round < 3; round++) {
+      const sent = weft.send(at(`from-${round}`), { op: 'forward', to: `to-${round}`, ms: 100 });
+      await within(weft.idle(), 10_000, `idle() after a forwarded hold, round ${round}`);
+      expect(weft.metrics().messagesAlive).toBe(0);
+      await within(weft.checkpoint(), 10_000, 'checkpoint');
+      await within(sent, 10_000, 'the send, committed');
+    }
+  }, 60_000);
+});
