@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError, describe } from '../core/errors.js';
-import { Partition, lmdbFileProblem, lmdbTreeProblem, type WriteOps } from '../state/partition.js';
+import { Partition, lmdbFileProblem, lmdbTreeProblem, packMeta, type WriteOps } from '../state/partition.js';
 import { DirLock } from './dir-lock.js';
 import type { Durability } from '../contract/options.js';
 import { META_FOLDED_EPOCH } from '../state/checkpoint-format.js';
@@ -339,24 +339,39 @@ export class DataDir {
    */
   async commit(info: CheckpointInfo, also?: (ops: WriteOps) => void): Promise<void> {
     // The history is kept in memory (this engine is its only writer): read once, not per commit.
-    this.#history ??= (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
-    const history = this.#history.slice(-(HISTORY - 1));
+    // Each entry is kept packed too, and the list is written from those: packing all 100 entries
+    // again at every commit took about half of main's commit step (~60 of ~120 µs; 20 commits a
+    // second at the default interval).
+    const old = this.#loadHistory();
+    const history = old.slice(-(HISTORY - 1));
+    const packed = (this.#historyPacked as Uint8Array[]).slice(-(HISTORY - 1));
     history.push(info);
+    packed.push(packMeta(info));
     await this.meta.write((ops) => {
       ops.putMeta('committedEpoch', info.epoch);
-      ops.putMeta('checkpoints', history);
+      ops.putMetaList('checkpoints', packed);
       also?.(ops);
     });
     this.#history = history;
+    this.#historyPacked = packed;
     this.info = { ...this.info, committedEpoch: info.epoch };
   }
 
+  #loadHistory(): CheckpointInfo[] {
+    if (this.#history === undefined) {
+      this.#history = (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
+      this.#historyPacked = this.#history.map(packMeta);
+    }
+    return this.#history;
+  }
+
   #history: CheckpointInfo[] | undefined;
+  /** `#history`'s entries, each packed (see commit). */
+  #historyPacked: Uint8Array[] | undefined;
 
   /** The latest committed checkpoint's figures, if any. */
   lastCheckpoint(): CheckpointInfo | undefined {
-    this.#history ??= (this.meta.getMeta('checkpoints') as CheckpointInfo[] | undefined) ?? [];
-    return this.#history.at(-1);
+    return this.#loadHistory().at(-1);
   }
 
   /** Switches to a new partition layout (after repartitioning) in one durable write. */

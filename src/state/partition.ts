@@ -199,6 +199,12 @@ export interface WriteOps {
   deletePendingEpoch(epoch: number): void;
   /** Sets a metadata value (anything msgpack carries; not `undefined`). Keys starting with `partition/` are reserved. */
   putMeta(key: string, value: unknown): void;
+  /**
+   * Sets a metadata value to a list whose items were each packed by {@link packMeta}: stores what
+   * `putMeta(key, items)` would, without packing the items again (a list rewritten often, one item
+   * changing at a time).
+   */
+  putMetaList(key: string, packedItems: readonly Uint8Array[]): void;
   /** Removes a metadata value. */
   deleteMeta(key: string): void;
   /** Removes all state and timers of key group `kg` (committed or put earlier in this or earlier calls). */
@@ -288,6 +294,43 @@ const openForWrite = new Set<string>();
 
 // useRecords: false writes plain msgpack maps, readable by any msgpack tool (`weft inspect`).
 const metaPackr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+/**
+ * `value` packed as metadata values are (for {@link WriteOps.putMetaList}).
+ * @throws WeftError `ERR_WEFT_UNSERIALIZABLE` when msgpack cannot carry it (or it is undefined).
+ */
+export function packMeta(value: unknown): Uint8Array {
+  if (value === undefined) throw new WeftError('ERR_WEFT_UNSERIALIZABLE', 'a meta value must not be undefined');
+  try {
+    return metaPackr.pack(value);
+  } catch (cause) {
+    throw new WeftError('ERR_WEFT_UNSERIALIZABLE', `meta value cannot be encoded as msgpack: ${describe(value)}`, { cause });
+  }
+}
+
+/** A msgpack array of items already packed: its header (fixarray, array 16 or array 32), then the items as they are. */
+function packedList(items: readonly Uint8Array[]): Uint8Array {
+  const n = items.length;
+  const header = n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  let length = header;
+  for (const item of items) length += item.byteLength;
+  const out = new Uint8Array(length);
+  if (n < 16) out[0] = 0x90 | n;
+  else if (n < 0x10000) {
+    out[0] = 0xdc;
+    out[1] = n >>> 8;
+    out[2] = n & 0xff;
+  } else {
+    out[0] = 0xdd;
+    new DataView(out.buffer).setUint32(1, n);
+  }
+  let at = header;
+  for (const item of items) {
+    out.set(item, at);
+    at += item.byteLength;
+  }
+  return out;
+}
 
 type SubDb = Database<Uint8Array, Key>;
 /** Indexed by {@link Db}. */
@@ -1168,6 +1211,17 @@ class Recorder implements WriteOps {
     this.#check();
     checkMetaKey(key);
     this.putMetaReserved(key, value);
+  }
+
+  putMetaList(key: string, packedItems: readonly Uint8Array[]): void {
+    this.#check();
+    checkMetaKey(key);
+    if (!Array.isArray(packedItems) || !packedItems.every((item) => item instanceof Uint8Array && item.byteLength > 0)) {
+      throw new WeftError('ERR_WEFT_INVALID_ARG', `meta list for ${describe(key)} must be an array of packed items (non-empty Uint8Arrays from packMeta; got ${describe(packedItems)})`);
+    }
+    this.#checkKeySize(key, key.length, key.length * 3 + 2);
+    // packedList makes a new buffer: it is the copy the recorded op keeps.
+    this.#push(Db.Meta, key, packedList(packedItems));
   }
 
   deleteMeta(key: string): void {

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { expectWeftRejection, within } from '../helpers/index.js';
-import { PARTITION_FORMAT_VERSION, Partition } from '../../src/state/partition.js';
+import { PARTITION_FORMAT_VERSION, Partition, packMeta } from '../../src/state/partition.js';
 import type { Durability } from '../../src/contract/options.js';
 
 const CHILD = fileURLToPath(new URL('../../dist/test/fixtures/partition-child.js', import.meta.url));
@@ -431,6 +431,9 @@ describe('Partition: writes', () => {
       [(ops) => ops.putMeta('partition/format', 2), 'ERR_WEFT_INVALID_ARG', /^meta key "partition\/format" is reserved \(prefix "partition\/"\)$/],
       [(ops) => ops.putMeta('k', undefined), 'ERR_WEFT_INVALID_ARG', /^meta value for "k" must not be undefined \(use deleteMeta\)$/],
       [(ops) => ops.putMeta('', 1), 'ERR_WEFT_INVALID_ARG', /^meta key must be a non-empty string \(got ""\)$/],
+      [(ops) => ops.putMetaList('partition/x', []), 'ERR_WEFT_INVALID_ARG', /^meta key "partition\/x" is reserved \(prefix "partition\/"\)$/],
+      [(ops) => ops.putMetaList('l', [new Uint8Array(0)]), 'ERR_WEFT_INVALID_ARG', /^meta list for "l" must be an array of packed items \(non-empty Uint8Arrays from packMeta; got array\(1\)\)$/],
+      [(ops) => ops.putMetaList('l', 'x' as unknown as Uint8Array[]), 'ERR_WEFT_INVALID_ARG', /^meta list for "l" must be an array of packed items \(non-empty Uint8Arrays from packMeta; got "x"\)$/],
     ];
     for (const [build, code, message] of cases) await expectWeftRejection(p.write(build), code, message);
     const cyclic: Record<string, unknown> = {};
@@ -446,6 +449,29 @@ describe('Partition: writes', () => {
     await expectWeftRejection(Partition.open('', { durability: 'fsync' }), 'ERR_WEFT_INVALID_ARG', /^partition path must be a non-empty string \(got ""\)$/);
     await expectWeftRejection(Partition.open(freshPath(), { durability: 'sometimes' as Durability }), 'ERR_WEFT_INVALID_ARG', /^options\.durability must be 'fsync' or 'process' \(got "sometimes"\)$/);
     await expectWeftRejection(Partition.open(freshPath(), { durability: 'fsync', mapSizeBytes: 10 }), 'ERR_WEFT_INVALID_ARG', /^options\.mapSizeBytes must be an integer of at least 65536 \(got 10\)$/);
+  });
+});
+
+describe('Partition: meta lists of packed items', () => {
+  it('stores what putMeta of the unpacked list stores, at every header size', async () => {
+    const p = await openP(freshPath(), 'process');
+    // 0 and 15 items: fixarray; 16 and 100: array 16; 70,000: array 32.
+    for (const n of [0, 1, 15, 16, 100, 70_000]) {
+      const list = Array.from({ length: n }, (_, i) => (i % 3 === 0 ? { epoch: i, at: 1_700_000_000_000 + i, ms: i / 7 } : i % 3 === 1 ? `s${i}` : i));
+      await p.write((ops) => {
+        ops.putMetaList(`list-${n}`, list.map(packMeta));
+        ops.putMeta(`plain-${n}`, list);
+      });
+      expect(p.getMeta(`list-${n}`)).toEqual(list);
+      expect(p.getMeta(`list-${n}`)).toEqual(p.getMeta(`plain-${n}`));
+    }
+  });
+
+  it('packMeta refuses what msgpack cannot carry, naming it', () => {
+    expect(() => packMeta(undefined)).toThrow(/^a meta value must not be undefined$/);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(() => packMeta(cyclic)).toThrow(/^meta value cannot be encoded as msgpack: /);
   });
 });
 
