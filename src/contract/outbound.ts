@@ -38,6 +38,8 @@ export class Outbound {
   /** Encoded frames that did not fit, oldest first. */
   readonly #spill = new Fifo<Uint8Array>();
   #staged = false;
+  /** A record that needs its consumer woken was pushed since the last ring (see {@link push}). */
+  #loud = false;
   #retired = false;
   readonly #frameTarget: number;
   readonly #encode: (records: readonly unknown[], count: number) => Uint8Array;
@@ -69,11 +71,17 @@ export class Outbound {
    * Queues a record; `weight` approximates its encoded size. Returns true when it completed a
    * frame (cut, and staged or spilled): a producer that does not wait for its next flush may
    * {@link pump} then.
+   *
+   * A `quiet` record does not need its consumer woken: it is read at the consumer's next wake,
+   * which a later record on the same ring is known to cause (a shard's barrier to main, which its
+   * DONE follows). The flush that publishes only quiet records rings nobody, unless it leaves the
+   * ring over half full (a consumer left asleep must not let the ring fill).
    */
-  push(record: unknown, weight = 32): boolean {
+  push(record: unknown, weight = 32, quiet = false): boolean {
     this.#batch[this.#count++] = record;
     this.#weight += weight;
     this.records++;
+    if (!quiet) this.#loud = true;
     if (this.#weight >= this.#frameTarget || this.#count >= FRAME_MAX_RECORDS) {
       this.#cut();
       return true;
@@ -188,7 +196,10 @@ export class Outbound {
     if (!this.#staged) return;
     beforePublish();
     this.#staged = false;
-    if (this.ring.publish()) this.#bells.ring(this.thread);
+    if (this.ring.publish() && (this.#loud || this.ring.overHalf())) {
+      this.#loud = false;
+      this.#bells.ring(this.thread);
+    }
   }
 
   /** Forgets the records not yet cut (their slots cleared, the array kept). */

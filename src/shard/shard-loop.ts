@@ -628,7 +628,10 @@ export class ShardLoop {
   #forwardBarrier(epoch: number): void {
     // Acks of invocations completed before the snapshot must precede the barrier to main.
     this.#emitAck();
-    for (const out of this.#outbound) if (out !== null) out.push([Kind.Barrier, epoch], 16);
+    // Main needs the barrier only with this snapshot's DONE, which follows it on the same ring
+    // and wakes main: the barrier itself does not (two wakes of main fewer per checkpoint).
+    // Another shard needs it to complete its own snapshot: that one rings.
+    for (const out of this.#outbound) if (out !== null) out.push([Kind.Barrier, epoch], 16, out === this.#toMain);
   }
 
   #done(epoch: number, snap: Snapshot, ms: number): void {

@@ -277,6 +277,12 @@ export class Ring {
     return true;
   }
 
+  /** Producer: whether the published frames the consumer has not read take more than half the ring (reads its TAIL). */
+  overHalf(): boolean {
+    this.#tailCache = this.#loadTail();
+    return (this.#published - this.#tailCache) >>> 0 > this.capacity >>> 1;
+  }
+
   /** Bytes (headers and padding included) staged by the producer but not yet published. */
   get stagedBytes(): number {
     return (this.#head - this.#published) >>> 0;

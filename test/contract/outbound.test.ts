@@ -149,3 +149,44 @@ describe('Outbound: one batch array for its life', () => {
     expect(drainSeqs(consumer)).toEqual([1, 2, 3, 4, 7]);
   });
 });
+
+describe('Outbound: quiet records', () => {
+  /** Whether the consumer (bell 1, announced asleep before `flush`) was rung by it. */
+  function rang(bells: Doorbell, flush: () => void): boolean {
+    bells.prepareSleep(1);
+    flush();
+    // ring() succeeds only on a bell still SLEEPING: then the flush did not ring it.
+    return !bells.ring(1);
+  }
+
+  it('a flush of quiet records only does not ring the consumer; the next loud one does, and the consumer reads both in order', () => {
+    const ring = Ring.create(64 * 1024);
+    const bells = Doorbell.create(2);
+    const out = new Outbound(ring, 1, bells);
+    const consumer = Ring.attach(ring.buffer);
+    out.push(['barrier', 1], 16, true);
+    expect(rang(bells, () => out.flush(() => {}))).toBe(false);
+    out.push(['done', 2], 16);
+    expect(rang(bells, () => out.flush(() => {}))).toBe(true);
+    // A loud record and a quiet one in the same flush: rung.
+    out.push(['ack', 3], 16);
+    out.push(['barrier', 4], 16, true);
+    expect(rang(bells, () => out.flush(() => {}))).toBe(true);
+    expect(drainSeqs(consumer)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('rings for quiet records once they fill more than half the ring', () => {
+    const ring = Ring.create(4096);
+    const bells = Doorbell.create(2);
+    const out = new Outbound(ring, 1, bells);
+    const consumer = Ring.attach(ring.buffer);
+    const target = ring.maxFrameBytes >> 2;
+    // Frames of ~930 bytes: the first two leave the ring under half full, the third takes it over.
+    const quiet = (seq: number): boolean => rang(bells, () => {
+      out.push(['q', seq, new Uint8Array(900)], target, true);
+      out.flush(() => {});
+    });
+    expect([quiet(0), quiet(1), quiet(2)]).toEqual([false, false, true]);
+    expect(drainSeqs(consumer)).toEqual([0, 1, 2]);
+  });
+});
