@@ -22,7 +22,9 @@ export const ALIVE_I32 = 0;
  * 1 while main waits for idleness (`weft.idle()`, `close()`): a shard whose completions bring
  * {@link ALIVE_I32} to 0 rings main only then. Main sets it BEFORE it reads the count and a shard
  * reads it AFTER it changed the count (both sequentially consistent), so one of the two sees the
- * other: either main finds the count at 0, or the shard finds the flag and rings.
+ * other: either main finds the count at 0, or the shard finds the flag and rings. A ring finds
+ * main awake when main is between two sleeps; main's sleep re-check then reads the count again
+ * (Weft's #sleep), after announcing its sleep, as it does for frames.
  */
 export const IDLE_WATCH_I32 = 1;
 

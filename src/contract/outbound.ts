@@ -38,7 +38,7 @@ export class Outbound {
   /** Encoded frames that did not fit, oldest first. */
   readonly #spill = new Fifo<Uint8Array>();
   #staged = false;
-  /** A record that needs its consumer woken was pushed since the last ring (see {@link push}). */
+  /** A record that needs its consumer woken was pushed and is not yet published with a ring (see {@link push}). */
   #loud = false;
   #retired = false;
   readonly #frameTarget: number;
@@ -197,7 +197,10 @@ export class Outbound {
     beforePublish();
     this.#staged = false;
     if (this.ring.publish() && (this.#loud || this.ring.overHalf())) {
-      this.#loud = false;
+      // Loud records still held back (spilled, or not cut yet: pump() publishes without cutting)
+      // must ring again when they are published: the consumer may read this publish, re-check
+      // and sleep before they are.
+      if (this.#count === 0 && this.#spill.size === 0) this.#loud = false;
       this.#bells.ring(this.thread);
     }
   }

@@ -476,7 +476,10 @@ export class Weft {
     bells.prepareSleep(0);
     // Re-check after the announcement: data from a shard, or room in a main→shard ring that holds
     // frames back (else Outbound.roomOrRequest raises its room request again).
-    if (this.#pool.fromShard.some((ring) => ring.hasData()) || this.#links.some((link) => link.out.roomOrRequest())) {
+    // And idleness a waiter has not heard of: a shard's ring for the live count's 0 that came
+    // while main was awake was lost (a ring only wakes a bell that sleeps), and the frames it came
+    // with, if any, have been read.
+    if (this.#pool.fromShard.some((ring) => ring.hasData()) || this.#links.some((link) => link.out.roomOrRequest()) || (this.#idleWaiters.length > 0 && this.#isIdle())) {
       bells.cancelSleep(0);
       setImmediate(wake);
       this.#sleeping = true;
@@ -592,6 +595,9 @@ export class Weft {
     }
     this.#recovering = this.#recoverAll().finally(() => {
       this.#recovering = undefined;
+      // A recovery that replayed nothing brings no shard's ring for the live count: waiters for
+      // idleness hear of it here.
+      this.#resolveIdle();
     });
   }
 

@@ -308,8 +308,12 @@ export function packMeta(value: unknown): Uint8Array {
   }
 }
 
-/** A msgpack array of items already packed: its header (fixarray, array 16 or array 32), then the items as they are. */
-function packedList(items: readonly Uint8Array[]): Uint8Array {
+/**
+ * A msgpack array of items each packed by {@link packMeta}: its header (fixarray, array 16 or
+ * array 32, the smallest that holds the count, as msgpackr writes it), then the items as they
+ * are. The same bytes as `packMeta` of the unpacked list.
+ */
+export function packMetaList(items: readonly Uint8Array[]): Uint8Array {
   const n = items.length;
   const header = n < 16 ? 1 : n < 0x10000 ? 3 : 5;
   let length = header;
@@ -1220,8 +1224,8 @@ class Recorder implements WriteOps {
       throw new WeftError('ERR_WEFT_INVALID_ARG', `meta list for ${describe(key)} must be an array of packed items (non-empty Uint8Arrays from packMeta; got ${describe(packedItems)})`);
     }
     this.#checkKeySize(key, key.length, key.length * 3 + 2);
-    // packedList makes a new buffer: it is the copy the recorded op keeps.
-    this.#push(Db.Meta, key, packedList(packedItems));
+    // packMetaList makes a new buffer: it is the copy the recorded op keeps.
+    this.#push(Db.Meta, key, packMetaList(packedItems));
   }
 
   deleteMeta(key: string): void {

@@ -175,6 +175,40 @@ describe('Outbound: quiet records', () => {
     expect(drainSeqs(consumer)).toEqual([1, 2, 3, 4]);
   });
 
+  it('rings again for loud records published after a ring: frames that had spilled, and records pump() left uncut', () => {
+    // Spilled: six loud frames, four fit. The first flush rings; the consumer reads all four,
+    // takes the producer's room request and sleeps. The flush that publishes the last two must
+    // ring it again.
+    {
+      const ring = Ring.create(4096);
+      const bells = Doorbell.create(2);
+      const out = new Outbound(ring, 1, bells);
+      const consumer = Ring.attach(ring.buffer);
+      const target = ring.maxFrameBytes >> 2;
+      for (let seq = 0; seq < 6; seq++) out.push(['r', seq, new Uint8Array(900)], target);
+      expect(rang(bells, () => out.flush(() => {}))).toBe(true);
+      expect(out.spillDepth).toBe(2);
+      expect(drainSeqs(consumer)).toEqual([0, 1, 2, 3]);
+      consumer.takeRoomRequest();
+      expect(rang(bells, () => out.flush(() => {}))).toBe(true);
+      expect(drainSeqs(consumer)).toEqual([4, 5]);
+    }
+    // Uncut: pump() publishes the frame already cut and rings; the loud record still in the batch
+    // is published by the next flush, which must ring too.
+    {
+      const ring = Ring.create(64 * 1024);
+      const bells = Doorbell.create(2);
+      const out = new Outbound(ring, 1, bells);
+      const consumer = Ring.attach(ring.buffer);
+      out.push(['r', 0, new Uint8Array(100)], ring.maxFrameBytes >> 2);
+      out.push(['r', 1], 32);
+      expect(rang(bells, () => out.pump(() => {}))).toBe(true);
+      expect(drainSeqs(consumer)).toEqual([0]);
+      expect(rang(bells, () => out.flush(() => {}))).toBe(true);
+      expect(drainSeqs(consumer)).toEqual([1]);
+    }
+  });
+
   it('rings for quiet records once they fill more than half the ring', () => {
     const ring = Ring.create(4096);
     const bells = Doorbell.create(2);

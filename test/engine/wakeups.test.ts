@@ -82,3 +82,34 @@ describe('main wake-ups', () => {
     }
   }, 60_000);
 });
+
+describe('wake-ups on small rings', () => {
+  let weft: Weft;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    // 64 KiB rings and 3 KB messages: bursts spill, and frames that had waited for room are
+    // published by later flushes.
+    ({ weft, cleanup } = await startEngine({ module: fixture('pauses'), shards: 2, checkpointIntervalMs: 0, ringBytes: 64 * 1024, maxMessageBytes: 16 * 1024 }));
+  });
+  afterAll(async () => {
+    await cleanup();
+  });
+
+  it('frames published after a full ring freed room still wake their reader', async () => {
+    // A flush that rang its reader once took the ring as rung for every loud record pushed since,
+    // also those still waiting for room: the reader read what it was rung for, slept, and the
+    // rest was published later without a ring — idle() hung for good (3 of 3 runs, by round 17).
+    const pad = 'x'.repeat(3000);
+    for (let round = 0; round < 60; round++) {
+      const n = 20 + ((round * 7) % 60);
+      const sends: Array<Promise<void>> = [];
+      for (let i = 0; i < n; i++) sends.push(weft.send(at(`k${i % 3}`), { op: 'inc', pad }));
+      await within(weft.idle(), 10_000, `idle() after a burst of ${n} sends, round ${round}`);
+      if (round % 10 === 9) {
+        await within(weft.checkpoint(), 10_000, 'checkpoint');
+        await within(Promise.all(sends), 10_000, 'the sends, committed');
+      } else for (const s of sends) s.catch(() => {});
+    }
+  }, 120_000);
+});

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { expectWeftRejection, within } from '../helpers/index.js';
-import { PARTITION_FORMAT_VERSION, Partition, packMeta } from '../../src/state/partition.js';
+import { PARTITION_FORMAT_VERSION, Partition, packMeta, packMetaList } from '../../src/state/partition.js';
 import type { Durability } from '../../src/contract/options.js';
 
 const CHILD = fileURLToPath(new URL('../../dist/test/fixtures/partition-child.js', import.meta.url));
@@ -464,6 +464,14 @@ describe('Partition: meta lists of packed items', () => {
       });
       expect(p.getMeta(`list-${n}`)).toEqual(list);
       expect(p.getMeta(`list-${n}`)).toEqual(p.getMeta(`plain-${n}`));
+    }
+  });
+
+  it('packMetaList writes the bytes packMeta writes for the list, at every header boundary', () => {
+    const item = (i: number): unknown => (i % 3 === 0 ? { epoch: i, ms: i / 7 } : i % 3 === 1 ? `s${i}` : i);
+    for (const n of [0, 1, 15, 16, 100, 65_535, 65_536, 70_000]) {
+      const list = Array.from({ length: n }, (_, i) => item(i));
+      expect(Buffer.from(packMetaList(list.map(packMeta))).equals(Buffer.from(packMeta(list))), `${n} items`).toBe(true);
     }
   });
 
