@@ -51,14 +51,22 @@ describe('shard pause metrics', () => {
 
   it('counts a turn held by a function, and the GC pauses of a shard', async () => {
     const before = weft.metrics().shards;
-    // A function holds its shard's thread for 80 ms: the next turn starts at least 80 ms after
-    // the held one did. The next request to the same address needs that next turn.
-    await within(weft.request(at('held'), { op: 'hold', ms: 80 }), 30_000, 'the held request');
+    // A function holds its shard's thread for 300 ms: the turn after it starts at least 300 ms
+    // after the held one did, if the loop goes on without sleeping (a loop woken from sleep has no
+    // gap). So the next request to the same shard is sent 50 ms into the hold: it waits in the
+    // ring and needs that next turn. (Sent with the held one, it was read in the same turn and ran
+    // right after it, in the same turn; sent after the held one's reply, it found the shard
+    // asleep whenever nothing else reached it during the hold — an epoch in flight that waits
+    // for this shard sends no barrier. Both were seen. Timing margins: the shard must read the
+    // held request within 50 ms, and main's 50 ms timer may be up to 250 ms late.)
+    const heldRequest = weft.request(at('held'), { op: 'hold', ms: 300 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
     await within(weft.request(at('held'), { op: 'inc' }), 30_000, 'the request after it');
+    await within(heldRequest, 30_000, 'the held request');
     const after = weft.metrics().shards;
     const held = after.find((s, i) => s.loopGapsOver50Ms > before[i]!.loopGapsOver50Ms);
     expect(held, JSON.stringify(after)).toBeDefined();
-    expect(held!.loopGapMaxMs).toBeGreaterThanOrEqual(80);
+    expect(held!.loopGapMaxMs).toBeGreaterThanOrEqual(300);
     expect(held!.loopGapsOver2Ms).toBeGreaterThan(before[held!.shard]!.loopGapsOver2Ms);
 
     // Garbage: 2M small objects go through the young generation; the observer reports its pauses
