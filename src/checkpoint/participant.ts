@@ -375,12 +375,14 @@ export function foldPhase(shard: number, shards: number): number {
 /**
  * Most state records one fold transaction writes. The shard's thread records each one (a copy of
  * its bytes) and hands it to lmdb-js's write instructions: 256 records took 1.3-3.9 ms on the
- * benchmark machine with its two cores busy, so 64 keep a slice near half a millisecond. A fold writes its records in as many
- * transactions, each committed (on lmdb-js's write thread) before the next is recorded: one
- * 5,000-record transaction held a shard for 16-35 ms at 10% of the request benchmark's load. Few
- * records per transaction also keep few dirty B-tree pages in process memory until the commit.
+ * benchmark machine with its two cores busy, and 64 then took 0.85-1.2 ms (median; up to 4.7 ms)
+ * at 65k requests/s, timed inside folds: 32 keep a slice near half a millisecond. A fold writes
+ * its records in as many transactions, each committed (on lmdb-js's write thread) before the
+ * next is recorded: one 5,000-record transaction held a shard for 16-35 ms at 10% of the request
+ * benchmark's load. Few records per transaction also keep few dirty B-tree pages in process
+ * memory until the commit.
  */
-const FOLD_SLICE = 64;
+const FOLD_SLICE = 32;
 /** Longest stretch of a fold's reading (or a mailbox's encoding) before it yields to the event loop, ms. */
 const FOLD_SLICE_MS = 0.5;
 /**
