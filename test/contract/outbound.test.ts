@@ -9,7 +9,7 @@ import { Ring } from '../../src/transport/ring.js';
  * The producer thread is bell 0, the consumer bell 1. Each record is cut into its own frame:
  * its weight is the frame target, a quarter of the ring's largest frame.
  */
-function pair(capacity: number): { out: Outbound; consumer: Ring; bells: Doorbell; record(seq: number, bytes: number): void } {
+function pair(capacity: number): { out: Outbound; consumer: Ring; bells: Doorbell; record(seq: number, bytes: number, quiet?: boolean): void } {
   const ring = Ring.create(capacity);
   const bells = Doorbell.create(2);
   const out = new Outbound(ring, 1, bells);
@@ -18,7 +18,7 @@ function pair(capacity: number): { out: Outbound; consumer: Ring; bells: Doorbel
     out,
     consumer: Ring.attach(ring.buffer),
     bells,
-    record: (seq, bytes) => out.push(['r', seq, new Uint8Array(bytes)], target),
+    record: (seq, bytes, quiet = false) => out.push(['r', seq, new Uint8Array(bytes)], target, quiet),
   };
 }
 
@@ -160,10 +160,7 @@ describe('Outbound: quiet records', () => {
   }
 
   it('a flush of quiet records only does not ring the consumer; the next loud one does, and the consumer reads both in order', () => {
-    const ring = Ring.create(64 * 1024);
-    const bells = Doorbell.create(2);
-    const out = new Outbound(ring, 1, bells);
-    const consumer = Ring.attach(ring.buffer);
+    const { out, consumer, bells } = pair(64 * 1024);
     out.push(['barrier', 1], 16, true);
     expect(rang(bells, () => out.flush(() => {}))).toBe(false);
     out.push(['done', 2], 16);
@@ -180,12 +177,8 @@ describe('Outbound: quiet records', () => {
     // takes the producer's room request and sleeps. The flush that publishes the last two must
     // ring it again.
     {
-      const ring = Ring.create(4096);
-      const bells = Doorbell.create(2);
-      const out = new Outbound(ring, 1, bells);
-      const consumer = Ring.attach(ring.buffer);
-      const target = ring.maxFrameBytes >> 2;
-      for (let seq = 0; seq < 6; seq++) out.push(['r', seq, new Uint8Array(900)], target);
+      const { out, consumer, bells, record } = pair(4096);
+      for (let seq = 0; seq < 6; seq++) record(seq, 900);
       expect(rang(bells, () => out.flush(() => {}))).toBe(true);
       expect(out.spillDepth).toBe(2);
       expect(drainSeqs(consumer)).toEqual([0, 1, 2, 3]);
@@ -196,11 +189,8 @@ describe('Outbound: quiet records', () => {
     // Uncut: pump() publishes the frame already cut and rings; the loud record still in the batch
     // is published by the next flush, which must ring too.
     {
-      const ring = Ring.create(64 * 1024);
-      const bells = Doorbell.create(2);
-      const out = new Outbound(ring, 1, bells);
-      const consumer = Ring.attach(ring.buffer);
-      out.push(['r', 0, new Uint8Array(100)], ring.maxFrameBytes >> 2);
+      const { out, consumer, bells, record } = pair(64 * 1024);
+      record(0, 100);
       out.push(['r', 1], 32);
       expect(rang(bells, () => out.pump(() => {}))).toBe(true);
       expect(drainSeqs(consumer)).toEqual([0]);
@@ -210,14 +200,10 @@ describe('Outbound: quiet records', () => {
   });
 
   it('rings for quiet records once they fill more than half the ring', () => {
-    const ring = Ring.create(4096);
-    const bells = Doorbell.create(2);
-    const out = new Outbound(ring, 1, bells);
-    const consumer = Ring.attach(ring.buffer);
-    const target = ring.maxFrameBytes >> 2;
+    const { out, consumer, bells, record } = pair(4096);
     // Frames of ~930 bytes: the first two leave the ring under half full, the third takes it over.
     const quiet = (seq: number): boolean => rang(bells, () => {
-      out.push(['q', seq, new Uint8Array(900)], target, true);
+      record(seq, 900, true);
       out.flush(() => {});
     });
     expect([quiet(0), quiet(1), quiet(2)]).toEqual([false, false, true]);
