@@ -22,7 +22,11 @@
  *      coordinator writes COMMITTED(e) to its metadata store. Only then: `send()` promises of
  *      host messages whose invocations completed in e resolve, egress records of e are handed to
  *      the host, durable replies are released, and COMMITTED(e) goes to the shards, which fold
- *      PENDING(e) into their base.
+ *      PENDING(e) into their base. Nothing waits for the shards to read it, so a periodic
+ *      COMMITTED does not wake them: they read it at their next wake, at the latest with the next
+ *      BARRIER, or when the coordinator's next tick finds nothing to checkpoint (hooks.idleTick).
+ *      One that a checkpoint() call awaits, or the first since the shards (re)started (it ends
+ *      their careful phase after a recovery), wakes them.
  *   6. Recovery (a restart, or a shard worker dying): every shard folds PENDING ≤ E (the last
  *      committed epoch) and drops PENDING > E, replays the mailboxes of E before new input, and
  *      re-arms its timers; main re-sends the host messages it accepted after BARRIER(E) (it
@@ -40,10 +44,15 @@ export interface CoordinatorHooks {
   injectBarrier(epoch: number): void;
   /** Every shard is done with `epoch`: persist COMMITTED(epoch); resolves when durable. */
   commit(epoch: number, figures: { bytes: number; states: number; ms: number }): Promise<void>;
-  /** COMMITTED(epoch) is durable: release what the host may now see, tell the shards. */
-  committed(epoch: number): void;
+  /**
+   * COMMITTED(epoch) is durable: release what the host may now see, tell the shards.
+   * `awaited`: a checkpoint() call waits for this epoch (its caller may look at the shards next).
+   */
+  committed(epoch: number, awaited: boolean): void;
   /** Nothing happened since the last checkpoint: an epoch may be skipped. */
   quiescent(): boolean;
+  /** A periodic tick found nothing to checkpoint: no BARRIER follows what the shards were sent. */
+  idleTick(): void;
   failed(err: unknown): void;
 }
 
@@ -130,6 +139,7 @@ export class Coordinator {
   #trigger(forced: boolean): void {
     if (this.#stopped || this.#halted || this.#inFlight !== 0) return;
     if (!forced && this.#current.length === 0 && this.#hooks.quiescent()) {
+      this.#hooks.idleTick();
       this.#arm();
       return;
     }
@@ -162,8 +172,8 @@ export class Coordinator {
         this.#committing = undefined;
         this.#committed = epoch;
         this.#inFlight = 0;
-        this.#hooks.committed(epoch);
         const waiters = this.#current;
+        this.#hooks.committed(epoch, waiters.length > 0);
         this.#current = this.#queued;
         this.#queued = [];
         for (const w of waiters) w.resolve(epoch);

@@ -74,8 +74,9 @@ export class Outbound {
    *
    * A `quiet` record does not need its consumer woken: it is read at the consumer's next wake,
    * which a later record on the same ring is known to cause (a shard's barrier to main, which its
-   * DONE follows). The flush that publishes only quiet records rings nobody, unless it leaves the
-   * ring over half full (a consumer left asleep must not let the ring fill).
+   * DONE follows), or which the producer makes sure of with {@link nudge} (main's periodic
+   * COMMITTED to the shards). The flush that publishes only quiet records rings nobody, unless it
+   * leaves the ring over half full (a consumer left asleep must not let the ring fill).
    */
   push(record: unknown, weight = 32, quiet = false): boolean {
     this.#batch[this.#count++] = record;
@@ -100,6 +101,14 @@ export class Outbound {
     this.#drainSpill();
     this.#publish(beforePublish);
     return this.spillDepth > 0;
+  }
+
+  /**
+   * Rings the consumer when it has not read everything published (quiet records it slept
+   * through): for a producer whose quiet records no loud one may follow soon.
+   */
+  nudge(): void {
+    if (!this.#retired && this.ring.unread()) this.#bells.ring(this.thread);
   }
 
   /** Takes the records not yet cut into a frame (a recovery moves them to a new generation). */

@@ -152,8 +152,13 @@ export class Router {
   }
 
   /** Queues an engine record (barrier, commit, close) to every shard. */
-  pushAll(record: unknown, weight: number): void {
-    for (const link of this.#links) link.out.push(record, weight);
+  pushAll(record: unknown, weight: number, quiet = false): void {
+    for (const link of this.#links) link.out.push(record, weight, quiet);
+  }
+
+  /** Rings every shard that has not read all that was published to it (Outbound.nudge). */
+  nudge(): void {
+    for (const link of this.#links) link.out.nudge();
   }
 
   /** A host send must wait for room first ({@link wait}, {@link waitThen}). */

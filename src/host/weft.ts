@@ -128,6 +128,8 @@ export class Weft {
   #recoverAgain = false;
   #recoveries = 0;
   #checkpointsCommitted = 0;
+  /** The generation of shards that heard of a commit last (its first one wakes them: #onCommitted). */
+  #committedGeneration = 0;
   /** Times main's loop woke to read the shards' rings (metrics: mainWakeups). */
   #mainWakeups = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
@@ -169,11 +171,12 @@ export class Weft {
         const records = this.#gate.takeForCommit(epoch);
         return this.#dir.commit({ epoch, at: Date.now(), ...figures }, records.length === 0 ? undefined : (ops) => EgressStore.put(ops, records, epoch));
       },
-      committed: (epoch) => this.#onCommitted(epoch),
+      committed: (epoch, awaited) => this.#onCommitted(epoch, awaited),
       // Changed instances no snapshot took yet are activity too: an async invocation counts when
       // it starts but changes its state when it completes, possibly after the last barrier (and
       // host sends may be waiting for exactly that checkpoint, see Router.dirtyOver).
       quiescent: () => this.#currentActivity() === this.#activityAtLastCheckpoint && this.#pool.control.alive() === 0 && !this.#router.dirtyOver(0),
+      idleTick: () => this.#router.nudge(),
       failed: (err) => this.#fail(err),
     });
     this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute, this.#names);
@@ -530,8 +533,12 @@ export class Weft {
     }
   }
 
-  /** COMMITTED(epoch) is durable: release what the host may now observe. */
-  #onCommitted(epoch: number): void {
+  /**
+   * COMMITTED(epoch) is durable: release what the host may now observe. The shards hear of it
+   * without being woken (see the protocol in coordinator.ts), unless a checkpoint() awaits it or
+   * it is the first commit of this generation of shards.
+   */
+  #onCommitted(epoch: number, awaited: boolean): void {
     this.#checkpointsCommitted++;
     this.#supervisor.committed(this.#life.generation);
     this.#gate.committed(epoch);
@@ -541,7 +548,9 @@ export class Weft {
       debug('checkpoint %d committed: %d states, %d bytes, %d ms', last.epoch, last.states, last.bytes, Math.round(last.ms));
       if (channels.checkpoint.hasSubscribers) channels.checkpoint.publish({ ...this.#lastCheckpoint });
     }
-    this.#router.pushAll([Kind.Committed, epoch], 16);
+    const first = this.#committedGeneration !== this.#life.generation;
+    this.#committedGeneration = this.#life.generation;
+    this.#router.pushAll([Kind.Committed, epoch], 16, !awaited && !first);
     this.#router.flush();
   }
 

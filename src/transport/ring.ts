@@ -283,6 +283,12 @@ export class Ring {
     return (this.#published - this.#tailCache) >>> 0 > this.capacity >>> 1;
   }
 
+  /** Producer: whether the consumer has not read everything published yet (reads its TAIL). */
+  unread(): boolean {
+    this.#tailCache = this.#loadTail();
+    return this.#published !== this.#tailCache;
+  }
+
   /** Bytes (headers and padding included) staged by the producer but not yet published. */
   get stagedBytes(): number {
     return (this.#head - this.#published) >>> 0;

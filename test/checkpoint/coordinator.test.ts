@@ -20,6 +20,10 @@ class Host {
   readonly injected: number[] = [];
   readonly commits: CommitCall[] = [];
   readonly committed: number[] = [];
+  /** For each `committed` call: whether a checkpoint() awaited that epoch. */
+  readonly awaited: boolean[] = [];
+  /** Periodic ticks that found nothing to checkpoint. */
+  idleTicks = 0;
   readonly failures: unknown[] = [];
   /** What `quiescent()` answers (periodic checkpoints only). */
   quiet = false;
@@ -40,9 +44,14 @@ class Host {
         this.log.push(`commit ${epoch}`);
         return write.promise;
       },
-      committed: (epoch) => {
+      committed: (epoch, awaited) => {
         this.committed.push(epoch);
+        this.awaited.push(awaited);
         this.log.push(`committed ${epoch}`);
+      },
+      idleTick: () => {
+        this.idleTicks++;
+        this.log.push('idle tick');
       },
       quiescent: () => {
         this.quiescentAsked++;
@@ -131,8 +140,10 @@ describe('Coordinator: one epoch', () => {
     expect(c.committedEpoch).toBe(6);
     expect(c.inFlight).toBe(0);
     expect(waiter.value).toBe(6);
-    // The host releases what epoch 6 holds before the checkpoint() caller hears of it.
+    // The host releases what epoch 6 holds before the checkpoint() caller hears of it, and knows
+    // that a caller awaits it.
     expect(h.log).toEqual(['barrier 6', 'commit 6', 'committed 6']);
+    expect(h.awaited).toEqual([true]);
     // With no timer and nobody waiting, nothing else starts.
     expect(h.injected).toEqual([6]);
   });
@@ -288,13 +299,17 @@ describe('Coordinator: periodic checkpoints', () => {
     vi.advanceTimersByTime(1);
     expect(h.quiescentAsked).toBe(1);
     expect(h.injected).toEqual([]);
+    // A skipped tick says so: what was sent to the shards quietly must reach them another way.
+    expect(h.idleTicks).toBe(1);
     // Skipped, and armed again.
     vi.advanceTimersByTime(100);
     expect(h.quiescentAsked).toBe(2);
+    expect(h.idleTicks).toBe(2);
     expect(h.injected).toEqual([]);
     h.quiet = false;
     vi.advanceTimersByTime(100);
     expect(h.injected).toEqual([1]);
+    expect(h.idleTicks).toBe(2);
     // While epoch 1 is in flight, no period starts another.
     vi.advanceTimersByTime(1000);
     expect(h.injected).toEqual([1]);
@@ -302,6 +317,8 @@ describe('Coordinator: periodic checkpoints', () => {
     h.lastCommit.write.resolve();
     await vi.advanceTimersByTimeAsync(0);
     expect(h.committed).toEqual([1]);
+    // Nobody called checkpoint() for it: the host need not wake the shards to tell them.
+    expect(h.awaited).toEqual([false]);
     // Armed again after the commit.
     await vi.advanceTimersByTimeAsync(100);
     expect(h.injected).toEqual([1, 2]);

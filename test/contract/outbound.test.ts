@@ -209,4 +209,26 @@ describe('Outbound: quiet records', () => {
     expect([quiet(0), quiet(1), quiet(2)]).toEqual([false, false, true]);
     expect(drainSeqs(consumer)).toEqual([0, 1, 2]);
   });
+
+  it('nudge() rings a consumer that has not read the quiet records published to it, and only then', () => {
+    const { out, consumer, bells } = pair(64 * 1024);
+    // Nothing published: nothing to ring for.
+    expect(rang(bells, () => out.nudge())).toBe(false);
+    out.push(['committed', 1], 16, true);
+    expect(rang(bells, () => out.flush(() => {}))).toBe(false);
+    // Published, unread: rung (and again at the next nudge, as long as it stays unread).
+    expect(rang(bells, () => out.nudge())).toBe(true);
+    expect(rang(bells, () => out.nudge())).toBe(true);
+    expect(drainSeqs(consumer)).toEqual([1]);
+    // Read: not rung.
+    expect(rang(bells, () => out.nudge())).toBe(false);
+    // Pushed but not flushed (nothing published yet) is not the consumer's to read: not rung.
+    out.push(['committed', 2], 16, true);
+    expect(rang(bells, () => out.nudge())).toBe(false);
+    // A retired outbound rings nobody.
+    out.flush(() => {});
+    out.retire();
+    expect(rang(bells, () => out.nudge())).toBe(false);
+    expect(drainSeqs(consumer)).toEqual([2]);
+  });
 });
