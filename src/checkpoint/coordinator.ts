@@ -22,11 +22,11 @@
  *      coordinator writes COMMITTED(e) to its metadata store. Only then: `send()` promises of
  *      host messages whose invocations completed in e resolve, egress records of e are handed to
  *      the host, durable replies are released, and COMMITTED(e) goes to the shards, which fold
- *      PENDING(e) into their base. Nothing waits for the shards to read it, so a periodic
- *      COMMITTED does not wake them: they read it at their next wake, at the latest with the next
- *      BARRIER, or when the coordinator's next tick finds nothing to checkpoint (hooks.idleTick).
- *      One that a checkpoint() call awaits, or the first since the shards (re)started (it ends
- *      their careful phase after a recovery), wakes them.
+ *      PENDING(e) into their base. Nothing waits for the shards to read it, so with periodic
+ *      checkpoints at most {@link LATE_COMMITTED_MAX_INTERVAL_MS} apart a periodic COMMITTED does
+ *      not wake them: they read it at their next wake, at the latest with the next BARRIER or when
+ *      the coordinator's next tick finds nothing to checkpoint (hooks.idleTick), one interval
+ *      later. One that a checkpoint() call awaits wakes them.
  *   6. Recovery (a restart, or a shard worker dying): every shard folds PENDING ≤ E (the last
  *      committed epoch) and drops PENDING > E, replays the mailboxes of E before new input, and
  *      re-arms its timers; main re-sends the host messages it accepted after BARRIER(E) (it
@@ -39,16 +39,25 @@
  * Only one epoch is in flight at a time; a checkpoint requested meanwhile runs right after.
  */
 
+/**
+ * Periodic checkpoints at most this far apart (ms) tell the shards of their commit without waking
+ * them (see step 5 above): a shard then reads COMMITTED up to one interval late, and its fold of
+ * that epoch, once the engine goes quiet, comes as much later. Further apart, the wake they save
+ * is rare and the delay long.
+ */
+export const LATE_COMMITTED_MAX_INTERVAL_MS = 50;
+
 export interface CoordinatorHooks {
   /** Write BARRIER(epoch) into every main→shard ring (and flush). */
   injectBarrier(epoch: number): void;
   /** Every shard is done with `epoch`: persist COMMITTED(epoch); resolves when durable. */
   commit(epoch: number, figures: { bytes: number; states: number; ms: number }): Promise<void>;
   /**
-   * COMMITTED(epoch) is durable: release what the host may now see, tell the shards.
-   * `awaited`: a checkpoint() call waits for this epoch (its caller may look at the shards next).
+   * COMMITTED(epoch) is durable: release what the host may now see, tell the shards. `wake`:
+   * ring them (a checkpoint() call awaits this epoch, or no periodic tick follows within
+   * {@link LATE_COMMITTED_MAX_INTERVAL_MS}); else they may read it at their next wake.
    */
-  committed(epoch: number, awaited: boolean): void;
+  committed(epoch: number, wake: boolean): void;
   /** Nothing happened since the last checkpoint: an epoch may be skipped. */
   quiescent(): boolean;
   /** A periodic tick found nothing to checkpoint: no BARRIER follows what the shards were sent. */
@@ -173,7 +182,7 @@ export class Coordinator {
         this.#committed = epoch;
         this.#inFlight = 0;
         const waiters = this.#current;
-        this.#hooks.committed(epoch, waiters.length > 0);
+        this.#hooks.committed(epoch, waiters.length > 0 || this.#intervalMs === 0 || this.#intervalMs > LATE_COMMITTED_MAX_INTERVAL_MS);
         this.#current = this.#queued;
         this.#queued = [];
         for (const w of waiters) w.resolve(epoch);

@@ -128,8 +128,6 @@ export class Weft {
   #recoverAgain = false;
   #recoveries = 0;
   #checkpointsCommitted = 0;
-  /** The generation of shards that heard of a commit last (its first one wakes them: #onCommitted). */
-  #committedGeneration = 0;
   /** Times main's loop woke to read the shards' rings (metrics: mainWakeups). */
   #mainWakeups = 0;
   #lastCheckpoint: WeftMetrics['lastCheckpoint'] = null;
@@ -171,7 +169,7 @@ export class Weft {
         const records = this.#gate.takeForCommit(epoch);
         return this.#dir.commit({ epoch, at: Date.now(), ...figures }, records.length === 0 ? undefined : (ops) => EgressStore.put(ops, records, epoch));
       },
-      committed: (epoch, awaited) => this.#onCommitted(epoch, awaited),
+      committed: (epoch, wake) => this.#onCommitted(epoch, wake),
       // Changed instances no snapshot took yet are activity too: an async invocation counts when
       // it starts but changes its state when it completes, possibly after the last barrier (and
       // host sends may be waiting for exactly that checkpoint, see Router.dirtyOver).
@@ -534,11 +532,10 @@ export class Weft {
   }
 
   /**
-   * COMMITTED(epoch) is durable: release what the host may now observe. The shards hear of it
-   * without being woken (see the protocol in coordinator.ts), unless a checkpoint() awaits it or
-   * it is the first commit of this generation of shards.
+   * COMMITTED(epoch) is durable: release what the host may now observe, and tell the shards;
+   * without waking them unless `wake` (see the protocol in coordinator.ts).
    */
-  #onCommitted(epoch: number, awaited: boolean): void {
+  #onCommitted(epoch: number, wake: boolean): void {
     this.#checkpointsCommitted++;
     this.#supervisor.committed(this.#life.generation);
     this.#gate.committed(epoch);
@@ -548,9 +545,7 @@ export class Weft {
       debug('checkpoint %d committed: %d states, %d bytes, %d ms', last.epoch, last.states, last.bytes, Math.round(last.ms));
       if (channels.checkpoint.hasSubscribers) channels.checkpoint.publish({ ...this.#lastCheckpoint });
     }
-    const first = this.#committedGeneration !== this.#life.generation;
-    this.#committedGeneration = this.#life.generation;
-    this.#router.pushAll([Kind.Committed, epoch], 16, !awaited && !first);
+    this.#router.pushAll([Kind.Committed, epoch], 16, !wake);
     this.#router.flush();
   }
 

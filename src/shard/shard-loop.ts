@@ -36,7 +36,7 @@ import { deserializeError, type SerializedError } from '../core/errors.js';
 import { keyHash, originHash } from '../contract/control-block.js';
 import type { RuntimeModule } from '../module/runtime.js';
 
-/** No checkpoint committed for this long: the engine is quiet, fold what is committed (see #armQuietFold). */
+/** No COMMITTED read for this long: the engine is quiet, fold what is committed (see #armQuietFold). */
 const QUIET_FOLD_MS = 200;
 
 /** What a shard worker is started with (worker_threads `workerData`). */
@@ -554,7 +554,9 @@ export class ShardLoop {
   }
 
   /**
-   * Folds the committed epochs still pending once no checkpoint has committed for QUIET_FOLD_MS:
+   * Folds the committed epochs still pending once this shard has read no COMMITTED for
+   * QUIET_FOLD_MS (a periodic one may reach it up to one checkpoint interval, at most 50 ms, after
+   * the commit: coordinator.ts, LATE_COMMITTED_MAX_INTERVAL_MS):
    * folds are batched (FOLD_EVERY) to save work under load, where commits keep coming; when the
    * engine goes quiet, checkpoints stop and the last epochs would stay unfolded until load
    * returns — and every `weft.instances` listing would read them (a page of 100 over 300k

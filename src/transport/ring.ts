@@ -74,7 +74,7 @@ function isValidCapacity(capacity: unknown): capacity is number {
  * One end (or both ends) of an SPSC ring. Create the shared memory once with
  * {@link Ring.create}, pass `ring.buffer` to the other thread, and {@link Ring.attach} it there.
  *
- * Exactly one thread produces (tryWrite / publish / hasRoomFor / requestRoom) and exactly one
+ * Exactly one thread produces (tryWrite / publish / hasRoomFor / requestRoom / overHalf / unread) and exactly one
  * thread consumes (drain / hasData / takeRoomRequest) on a given buffer; each keeps private
  * cursors in its own `Ring` object. One object may play both roles (as tests do), but two objects
  * must never play the same role on the same buffer.

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Coordinator } from '../../src/checkpoint/coordinator.js';
+import { Coordinator, LATE_COMMITTED_MAX_INTERVAL_MS } from '../../src/checkpoint/coordinator.js';
 import { quietDeferred, type Deferred } from '../../src/internal/deferred.js';
 
 interface CommitCall {
@@ -20,8 +20,8 @@ class Host {
   readonly injected: number[] = [];
   readonly commits: CommitCall[] = [];
   readonly committed: number[] = [];
-  /** For each `committed` call: whether a checkpoint() awaited that epoch. */
-  readonly awaited: boolean[] = [];
+  /** For each `committed` call: whether the host must wake the shards to tell them. */
+  readonly wake: boolean[] = [];
   /** Periodic ticks that found nothing to checkpoint. */
   idleTicks = 0;
   readonly failures: unknown[] = [];
@@ -44,9 +44,9 @@ class Host {
         this.log.push(`commit ${epoch}`);
         return write.promise;
       },
-      committed: (epoch, awaited) => {
+      committed: (epoch, wake) => {
         this.committed.push(epoch);
-        this.awaited.push(awaited);
+        this.wake.push(wake);
         this.log.push(`committed ${epoch}`);
       },
       idleTick: () => {
@@ -140,10 +140,10 @@ describe('Coordinator: one epoch', () => {
     expect(c.committedEpoch).toBe(6);
     expect(c.inFlight).toBe(0);
     expect(waiter.value).toBe(6);
-    // The host releases what epoch 6 holds before the checkpoint() caller hears of it, and knows
-    // that a caller awaits it.
+    // The host releases what epoch 6 holds before the checkpoint() caller hears of it, and wakes
+    // the shards to tell them (the caller may look at them next).
     expect(h.log).toEqual(['barrier 6', 'commit 6', 'committed 6']);
-    expect(h.awaited).toEqual([true]);
+    expect(h.wake).toEqual([true]);
     // With no timer and nobody waiting, nothing else starts.
     expect(h.injected).toEqual([6]);
   });
@@ -317,12 +317,36 @@ describe('Coordinator: periodic checkpoints', () => {
     h.lastCommit.write.resolve();
     await vi.advanceTimersByTimeAsync(0);
     expect(h.committed).toEqual([1]);
-    // Nobody called checkpoint() for it: the host need not wake the shards to tell them.
-    expect(h.awaited).toEqual([false]);
+    // Nobody called checkpoint() for it, but ticks 100 ms apart are too far apart to leave the
+    // shards to read it late (LATE_COMMITTED_MAX_INTERVAL_MS): the host wakes them.
+    expect(h.wake).toEqual([true]);
     // Armed again after the commit.
     await vi.advanceTimersByTimeAsync(100);
     expect(h.injected).toEqual([1, 2]);
     c.stop(new Error('test over'));
+  });
+
+  it('lets the shards read a periodic commit late only when ticks are at most LATE_COMMITTED_MAX_INTERVAL_MS apart', async () => {
+    vi.useFakeTimers();
+    for (const [interval, wake] of [[20, false], [LATE_COMMITTED_MAX_INTERVAL_MS, false], [LATE_COMMITTED_MAX_INTERVAL_MS + 1, true]] as const) {
+      const h = new Host(1, 0, interval);
+      const c = h.coordinator;
+      c.start();
+      vi.advanceTimersByTime(interval);
+      expect(h.injected).toEqual([1]);
+      c.onDone(0, 1, { bytes: 1, states: 1 });
+      h.lastCommit.write.resolve();
+      await vi.advanceTimersByTimeAsync(0);
+      // A commit a checkpoint() call waits for always wakes them.
+      const forced = track(c.checkpoint());
+      c.onDone(0, 2, { bytes: 1, states: 1 });
+      h.lastCommit.write.resolve();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(forced.value).toBe(2);
+      expect(h.committed).toEqual([1, 2]);
+      expect(h.wake, `interval ${interval}`).toEqual([wake, true]);
+      c.stop(new Error('test over'));
+    }
   });
 
   it('runs a forced checkpoint even when quiescent, and it resets the period', () => {

@@ -1,7 +1,7 @@
 /**
- * A periodic checkpoint's COMMITTED reaches the shards without waking them: they read it at their
- * next wake (the next barrier, a message), and when the engine goes quiet the coordinator's next
- * tick rings the shards that have not read it. Real worker threads and LMDB files; counted, not
+ * A periodic checkpoint's COMMITTED (checkpoints at most 50 ms apart) reaches the shards without
+ * waking them: they read it at their next wake (the next barrier, a message), and when the engine
+ * goes quiet the coordinator's next tick rings the shards that have not read it. Real worker threads and LMDB files; counted, not
  * timed.
  *
  * Waking each shard to tell it of every commit cost each one a loop turn (and the cross-thread
