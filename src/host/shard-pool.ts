@@ -15,6 +15,7 @@ import { Doorbell } from '../transport/doorbell.js';
 import type { Ring } from '../transport/ring.js';
 import { ControlBlock } from '../contract/control-block.js';
 import { giveRings, takeRing } from './spare-rings.js';
+import { withShardSemiSpace } from './shard-heap.js';
 import { shardSettings, type ResolvedOptions, type ShardSettings } from '../contract/options.js';
 import type { SerializedError as QuarantineError } from '../core/errors.js';
 
@@ -109,39 +110,42 @@ export class ShardPool {
     const entry = compiledUrl('shard/worker.js');
     const ready: Array<Promise<void>> = [];
     const settings = this.#settings;
-    for (let s = 0; s < n; s++) {
-      const boot: ShardBoot = {
-        settings,
-        shard: s,
-        shards: n,
-        keyGroups: this.#config.keyGroups,
-        wireNames: this.#config.wireNames,
-        compute: this.#config.compute,
-        partitionPath: this.#config.partitionPath(s),
-        inbound: [this.toShard[s]!.buffer, ...between.map((row) => row[s] ?? null)],
-        outbound: [this.fromShard[s]!.buffer, ...(between[s] as Array<SharedArrayBuffer | null>)],
-        bells: this.bells.buffer,
-        control: this.control.buffer,
-        committedEpoch,
-        sameHost,
-        quarantine,
-        careful,
-      };
-      const heap = settings.maxShardHeapMb;
-      const worker = new Worker(entry, {
-        workerData: boot,
-        name: `weft-shard-${s}`,
-        ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() }),
-        resourceLimits: {
-          maxYoungGenerationSizeMb: settings.shardYoungGenerationMb,
-          ...(heap === undefined ? {} : { maxOldGenerationSizeMb: heap }),
-        },
-      });
-      this.workers.push(worker);
-      ready.push(this.#watch(worker, s));
-    }
     try {
-      await Promise.all(ready);
+      // The shards' heaps are created with their young generation at its working size (shard-heap.ts).
+      await withShardSemiSpace(settings.shardSemiSpaceMb, () => {
+        for (let s = 0; s < n; s++) {
+          const boot: ShardBoot = {
+            settings,
+            shard: s,
+            shards: n,
+            keyGroups: this.#config.keyGroups,
+            wireNames: this.#config.wireNames,
+            compute: this.#config.compute,
+            partitionPath: this.#config.partitionPath(s),
+            inbound: [this.toShard[s]!.buffer, ...between.map((row) => row[s] ?? null)],
+            outbound: [this.fromShard[s]!.buffer, ...(between[s] as Array<SharedArrayBuffer | null>)],
+            bells: this.bells.buffer,
+            control: this.control.buffer,
+            committedEpoch,
+            sameHost,
+            quarantine,
+            careful,
+          };
+          const heap = settings.maxShardHeapMb;
+          const worker = new Worker(entry, {
+            workerData: boot,
+            name: `weft-shard-${s}`,
+            ...(workerExecArgv() === undefined ? {} : { execArgv: workerExecArgv() }),
+            resourceLimits: {
+              maxYoungGenerationSizeMb: settings.shardYoungGenerationMb,
+              ...(heap === undefined ? {} : { maxOldGenerationSizeMb: heap }),
+            },
+          });
+          this.workers.push(worker);
+          ready.push(this.#watch(worker, s));
+        }
+        return Promise.all(ready);
+      });
     } catch (err) {
       // Nothing on the main thread uses the rings of a generation that never started.
       await this.terminate();

@@ -130,6 +130,7 @@ function shardBoot(shape: ShardShape, tuning: { cacheSize?: number } = {}): Shar
       ringBytes: 1 << 16,
       maxShardHeapMb: undefined,
       shardYoungGenerationMb: 128,
+      shardSemiSpaceMb: 32,
     },
     keyGroups: KEY_GROUPS,
     committedEpoch: 0,
