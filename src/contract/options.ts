@@ -133,13 +133,17 @@ export interface WeftOptions {
    */
   shardYoungGenerationMb?: number;
   /**
-   * Size each shard's young generation STARTS at: V8's semi-space, in MiB (the young generation
-   * is two of them). V8 would start it at 1 MiB and grow it only as scavenges' survivors add up,
-   * which took minutes under load at 16 MiB, with a scavenge pausing the shard 1-5 ms about four
-   * times a second; at 32 a shard scavenges half as often. Capped by `shardYoungGenerationMb`.
-   * Set through V8's process-wide `--min-semi-space-size` while the shards start (see
+   * The semi-space each shard's heap starts with, in MiB: V8 copies survivors between two of them
+   * (its young generation is three: two and room for large objects). V8 would start at 1 MiB and
+   * grow it only as scavenges' survivors add up, which under load left the shards at 16 MiB for
+   * minutes, scavenging about four times a second (each pause 1-5 ms on two busy cores); from 32
+   * they scavenge half as often. It is also the least V8 shrinks it to when a shard idles: each
+   * shard keeps two semi-spaces of this size committed once it has scavenged (64 MiB at 32).
+   * Capped at a third of `shardYoungGenerationMb`, rounded up to a power of two. Set through
+   * V8's process-wide `--min-semi-space-size` while the shards' heaps are created (see
    * src/host/shard-heap.ts; a node started with that flag keeps its own). 0: V8's default.
-   * Default 32.
+   * Default: 32 for up to 8 shards, then 256 MiB shared by the shards (16 for 16 shards, 4 for 64),
+   * rounded down to a power of two: with more shards each one carries less of the load.
    */
   shardSemiSpaceMb?: number;
 }
@@ -237,12 +241,16 @@ export const DEFAULTS = Object.freeze({
   egressMaxBacklog: 1_000_000,
   egressFullWaitMs: 5_000,
   shardYoungGenerationMb: 128,
-  shardSemiSpaceMb: 32,
   remoteTimeoutMs: 60_000,
   remoteMaxBatch: 1000,
   remoteOnExhausted: 'pause' as const,
   remotePauseMs: 1000,
 });
+
+/** The default `shardSemiSpaceMb` for `shards` shards: 32 MiB each, at most 256 MiB in all (a power of two). */
+export function defaultShardSemiSpaceMb(shards: number): number {
+  return Math.min(32, 2 ** Math.floor(Math.log2(256 / Math.max(1, shards))));
+}
 
 /** Longest pause of a remote address whose calls keep failing (or `pauseMs`, if longer). */
 export const REMOTE_MAX_PAUSE_MS = 60_000;
@@ -422,7 +430,7 @@ export function resolveOptions(options: unknown, env: NodeJS.ProcessEnv = proces
     egressMaxBacklog: intOption('egressMaxBacklog', o.egressMaxBacklog, DEFAULTS.egressMaxBacklog, 1),
     egressFullWaitMs: intOption('egressFullWaitMs', o.egressFullWaitMs, DEFAULTS.egressFullWaitMs, 0, 24 * 3600 * 1000),
     shardYoungGenerationMb: intOption('shardYoungGenerationMb', o.shardYoungGenerationMb, DEFAULTS.shardYoungGenerationMb, 1, 4096),
-    shardSemiSpaceMb: intOption('shardSemiSpaceMb', o.shardSemiSpaceMb, DEFAULTS.shardSemiSpaceMb, 0, 1024),
+    shardSemiSpaceMb: intOption('shardSemiSpaceMb', o.shardSemiSpaceMb, defaultShardSemiSpaceMb(shards), 0, 1024),
     maxShardHeapMb: o.maxShardHeapMb === undefined ? undefined : intOption('maxShardHeapMb', o.maxShardHeapMb, 0, 16, 1024 * 1024),
   });
 }

@@ -111,7 +111,9 @@ export class ShardPool {
     const ready: Array<Promise<void>> = [];
     const settings = this.#settings;
     try {
-      // The shards' heaps are created with their young generation at its working size (shard-heap.ts).
+      // The shards' heaps are created with their young generation at its working size
+      // (shard-heap.ts): a process-wide setting, held until each worker is online (its heap exists).
+      const online: Array<Promise<void>> = [];
       await withShardSemiSpace(settings.shardSemiSpaceMb, () => {
         for (let s = 0; s < n; s++) {
           const boot: ShardBoot = {
@@ -142,10 +144,19 @@ export class ShardPool {
             },
           });
           this.workers.push(worker);
-          ready.push(this.#watch(worker, s));
+          online.push(new Promise<void>((resolve) => {
+            worker.once('online', resolve);
+            worker.once('exit', () => resolve());
+          }));
+          const started = this.#watch(worker, s);
+          // Awaited below; a worker that cannot be made for a later shard skips that await, and
+          // the shards made before it then fail their start as they are terminated.
+          started.catch(() => {});
+          ready.push(started);
         }
-        return Promise.all(ready);
+        return Promise.all(online);
       });
+      await Promise.all(ready);
     } catch (err) {
       // Nothing on the main thread uses the rings of a generation that never started.
       await this.terminate();

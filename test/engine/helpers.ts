@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Weft, type WeftOptions } from '../../src/index.js';
 import { within } from '../helpers/index.js';
 
@@ -50,4 +51,25 @@ export async function take<T>(it: AsyncIterator<T>, n: number, ms = 10_000): Pro
     return out;
   };
   return within(run(), ms, `taking ${n} records`);
+}
+
+/** The semi-space a fresh worker's heap starts with, MiB (what V8's flag says now). */
+export function workerSemiSpace(): Promise<number> {
+  // One semi-space's capacity, MiB (space_size counts both once the heap has scavenged); a little
+  // under the size asked for: V8 keeps a header in each of its pages.
+  const code = `const { getHeapSpaceStatistics } = require('node:v8'); const { parentPort } = require('node:worker_threads');
+const s = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+parentPort.postMessage((s.space_used_size + s.space_available_size) / 1048576);`;
+  return within(
+    new Promise<number>((resolve, reject) => {
+      const w = new Worker(code, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 128 } });
+      w.once('message', (mib: number) => {
+        resolve(mib);
+        void w.terminate();
+      });
+      w.once('error', reject);
+    }),
+    10_000,
+    'a worker reporting its heap',
+  );
 }
