@@ -15,7 +15,7 @@ import { Doorbell } from '../transport/doorbell.js';
 import type { Ring } from '../transport/ring.js';
 import { ControlBlock } from '../contract/control-block.js';
 import { giveRings, takeRing } from './spare-rings.js';
-import { withShardSemiSpace } from './shard-heap.js';
+import { withShardHeap } from './shard-heap.js';
 import { shardSettings, type ResolvedOptions, type ShardSettings } from '../contract/options.js';
 import type { SerializedError as QuarantineError } from '../core/errors.js';
 
@@ -111,10 +111,11 @@ export class ShardPool {
     const ready: Array<Promise<void>> = [];
     const settings = this.#settings;
     try {
-      // The shards' heaps are created with their young generation at its working size
-      // (shard-heap.ts): a process-wide setting, held until each worker is online (its heap exists).
+      // The shards' heaps are created with their young generation at its working size and without
+      // the memory reducer unless asked (shard-heap.ts): process-wide settings, held until each
+      // worker is online (its heap exists).
       const online: Array<Promise<void>> = [];
-      await withShardSemiSpace(settings.shardSemiSpaceMb, () => {
+      await withShardHeap({ semiSpaceMb: settings.shardSemiSpaceMb, memoryReducer: settings.shardMemoryReducer }, () => {
         for (let s = 0; s < n; s++) {
           const boot: ShardBoot = {
             settings,

@@ -97,6 +97,10 @@ describe('options', () => {
     expect(err(() => resolveOptions({ module: '/m.js', shardSemiSpaceMb: 2.5 })).message).toBe('options.shardSemiSpaceMb must be an integer from 0 to 1024 (got 2.5)');
     expect(err(() => resolveOptions({ module: '/m.js', shardSemiSpaceMb: '32' })).message).toBe('options.shardSemiSpaceMb must be an integer from 0 to 1024 (got "32")');
     expect(resolveOptions({ module: '/m.js', shardSemiSpaceMb: 0 }).shardSemiSpaceMb).toBe(0);
+    expect(err(() => resolveOptions({ module: '/m.js', shardMemoryReducer: 'yes' })).message).toBe('options.shardMemoryReducer must be true or false (got "yes")');
+    expect(err(() => resolveOptions({ module: '/m.js', shardMemoryReducer: 1 })).message).toBe('options.shardMemoryReducer must be true or false (got 1)');
+    expect(resolveOptions({ module: '/m.js' }).shardMemoryReducer).toBe(false);
+    expect(resolveOptions({ module: '/m.js', shardMemoryReducer: true }).shardMemoryReducer).toBe(true);
     expect(err(() => resolveOptions({ module: '/m.js', egressFullWaitMs: -1 })).message).toBe('options.egressFullWaitMs must be an integer from 0 to 86400000 (got -1)');
     expect(resolveOptions({ module: '/m.js', egressFullWaitMs: 0 }).egressFullWaitMs).toBe(0);
     expect(err(() => resolveOptions(null)).message).toBe('Weft.start options must be an object (got null)');

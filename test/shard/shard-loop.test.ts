@@ -131,6 +131,7 @@ function shardBoot(shape: ShardShape, tuning: { cacheSize?: number } = {}): Shar
       maxShardHeapMb: undefined,
       shardYoungGenerationMb: 128,
       shardSemiSpaceMb: 32,
+      shardMemoryReducer: false,
     },
     keyGroups: KEY_GROUPS,
     committedEpoch: 0,
