@@ -148,8 +148,8 @@ export interface WeftOptions {
   shardSemiSpaceMb?: number;
   /**
    * Whether V8's memory reducer runs in the shards. It shrinks a heap whose allocation rate has
-   * fallen (a service gone quiet after busier times) with up to three full GCs, the first about
-   * 8 s after the heap's last one; on a shard of 20 MB with 32 MiB semi-spaces each held the
+   * fallen (a service gone quiet after busier times) with up to three full GCs, the first
+   * 8-16 s after the heap's last one; on a shard of 20 MB with 32 MiB semi-spaces each held the
    * thread 16-36 ms on two cores (5-8 ms with V8's default semi-space), and a request arriving
    * meanwhile waited for it. Off, a quiet shard keeps the heap it grew until allocation makes V8
    * collect again (measured: 72 MiB committed instead of 47 per shard after a burst). Set through

@@ -11,7 +11,7 @@
  * From 32 MiB, a shard scavenges half as often.
  *
  * **The memory reducer.** When a heap's allocation rate falls (a service gone quiet after busier
- * times), V8 shrinks it with up to three full GCs, the first about 8 s after its last one. On a
+ * times), V8 shrinks it with up to three full GCs, the first 8 s or more after its last one. On a
  * shard of ~20 MB with 32 MiB semi-spaces each held the thread 16-36 ms (two cores, both shards
  * at once), and the request that came meanwhile waited for it ("the eighth steps" there).
  * Without the reducer a quiet shard keeps what it grew until allocation makes V8 collect again.
@@ -43,8 +43,8 @@ export interface ShardHeapFlags {
 
 /** `--min-semi-space-size` in node's arguments (V8 takes one dash, and `_` for `-`, too). */
 const HOST_SEMI_SPACE = /^--?min[-_]semi[-_]space[-_]size(=|$)/;
-/** `--memory-reducer` or `--no-memory-reducer` in node's arguments. */
-const HOST_REDUCER = /^--?(no[-_])?memory[-_]reducer(=|$)/;
+/** `--memory-reducer` or `--no-memory-reducer` in node's arguments (V8 also takes `--nomemory-reducer`). */
+const HOST_REDUCER = /^--?(no[-_]?)?memory[-_]reducer(=|$)/;
 
 /** Starts running with the semi-space flag set (and nobody else's value overwritten). */
 let semiHolders = 0;
