@@ -13,7 +13,8 @@
  * **The memory reducer.** When a heap's allocation rate falls (a service gone quiet after busier
  * times), V8 shrinks it with up to three full GCs, the first 8 s or more after its last one. On a
  * shard of ~20 MB with 32 MiB semi-spaces each held the thread 16-36 ms (two cores, both shards
- * at once), and the request that came meanwhile waited for it ("the eighth steps" there).
+ * at once), and the request that came meanwhile waited for it (native-bench/README.md, "Tail
+ * latency: the eighth steps").
  * Without the reducer a quiet shard keeps what it grew until allocation makes V8 collect again.
  *
  * Node's Worker takes only a MAXIMUM young generation (`resourceLimits.maxYoungGenerationSizeMb`)
@@ -28,8 +29,8 @@
  * reducer if one asks for none), and one that ends its window on another thread of the process (a
  * second copy of weft) ends it for all. A node started with its own `--min-semi-space-size` or
  * `--[no-]memory-reducer` keeps it: that flag is then left alone. (A host that sets one of them
- * at run time with `v8.setFlagsFromString` should turn the option off: a shard start would reset
- * it.)
+ * at run time with `v8.setFlagsFromString` should pass `shardSemiSpaceMb: 0` or
+ * `shardMemoryReducer: true`, which leave that flag alone: a shard start would reset it.)
  */
 import { setFlagsFromString } from 'node:v8';
 
