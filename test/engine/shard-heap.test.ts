@@ -20,7 +20,7 @@ function expectSemiSpace(mib: number, expected: number): void {
   expect(mib).toBeLessThanOrEqual(expected);
 }
 
-describe('shard heap: the young generation a shard starts with', () => {
+describe('shard heap: the young generation and memory reducer a shard is made with', () => {
   it('tells a host flag --min-semi-space-size apart from others', () => {
     expect(hostSetsSemiSpace(['--min-semi-space-size=8'])).toBe(true);
     // V8 takes underscores for dashes, and one dash.
