@@ -4,12 +4,13 @@
  * encode + decode of one batch frame of message tuples, the part that dominates a ring
  * engine's CPU (about 60% of it per message, measured on 2 cores).
  *
- * Every variant carries the same 256 engine message tuples per frame
+ * Every variant carries the same 256 engine message tuples per frame (`--batch N` for another
+ * count: 1 is request load, one message per frame)
  * `[kind, targetType, targetId, callerType, callerId, typename, payload, extra]` and decodes from
- * a copy in a SharedArrayBuffer, as a consumer draining a ring would. Per run: 2,000 frames
- * (512k messages, ~0.1-0.5 s per variant: long enough for timer noise to be < 1%, short enough
- * to run everything 5 times); the median of 5 runs after 1 warm-up run is reported, with the
- * variants' runs interleaved.
+ * a copy in a SharedArrayBuffer, as a consumer draining a ring would. Per run: 512k messages
+ * (~0.1-0.5 s per variant: long enough for timer noise to be < 1%, short enough to run
+ * everything 5 times); the median of 5 runs after 1 warm-up run is reported, with the variants'
+ * runs interleaved.
  *
  * A second table prices the value codec's safety walk: `DEFAULT_TYPE.encode` (type.msgpack(), what
  * host and function values are encoded with) vs msgpackr's own pack on a small and a medium user
@@ -18,15 +19,17 @@
  * Not measured: the ring itself, threads, wake-ups (see native-bench/transport.ts), and GC
  * pressure from retained frames.
  *
- * Run: `npm run build && node dist/native-bench/transport-framing.js`
+ * Run: `npm run build && node dist/native-bench/transport-framing.js [--batch 1]`
  */
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { DEFAULT_TYPE } from '../src/codec/types.js';
-import { decodeBatch, encodeBatch } from '../src/transport/framing.js';
+import { FrameDecoder, SMALL_FRAME_BYTES, encodeBatch } from '../src/transport/framing.js';
 import type { MessageTuple } from './transport-message.js';
 
-const BATCH = 256;
-const FRAMES_PER_RUN = 2_000;
+const batchAt = process.argv.indexOf('--batch');
+const BATCH = batchAt > 0 ? Number(process.argv[batchAt + 1]) : 256;
+if (!(Number.isInteger(BATCH) && BATCH >= 1 && BATCH <= 4096)) throw new Error(`--batch must be an integer from 1 to 4096 (got ${process.argv[batchAt + 1]})`);
+const FRAMES_PER_RUN = Math.ceil(512_000 / BATCH);
 const RUNS = 5;
 
 function makeTuples(seed: number): MessageTuple[] {
@@ -82,6 +85,7 @@ const copyingUnpackr = new Unpackr({ useRecords: false, copyBuffers: true });
 const structures = [[...KEYS]];
 const recPackr = new Packr({ structures: structures.map((s) => [...s]), useRecords: true });
 const recUnpackr = new Unpackr({ structures: structures.map((s) => [...s]), useRecords: true });
+const frameDecoder = new FrameDecoder();
 let scratch = Buffer.allocUnsafeSlow(1 << 16);
 function intoScratch(frame: Uint8Array): Buffer {
   if (scratch.length < frame.length) scratch = Buffer.allocUnsafeSlow(frame.length * 2);
@@ -128,9 +132,17 @@ const variants: Variant[] = [
     decode: (f) => plainUnpackr.unpackMultiple(f.slice()) as MessageTuple[],
   },
   {
-    name: 'framing.ts encodeBatch / decodeBatch (the chosen one)',
+    name: 'FrameEncoder; msgpackr decodes a copy (small frames: a reused scratch, copyBuffers)',
     encode: (b) => encodeBatch(b),
-    decode: (f) => decodeBatch(f) as MessageTuple[],
+    decode: (f) => (f.length <= SMALL_FRAME_BYTES ? copyingUnpackr.unpack(intoScratch(f)) : plainUnpackr.unpack(f.slice())) as MessageTuple[],
+  },
+  {
+    name: 'FrameEncoder; FrameDecoder reads the shared bytes in place (the chosen one)',
+    encode: (b) => encodeBatch(b),
+    decode: (f) => {
+      frameDecoder.decodeAt(f, 0, f.length);
+      return frameDecoder.records as MessageTuple[];
+    },
   },
 ];
 

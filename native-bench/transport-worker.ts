@@ -26,7 +26,9 @@ async function produceRing(n: number, ring: Ring, bell: Doorbell, encoder: Frame
       // right after it is written, so nothing is staged here.
       if (ring.requestRoom(frame.length)) continue;
       bell.prepareSleep(me);
-      if (ring.hasRoomFor(frame.length)) {
+      // Ask again after announcing sleep (not just hasRoomFor): a request the consumer took and
+      // answered before the announcement woke nobody.
+      if (ring.requestRoom(frame.length)) {
         bell.cancelSleep(me);
         continue;
       }

@@ -65,9 +65,4 @@ export class RingBatch {
     const next = this.#spill[0];
     return next === undefined || this.ring.requestRoom(next.byteLength);
   }
-
-  hasRoomForNext(): boolean {
-    const next = this.#spill[0];
-    return next === undefined || this.ring.hasRoomFor(next.byteLength);
-  }
 }

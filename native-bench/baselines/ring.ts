@@ -77,7 +77,9 @@ export class RingActors {
       while (out.flush()) {
         if (out.requestRoom()) continue;
         this.#bells.prepareSleep(MAIN);
-        if (out.hasRoomForNext()) {
+        // Ask again after announcing sleep (not just look): a request the worker took and
+        // answered before the announcement woke nobody.
+        if (out.requestRoom()) {
           this.#bells.cancelSleep(MAIN);
           continue;
         }

@@ -9,7 +9,7 @@
  * and a ring the budget skipped is read first at the next slice: a shard that keeps its ring full
  * cannot starve the others.
  */
-import type { FrameHandler, Ring } from '../transport/ring.js';
+import type { FrameAtHandler, Ring } from '../transport/ring.js';
 
 /** How long one slice reads, ms. */
 export const DRAIN_BUDGET_MS = 0.25;
@@ -30,7 +30,7 @@ export class BoundedDrain {
    * Reads `rings` (ring s with `onFrame(s)`) for one slice; `roomRequested(s)` when ring s's
    * producer asked for room and got it. Returns true when a ring still holds frames.
    */
-  slice(rings: readonly Ring[], onFrame: (shard: number) => FrameHandler, roomRequested: (shard: number) => void): boolean {
+  slice(rings: readonly Ring[], onFrame: (shard: number) => FrameAtHandler, roomRequested: (shard: number) => void): boolean {
     const count = rings.length;
     const t0 = this.#now();
     const first = this.#from;
@@ -50,7 +50,7 @@ export class BoundedDrain {
       const handler = onFrame(s);
       let n: number;
       do {
-        n = ring.drain(handler, 1);
+        n = ring.drainAt(handler, 1);
         if (n > 0 && ring.takeRoomRequest()) roomRequested(s);
       } while (n === 1 && this.#now() - t0 < this.#budgetMs);
       if (n === 1 && ring.hasData()) more = true;

@@ -8,7 +8,7 @@ import { WeftError, type SerializedError } from '../core/errors.js';
 import type { Coordinator } from '../checkpoint/coordinator.js';
 import { Kind } from '../contract/envelope.js';
 import type { InstanceRecord } from '../state/instance.js';
-import { decodeBatch } from '../transport/framing.js';
+import { FrameDecoder } from '../transport/framing.js';
 import type { CommitGate } from './commit-gate.js';
 import type { ComputeBridge } from './compute-bridge.js';
 import type { Requests } from './requests.js';
@@ -21,6 +21,7 @@ export class Inbound {
   readonly #coordinator: Coordinator;
   readonly #compute: ComputeBridge;
   readonly #names: NameTable;
+  readonly #decoder = new FrameDecoder();
 
   constructor(links: readonly ShardLink[], gate: CommitGate, requests: Requests, coordinator: Coordinator, compute: ComputeBridge, names: NameTable) {
     this.#names = names;
@@ -31,11 +32,14 @@ export class Inbound {
     this.#compute = compute;
   }
 
-  /** Handles one frame from shard `shard`. */
-  onFrame(shard: number, frame: Uint8Array): void {
+  /** Handles one frame from shard `shard`: `bytes[start, end)`, read in place (a ring's memory). */
+  onFrame(shard: number, bytes: Uint8Array, start: number, end: number): void {
     const link = this.#links[shard]!;
-    const records = decodeBatch(frame) as unknown as unknown[][];
-    for (const rec of records) {
+    const decoder = this.#decoder;
+    const count = decoder.decodeAt(bytes, start, end);
+    const records = decoder.records;
+    for (let i = 0; i < count; i++) {
+      const rec = records[i]!;
       switch (rec[0] as Kind) {
         case Kind.Reply: {
           const requestId = rec[1] as number;

@@ -37,7 +37,7 @@ import { NameTable } from '../transport/names.js';
 import { LogSlabs } from '../internal/log-slabs.js';
 import { remoteMatcher } from '../shard/remote-functions.js';
 import type { FrameEncoder } from '../transport/framing.js';
-import type { FrameHandler } from '../transport/ring.js';
+import type { FrameAtHandler } from '../transport/ring.js';
 import { BoundedDrain } from './bounded-drain.js';
 import { resolveInstancesArgs, type InstanceEntry, type InstancesOptions } from '../state/listing.js';
 import { Lister } from '../state/lister.js';
@@ -117,7 +117,7 @@ export class Weft {
   #sleeping = false;
   readonly #reader = new BoundedDrain();
   /** Per shard, what reads its frames (made once: no closure per drain). */
-  readonly #frameHandlers: (shard: number) => FrameHandler;
+  readonly #frameHandlers: (shard: number) => FrameAtHandler;
   #activityAtLastCheckpoint = -1;
   #idleWaiters: Array<() => void> = [];
   #closing = false;
@@ -179,7 +179,7 @@ export class Weft {
     });
     this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute, this.#names);
     const inbound = this.#inbound;
-    const handlers: FrameHandler[] = this.#links.map((link) => (frame) => inbound.onFrame(link.shard, frame));
+    const handlers: FrameAtHandler[] = this.#links.map((link) => (bytes, start, end) => inbound.onFrame(link.shard, bytes, start, end));
     this.#frameHandlers = (shard) => handlers[shard]!;
   }
 

@@ -21,8 +21,8 @@ import { NEVER_EXPIRES, isExpired, liveSlots, type TtlSpec } from '../core/ttl.j
 import type { Partition } from '../state/partition.js';
 import { TimerService, systemClock } from '../timers/timer-service.js';
 import { Doorbell } from '../transport/doorbell.js';
-import { decodeBatch } from '../transport/framing.js';
-import { Ring } from '../transport/ring.js';
+import { FrameDecoder } from '../transport/framing.js';
+import { Ring, type FrameAtHandler } from '../transport/ring.js';
 import { NameTable } from '../transport/names.js';
 import { FOLD_EVERY, MAX_FOLD_LAG, Participant, foldPhase, recoverPartition, type Snapshot } from '../checkpoint/participant.js';
 import { Dispatcher } from './dispatcher.js';
@@ -121,7 +121,8 @@ export class ShardLoop {
   /** GC pauses and gaps between turns, into the control block. */
   readonly #pauses: PauseMeter;
   /** One drain callback per inbound ring, made once (no closure per drain). */
-  readonly #frameHandlers: Array<((frame: Uint8Array) => void) | null>;
+  readonly #frameHandlers: Array<FrameAtHandler | null>;
+  readonly #decoder = new FrameDecoder();
   #scheduled = false;
   /** Invocation count that ends the careful phase (-1: not decided yet, or not careful). */
   #carefulUntil = -1;
@@ -158,7 +159,7 @@ export class ShardLoop {
     this.#pauses = new PauseMeter(this.#control, boot.shard);
     this.#inbound = boot.inbound.map((b) => (b === null ? null : Ring.attach(b)));
     this.#inUse = this.#inbound.map((r) => r !== null);
-    this.#frameHandlers = this.#inbound.map((r, i) => (r === null ? null : (frame: Uint8Array) => this.#onFrame(i, frame)));
+    this.#frameHandlers = this.#inbound.map((r, i) => (r === null ? null : (bytes: Uint8Array, start: number, end: number) => this.#onFrame(i, bytes, start, end)));
     this.#names = new NameTable(boot.wireNames);
     const wire = wireEncoder(this.#names);
     this.#outbound = boot.outbound.map((b, i) => (b === null ? null : new Outbound(Ring.attach(b), i, this.#bells, wire)));
@@ -318,7 +319,7 @@ export class ShardLoop {
       if (ring === null || ring === undefined) continue;
       let n = 0;
       while (n < FRAMES_PER_RING_PER_TURN && this.#intakeOpen()) {
-        if (ring.drain(this.#frameHandlers[r]!, 1) === 0) break;
+        if (ring.drainAt(this.#frameHandlers[r]!, 1) === 0) break;
         n++;
       }
       if (n > 0) {
@@ -453,9 +454,11 @@ export class ShardLoop {
     }
   }
 
-  #onFrame(ring: number, frame: Uint8Array): void {
-    const records = decodeBatch(frame) as unknown as unknown[][];
-    for (let i = 0; i < records.length; i++) {
+  #onFrame(ring: number, bytes: Uint8Array, start: number, end: number): void {
+    const decoder = this.#decoder;
+    const count = decoder.decodeAt(bytes, start, end);
+    const records = decoder.records;
+    for (let i = 0; i < count; i++) {
       const rec = records[i] as unknown[];
       switch (rec[0] as Kind) {
         case Kind.Msg: {

@@ -3,33 +3,34 @@
  *
  * ## Batch frames
  * A frame is ONE msgpack array of records (small arrays), encoded by {@link FrameEncoder} and
- * decoded by msgpackr's `unpack` from a private copy. Of the variants measured by
- * `native-bench/transport-framing.ts` (figures in native-bench/README.md), this one costs least:
- * 244 ns per message encoded and decoded, against 381 ns for msgpackr alone.
+ * decoded by {@link FrameDecoder}. Of the variants measured by `native-bench/transport-framing.ts`
+ * (figures in native-bench/README.md), one array per frame costs least.
  * - Records with shared structures buy nothing for tuples: a tuple has no keys to elide (a
  *   record id byte replaces an array header byte: same size) and the tuple<->object conversion
  *   costs. They would also pin a structure table into every thread and every snapshot.
  * - `unpackMultiple` over concatenated tuples decodes no faster than one array, and appending
  *   one `pack()` per tuple is the slowest encoder. One array per frame it is.
- * - For a frame of many records, copying it once into a fresh buffer beats decoding a reused
- *   scratch with msgpackr's `copyBuffers` (one allocation per frame instead of one per payload);
- *   for a frame of a record or two (request load) it is the other way round, so frames up to
- *   {@link SMALL_FRAME_BYTES} are decoded from a reused scratch (see {@link FrameDecoder}).
+ * - For a frame of many records, copying it once into a fresh buffer, viewing the payloads in it
+ *   and letting msgpackr decode its strings in bulk beats reading it in place with a copy per
+ *   payload; for a frame of up to ~30 messages it is the other way round, so frames up to
+ *   {@link SMALL_FRAME_BYTES} are read in place (see {@link FrameDecoder}).
  * - msgpackr sends every `Uint8Array` (payload) through its generic extension dispatch, about
  *   half of its encoding time. FrameEncoder writes the same bytes as msgpackr (tests compare them
  *   byte for byte, with a property test) for arrays, strings, numbers, booleans, null and
  *   `Uint8Array`, and defers to msgpackr for anything else, so frames stay plain msgpack that
  *   msgpackr (or any msgpack library) reads.
+ * - FrameDecoder reads those values itself, from the ring's memory, in frames of up to
+ *   {@link SMALL_FRAME_BYTES}, and leaves every other frame to msgpackr: a message's frame costs
+ *   no view, no copy of the frame and no msgpackr call, and decodes as msgpackr decodes it.
  *
  * ## Payloads never alias reused memory
- * A ring frame is a view of shared memory that the producer overwrites once the drain ends, and
- * msgpackr's native decoder rejects SharedArrayBuffer views anyway (it throws `source must be an
- * ArrayBuffer` once a frame ends 140+ bytes into one). `FrameDecoder` therefore copies the frame
- * first. A small frame goes into the decoder's reused scratch buffer and each of its payloads is
- * a copy of its own; a larger one goes into a fresh, private `Uint8Array`, and each of its
- * payloads is a view of that copy, which nothing ever writes again. The cost of the latter: a
- * payload kept alive keeps its whole frame (at most the ring capacity) alive; copy a payload
- * (`payload.slice()`) before storing it for long.
+ * A ring frame is shared memory that the producer overwrites once the drain ends, and msgpackr's
+ * native decoder rejects SharedArrayBuffer views anyway (it throws `source must be an
+ * ArrayBuffer` once a frame ends 140+ bytes into one). A small frame is read in place and each of
+ * its payloads is a copy of its own; msgpackr decodes a larger one from a fresh, private copy, and
+ * each of its payloads is a view of that copy, which nothing ever writes again. The cost of the
+ * latter: a payload kept alive keeps its whole frame (at most the ring capacity) alive; copy a
+ * payload (`payload.slice()`) before storing it for long.
  */
 import type { FixedWriter } from '../codec/types.js';
 import { Packr, Unpackr } from 'msgpackr';
@@ -436,17 +437,22 @@ const fallbackPackr = new Packr({ useRecords: false });
 /**
  * Decodes frames from {@link FrameEncoder} back into records, in one pass.
  *
- * The frame may be a view of ring memory, valid only during the drain callback, so it is copied
- * first (msgpackr also rejects views of a SharedArrayBuffer), and the records stay valid after
- * the callback:
- * - a frame of up to {@link SMALL_FRAME_BYTES} (a message or two: request load) is copied into
- *   this decoder's scratch buffer, reused from frame to frame, and each binary field (payload)
- *   of the result is a copy of its own (msgpackr's `copyBuffers`);
- * - a larger frame is copied into a fresh buffer of its own, and its payloads are views of that
- *   copy, which nothing writes again.
- * A typed array costs ~210 bytes of heap, a view ~100, and msgpackr caches a DataView on each
- * buffer it reads: for one or two payloads, copies of their own cost less than a buffer per frame
- * and views; for more, views do.
+ * A frame of up to {@link SMALL_FRAME_BYTES} (request load: a message or a few per frame) is read
+ * in place, straight from the bytes it is given, which may be ring memory ({@link decodeAt} takes
+ * the ring's bytes and the frame's bounds): no view, no copy of the frame, no msgpackr call. It
+ * reads what FrameEncoder writes itself — arrays, ASCII strings, numbers, booleans, null and
+ * binary fields — and each binary field (payload) of the result is a copy of its own.
+ *
+ * msgpackr decodes every other frame, from a private copy:
+ * - a larger frame (a batch): msgpackr decodes its strings in bulk with its native extension,
+ *   which beats reading them one by one (native-bench/README.md, "Batch frames"); its payloads
+ *   are views of the frame's copy, which nothing writes again;
+ * - a small frame holding a map, an extension or a 64-bit integer (what FrameEncoder hands to
+ *   msgpackr), a string beyond ASCII (msgpackr's decoding of malformed UTF-8 depends on the
+ *   string's length and on its native extension: only msgpackr reproduces it), or bytes that are
+ *   not a frame of records (its verdict is the error's cause).
+ * So every frame decodes exactly as msgpackr decodes it (a property test compares them on real
+ * and on damaged frames).
  *
  * Never views of a buffer shared by frames: payloads reach user code (a reply or message of a type
  * the module does not know is its raw bytes), which may keep them or transfer their buffer, which
@@ -455,31 +461,218 @@ const fallbackPackr = new Packr({ useRecords: false });
 export class FrameDecoder {
   readonly #views = new Unpackr({ useRecords: false });
   readonly #copies = new Unpackr({ useRecords: false, copyBuffers: true });
-  readonly #scratch = new Uint8Array(SMALL_FRAME_BYTES);
+  /** The bytes being read, the read position and the frame's end. */
+  #src: Uint8Array = EMPTY;
+  #pos = 0;
+  #end = 0;
+  /** A Buffer over #src's memory, for a long ASCII string; made when the frame holds one. */
+  #text: Buffer | null = null;
+  /** The records of the last {@link decodeAt}, reused from frame to frame. */
+  readonly #out: unknown[][] = [];
 
   /**
-   * @returns the records of `frame`, in order.
+   * @returns the records of `frame`, in order: a new array.
    * @throws WeftError `ERR_WEFT_CORRUPT_FRAME` when the bytes are not a frame of records.
    */
   decode(frame: Uint8Array): unknown[][] {
-    const n = frame.length;
+    const n = this.decodeAt(frame, 0, frame.length);
+    return this.#out.slice(0, n);
+  }
+
+  /**
+   * Decodes the frame `bytes[start, end)` into {@link records}, and returns how many it holds.
+   * The records themselves are new (keep them); the array that lists them is this decoder's,
+   * reused by its next decode.
+   * @throws WeftError `ERR_WEFT_CORRUPT_FRAME` when the bytes are not a frame of records.
+   */
+  decodeAt(bytes: Uint8Array, start: number, end: number): number {
+    const out = this.#out;
+    let count = -1;
+    if (end - start <= SMALL_FRAME_BYTES) {
+      this.#src = bytes;
+      this.#pos = start;
+      this.#end = end;
+      try {
+        count = this.#frame(out);
+      } catch {
+        // A value left to msgpackr, or bytes that are not a frame of records: msgpackr decodes the
+        // frame again, and its verdict (records, or the error) is the decoder's.
+        this.#slowFrames++;
+      } finally {
+        // Let go of the source (a ring, or a caller's frame) until the next decode.
+        this.#src = EMPTY;
+        this.#text = null;
+      }
+    }
+    if (count < 0) count = this.#msgpackr(bytes, start, end, out);
+    // Records of an earlier, longer frame must not stay reachable from here.
+    if (out.length > count) out.length = count;
+    return count;
+  }
+
+  /** Frames small enough to read in place that msgpackr decoded instead (values FrameEncoder leaves to msgpackr, or bad bytes). */
+  get slowFrames(): number {
+    return this.#slowFrames;
+  }
+
+  #slowFrames = 0;
+
+  /** The records the last {@link decodeAt} returned the count of; overwritten by the next decode. */
+  get records(): readonly unknown[][] {
+    return this.#out;
+  }
+
+  #frame(out: unknown[][]): number {
+    const src = this.#src;
+    if (this.#pos >= this.#end) throw new RangeError('empty frame');
+    const count = this.#arrayLength(src[this.#pos++] as number);
+    for (let i = 0; i < count; i++) {
+      if (this.#pos >= this.#end) throw new RangeError('frame ends early');
+      out[i] = this.#array(this.#arrayLength(src[this.#pos++] as number));
+    }
+    if (this.#pos !== this.#end) throw new Error(`${this.#end - this.#pos} bytes after the records`);
+    return count;
+  }
+
+  /** The element count of the array whose first byte `b` is (its length bytes read); throws for anything else. */
+  #arrayLength(b: number): number {
+    if ((b & 0xf0) === 0x90) return b & 0x0f;
+    if (b === 0xdc) return this.#uint(2);
+    if (b === 0xdd) return this.#uint(4);
+    throw OTHER;
+  }
+
+  #array(length: number): unknown[] {
+    // Every element takes a byte at least.
+    if (length > this.#end - this.#pos) throw new RangeError('frame ends early');
+    const a = new Array<unknown>(length);
+    for (let i = 0; i < length; i++) a[i] = this.#value();
+    return a;
+  }
+
+  #value(): unknown {
+    const src = this.#src;
+    if (this.#pos >= this.#end) throw new RangeError('frame ends early');
+    const b = src[this.#pos++] as number;
+    if (b < 0x80) return b;
+    if (b >= 0xe0) return b - 0x100;
+    if (b >= 0xa0 && b < 0xc0) return this.#string(b & 0x1f);
+    if ((b & 0xf0) === 0x90) return this.#array(b & 0x0f);
+    switch (b) {
+      case 0xc0:
+        return null;
+      case 0xc2:
+        return false;
+      case 0xc3:
+        return true;
+      case 0xc4:
+        return this.#bin(this.#uint(1));
+      case 0xc5:
+        return this.#bin(this.#uint(2));
+      case 0xc6:
+        return this.#bin(this.#uint(4));
+      case 0xcb:
+        return this.#float64();
+      case 0xcc:
+        return this.#uint(1);
+      case 0xcd:
+        return this.#uint(2);
+      case 0xce:
+        return this.#uint(4);
+      case 0xd0: {
+        const v = this.#uint(1);
+        return v < 0x80 ? v : v - 0x100;
+      }
+      case 0xd1: {
+        const v = this.#uint(2);
+        return v < 0x8000 ? v : v - 0x10000;
+      }
+      case 0xd2:
+        return this.#uint(4) | 0;
+      case 0xd9:
+        return this.#string(this.#uint(1));
+      case 0xda:
+        return this.#string(this.#uint(2));
+      case 0xdb:
+        return this.#string(this.#uint(4));
+      case 0xdc:
+        return this.#array(this.#uint(2));
+      case 0xdd:
+        return this.#array(this.#uint(4));
+      default:
+        // Maps, extensions, float32, 64-bit integers: msgpackr's to decode.
+        throw OTHER;
+    }
+  }
+
+  /** A big-endian unsigned integer of `size` (1, 2 or 4) bytes. */
+  #uint(size: number): number {
+    const src = this.#src;
+    const p = this.#pos;
+    if (p + size > this.#end) throw new RangeError('frame ends early');
+    this.#pos = p + size;
+    if (size === 1) return src[p] as number;
+    if (size === 2) return ((src[p] as number) << 8) | (src[p + 1] as number);
+    return (((src[p] as number) << 24) | ((src[p + 1] as number) << 16) | ((src[p + 2] as number) << 8) | (src[p + 3] as number)) >>> 0;
+  }
+
+  #float64(): number {
+    const src = this.#src;
+    const p = this.#pos;
+    if (p + 8 > this.#end) throw new RangeError('frame ends early');
+    this.#pos = p + 8;
+    const f = FLOAT_BYTES;
+    if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) f[7 - i] = src[p + i] as number;
+    else for (let i = 0; i < 8; i++) f[i] = src[p + i] as number;
+    return FLOAT[0] as number;
+  }
+
+  #bin(length: number): Uint8Array {
+    const src = this.#src;
+    const p = this.#pos;
+    if (p + length > this.#end) throw new RangeError('frame ends early');
+    this.#pos = p + length;
+    const out = new Uint8Array(length);
+    if (length <= 16) for (let i = 0; i < length; i++) out[i] = src[p + i] as number;
+    else out.set(src.subarray(p, p + length));
+    return out;
+  }
+
+  #string(length: number): string {
+    const src = this.#src;
+    const p = this.#pos;
+    const end = p + length;
+    if (end > this.#end) throw new RangeError('frame ends early');
+    this.#pos = end;
+    if (length <= 64) {
+      // ASCII (ids, names): String.fromCharCode, without a native call.
+      const s = shortAscii(src, p, length);
+      if (s !== null) return s;
+      throw OTHER;
+    }
+    for (let i = p; i < end; i++) if ((src[i] as number) >= 0x80) throw OTHER;
+    // ASCII: its latin1 decoding is its UTF-8 decoding.
+    this.#text ??= Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+    return this.#text.toString('latin1', p, end);
+  }
+
+  /** The frame decoded by msgpackr (it holds values FrameDecoder leaves to msgpackr), checked as decodeAt checks it. */
+  #msgpackr(bytes: Uint8Array, start: number, end: number, out: unknown[][]): number {
+    const n = end - start;
     let records: unknown;
     try {
       if (n <= SMALL_FRAME_BYTES) {
-        const scratch = this.#scratch;
-        scratch.set(frame);
-        // Only the frame's n bytes: the scratch may hold a longer earlier frame after them.
-        records = this.#copies.unpack(scratch, n);
+        const scratch = new Uint8Array(n);
+        scratch.set(bytes.subarray(start, end));
+        records = this.#copies.unpack(scratch);
       } else {
-        // A plain, non-shared copy (frame.slice() would not copy if frame were a Buffer).
-        const bytes = new Uint8Array(n);
-        bytes.set(frame);
-        records = this.#views.unpack(bytes);
+        // A plain, non-shared copy (a Buffer's slice would not copy).
+        const copy = new Uint8Array(n);
+        copy.set(bytes.subarray(start, end));
+        records = this.#views.unpack(copy);
       }
     } catch (error) {
-      throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame of ${n} bytes is not valid msgpack`, {
-        cause: error,
-      });
+      throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame of ${n} bytes is not valid msgpack`, { cause: error });
     }
     if (!Array.isArray(records)) {
       throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame decodes to ${describe(records)}, not an array of records`);
@@ -488,13 +681,56 @@ export class FrameDecoder {
       if (!Array.isArray(records[i])) {
         throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame record ${i} is ${describe(records[i])}, not an array`);
       }
+      out[i] = records[i] as unknown[];
     }
-    return records as unknown[][];
+    return records.length;
   }
 }
 
-/** Frames up to this size are decoded from a reused buffer, their payloads copied (see FrameDecoder). */
-export const SMALL_FRAME_BYTES = 128;
+/** `src[p, p + length)` as a string when every byte is ASCII, else null. */
+function shortAscii(src: Uint8Array, p: number, length: number): string | null {
+  if (length < 4) {
+    if (length === 0) return '';
+    const a = src[p] as number;
+    if (length === 1) return a < 0x80 ? String.fromCharCode(a) : null;
+    const b = src[p + 1] as number;
+    if (length === 2) return (a | b) < 0x80 ? String.fromCharCode(a, b) : null;
+    const c = src[p + 2] as number;
+    return (a | b | c) < 0x80 ? String.fromCharCode(a, b, c) : null;
+  }
+  const a = src[p] as number;
+  const b = src[p + 1] as number;
+  const c = src[p + 2] as number;
+  const d = src[p + 3] as number;
+  if ((a | b | c | d) >= 0x80) return null;
+  if (length < 8) {
+    if (length === 4) return String.fromCharCode(a, b, c, d);
+    const e = src[p + 4] as number;
+    if (length === 5) return e < 0x80 ? String.fromCharCode(a, b, c, d, e) : null;
+    const f = src[p + 5] as number;
+    if (length === 6) return (e | f) < 0x80 ? String.fromCharCode(a, b, c, d, e, f) : null;
+    const g = src[p + 6] as number;
+    return (e | f | g) < 0x80 ? String.fromCharCode(a, b, c, d, e, f, g) : null;
+  }
+  const e = src[p + 4] as number;
+  const f = src[p + 5] as number;
+  const g = src[p + 6] as number;
+  const h = src[p + 7] as number;
+  if ((e | f | g | h) >= 0x80) return null;
+  if (length === 8) return String.fromCharCode(a, b, c, d, e, f, g, h);
+  const rest = shortAscii(src, p + 8, length - 8);
+  return rest === null ? null : String.fromCharCode(a, b, c, d, e, f, g, h) + rest;
+}
+
+/** Thrown inside FrameDecoder for a value (or bytes) it leaves to msgpackr. */
+const OTHER = new Error('decoded by msgpackr');
+const EMPTY = new Uint8Array(0);
+const FLOAT = new Float64Array(1);
+const FLOAT_BYTES = new Uint8Array(FLOAT.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Frames up to this size are read in place, their payloads copied; larger ones go to msgpackr (see FrameDecoder). */
+export const SMALL_FRAME_BYTES = 1024;
 
 const defaultEncoder = new FrameEncoder();
 const defaultDecoder = new FrameDecoder();

@@ -58,6 +58,13 @@ import {
  */
 export type FrameHandler = (frame: Uint8Array) => void;
 
+/**
+ * Receives one frame during {@link Ring.drainAt}: the frame is `bytes[start, end)`, where `bytes`
+ * is usually the ring's own memory (no view is made per frame). Valid ONLY until the callback
+ * returns, as for {@link FrameHandler}; `FrameDecoder.decodeAt` in framing.ts reads it in place.
+ */
+export type FrameAtHandler = (bytes: Uint8Array, start: number, end: number) => void;
+
 const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 
 function isValidCapacity(capacity: unknown): capacity is number {
@@ -365,6 +372,14 @@ export class Ring {
    *   before it are delivered and consumed, the corrupt one is not.
    */
   drain(onFrame: FrameHandler, maxFrames: number = Number.POSITIVE_INFINITY): number {
+    return this.drainAt((bytes, start, end) => onFrame(bytes.subarray(start, end)), maxFrames);
+  }
+
+  /**
+   * {@link drain}, handing each frame over as the bytes that hold it and its bounds
+   * ({@link FrameAtHandler}) instead of a view: the consumer's hot path allocates nothing per frame.
+   */
+  drainAt(onFrame: FrameAtHandler, maxFrames: number = Number.POSITIVE_INFINITY): number {
     const head = Atomics.load(this.#ctl, RING_HEAD_I32) >>> 0;
     let tail = this.#tail;
     if (head === tail) return 0;
@@ -389,22 +404,20 @@ export class Ring {
           throw this.#corruptFrame(tail, length, check, (head - tail) >>> 0);
         }
         const payload = (pos + FRAME_HEADER_BYTES) & mask;
-        let frame: Uint8Array;
+        // Advance before the callback: a frame whose handler throws counts as consumed, so it is
+        // neither redelivered nor able to wedge the ring.
+        tail = (tail + frameFootprint(length)) >>> 0;
+        delivered++;
         if (payload + length <= capacity) {
-          frame = data.subarray(payload, payload + length);
+          onFrame(data, payload, payload + length);
         } else {
           const first = capacity - payload;
           if (this.#scratch.length < length) this.#scratch = new Uint8Array(nextPowerOfTwo(length));
           const scratch = this.#scratch;
           scratch.set(data.subarray(payload, capacity), 0);
           scratch.set(data.subarray(0, length - first), first);
-          frame = scratch.subarray(0, length);
+          onFrame(scratch, 0, length);
         }
-        // Advance before the callback: a frame whose handler throws counts as consumed, so it is
-        // neither redelivered nor able to wedge the ring.
-        tail = (tail + frameFootprint(length)) >>> 0;
-        delivered++;
-        onFrame(frame);
       }
     } finally {
       if (delivered > 0) {

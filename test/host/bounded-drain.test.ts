@@ -23,8 +23,8 @@ function setup(budgetMs: number, msPerFrame: number) {
   let now = 0;
   const drain = new BoundedDrain(budgetMs, () => now);
   const read: Array<[shard: number, frame: number]> = [];
-  const onFrame = (shard: number) => (frame: Uint8Array) => {
-    read.push([shard, frame[0]!]);
+  const onFrame = (shard: number) => (bytes: Uint8Array, start: number) => {
+    read.push([shard, bytes[start]!]);
     now += msPerFrame;
   };
   return { drain, read, onFrame };
