@@ -54,7 +54,8 @@ import {
  * Receives one frame during {@link Ring.drain}. `frame` is valid ONLY until the callback returns:
  * it is usually a view of the shared ring memory, which the producer reuses as soon as the drain
  * ends. Copy what you keep. (Also: do not hand it to msgpackr's `unpack` directly — its native
- * decoder rejects SharedArrayBuffer views; `decodeBatch` in framing.ts copies first.)
+ * decoder rejects SharedArrayBuffer views; `decodeBatch` in framing.ts reads small frames in place
+ * and gives msgpackr a private copy of the others.)
  */
 export type FrameHandler = (frame: Uint8Array) => void;
 
