@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { WeftError } from '../../src/core/errors.js';
 import { FrameDecoder, FrameEncoder, SMALL_FRAME_BYTES } from '../../src/transport/framing.js';
 import { Ring } from '../../src/transport/ring.js';
+import { frameField } from '../helpers/frame-fields.js';
 
 const reference = new Packr({ useRecords: false });
 const referenceDecoder = new Unpackr({ useRecords: false });
@@ -57,18 +58,7 @@ function hasNonAscii(value: unknown): boolean {
   return Array.isArray(value) && value.some(hasNonAscii);
 }
 
-const scalar = fc.oneof(
-  fc.string({ unit: 'grapheme-ascii', maxLength: 80 }),
-  fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.integer(),
-  fc.integer({ min: -0x80000000, max: 0xffffffff }),
-  fc.double().map((d) => (Object.is(d, -0) ? 0 : d)),
-  fc.maxSafeInteger(),
-  fc.boolean(),
-  fc.constant(null),
-  fc.uint8Array({ maxLength: 300 }),
-);
-const field = fc.oneof({ weight: 5, arbitrary: scalar }, { weight: 1, arbitrary: fc.array(scalar, { maxLength: 20 }) });
+const field = frameField;
 const records = fc.oneof(fc.array(fc.array(field, { maxLength: 10 }), { maxLength: 4 }), fc.array(fc.array(field, { maxLength: 10 }), { maxLength: 40 }));
 
 describe('FrameDecoder', () => {

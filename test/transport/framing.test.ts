@@ -11,6 +11,7 @@ import {
   encodeBatch,
 } from '../../src/transport/framing.js';
 import { Ring } from '../../src/transport/ring.js';
+import { frameField } from '../helpers/frame-fields.js';
 import { fixedWriter, type, type FixedWriter, type ValueType } from '../../src/codec/types.js';
 
 const reference = new Packr({ useRecords: false });
@@ -58,18 +59,7 @@ describe('batch frames', () => {
   });
 
   it('writes the same bytes msgpackr writes (property)', () => {
-    const scalar = fc.oneof(
-      fc.string({ unit: 'grapheme', maxLength: 80 }),
-      fc.string({ unit: 'binary', maxLength: 80 }),
-      fc.integer(),
-      // -0 is written as integer 0, by msgpackr and by FrameEncoder alike.
-      fc.double().map((d) => (Object.is(d, -0) ? 0 : d)),
-      fc.maxSafeInteger(),
-      fc.boolean(),
-      fc.constant(null),
-      fc.uint8Array({ maxLength: 300 }),
-    );
-    const field = fc.oneof({ weight: 5, arbitrary: scalar }, { weight: 1, arbitrary: fc.array(scalar, { maxLength: 20 }) });
+    const field = frameField;
     const encoder = new FrameEncoder();
     const decoder = new FrameDecoder();
     fc.assert(
