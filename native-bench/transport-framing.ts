@@ -23,7 +23,7 @@
  */
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { DEFAULT_TYPE } from '../src/codec/types.js';
-import { FrameDecoder, SMALL_FRAME_BYTES, encodeBatch } from '../src/transport/framing.js';
+import { FrameDecoder, encodeBatch } from '../src/transport/framing.js';
 import type { MessageTuple } from './transport-message.js';
 
 const batchAt = process.argv.indexOf('--batch');
@@ -132,9 +132,9 @@ const variants: Variant[] = [
     decode: (f) => plainUnpackr.unpackMultiple(f.slice()) as MessageTuple[],
   },
   {
-    name: 'FrameEncoder; msgpackr decodes a copy (small frames: a reused scratch, copyBuffers)',
+    name: 'FrameEncoder; msgpackr decodes a copy (up to 128 bytes: a reused scratch, copyBuffers)',
     encode: (b) => encodeBatch(b),
-    decode: (f) => (f.length <= SMALL_FRAME_BYTES ? copyingUnpackr.unpack(intoScratch(f)) : plainUnpackr.unpack(f.slice())) as MessageTuple[],
+    decode: (f) => (f.length <= 128 ? copyingUnpackr.unpack(intoScratch(f)) : plainUnpackr.unpack(f.slice())) as MessageTuple[],
   },
   {
     name: 'FrameEncoder; FrameDecoder reads the shared bytes in place (the chosen one)',

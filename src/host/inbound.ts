@@ -75,5 +75,6 @@ export class Inbound {
           throw new WeftError('ERR_WEFT_INTERNAL', `main: unexpected record kind ${String(rec[0])} from shard ${shard}`);
       }
     }
+    decoder.release();
   }
 }

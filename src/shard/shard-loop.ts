@@ -504,6 +504,7 @@ export class ShardLoop {
           throw new Error(`shard ${this.#boot.shard}: unexpected record kind ${String(rec[0])} on ring ${ring}`);
       }
     }
+    decoder.release();
   }
 
   /**

@@ -12,8 +12,8 @@
  *   one `pack()` per tuple is the slowest encoder. One array per frame it is.
  * - For a frame of many records, copying it once into a fresh buffer, viewing the payloads in it
  *   and letting msgpackr decode its strings in bulk beats reading it in place with a copy per
- *   payload; for a frame of up to ~30 messages it is the other way round, so frames up to
- *   {@link SMALL_FRAME_BYTES} are read in place (see {@link FrameDecoder}).
+ *   payload; for a frame of up to 1 KiB (16 messages of the bench's ~60 bytes) it is the other way
+ *   round, so frames up to {@link SMALL_FRAME_BYTES} are read in place (see {@link FrameDecoder}).
  * - msgpackr sends every `Uint8Array` (payload) through its generic extension dispatch, about
  *   half of its encoding time. FrameEncoder writes the same bytes as msgpackr (tests compare them
  *   byte for byte, with a property test) for arrays, strings, numbers, booleans, null and
@@ -504,10 +504,33 @@ export class FrameDecoder {
         this.#text = null;
       }
     }
-    if (count < 0) count = this.#msgpackr(bytes, start, end, out);
+    if (count < 0) {
+      try {
+        count = this.#msgpackr(bytes, start, end, out);
+      } catch (error) {
+        // Nothing of a refused frame (or of an earlier one) stays reachable from here.
+        out.length = 0;
+        throw error;
+      }
+      // A larger frame's payloads view a copy of the whole frame: hold it no longer than the
+      // caller's loop over these records (release()).
+      this.#holdsCopy = end - start > SMALL_FRAME_BYTES;
+    }
     // Records of an earlier, longer frame must not stay reachable from here.
     if (out.length > count) out.length = count;
     return count;
+  }
+
+  /**
+   * Forgets the records of the last decode when they hold a frame's copy (a frame larger than
+   * {@link SMALL_FRAME_BYTES}): call once done with {@link records}, so that an idle consumer does
+   * not keep its last large frame alive. The records themselves stay valid.
+   */
+  release(): void {
+    if (this.#holdsCopy) {
+      this.#out.length = 0;
+      this.#holdsCopy = false;
+    }
   }
 
   /** Frames small enough to read in place that msgpackr decoded instead (values FrameEncoder leaves to msgpackr, or bad bytes). */
@@ -516,6 +539,7 @@ export class FrameDecoder {
   }
 
   #slowFrames = 0;
+  #holdsCopy = false;
 
   /** The records the last {@link decodeAt} returned the count of; overwritten by the next decode. */
   get records(): readonly unknown[][] {

@@ -6,9 +6,10 @@ import fc from 'fast-check';
 
 /** One field: a string (any unit, ASCII often), a number of any msgpack width, a boolean, null or a payload. */
 export const frameScalar = fc.oneof(
-  fc.string({ unit: 'grapheme', maxLength: 80 }),
-  fc.string({ unit: 'grapheme-ascii', maxLength: 80 }),
-  fc.string({ unit: 'binary', maxLength: 40 }),
+  // size 'max': without it fast-check keeps lengths to about 10, whatever maxLength says.
+  fc.string({ unit: 'grapheme', maxLength: 80, size: 'max' }),
+  fc.string({ unit: 'grapheme-ascii', maxLength: 80, size: 'max' }),
+  fc.string({ unit: 'binary', maxLength: 40, size: 'max' }),
   fc.integer(),
   fc.integer({ min: -0x80000000, max: 0xffffffff }),
   // -0 is written as integer 0, by msgpackr and by FrameEncoder alike.
@@ -16,7 +17,7 @@ export const frameScalar = fc.oneof(
   fc.maxSafeInteger(),
   fc.boolean(),
   fc.constant(null),
-  fc.uint8Array({ maxLength: 300 }),
+  fc.uint8Array({ maxLength: 300, size: 'max' }),
 );
 
 /** A field of a record: mostly a scalar, sometimes an array of them. */

@@ -36,7 +36,7 @@ function decoderVerdict(decoder: FrameDecoder, bytes: Uint8Array, offset: number
     const n = decoder.decodeAt(shared, offset, offset + bytes.length);
     const records = decoder.records.slice(0, n);
     // Overwrite the frame, as the producer does once the drain ends: the records keep their values.
-    const kept = structuredClone(records);
+    const kept = ownCopy(records);
     shared.fill(0xee);
     expect(records).toEqual(kept);
     return records as unknown[][];
@@ -45,6 +45,12 @@ function decoderVerdict(decoder: FrameDecoder, bytes: Uint8Array, offset: number
     expect((e as WeftError).code).toBe('ERR_WEFT_CORRUPT_FRAME');
     return 'corrupt';
   }
+}
+
+/** A deep copy that copies payloads into memory of their own (structuredClone would share a SharedArrayBuffer). */
+function ownCopy(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Uint8Array.from(value);
+  return Array.isArray(value) ? value.map(ownCopy) : value;
 }
 
 function payloadsOf(value: unknown, out: Uint8Array[] = []): Uint8Array[] {
@@ -59,7 +65,7 @@ function hasNonAscii(value: unknown): boolean {
 }
 
 const field = frameField;
-const records = fc.oneof(fc.array(fc.array(field, { maxLength: 10 }), { maxLength: 4 }), fc.array(fc.array(field, { maxLength: 10 }), { maxLength: 40 }));
+const records = fc.oneof(fc.array(fc.array(field, { maxLength: 10 }), { maxLength: 4 }), fc.array(fc.array(field, { maxLength: 10 }), { maxLength: 40, size: 'max' }));
 
 describe('FrameDecoder', () => {
   it("decodes FrameEncoder's frames from shared memory as msgpackr does, in place unless a string goes beyond ASCII (property)", () => {
@@ -127,6 +133,7 @@ describe('FrameDecoder', () => {
       reference.pack([[2, new Date(1_700_000_000_000)]]),
       float32.pack([[3, 1.5]]),
       reference.pack([[4, 'café']]),
+      reference.pack([[4, `${'a'.repeat(70)}é`]]),
       reference.pack([[5, 'ok'], [6, [1, { deep: true }]]]),
     ];
     for (const [i, frame] of frames.entries()) {
@@ -138,7 +145,7 @@ describe('FrameDecoder', () => {
   it('gives damaged frames the verdict msgpackr gives them: its records, or ERR_WEFT_CORRUPT_FRAME (property)', () => {
     const encoder = new FrameEncoder();
     const decoder = new FrameDecoder();
-    const ascii = fc.array(fc.array(fc.oneof(fc.string({ unit: 'grapheme-ascii', maxLength: 20 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 40 })), { maxLength: 9 }), { minLength: 1, maxLength: 6 });
+    const ascii = fc.array(fc.array(fc.oneof(fc.string({ unit: 'grapheme-ascii', maxLength: 100, size: 'max' }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 40, size: 'max' })), { maxLength: 9 }), { minLength: 1, maxLength: 6 });
     fc.assert(
       fc.property(ascii, fc.array(fc.tuple(fc.nat(4096), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), fc.nat(4096), fc.nat(32), (recs, edits, cut, offset) => {
         const frame = encoder.encode(recs).slice();
@@ -150,7 +157,7 @@ describe('FrameDecoder', () => {
     );
     // Random bytes, too.
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), (bytes) => {
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 300, size: 'max' }), (bytes) => {
         expect(decoderVerdict(decoder, bytes, 1)).toEqual(msgpackrVerdict(bytes));
       }),
       { numRuns: 3000 },
@@ -183,6 +190,28 @@ describe('FrameDecoder', () => {
     const own = decoder.decode(long);
     decoder.decodeAt(short, 0, short.length);
     expect(own).toEqual([[1, 'a'], [2, 'b'], [3, 'c']]);
+  });
+
+  it("lets go of a larger frame's records once released, and of everything when a frame is refused", () => {
+    const encoder = new FrameEncoder();
+    const decoder = new FrameDecoder();
+    const large = encoder.encode([[1, new Uint8Array(4096)]]).slice();
+    expect(decoder.decodeAt(large, 0, large.length)).toBe(1);
+    const payload = decoder.records[0]![1] as Uint8Array;
+    // Its payload views the frame's copy, which the list of records would keep alive.
+    expect(payload.buffer.byteLength).toBeGreaterThan(payload.length);
+    decoder.release();
+    expect(decoder.records.length).toBe(0);
+    expect(payload.length).toBe(4096);
+    // A small frame's records hold nothing else: release() keeps them.
+    const small = encoder.encode([[2, 'b'], [3, 'c']]).slice();
+    expect(decoder.decodeAt(small, 0, small.length)).toBe(2);
+    decoder.release();
+    expect(decoder.records).toEqual([[2, 'b'], [3, 'c']]);
+    // A refused frame leaves nothing behind: not the records read before the damage, nor the last frame's.
+    const damaged = small.slice(0, small.length - 1);
+    expect(() => decoder.decodeAt(damaged, 0, damaged.length)).toThrow(expect.objectContaining({ code: 'ERR_WEFT_CORRUPT_FRAME' }));
+    expect(decoder.records.length).toBe(0);
   });
 
   it('reads frames in place from a ring through drainAt, also a frame split at the ring’s end', () => {

@@ -98,8 +98,8 @@ describe('batch frames', () => {
     const b = decodeBatch(frame)[0]?.[6] as Uint8Array;
     expect(a.buffer).not.toBe(b.buffer);
     expect(a.buffer).not.toBe(frame.buffer);
-    // A small frame (a message or two) is decoded from the decoder's reused buffer: each of its
-    // payloads is a copy of its own, so a kept payload keeps nothing else alive.
+    // A small frame (a message or two) is read in place: each of its payloads is a copy of its
+    // own, so a kept payload keeps nothing else alive.
     const small = new FrameEncoder().encode([tuple(1), tuple(2)]).slice();
     expect(small.length).toBeLessThanOrEqual(SMALL_FRAME_BYTES);
     const [r1, r2] = decodeBatch(small);
@@ -120,14 +120,15 @@ describe('batch frames', () => {
     expect(reference.unpack(decodeBatch(small)[0]?.[6] as Uint8Array)).toEqual({ amount: 1 });
   });
 
-  it('decodes a small frame after a longer one (the reused buffer holds stale bytes after it), and refuses it truncated', () => {
+  it('decodes a small frame after a longer one, and refuses it truncated although its bytes go on after the cut', () => {
     const decoder = new FrameDecoder();
     const longer = new FrameEncoder().encode([tuple(1), tuple(2)]).slice();
     expect(longer.length).toBeLessThanOrEqual(SMALL_FRAME_BYTES);
     expect(decoder.decode(longer).length).toBe(2);
     const short = new FrameEncoder().encode([tuple(7)]).slice();
     expect(reference.unpack(decoder.decode(short)[0]?.[6] as Uint8Array)).toEqual({ amount: 7 });
-    // Truncated: refused, although the bytes of the longer frame follow it in the buffer.
+    // Truncated: refused, although the rest of its bytes follow the cut in the same buffer (a frame
+    // read in place is read up to its end only).
     for (let cut = 1; cut < short.length; cut++) expect(caught(() => decoder.decode(short.subarray(0, cut))).code).toBe('ERR_WEFT_CORRUPT_FRAME');
     // Large frames and small ones alternate.
     const big = new FrameEncoder().encode([[1, new Uint8Array(300_000).fill(9)]]).slice();
