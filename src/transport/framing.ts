@@ -476,7 +476,9 @@ export class FrameDecoder {
    */
   decode(frame: Uint8Array): unknown[][] {
     const n = this.decodeAt(frame, 0, frame.length);
-    return this.#out.slice(0, n);
+    const records = this.#out.slice(0, n);
+    this.release();
+    return records;
   }
 
   /**

@@ -186,10 +186,13 @@ describe('FrameDecoder', () => {
     expect(decoder.decodeAt(short, 0, short.length)).toBe(1);
     expect(decoder.records).toEqual([[9, 'z']]);
     expect(first).toEqual([1, 'a']);
-    // decode() hands out an array of its own.
+    // decode() hands out an array of its own, and keeps no larger frame's records.
     const own = decoder.decode(long);
     decoder.decodeAt(short, 0, short.length);
     expect(own).toEqual([[1, 'a'], [2, 'b'], [3, 'c']]);
+    const large = encoder.encode([[4, new Uint8Array(2 * SMALL_FRAME_BYTES)]]).slice();
+    expect(decoder.decode(large)[0]![0]).toBe(4);
+    expect(decoder.records.length).toBe(0);
   });
 
   it("lets go of a larger frame's records once released, and of everything when a frame is refused", () => {
