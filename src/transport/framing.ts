@@ -687,16 +687,11 @@ export class FrameDecoder {
     const n = end - start;
     let records: unknown;
     try {
-      if (n <= SMALL_FRAME_BYTES) {
-        const scratch = new Uint8Array(n);
-        scratch.set(bytes.subarray(start, end));
-        records = this.#copies.unpack(scratch);
-      } else {
-        // A plain, non-shared copy (a Buffer's slice would not copy).
-        const copy = new Uint8Array(n);
-        copy.set(bytes.subarray(start, end));
-        records = this.#views.unpack(copy);
-      }
+      // A plain, non-shared copy (a Buffer's slice would not copy). A small frame's payloads are
+      // copies of their own, a larger one's views of this copy (see the class comment).
+      const copy = new Uint8Array(n);
+      copy.set(bytes.subarray(start, end));
+      records = (n <= SMALL_FRAME_BYTES ? this.#copies : this.#views).unpack(copy);
     } catch (error) {
       throw new WeftError('ERR_WEFT_CORRUPT_FRAME', `frame of ${n} bytes is not valid msgpack`, { cause: error });
     }
