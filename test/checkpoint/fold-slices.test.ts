@@ -363,34 +363,60 @@ describe('paced folds', () => {
     return cond();
   }
 
-  /** A participant over a real partition with `epochs` snapshots written (DONE), folds pausing FOLD_PAUSE_MS; `writes` counts its partition writes. */
-  async function written(name: string, epochs: number): Promise<{ partition: Partition; participant: Participant; reports: Reports; writes: { n: number } }> {
+  interface Paced {
+    partition: Partition;
+    participant: Participant;
+    reports: Reports;
+    /** Partition writes since the fold started. */
+    writes(): number;
+    /** Runs event-loop turns until `n` folds are done, a fold failed or a pause is held (at most 20 s). */
+    folded(n: number): Promise<boolean>;
+  }
+
+  /**
+   * A participant over a real partition (`name`) with `epochs` snapshots written (DONE), folds
+   * pausing FOLD_PAUSE_MS: epochs 1 to 16 are committed (phase 0: the commit of 16 is its turn)
+   * and `body` runs once the fold waits in its first pause, held.
+   */
+  async function pacedFold(name: string, epochs: number, body: (p: Paced) => Promise<void>): Promise<void> {
     const partition = await Partition.open(join(root, name), { durability: 'process' });
-    const writes = { n: 0 };
+    let writes = 0;
     const write = partition.write.bind(partition);
     partition.write = (build: (ops: WriteOps) => void): Promise<void> => {
-      writes.n++;
+      writes++;
       return write(build);
     };
     const { participant, reports } = participantOn(partition, (epoch) => ({ states: changesOf(epoch), mailbox: [] }), 0, 0, FOLD_PAUSE_MS);
-    for (let e = 1; e <= epochs; e++) participant.onBarrier(0, e, [true]);
-    await until(() => reports.done === epochs, reports);
-    expect(reports.done).toBe(epochs);
-    return { partition, participant, reports, writes };
+    try {
+      for (let e = 1; e <= epochs; e++) participant.onBarrier(0, e, [true]);
+      await until(() => reports.done === epochs, reports);
+      expect(reports.done).toBe(epochs);
+      holdPauses();
+      const before = writes;
+      for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
+      expect(await turnsUntil(() => pauses.length === 1)).toBe(true);
+      await body({
+        partition,
+        participant,
+        reports,
+        writes: () => writes - before,
+        folded: (n) => turnsUntil(() => reports.folds.length === n || reports.fatal.length > 0 || pauses.length > 0),
+      });
+      expect(reports.fatal).toEqual([]);
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+      while (pauses.length > 0) release();
+      await participant.whenFolded();
+      await partition.close();
+    }
   }
 
   it('a periodic fold at its turn leaves the thread between slices (a timer each time), and folds the same records', async () => {
-    const { partition, participant, reports, writes } = await written('paced', EPOCHS);
-    try {
-      holdPauses();
-      const before = writes.n;
-      // Phase 0: the commit of epoch 16 is this shard's turn.
-      for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
+    await pacedFold('paced', EPOCHS, async ({ partition, reports, writes }) => {
       // However many event-loop turns run, the fold waits in its pause: the thread may sleep.
-      expect(await turnsUntil(() => pauses.length === 1)).toBe(true);
       for (let i = 0; i < 200; i++) await turn();
       expect(pauses.length).toBe(1);
-      expect(writes.n - before).toBeLessThanOrEqual(1);
+      expect(writes()).toBeLessThanOrEqual(1);
       expect(reports.folds).toEqual([]);
       // Each pause ended by hand: the fold goes on one slice at a time, to the end.
       let paused = 0;
@@ -402,74 +428,47 @@ describe('paced folds', () => {
         }
         await turn();
       }
-      expect(reports.fatal).toEqual([]);
       expect(reports.folds).toEqual([EPOCHS]);
       // 4,000 instances in slices of at most 32: 125 writes, then the closing one, with a pause
       // after every slice.
-      const foldWrites = writes.n - before;
-      expect(foldWrites).toBeGreaterThanOrEqual(INSTANCES / 32 + 1);
-      expect(paused).toBeGreaterThanOrEqual(foldWrites - 1);
+      expect(writes()).toBeGreaterThanOrEqual(INSTANCES / 32 + 1);
+      expect(paused).toBeGreaterThanOrEqual(writes() - 1);
       const latest = new Map<number, number>();
       for (let e = 1; e <= EPOCHS; e++) for (let i = 0; i < PER_EPOCH; i++) latest.set((e * 250 + i) % INSTANCES, e);
       for (const [n, e] of latest) expect([...(partition.getState(n % 128, 'fold/t', `i${n}`) ?? [])]).toEqual([e, n & 0xff]);
       expect(partition.countPending()).toBe(0);
       expect(partition.getMeta(META_FOLDED_EPOCH)).toBe(EPOCHS);
-    } finally {
-      globalThis.setTimeout = realSetTimeout;
-      while (pauses.length > 0) release();
-      await participant.whenFolded();
-      await partition.close();
-    }
+    });
   }, 60_000);
 
   it('stops pausing when a fold is asked for at once (close, quiet), and an urgent fold never pauses', async () => {
-    const { partition, participant, reports } = await written('unpaced', 2 * EPOCHS);
-    try {
-      holdPauses();
-      for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
-      expect(await turnsUntil(() => pauses.length === 1)).toBe(true);
+    await pacedFold('unpaced', 2 * EPOCHS, async ({ participant, reports, folded }) => {
       // What close() and the quiet fold call: the pause under way ends, and no other comes.
       participant.foldNow();
       release();
-      expect(await turnsUntil(() => reports.folds.length === 1 || reports.fatal.length > 0 || pauses.length > 0)).toBe(true);
+      expect(await folded(1)).toBe(true);
       expect(pauses.length).toBe(0);
       expect(reports.folds).toEqual([EPOCHS]);
       // The cache over its size: onCommitted(urgent) folds without a pause from the start.
       participant.onCommitted(EPOCHS + 1, true);
-      expect(await turnsUntil(() => reports.folds.length === 2 || reports.fatal.length > 0 || pauses.length > 0)).toBe(true);
+      expect(await folded(2)).toBe(true);
       expect(pauses.length).toBe(0);
       expect(reports.folds).toEqual([EPOCHS, EPOCHS + 1]);
-      expect(reports.fatal).toEqual([]);
-    } finally {
-      globalThis.setTimeout = realSetTimeout;
-      while (pauses.length > 0) release();
-      await participant.whenFolded();
-      await partition.close();
-    }
+    });
   }, 60_000);
 
   it('stops pausing when it falls behind: FOLD_EVERY more epochs committed while it runs', async () => {
-    const { partition, participant, reports } = await written('behind', 2 * EPOCHS);
-    try {
-      holdPauses();
-      for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
-      expect(await turnsUntil(() => pauses.length === 1)).toBe(true);
+    await pacedFold('behind', 2 * EPOCHS, async ({ participant, reports, folded }) => {
       for (let e = EPOCHS + 1; e <= 2 * EPOCHS; e++) participant.onCommitted(e);
       expect(participant.foldLag).toBe(2 * EPOCHS);
       // The pause under way ends; the rest of this fold and the next one (the 16 epochs that
       // waited) run without another.
       release();
-      expect(await turnsUntil(() => reports.folds.length === 2 || reports.fatal.length > 0 || pauses.length > 0)).toBe(true);
+      expect(await folded(2)).toBe(true);
       expect(pauses.length).toBe(0);
-      expect(reports.fatal).toEqual([]);
       expect(reports.folds).toEqual([EPOCHS, 2 * EPOCHS]);
       expect(participant.foldLag).toBe(0);
-    } finally {
-      globalThis.setTimeout = realSetTimeout;
-      while (pauses.length > 0) release();
-      await participant.whenFolded();
-      await partition.close();
-    }
+    });
   }, 60_000);
 
   it('refuses a fold pause that is not a finite number of milliseconds >= 0, naming it', async () => {
