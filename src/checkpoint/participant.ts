@@ -83,19 +83,10 @@ export class Participant {
    * @param phase this shard's place in the fold cycle, 0 to FOLD_EVERY - 1 (the function
    * `foldPhase` below gives it): shards given different phases fold at different commits.
    */
-  /**
-   * @param phase this shard's fold phase (see {@link foldPhase}).
-   * @param foldPauseMs how long a periodic fold leaves the thread between two slices (see
-   * {@link FOLD_PAUSE_MS}); 0: it only yields to the event loop.
-   */
-  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number, phase = 0, foldPauseMs = FOLD_PAUSE_MS) {
+  constructor(partition: Partition, inboundRings: number, hooks: ParticipantHooks, lastCommitted: number, phase = 0) {
     if (!Number.isInteger(phase) || phase < 0 || phase >= FOLD_EVERY) {
       throw new RangeError(`fold phase must be an integer from 0 to ${FOLD_EVERY - 1} (got ${String(phase)})`);
     }
-    if (!(Number.isFinite(foldPauseMs) && foldPauseMs >= 0)) {
-      throw new RangeError(`fold pause must be a finite number of milliseconds >= 0 (got ${String(foldPauseMs)})`);
-    }
-    this.#foldPauseMs = foldPauseMs;
     this.#partition = partition;
     this.#hooks = hooks;
     this.#awaiting = new Array<boolean>(inboundRings).fill(false);
@@ -105,7 +96,6 @@ export class Participant {
   }
 
   readonly #foldPhase: number;
-  readonly #foldPauseMs: number;
 
   /** Messages from inbound ring `ring` must be recorded as in flight right now. */
   isRecording(ring: number): boolean {
@@ -248,7 +238,7 @@ export class Participant {
       this.#committedSnaps.push(this.#unfolded.get(e) as Snapshot);
       this.#unfolded.delete(e);
     }
-    if (this.#committedSnaps.length >= FOLD_EVERY || ((turn || urgent) && this.#committedSnaps.length > 0)) this.foldNow(turn && !urgent);
+    if (this.#committedSnaps.length >= FOLD_EVERY || ((turn || urgent) && this.#committedSnaps.length > 0)) this.foldNow();
   }
 
   /**
@@ -268,16 +258,8 @@ export class Participant {
    * fold that falls behind writes each instance once for more epochs, instead of queueing folds
    * behind it). {@link foldLag} counts the committed epochs not folded yet; the shard stops
    * taking input while it is over MAX_FOLD_LAG.
-   *
-   * `paced` (the periodic fold at this shard's turn): between two slices the fold leaves the
-   * thread for FOLD_PAUSE_MS instead of only yielding to the event loop, so that the thread
-   * sleeps unless messages arrive (see {@link FOLD_PAUSE_MS}). It stops pausing when a fold is
-   * asked for at once (urgent, quiet, close: `paced` false) or when it falls behind (FOLD_EVERY
-   * more epochs committed meanwhile).
    */
-  foldNow(paced = false): void {
-    // A fold asked for at once (urgent, quiet, close) stops pausing the one under way.
-    if (!paced) this.#paced = false;
+  foldNow(): void {
     if (this.#committedSnaps.length === 0) return;
     if (this.#foldingSnaps > 0) {
       this.#foldAgain = true;
@@ -286,7 +268,6 @@ export class Participant {
     const snaps = this.#committedSnaps;
     this.#committedSnaps = [];
     this.#foldingSnaps = snaps.length;
-    this.#paced = paced;
     this.#folding = this.#folding
       .then(() => this.#fold(snaps))
       .then(
@@ -320,10 +301,8 @@ export class Participant {
       // Awaited below or at the end; a failure in between must not count as unhandled.
       p.catch(() => {});
       inflight.push(p);
-      // The oldest slice's commit, once FOLD_INFLIGHT wait (it has mostly come by then: awaiting
-      // it alone would not leave the thread), and the pause or yield after every slice.
       if (inflight.length >= FOLD_INFLIGHT) await inflight.shift();
-      await this.#betweenSlices();
+      else await yieldToLoop();
     };
     // By type, then id: what was written already (only needed over more than one epoch).
     const written = snaps.length > 1 ? new Map<string, Set<string>>() : null;
@@ -334,10 +313,7 @@ export class Participant {
       if (states.count === 0) continue;
       const reader = new StatesReader(states.finish());
       while (reader.next()) {
-        if (slice.over()) {
-          await this.#betweenSlices();
-          slice.restart();
-        }
+        if (slice.over()) await slice.yield();
         if (written !== null) {
           let ids = written.get(reader.type);
           if (ids === undefined) {
@@ -370,20 +346,6 @@ export class Participant {
     }
   }
 
-  /**
-   * Between two slices of a fold: a pause of FOLD_PAUSE_MS while the fold is paced and keeps up,
-   * else a yield to the event loop.
-   */
-  #betweenSlices(): Promise<void> {
-    if (this.#paced && this.#foldPauseMs > 0 && this.#committedSnaps.length < FOLD_EVERY) {
-      // The global timer (not node:timers'), so that tests can step it.
-      return new Promise((resolve) => setTimeout(resolve, this.#foldPauseMs));
-    }
-    return yieldToLoop();
-  }
-
-  /** The fold under way pauses between its slices (see foldNow). */
-  #paced = false;
   /** Epochs committed while a fold ran asked for another one (see foldNow). */
   #foldAgain = false;
   /** Epochs in the fold running now (0: none runs). */
@@ -421,18 +383,6 @@ export function foldPhase(shard: number, shards: number): number {
  * memory until the commit.
  */
 const FOLD_SLICE = 32;
-/**
- * How long a periodic fold leaves the shard's thread between two of its slices, ms. Yielding to
- * the event loop alone does not leave the core: the thread stays runnable, and where threads
- * outnumber cores (main, the shards, LMDB's writes and V8's helpers on two cores) the kernel gave
- * a folding shard its time slice of several milliseconds while another shard, woken by a request,
- * waited for the core. Pausing, the folding thread sleeps between slices unless messages arrive
- * (they run in the pause as usual), so a fold takes at most about a third of a core and the
- * other threads get the rest; it takes longer (a fold of 4,000 instances: 125 slices, about 0.3
- * s, against the 16 checkpoint intervals it has). At 49k requests/s on two cores (bench (c)'s
- * 10%; four alternating 8 s runs): p99 3.0-5.7 → 3.2-3.7 ms, p999 7.1-13.6 → 5.9-9.0 ms.
- */
-export const FOLD_PAUSE_MS = 2;
 /** Longest stretch of a fold's reading (or a mailbox's encoding) before it yields to the event loop, ms. */
 const FOLD_SLICE_MS = 0.5;
 /**

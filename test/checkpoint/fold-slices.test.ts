@@ -10,8 +10,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { FOLD_EVERY, FOLD_PAUSE_MS, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FOLD_EVERY, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
 import { META_FOLDED_EPOCH, PendingKind, StatesCapture, decodeEnvelopes } from '../../src/state/checkpoint-format.js';
 import { E_PAYLOAD, E_TARGET_ID, envelope, type Envelope } from '../../src/contract/envelope.js';
 import { Partition, type WriteOps } from '../../src/state/partition.js';
@@ -43,11 +43,9 @@ interface Reports {
 
 /**
  * A Participant over `partition` with one inbound ring, snapshots made by `snapshot` (their
- * capture complete at once), and its reports counted in the returned `reports`. Its periodic
- * folds do not pause between slices unless `foldPauseMs` says so (the fold schedule and slicing
- * tests are about something else; see 'paced folds').
+ * capture complete at once), and its reports counted in the returned `reports`.
  */
-function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>, phase = 0, lastCommitted = 0, foldPauseMs = 0): { participant: Participant; reports: Reports } {
+function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<Snapshot, 'states' | 'mailbox'>, phase = 0, lastCommitted = 0): { participant: Participant; reports: Reports } {
   const reports: Reports = { done: 0, folds: [], fatal: [] };
   const participant = new Participant(
     partition,
@@ -66,7 +64,6 @@ function participantOn(partition: Partition, snapshot: (epoch: number) => Pick<S
     },
     lastCommitted,
     phase,
-    foldPauseMs,
   );
   return { participant, reports };
 }
@@ -330,155 +327,4 @@ describe('checkpoint work in slices', () => {
       await partition.close();
     }
   }, 60_000);
-});
-
-describe('paced folds', () => {
-  /**
-   * The fold's pauses, held: every setTimeout of FOLD_PAUSE_MS is kept here instead of scheduled
-   * (until `release`d); other timers (LMDB's own, of 0 ms) run as usual.
-   */
-  const pauses: Array<() => void> = [];
-  const realSetTimeout = globalThis.setTimeout;
-  const holdPauses = (): void => {
-    globalThis.setTimeout = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-      if (ms !== FOLD_PAUSE_MS) return realSetTimeout(fn, ms, ...args);
-      pauses.push(() => fn(...args));
-      return undefined;
-    }) as unknown as typeof setTimeout;
-  };
-  /** Ends the oldest pause held. */
-  const release = (): void => pauses.shift()?.();
-  afterEach(() => {
-    globalThis.setTimeout = realSetTimeout;
-    while (pauses.length > 0) release();
-  });
-
-  /** One event-loop turn (a macrotask: LMDB's commit callbacks run in such turns). */
-  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-  /** Runs event-loop turns until `cond` holds (for at most 20 s); returns whether it did. */
-  async function turnsUntil(cond: () => boolean): Promise<boolean> {
-    const end = performance.now() + 20_000;
-    while (!cond() && performance.now() < end) await turn();
-    return cond();
-  }
-
-  interface Paced {
-    partition: Partition;
-    participant: Participant;
-    reports: Reports;
-    /** Partition writes since the fold started. */
-    writes(): number;
-    /** Runs event-loop turns until `n` folds are done, a fold failed or a pause is held (at most 20 s). */
-    folded(n: number): Promise<boolean>;
-  }
-
-  /**
-   * A participant over a real partition (`name`) with `epochs` snapshots written (DONE), folds
-   * pausing FOLD_PAUSE_MS: epochs 1 to 16 are committed (phase 0: the commit of 16 is its turn)
-   * and `body` runs once the fold waits in its first pause, held.
-   */
-  async function pacedFold(name: string, epochs: number, body: (p: Paced) => Promise<void>): Promise<void> {
-    const partition = await Partition.open(join(root, name), { durability: 'process' });
-    let writes = 0;
-    const write = partition.write.bind(partition);
-    partition.write = (build: (ops: WriteOps) => void): Promise<void> => {
-      writes++;
-      return write(build);
-    };
-    const { participant, reports } = participantOn(partition, (epoch) => ({ states: changesOf(epoch), mailbox: [] }), 0, 0, FOLD_PAUSE_MS);
-    try {
-      for (let e = 1; e <= epochs; e++) participant.onBarrier(0, e, [true]);
-      await until(() => reports.done === epochs, reports);
-      expect(reports.done).toBe(epochs);
-      holdPauses();
-      const before = writes;
-      for (let e = 1; e <= EPOCHS; e++) participant.onCommitted(e);
-      expect(await turnsUntil(() => pauses.length === 1)).toBe(true);
-      await body({
-        partition,
-        participant,
-        reports,
-        writes: () => writes - before,
-        folded: (n) => turnsUntil(() => reports.folds.length === n || reports.fatal.length > 0 || pauses.length > 0),
-      });
-      expect(reports.fatal).toEqual([]);
-    } finally {
-      globalThis.setTimeout = realSetTimeout;
-      while (pauses.length > 0) release();
-      await participant.whenFolded();
-      await partition.close();
-    }
-  }
-
-  it('a periodic fold at its turn leaves the thread between slices (a timer each time), and folds the same records', async () => {
-    await pacedFold('paced', EPOCHS, async ({ partition, reports, writes }) => {
-      // However many event-loop turns run, the fold waits in its pause: the thread may sleep.
-      for (let i = 0; i < 200; i++) await turn();
-      expect(pauses.length).toBe(1);
-      expect(writes()).toBeLessThanOrEqual(1);
-      expect(reports.folds).toEqual([]);
-      // Each pause ended by hand: the fold goes on one slice at a time, to the end.
-      let paused = 0;
-      const end = performance.now() + 20_000;
-      while (reports.folds.length === 0 && reports.fatal.length === 0 && performance.now() < end) {
-        if (pauses.length > 0) {
-          paused++;
-          release();
-        }
-        await turn();
-      }
-      expect(reports.folds).toEqual([EPOCHS]);
-      // 4,000 instances in slices of at most 32: 125 writes, then the closing one, with a pause
-      // after every slice.
-      expect(writes()).toBeGreaterThanOrEqual(INSTANCES / 32 + 1);
-      expect(paused).toBeGreaterThanOrEqual(writes() - 1);
-      const latest = new Map<number, number>();
-      for (let e = 1; e <= EPOCHS; e++) for (let i = 0; i < PER_EPOCH; i++) latest.set((e * 250 + i) % INSTANCES, e);
-      for (const [n, e] of latest) expect([...(partition.getState(n % 128, 'fold/t', `i${n}`) ?? [])]).toEqual([e, n & 0xff]);
-      expect(partition.countPending()).toBe(0);
-      expect(partition.getMeta(META_FOLDED_EPOCH)).toBe(EPOCHS);
-    });
-  }, 60_000);
-
-  it('stops pausing when a fold is asked for at once (close, quiet), and an urgent fold never pauses', async () => {
-    await pacedFold('unpaced', 2 * EPOCHS, async ({ participant, reports, folded }) => {
-      // What close() and the quiet fold call: the pause under way ends, and no other comes.
-      participant.foldNow();
-      release();
-      expect(await folded(1)).toBe(true);
-      expect(pauses.length).toBe(0);
-      expect(reports.folds).toEqual([EPOCHS]);
-      // The cache over its size: onCommitted(urgent) folds without a pause from the start.
-      participant.onCommitted(EPOCHS + 1, true);
-      expect(await folded(2)).toBe(true);
-      expect(pauses.length).toBe(0);
-      expect(reports.folds).toEqual([EPOCHS, EPOCHS + 1]);
-    });
-  }, 60_000);
-
-  it('stops pausing when it falls behind: FOLD_EVERY more epochs committed while it runs', async () => {
-    await pacedFold('behind', 2 * EPOCHS, async ({ participant, reports, folded }) => {
-      for (let e = EPOCHS + 1; e <= 2 * EPOCHS; e++) participant.onCommitted(e);
-      expect(participant.foldLag).toBe(2 * EPOCHS);
-      // The pause under way ends; the rest of this fold and the next one (the 16 epochs that
-      // waited) run without another.
-      release();
-      expect(await folded(2)).toBe(true);
-      expect(pauses.length).toBe(0);
-      expect(reports.folds).toEqual([EPOCHS, 2 * EPOCHS]);
-      expect(participant.foldLag).toBe(0);
-    });
-  }, 60_000);
-
-  it('refuses a fold pause that is not a finite number of milliseconds >= 0, naming it', async () => {
-    const partition = await Partition.open(join(root, 'pause-bad'), { durability: 'process' });
-    try {
-      for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
-        expect(() => participantOn(partition, () => ({ states: changesOf(1), mailbox: [] }), 0, 0, bad)).toThrow(new RegExp(`fold pause must be a finite number of milliseconds >= 0 \\(got ${String(bad)}\\)`));
-      }
-    } finally {
-      await partition.close();
-    }
-  });
 });
