@@ -8,28 +8,32 @@
  * It prints, over the measured window:
  *  - p50 / p99 / p999 / max latency from each request's due time;
  *  - how the slowest 1% split: the generator late for them (main busy), main to the shard's
- *    invocation (the reply carries the shard's clock, modules/stamp.ts), and the way back; and
- *    how many of them were over 1 ms both ways (a stall of both sides at once, i.e. of main);
- *  - main's stalls: gaps over 0.5 ms between two turns of the generator (which spins, so each
- *    turn follows the last within microseconds), split into those a GC of main explains and the
- *    others;
+ *    invocation (the reply carries the shard's clock, modules/stamp.ts), and the rest (the
+ *    shard's turn after it, the way back, main picking the reply up); and how many of them were
+ *    over 1 ms both ways; and the least time any request took each way (below 0 only if the
+ *    clocks disagreed);
+ *  - main busy or descheduled: gaps over 0.5 ms between two turns of the generator (which spins,
+ *    so each turn follows the last within microseconds) and turns over 0.5 ms, split into those a
+ *    GC of main covers at least 30% of and the others;
  *  - each shard's GC pauses and loop gaps over 2 ms (weft.metrics()).
  *
  * Options: --rate N (requests/s, default 49000: bench (c)'s 10% on the 2-core machine),
- * --seconds S (measured, default 6), --warmup S (unmeasured first, default 3), --ids N (counters,
- * default 10000), --shards N (default 2), --checkpoint-ms N (default 50), --json (one JSON line).
+ * --seconds S (measured, default 6), --warmup S (unmeasured first, default 3; 0: none), --ids N
+ * (counters, default 10000), --shards N (default 2), --checkpoint-ms N (default 50), --json (one
+ * JSON line). Unlike bench (c)'s generator, this one spins also between requests due more than 3
+ * ms apart (below ~333 req/s).
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Address } from '../src/index.js';
 import { startEngine } from './lib/engine.js';
 import { percentile } from './lib/stats.js';
-import { classifyGaps, splitSlowest, type RequestTimes, type Span } from './lib/tail.js';
+import { classifyGaps, leastParts, monotonicMs, performanceToMonotonic, splitSlowest, within, type RequestTimes, type Span } from './lib/tail.js';
 import { STAMP } from './modules/stamp.js';
 
-/** A gap between two generator turns longer than this is a stall of main, ms. */
+/** A gap between two generator turns, or a turn, longer than this is main busy elsewhere, ms. */
 const GAP_MS = 0.5;
-/** A stall is a GC's when GC pauses cover at least this share of it. */
+/** A gap is a GC's when GC pauses cover at least this share of it. */
 const GC_SHARE = 0.3;
 /** The slowest requests looked at. */
 const SLOWEST = 0.01;
@@ -48,108 +52,127 @@ const { values } = parseArgs({
   },
 });
 
-/** A positive number from option `name`, or exit 2 naming it. */
-function positive(name: string, text: string, integer: boolean): number {
+/** A number from option `name` (positive, or >= 0 with `zero`; an integer with `integer`), or exit 2 naming it. */
+function option(name: string, text: string, integer: boolean, zero = false): number {
   const n = Number(text);
-  if (!(Number.isFinite(n) && n > 0 && (!integer || Number.isInteger(n)))) {
-    console.error(`tail-probe: --${name} must be a positive ${integer ? 'integer' : 'number'} (got ${JSON.stringify(text)})`);
+  if (!(text.trim() !== '' && Number.isFinite(n) && (zero ? n >= 0 : n > 0) && (!integer || Number.isInteger(n)))) {
+    console.error(`tail-probe: --${name} must be a ${zero ? 'non-negative' : 'positive'} ${integer ? 'integer' : 'number'} (got ${JSON.stringify(text)})`);
     process.exit(2);
   }
   return n;
 }
 
-const rate = positive('rate', values.rate, false);
-const seconds = positive('seconds', values.seconds, false);
-const warmup = positive('warmup', values.warmup, false);
-const idCount = positive('ids', values.ids, true);
-const shards = positive('shards', values.shards, true);
-const checkpointMs = positive('checkpoint-ms', values['checkpoint-ms'], true);
+const rate = option('rate', values.rate, false);
+const seconds = option('seconds', values.seconds, false);
+const warmup = option('warmup', values.warmup, false, true);
+const idCount = option('ids', values.ids, true);
+const shards = option('shards', values.shards, true);
+const checkpointMs = option('checkpoint-ms', values['checkpoint-ms'], true);
 
-const now = (): number => performance.timeOrigin + performance.now();
+const now = monotonicMs;
 const addresses: Address[] = Array.from({ length: idCount }, (_, i) => ({ type: STAMP, id: `c${i}` }));
 const engine = await startEngine('tail-probe', { module: 'stamp', shards, checkpointIntervalMs: checkpointMs });
 const weft = engine.weft;
 
+// Main's GC pauses, on the monotonic clock. Entries arrive a loop turn or two after their GC: the
+// observer stays on until after the window, and only those within it count.
 const gcs: Span[] = [];
+const toMonotonic = performanceToMonotonic();
 const observer = new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) gcs.push([performance.timeOrigin + e.startTime, performance.timeOrigin + e.startTime + e.duration]);
+  for (const e of list.getEntries()) gcs.push([toMonotonic + e.startTime, toMonotonic + e.startTime + e.duration]);
 });
 observer.observe({ entryTypes: ['gc'] });
 
+// Every request's times, in columns allocated once for the largest window (the warm-up reuses
+// them): an object per request would be main's garbage, and its GCs, in the window measured.
+const most = Math.max(1, Math.floor((Math.max(seconds, warmup) * rate)));
+const times = { due: new Float64Array(most), issued: new Float64Array(most), invoked: new Float64Array(most), done: new Float64Array(most) } satisfies RequestTimes;
+
 interface Window {
-  times: RequestTimes[];
+  requests: number;
+  /** Main busy elsewhere: gaps between generator turns, and long turns. */
   gaps: Span[];
+  /** From the first turn of the generator to its last. */
+  from: number;
+  to: number;
 }
 
-/** Requests at `rate` for `ms`, open loop (each due at its time, latency from then). */
+/** Requests at `rate` for `ms`, open loop (each due at its time, latency from then), into `times`. */
 function openLoop(ms: number): Promise<Window> {
   const total = Math.max(1, Math.floor((ms * rate) / 1000));
   const interval = 1000 / rate;
-  const times: RequestTimes[] = Array.from({ length: total }, () => ({ due: 0, issued: 0, invoked: 0, done: 0 }));
   const gaps: Span[] = [];
   return new Promise((resolve, reject) => {
     let issued = 0;
     let completed = 0;
-    const t0 = now() + 1;
-    let last = now();
+    const from = now();
+    const t0 = from + 1;
+    let last = from;
+    let to = from;
     const tick = (): void => {
       const t = now();
       if (t - last > GAP_MS) gaps.push([last, t]);
       while (issued < total) {
         const due = t0 + issued * interval;
         if (due > t) break;
-        const r = times[issued++] as RequestTimes;
-        r.due = due;
-        r.issued = now();
-        weft.request(addresses[issued % idCount] as Address, 1).then((invoked) => {
-          r.done = now();
-          r.invoked = invoked as number;
-          if (++completed === total) resolve({ times, gaps });
+        const i = issued++;
+        times.due[i] = due;
+        times.issued[i] = now();
+        weft.request(addresses[i % idCount] as Address, 1).then((invoked) => {
+          times.done[i] = now();
+          times.invoked[i] = invoked as number;
+          if (++completed === total) resolve({ requests: total, gaps, from, to });
         }, reject);
       }
       last = now();
+      to = last;
+      if (last - t > GAP_MS) gaps.push([t, last]);
       if (issued < total) setImmediate(tick);
     };
     tick();
   });
 }
 
-await openLoop(warmup * 1000);
+if (warmup > 0) await openLoop(warmup * 1000);
 const m0 = weft.metrics();
-const start = now();
-gcs.length = 0;
-const { times, gaps } = await openLoop(seconds * 1000);
-const end = now();
+const window = await openLoop(seconds * 1000);
 const m1 = weft.metrics();
+// Let the window's last GC entries arrive.
+for (let i = 0; i < 4; i++) await new Promise((resolve) => setImmediate(resolve));
 observer.disconnect();
 
-const sorted = Float64Array.from(times, (t) => (t.done - t.due) * 1000).sort();
-const split = splitSlowest(times, SLOWEST, BOTH_WAYS_MS);
-const stalls = classifyGaps(gaps, gcs, GC_SHARE);
-const mainGc = gcs.filter(([a]) => a >= start && a <= end);
+const n = window.requests;
+const sorted = new Float64Array(n);
+for (let i = 0; i < n; i++) sorted[i] = ((times.done[i] as number) - (times.due[i] as number)) * 1000;
+sorted.sort();
+const split = splitSlowest(times, n, SLOWEST, BOTH_WAYS_MS);
+const least = leastParts(times, n);
+const mainGc = within(gcs, window.from, window.to);
+const stalls = classifyGaps(window.gaps, mainGc, GC_SHARE);
 const result = {
   rate,
   seconds,
-  requests: times.length,
-  micros: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), p999: percentile(sorted, 0.999), max: sorted[sorted.length - 1] ?? Number.NaN },
+  requests: n,
+  micros: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), p999: percentile(sorted, 0.999), max: sorted[n - 1] ?? Number.NaN },
   slowest: split,
-  mainStalls: { overMs: GAP_MS, ...stalls, gcs: mainGc.length, gcMs: mainGc.reduce((s, [a, b]) => s + b - a, 0) },
+  leastMs: least,
+  mainBusy: { overMs: GAP_MS, gcShare: GC_SHARE, ...stalls, gcs: mainGc.length, gcMs: mainGc.reduce((s, [a, b]) => s + b - a, 0) },
   shards: m1.shards.map((s, i) => ({
     gcPausesOver2Ms: s.gcPausesOver2Ms - (m0.shards[i]?.gcPausesOver2Ms ?? 0),
     loopGapsOver2Ms: s.loopGapsOver2Ms - (m0.shards[i]?.loopGapsOver2Ms ?? 0),
   })),
 };
-await engine.close();
 
 if (values.json) {
   console.log(JSON.stringify(result));
 } else {
   const ms = (x: number): string => x.toFixed(2);
   const us = result.micros;
-  console.log(`tail probe: ${rate} req/s for ${seconds} s (${result.requests} requests, ${shards} shards, checkpoints every ${checkpointMs} ms, after ${warmup} s unmeasured)`);
+  console.log(`tail probe: ${rate} req/s for ${seconds} s (${n} requests, ${shards} shards, checkpoints every ${checkpointMs} ms, after ${warmup} s unmeasured)`);
   console.log(`  latency from due: p50 ${us.p50.toFixed(0)} µs, p99 ${us.p99.toFixed(0)} µs, p999 ${us.p999.toFixed(0)} µs, max ${us.max.toFixed(0)} µs`);
-  console.log(`  slowest 1% (${split.requests}), mean ms: generator late ${ms(split.lagMs)}, to the shard ${ms(split.toShardMs)}, back ${ms(split.backMs)}; over ${BOTH_WAYS_MS} ms both ways: ${split.slowBothWays}`);
-  console.log(`  main's stalls over ${GAP_MS} ms: ${stalls.withGc.gaps} with a GC (${ms(stalls.withGc.ms)} ms), ${stalls.without.gaps} without (${ms(stalls.without.ms)} ms; longest ${stalls.without.longestMs.map(ms).join(', ') || '-'}); main's GCs ${result.mainStalls.gcs} (${ms(result.mainStalls.gcMs)} ms)`);
+  console.log(`  slowest 1% (${split.requests}), mean ms: generator late ${ms(split.lagMs)}, to the shard's invocation ${ms(split.toShardMs)}, from it to main ${ms(split.backMs)}; over ${BOTH_WAYS_MS} ms both ways: ${split.slowBothWays} (least of all requests: ${ms(least.toShardMs)} / ${ms(least.backMs)} ms)`);
+  console.log(`  main busy over ${GAP_MS} ms: ${stalls.withGc.gaps} times with a GC (${ms(stalls.withGc.ms)} ms), ${stalls.without.gaps} without (${ms(stalls.without.ms)} ms; longest ${stalls.without.longestMs.map(ms).join(', ') || '-'}); main's GCs ${result.mainBusy.gcs} (${ms(result.mainBusy.gcMs)} ms)`);
   result.shards.forEach((s, i) => console.log(`  shard ${i}: GC pauses over 2 ms ${s.gcPausesOver2Ms}, loop gaps over 2 ms ${s.loopGapsOver2Ms}`));
 }
+await engine.close();
 process.exit(0);

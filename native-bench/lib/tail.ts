@@ -3,20 +3,34 @@
  * stalls of main's event loop a garbage collection explains. Pure functions over the probe's
  * timestamps, so they are tested on their own.
  *
- * All times are milliseconds on one clock shared by the threads (`performance.timeOrigin +
- * performance.now()`, which is the monotonic clock in every thread of a process).
+ * All times are milliseconds on the process's monotonic clock ({@link monotonicMs}), which every
+ * thread reads alike (`performance.timeOrigin` is per thread in newer Nodes, so
+ * `timeOrigin + now()` is not a clock to compare across threads).
  */
 
-/** One request's four moments. */
+/** Milliseconds on the process's monotonic clock (`process.hrtime`), the same in every thread. */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/**
+ * The offset that turns this thread's `performance.now()` times (PerformanceEntry.startTime, for
+ * one) into {@link monotonicMs} times: add it.
+ */
+export function performanceToMonotonic(): number {
+  return monotonicMs() - performance.now();
+}
+
+/** The requests' four moments, one column each (index i: request i). */
 export interface RequestTimes {
   /** When the open-loop schedule said it was due. */
-  due: number;
+  readonly due: ArrayLike<number>;
   /** When the generator issued it (`weft.request` called). */
-  issued: number;
+  readonly issued: ArrayLike<number>;
   /** When the shard invoked its function (the reply carries it). */
-  invoked: number;
+  readonly invoked: ArrayLike<number>;
   /** When main resolved its promise. */
-  done: number;
+  readonly done: ArrayLike<number>;
 }
 
 /** Mean parts of the latency (from due) of a set of requests, ms. */
@@ -24,50 +38,67 @@ export interface LatencySplit {
   requests: number;
   /** due → issued: the generator (main) late for them. */
   lagMs: number;
-  /** issued → invoked: main's publish, the shard's wake-up, queue and turn. */
+  /**
+   * issued → invoked: main's publish, the shard's wake-up, its queue and its turn up to this
+   * invocation.
+   */
   toShardMs: number;
-  /** invoked → done: the reply's way back and main picking it up. */
+  /**
+   * invoked → done: the rest of the shard's turn (replies leave at its end), the way back, and
+   * main picking the reply up.
+   */
   backMs: number;
   /** Requests of the set over `overMs` both to the shard and back. */
   slowBothWays: number;
 }
 
-/** Latency from due of request `i`. */
-function latency(t: RequestTimes): number {
-  return t.done - t.due;
-}
-
 /**
- * The slowest `fraction` of `times` (at least one request when there are any), with how their
- * latency splits; `overMs` is the bound for {@link LatencySplit.slowBothWays}.
+ * The slowest `fraction` of `t`'s `count` requests (at least one when there are any), with how
+ * their latency splits; `overMs` is the bound for {@link LatencySplit.slowBothWays}.
  * @throws RangeError for a fraction outside (0, 1] or a negative bound.
  */
-export function splitSlowest(times: readonly RequestTimes[], fraction: number, overMs: number): LatencySplit {
+export function splitSlowest(t: RequestTimes, count: number, fraction: number, overMs: number): LatencySplit {
   if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`fraction must be in (0, 1] (got ${String(fraction)})`);
   if (!(overMs >= 0)) throw new RangeError(`overMs must be >= 0 (got ${String(overMs)})`);
-  const order = times.map((_, i) => i).sort((a, b) => latency(times[a] as RequestTimes) - latency(times[b] as RequestTimes));
-  const k = times.length === 0 ? 0 : Math.max(1, Math.floor(times.length * fraction));
-  const slowest = order.slice(order.length - k);
+  const latency = (i: number): number => (t.done[i] as number) - (t.due[i] as number);
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => latency(a) - latency(b));
+  const k = count === 0 ? 0 : Math.max(1, Math.floor(count * fraction));
   let lag = 0;
   let toShard = 0;
   let back = 0;
   let both = 0;
-  for (const i of slowest) {
-    const t = times[i] as RequestTimes;
-    lag += t.issued - t.due;
-    toShard += t.invoked - t.issued;
-    back += t.done - t.invoked;
-    if (t.invoked - t.issued > overMs && t.done - t.invoked > overMs) both++;
+  for (let j = count - k; j < count; j++) {
+    const i = order[j] as number;
+    const issued = t.issued[i] as number;
+    const invoked = t.invoked[i] as number;
+    lag += issued - (t.due[i] as number);
+    toShard += invoked - issued;
+    back += (t.done[i] as number) - invoked;
+    if (invoked - issued > overMs && (t.done[i] as number) - invoked > overMs) both++;
   }
   const n = Math.max(1, k);
   return { requests: k, lagMs: lag / n, toShardMs: toShard / n, backMs: back / n, slowBothWays: both };
+}
+
+/**
+ * The least time any of `count` requests took to the shard and back, ms: below 0 only when the
+ * shard's clock and main's disagree (they read one clock, so this checks the probe itself).
+ */
+export function leastParts(t: RequestTimes, count: number): { toShardMs: number; backMs: number } {
+  let toShard = Number.POSITIVE_INFINITY;
+  let back = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < count; i++) {
+    toShard = Math.min(toShard, (t.invoked[i] as number) - (t.issued[i] as number));
+    back = Math.min(back, (t.done[i] as number) - (t.invoked[i] as number));
+  }
+  return { toShardMs: toShard, backMs: back };
 }
 
 /** A span of time, ms. */
 export type Span = readonly [start: number, end: number];
 
 export interface GapClasses {
-  /** Gaps a GC covers at least `share` of. */
+  /** Gaps GC pauses cover at least `share` of. */
   withGc: { gaps: number; ms: number };
   /** The others, and the longest of them (descending, at most 5). */
   without: { gaps: number; ms: number; longestMs: number[] };
@@ -95,4 +126,9 @@ export function classifyGaps(gaps: readonly Span[], gcs: readonly Span[], share:
   }
   out.without.longestMs = others.sort((p, q) => q - p).slice(0, 5);
   return out;
+}
+
+/** The GC pauses of `spans` that start within [from, to]. */
+export function within(spans: readonly Span[], from: number, to: number): Span[] {
+  return spans.filter(([a]) => a >= from && a <= to);
 }

@@ -1,10 +1,10 @@
 /**
  * The tail probe's function (tail-probe.ts): an int counter per id, like counter.ts, whose reply
- * is the moment the shard invoked it (`performance.timeOrigin + performance.now()`, ms on the
- * clock every thread of the process shares), so the probe can split each request's latency at
- * the shard.
+ * is the moment the shard invoked it (ms on the process's monotonic clock, which every thread
+ * reads alike), so the probe can split each request's latency at the shard.
  */
 import { defineModule, type } from '../../src/index.js';
+import { monotonicMs } from '../lib/tail.js';
 import { tagThread } from './thread-tag.js';
 
 tagThread('shard');
@@ -17,7 +17,7 @@ export default defineModule({
       state: { count: type.int() },
       fn(ctx) {
         ctx.state.count = (ctx.state.count ?? 0) + 1;
-        ctx.reply(performance.timeOrigin + performance.now());
+        ctx.reply(monotonicMs());
       },
     },
   },

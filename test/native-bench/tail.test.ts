@@ -1,39 +1,62 @@
 import { execFile } from 'node:child_process';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { classifyGaps, splitSlowest, type RequestTimes } from '../../native-bench/lib/tail.js';
+import { classifyGaps, leastParts, monotonicMs, performanceToMonotonic, splitSlowest, within, type RequestTimes } from '../../native-bench/lib/tail.js';
 
-/** A request due at `due` that took `lag`, `to` and `back` ms in its three parts. */
-const req = (due: number, lag: number, to: number, back: number): RequestTimes => ({ due, issued: due + lag, invoked: due + lag + to, done: due + lag + to + back });
+/** Columns of requests, each [due, lag, to the shard, back] in ms. */
+function columns(rows: ReadonlyArray<readonly [number, number, number, number]>): RequestTimes {
+  const t = { due: [] as number[], issued: [] as number[], invoked: [] as number[], done: [] as number[] };
+  for (const [due, lag, to, back] of rows) {
+    t.due.push(due);
+    t.issued.push(due + lag);
+    t.invoked.push(due + lag + to);
+    t.done.push(due + lag + to + back);
+  }
+  return t;
+}
 
 describe('the tail probe: where the slowest requests spent their time', () => {
-  it('splits the slowest fraction into the generator lag, the way to the shard and the way back', () => {
-    const times: RequestTimes[] = [];
-    for (let i = 0; i < 198; i++) times.push(req(i, 0.01, 0.05, 0.03));
-    // The two slowest: one slow to the shard only, one slow both ways with the generator late.
-    times.push(req(500, 0, 4, 0.5), req(600, 1, 2, 3));
-    const s = splitSlowest(times, 0.01, 1);
+  it('splits the slowest fraction (by latency, wherever they are) into the generator lag, the way to the shard and back', () => {
+    const rows: Array<[number, number, number, number]> = [];
+    // The two slowest come first, due before every fast one: one slow to the shard only, one
+    // slow both ways with the generator late.
+    rows.push([0, 0, 4, 0.5], [1, 1, 2, 3]);
+    for (let i = 0; i < 198; i++) rows.push([10 + i, 0.01, 0.05, 0.03]);
+    // A fast one due last and done last.
+    rows[199] = [900, 0.01, 0.05, 0.03];
+    const s = splitSlowest(columns(rows), rows.length, 0.01, 1);
     expect(s.requests).toBe(2);
     expect(s.lagMs).toBeCloseTo(0.5);
     expect(s.toShardMs).toBeCloseTo(3);
     expect(s.backMs).toBeCloseTo(1.75);
     expect(s.slowBothWays).toBe(1);
-    // The parts add up to the latency of the requests taken.
     expect(s.lagMs + s.toShardMs + s.backMs).toBeCloseTo((4.5 + 6) / 2);
   });
 
   it('takes at least one request, none of none, and refuses a fraction or bound out of range', () => {
-    expect(splitSlowest([req(0, 1, 1, 1)], 0.01, 0).requests).toBe(1);
-    expect(splitSlowest([], 0.01, 1)).toMatchObject({ requests: 0, slowBothWays: 0 });
-    expect(() => splitSlowest([], 0, 1)).toThrow(/fraction must be in \(0, 1\] \(got 0\)/);
-    expect(() => splitSlowest([], 1.5, 1)).toThrow(/got 1\.5/);
-    expect(() => splitSlowest([], 0.5, -1)).toThrow(/overMs must be >= 0 \(got -1\)/);
+    expect(splitSlowest(columns([[0, 1, 1, 1]]), 1, 0.01, 0).requests).toBe(1);
+    expect(splitSlowest(columns([]), 0, 0.01, 1)).toMatchObject({ requests: 0, slowBothWays: 0 });
+    expect(() => splitSlowest(columns([]), 0, 0, 1)).toThrow(/fraction must be in \(0, 1\] \(got 0\)/);
+    expect(() => splitSlowest(columns([]), 0, 1.5, 1)).toThrow(/got 1\.5/);
+    expect(() => splitSlowest(columns([]), 0, 0.5, -1)).toThrow(/overMs must be >= 0 \(got -1\)/);
+  });
+
+  it('finds the least time of all requests each way (negative when the clocks disagree)', () => {
+    expect(leastParts(columns([[0, 0, 0.2, 0.1], [5, 0, 0.05, 0.3]]), 2)).toEqual({ toShardMs: expect.closeTo(0.05) as number, backMs: expect.closeTo(0.1) as number });
+    // A shard clock 1 ms behind main's.
+    const skewed = columns([[0, 0, 0.2, 0.1]]);
+    (skewed.invoked as number[])[0]! -= 1;
+    expect(leastParts(skewed, 1).toShardMs).toBeCloseTo(-0.8);
   });
 });
 
 describe('the tail probe: which stalls of main a GC explains', () => {
-  it('counts a gap as a GC\'s when GC pauses cover the share asked of it, summed over pauses', () => {
+  it("counts a gap as a GC's when GC pauses cover the share asked of it, summed over pauses", () => {
     const gaps: Array<[number, number]> = [
       [0, 2], // one GC covers 1.5 of 2 ms
       [10, 14], // two GCs cover 0.5 + 0.5 of 4 ms: 25%
@@ -54,11 +77,46 @@ describe('the tail probe: which stalls of main a GC explains', () => {
     // At 25% the second one is a GC's too.
     expect(classifyGaps(gaps, gcs, 0.25).withGc.gaps).toBe(3);
     expect(() => classifyGaps(gaps, gcs, 0)).toThrow(/share must be in \(0, 1\] \(got 0\)/);
+    expect(within(gcs, 10, 29)).toEqual([gcs[1], gcs[2], gcs[3]]);
   });
 
   it('keeps the five longest of the others, longest first', () => {
     const gaps: Array<[number, number]> = [1, 7, 3, 9, 2, 8, 4].map((d, i) => [i * 100, i * 100 + d]);
     expect(classifyGaps(gaps, [], 0.5).without.longestMs).toEqual([9, 8, 7, 4, 3]);
+  });
+
+  it("places a GC's PerformanceEntry on the monotonic clock between the times read around it", async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as (opts?: { type: 'major' | 'minor' }) => void;
+    const toMonotonic = performanceToMonotonic();
+    const seen = new Promise<[number, number]>((resolve) => {
+      const o = new PerformanceObserver((list) => {
+        const e = list.getEntries()[0];
+        if (e === undefined) return;
+        o.disconnect();
+        resolve([toMonotonic + e.startTime, toMonotonic + e.startTime + e.duration]);
+      });
+      o.observe({ entryTypes: ['gc'] });
+    });
+    const before = monotonicMs();
+    gc({ type: 'major' });
+    const after = monotonicMs();
+    const [start, end] = await seen;
+    expect(start).toBeGreaterThanOrEqual(before - 0.5);
+    expect(end).toBeLessThanOrEqual(after + 0.5);
+  });
+
+  it('reads the same clock in a worker thread as in main', async () => {
+    const before = monotonicMs();
+    const worker = new Worker(`const { parentPort } = require('node:worker_threads'); parentPort.postMessage(Number(process.hrtime.bigint()) / 1e6);`, { eval: true });
+    const there = await new Promise<number>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    const after = monotonicMs();
+    await worker.terminate();
+    expect(there).toBeGreaterThanOrEqual(before);
+    expect(there).toBeLessThanOrEqual(after);
   });
 });
 
@@ -70,7 +128,8 @@ describe('the tail probe, run', () => {
       requests: number;
       micros: { p50: number; p99: number; p999: number; max: number };
       slowest: { requests: number; lagMs: number; toShardMs: number; backMs: number; slowBothWays: number };
-      mainStalls: { withGc: { gaps: number }; without: { gaps: number; longestMs: number[] }; gcs: number };
+      leastMs: { toShardMs: number; backMs: number };
+      mainBusy: { withGc: { gaps: number; ms: number }; without: { gaps: number; ms: number; longestMs: number[] }; gcs: number; gcMs: number };
       shards: Array<{ gcPausesOver2Ms: number; loopGapsOver2Ms: number }>;
     };
     expect(r.requests).toBe(2000);
@@ -79,14 +138,19 @@ describe('the tail probe, run', () => {
     expect(r.micros.p99).toBeLessThanOrEqual(r.micros.p999);
     expect(r.micros.p999).toBeLessThanOrEqual(r.micros.max);
     expect(r.slowest.requests).toBe(20);
-    // The shard's clock is the process's: no part of a request's time is negative.
-    expect(r.slowest.lagMs).toBeGreaterThanOrEqual(0);
-    expect(r.slowest.toShardMs).toBeGreaterThan(0);
-    expect(r.slowest.backMs).toBeGreaterThan(0);
+    // The shard's clock and main's agree: no request reached the shard before it was issued, or
+    // main before the shard invoked it.
+    expect(r.leastMs.toShardMs).toBeGreaterThanOrEqual(-0.001);
+    expect(r.leastMs.backMs).toBeGreaterThanOrEqual(-0.001);
     expect(r.slowest.slowBothWays).toBeLessThanOrEqual(20);
-    // The parts of the slowest 1% add up to at least the p99 (they are the slowest).
+    // The slowest 1% are at least as slow as the p99.
     expect((r.slowest.lagMs + r.slowest.toShardMs + r.slowest.backMs) * 1000).toBeGreaterThanOrEqual(r.micros.p99 * 0.999);
-    expect(r.mainStalls.without.longestMs.length).toBeLessThanOrEqual(Math.min(5, r.mainStalls.without.gaps));
+    // Main-busy figures: counts and times that agree with each other.
+    expect(r.mainBusy.without.longestMs.length).toBe(Math.min(5, r.mainBusy.without.gaps));
+    for (const x of r.mainBusy.without.longestMs) expect(x).toBeGreaterThan(0.5);
+    expect(r.mainBusy.withGc.ms).toBeGreaterThanOrEqual(r.mainBusy.withGc.gaps * 0.5);
+    expect(r.mainBusy.gcMs).toBeGreaterThanOrEqual(0);
     expect(r.shards).toHaveLength(2);
+    for (const s of r.shards) expect(s.gcPausesOver2Ms).toBeGreaterThanOrEqual(0);
   }, 90_000);
 });
