@@ -13,15 +13,16 @@
  *    over 1 ms both ways; and the least time any request took each way (below 0 only if the
  *    clocks disagreed);
  *  - main busy or descheduled: gaps over 0.5 ms between two turns of the generator (which spins,
- *    so each turn follows the last within microseconds) and turns over 0.5 ms, split into those a
- *    GC of main covers at least 30% of and the others;
+ *    so each turn follows the last within microseconds, or sleeps on a timer when the next
+ *    request is due more than 3 ms ahead: then the gap counts from when the timer should have
+ *    fired) and turns over 0.5 ms, split into those a GC of main covers at least 30% of and the
+ *    others;
  *  - each shard's GC pauses and loop gaps over 2 ms (weft.metrics()).
  *
  * Options: --rate N (requests/s, default 49000: bench (c)'s 10% on the 2-core machine),
  * --seconds S (measured, default 6), --warmup S (unmeasured first, default 3; 0: none), --ids N
  * (counters, default 10000), --shards N (default 2), --checkpoint-ms N (default 50), --json (one
- * JSON line). Unlike bench (c)'s generator, this one spins also between requests due more than 3
- * ms apart (below ~333 req/s).
+ * JSON line).
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -127,7 +128,14 @@ function openLoop(ms: number): Promise<Window> {
       last = now();
       to = last;
       if (last - t > GAP_MS) gaps.push([t, last]);
-      if (issued < total) setImmediate(tick);
+      if (issued === total) return;
+      // As bench (c)'s generator (lib/drive.ts): a timer when the next request is due more than
+      // 3 ms ahead, else spin. A gap then runs from when that timer should have fired.
+      const wait = t0 + issued * interval - last;
+      if (wait > 3) {
+        last += wait - 2;
+        setTimeout(tick, wait - 2);
+      } else setImmediate(tick);
     };
     tick();
   });
