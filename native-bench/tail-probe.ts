@@ -1,7 +1,7 @@
 /**
  * The tail probe (`npm run probe:tail -- [options]`): requests at a FIXED rate against an engine
- * set up like bench (c)'s (2 shards, checkpoints every 50 ms, durability 'process', the same
- * spinning open-loop generator), to see where the slow requests' time goes. The suite's levels
+ * set up like bench (c)'s (2 shards, checkpoints every 50 ms, durability 'process', and bench
+ * (c)'s own open-loop generator, lib/drive.ts, told of each request and turn), to see where the slow requests' time goes. The suite's levels
  * are fractions of a closed-loop maximum that moves with the machine; a fixed rate compares
  * builds and settings at the same load.
  *
@@ -27,9 +27,10 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Address } from '../src/index.js';
+import { openLoop, type LatencyRun } from './lib/drive.js';
 import { startEngine } from './lib/engine.js';
 import { percentile } from './lib/stats.js';
-import { classifyGaps, leastParts, monotonicMs, performanceToMonotonic, splitSlowest, within, type RequestTimes, type Span } from './lib/tail.js';
+import { classifyGaps, leastParts, performanceToMonotonic, splitSlowest, within, type RequestTimes, type Span } from './lib/tail.js';
 import { STAMP } from './modules/stamp.js';
 
 /** A gap between two generator turns, or a turn, longer than this is main busy elsewhere, ms. */
@@ -70,15 +71,18 @@ const idCount = option('ids', values.ids, true);
 const shards = option('shards', values.shards, true);
 const checkpointMs = option('checkpoint-ms', values['checkpoint-ms'], true);
 
-const now = monotonicMs;
 const addresses: Address[] = Array.from({ length: idCount }, (_, i) => ({ type: STAMP, id: `c${i}` }));
 const engine = await startEngine('tail-probe', { module: 'stamp', shards, checkpointIntervalMs: checkpointMs });
 const weft = engine.weft;
+const request = (i: number): Promise<unknown> => weft.request(addresses[i % idCount] as Address, 1);
 
-// Main's GC pauses, on the monotonic clock. Entries arrive a loop turn or two after their GC: the
-// observer stays on until after the window, and only those within it count.
-const gcs: Span[] = [];
+// Main's times on the monotonic clock the shards stamp replies with: the generator's and the GC
+// entries' (both this thread's performance.now()) moved by one offset.
 const toMonotonic = performanceToMonotonic();
+
+// Main's GC pauses. Entries arrive a loop turn or two after their GC: the observer stays on
+// until after the window, and only those within it count.
+const gcs: Span[] = [];
 const observer = new PerformanceObserver((list) => {
   for (const e of list.getEntries()) gcs.push([toMonotonic + e.startTime, toMonotonic + e.startTime + e.duration]);
 });
@@ -86,73 +90,56 @@ observer.observe({ entryTypes: ['gc'] });
 
 // Every request's times, in columns allocated once for the largest window (the warm-up reuses
 // them): an object per request would be main's garbage, and its GCs, in the window measured.
-const most = Math.max(1, Math.floor((Math.max(seconds, warmup) * rate)));
+const most = Math.max(1, Math.floor(Math.max(seconds, warmup) * rate));
 const times = { due: new Float64Array(most), issued: new Float64Array(most), invoked: new Float64Array(most), done: new Float64Array(most) } satisfies RequestTimes;
 
 interface Window {
-  requests: number;
-  /** Main busy elsewhere: gaps between generator turns, and long turns. */
+  run: LatencyRun;
+  /** Main busy elsewhere: gaps between generator turns (from when the turn was due), and long turns. */
   gaps: Span[];
   /** From the first turn of the generator to its last. */
   from: number;
   to: number;
 }
 
-/** Requests at `rate` for `ms`, open loop (each due at its time, latency from then), into `times`. */
-function openLoop(ms: number): Promise<Window> {
-  const total = Math.max(1, Math.floor((ms * rate) / 1000));
-  const interval = 1000 / rate;
+/** bench (c)'s open loop at `rate` for `ms`, each request's times into `times`. */
+async function openWindow(ms: number): Promise<Window> {
   const gaps: Span[] = [];
-  return new Promise((resolve, reject) => {
-    let issued = 0;
-    let completed = 0;
-    const from = now();
-    const t0 = from + 1;
-    let last = from;
-    let to = from;
-    const tick = (): void => {
-      const t = now();
-      if (t - last > GAP_MS) gaps.push([last, t]);
-      while (issued < total) {
-        const due = t0 + issued * interval;
-        if (due > t) break;
-        const i = issued++;
-        times.due[i] = due;
-        times.issued[i] = now();
-        weft.request(addresses[i % idCount] as Address, 1).then((invoked) => {
-          times.done[i] = now();
-          times.invoked[i] = invoked as number;
-          if (++completed === total) resolve({ requests: total, gaps, from, to });
-        }, reject);
-      }
-      last = now();
-      to = last;
-      if (last - t > GAP_MS) gaps.push([t, last]);
-      if (issued === total) return;
-      // As bench (c)'s generator (lib/drive.ts): a timer when the next request is due more than
-      // 3 ms ahead, else spin. A gap then runs from when that timer should have fired.
-      const wait = t0 + issued * interval - last;
-      if (wait > 3) {
-        last += wait - 2;
-        setTimeout(tick, wait - 2);
-      } else setImmediate(tick);
-    };
-    tick();
+  let from = Number.NaN;
+  let to = Number.NaN;
+  let next = Number.NaN;
+  const run = await openLoop(request, rate, ms, {
+    issued(i, due, at) {
+      times.due[i] = toMonotonic + due;
+      times.issued[i] = toMonotonic + at;
+    },
+    done(i, value, at) {
+      times.done[i] = toMonotonic + at;
+      times.invoked[i] = value as number;
+    },
+    turn(start, end, due) {
+      const s = toMonotonic + start;
+      const e = toMonotonic + end;
+      if (Number.isNaN(from)) from = s;
+      else if (s - next > GAP_MS) gaps.push([next, s]);
+      if (e - s > GAP_MS) gaps.push([s, e]);
+      to = e;
+      next = toMonotonic + due;
+    },
   });
+  return { run, gaps, from, to };
 }
 
-if (warmup > 0) await openLoop(warmup * 1000);
+if (warmup > 0) await openWindow(warmup * 1000);
 const m0 = weft.metrics();
-const window = await openLoop(seconds * 1000);
+const window = await openWindow(seconds * 1000);
 const m1 = weft.metrics();
 // Let the window's last GC entries arrive.
 for (let i = 0; i < 4; i++) await new Promise((resolve) => setImmediate(resolve));
 observer.disconnect();
 
-const n = window.requests;
-const sorted = new Float64Array(n);
-for (let i = 0; i < n; i++) sorted[i] = ((times.done[i] as number) - (times.due[i] as number)) * 1000;
-sorted.sort();
+const n = window.run.requests;
+const sorted = window.run.sortedMicros;
 const split = splitSlowest(times, n, SLOWEST, BOTH_WAYS_MS);
 const least = leastParts(times, n);
 const mainGc = within(gcs, window.from, window.to);

@@ -64,8 +64,27 @@ export interface LatencyRun {
   maxIssueLagMicros: number;
 }
 
-/** Open-loop: `rate` requests per second for `durationMs`, latency from each request's due time. */
-export function openLoop(request: (i: number) => Promise<unknown>, rate: number, durationMs: number): Promise<LatencyRun> {
+/**
+ * What an open loop tells an observer (the tail probe, tail-probe.ts), times on the generator's
+ * clock (`performance.now()`).
+ */
+export interface OpenLoopObserver {
+  /** Request `i`, due at `due`, was issued at `at`. */
+  issued(i: number, due: number, at: number): void;
+  /** Request `i`'s promise resolved with `value` at `at`. */
+  done(i: number, value: unknown, at: number): void;
+  /**
+   * A turn of the generator ran from `start` to `end`; the next one is due at `next` (a timer's
+   * time when it sleeps on one, else `end`: it spins).
+   */
+  turn(start: number, end: number, next: number): void;
+}
+
+/**
+ * Open-loop: `rate` requests per second for `durationMs`, latency from each request's due time.
+ * An `observer` hears of every request and every turn of the generator.
+ */
+export function openLoop(request: (i: number) => Promise<unknown>, rate: number, durationMs: number, observer?: OpenLoopObserver): Promise<LatencyRun> {
   const total = Math.max(1, Math.floor((durationMs * rate) / 1000));
   const interval = 1000 / rate;
   const lat = new Float64Array(total);
@@ -86,16 +105,24 @@ export function openLoop(request: (i: number) => Promise<unknown>, rate: number,
         if (due > t) break;
         if (t - due > maxLag) maxLag = t - due;
         const i = issued++;
-        request(i).then(() => {
-          lat[i] = (performance.now() - due) * 1000;
+        observer?.issued(i, due, performance.now());
+        request(i).then((value) => {
+          const at = performance.now();
+          lat[i] = (at - due) * 1000;
+          observer?.done(i, value, at);
           if (++completed === total) done();
         }, reject);
       }
+      const end = performance.now();
+      let next = end;
       if (issued < total) {
-        const wait = t0 + issued * interval - performance.now();
-        if (wait > 3) setTimeout(tick, wait - 2);
-        else setImmediate(tick);
+        const wait = t0 + issued * interval - end;
+        if (wait > 3) {
+          next = end + wait - 2;
+          setTimeout(tick, wait - 2);
+        } else setImmediate(tick);
       }
+      observer?.turn(t, end, next);
     };
     tick();
   });
