@@ -31,6 +31,7 @@ import { type } from '../../src/codec/types.js';
 import { META_FOLDED_EPOCH, PendingKind, decodeEnvelopes, decodeStates } from '../../src/state/checkpoint-format.js';
 import { decodeRecord, type InstanceRecord } from '../../src/state/instance.js';
 import { quietDeferred, type Deferred } from '../../src/internal/deferred.js';
+import { InstanceCache } from '../../src/state/instance-cache.js';
 
 const root = mkdtempSync(join(tmpdir(), 'weft-shard-loop-'));
 let dirs = 0;
@@ -495,6 +496,40 @@ describe('ShardLoop: checkpoint barriers', () => {
     await rig.idle();
     expect(rig.records(MAIN, Kind.Done)).toHaveLength(1);
     expect(rig.records(PEER, Kind.Barrier)).toHaveLength(1);
+  });
+
+  it('publishes the replies of a turn before it encodes a slice of the snapshot in progress', async () => {
+    const rig = await Rig.start({ intoRingBytes: 1 << 22 });
+    // 5,000 changed counters: the snapshot at the barrier encodes them in slices, one per turn.
+    const changed = 5000;
+    for (let i = 0; i < changed; i += 500) rig.send(MAIN, Array.from({ length: 500 }, (_, k) => msg('test/counter', `k${i + k}`, 1)));
+    await rig.until('every counter changed', () => rig.metric('invocations') === changed);
+    await rig.idle();
+    rig.drain();
+    // At each slice a turn encodes: whether the request's reply has reached main's ring yet.
+    const replyOutAtSlice: boolean[] = [];
+    const captureSome = InstanceCache.prototype.captureSome;
+    const spy = vi.spyOn(InstanceCache.prototype, 'captureSome').mockImplementation(function (this: InstanceCache, deadline: number) {
+      // (finishCapture encodes all that is left, with no deadline: not a turn's slice.)
+      if (deadline !== Number.POSITIVE_INFINITY) {
+        rig.drain();
+        replyOutAtSlice.push(rig.records(MAIN, Kind.Reply).length === 1);
+      }
+      return captureSome.call(this, deadline);
+    });
+    try {
+      // The barrier starts the snapshot; the request behind it runs in the same turn, before
+      // that turn's slice.
+      rig.send(MAIN, [[Kind.Barrier, 1], msg('test/counter', 'asked', 5, { replyTo: 7 })]);
+      await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(replyValue(rig.records(MAIN, Kind.Reply)[0]!)).toBe(5);
+    expect(replyOutAtSlice.length).toBeGreaterThan(0);
+    expect(replyOutAtSlice[0]).toBe(true);
+    // The request came after the barrier: its change belongs to the next epoch.
+    expect(rig.records(MAIN, Kind.Done)[0]![2]).toMatchObject({ states: changed });
   });
 
   it('reports the acks of invocations completed before the snapshot ahead of the barrier, also when they completed since its last turn', async () => {
