@@ -338,11 +338,12 @@ export class ShardLoop {
       work++;
     }
     // 3. Encode a slice of the snapshot in progress (InstanceCache.beginCapture); once complete,
-    // its PENDING write goes out. A slice takes up to CAPTURE_SLICE_MS: what this turn's
-    // invocations sent (replies above all) is published first, not after it.
+    // its PENDING write goes out. A slice takes up to CAPTURE_SLICE_MS: what waits to be
+    // published (this turn's replies and messages, those of async invocations settled since the
+    // last turn, a DONE) goes out first, not after it.
     const cache = this.#cache;
     if (cache.capturing) {
-      if (work > 0) this.#flush();
+      this.#flush();
       if (cache.captureSome(performance.now() + CAPTURE_SLICE_MS)) this.#participant.resume();
       else work++;
     }

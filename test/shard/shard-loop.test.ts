@@ -82,6 +82,13 @@ const module = compileModule(
           ctx.state.n = (ctx.state.n ?? 0) + 1;
         },
       },
+      /** Replies with the message, after waiting for the gate. */
+      'test/gated-echo': {
+        async fn(ctx, msg) {
+          await gate.promise;
+          ctx.reply(msg.value);
+        },
+      },
       /** Writes `keep` and `v`; `v` expires 30 ms after it was written. */
       'test/fleeting': {
         state: { keep: type.int(), v: { type: type.int(), expireAfterWrite: 30 } },
@@ -530,6 +537,38 @@ describe('ShardLoop: checkpoint barriers', () => {
     expect(replyOutAtSlice[0]).toBe(true);
     // The request came after the barrier: its change belongs to the next epoch.
     expect(rig.records(MAIN, Kind.Done)[0]![2]).toMatchObject({ states: changed });
+  });
+
+  it('publishes the reply of an async invocation settled between two turns before the next slice of the snapshot', async () => {
+    const rig = await Rig.start({ intoRingBytes: 1 << 22 });
+    const changed = 5000;
+    for (let i = 0; i < changed; i += 500) rig.send(MAIN, Array.from({ length: 500 }, (_, k) => msg('test/counter', `k${i + k}`, 1)));
+    rig.send(MAIN, [msg('test/gated-echo', 'e', 'echo', { replyTo: 9 })]);
+    await rig.until('the counters ran and the echo waits', () => rig.metric('invocations') === changed + 1 && rig.metric('parkedInvocations') === 1);
+    await rig.idle();
+    rig.drain();
+    const replyOutAtSlice: boolean[] = [];
+    const captureSome = InstanceCache.prototype.captureSome;
+    const spy = vi.spyOn(InstanceCache.prototype, 'captureSome').mockImplementation(function (this: InstanceCache, deadline: number) {
+      if (deadline === Number.POSITIVE_INFINITY) return captureSome.call(this, deadline);
+      rig.drain();
+      replyOutAtSlice.push(rig.records(MAIN, Kind.Reply).length === 1);
+      // The echo settles after this turn (in its microtasks), before the next one; and the
+      // slices are made short, so that the capture takes many turns.
+      if (replyOutAtSlice.length === 1) gate.resolve();
+      return captureSome.call(this, performance.now() - 1);
+    });
+    try {
+      rig.send(MAIN, [[Kind.Barrier, 1]]);
+      await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(replyValue(rig.records(MAIN, Kind.Reply)[0]!)).toBe('echo');
+    // The turn after the echo settled neither drained nor ran anything: its slice still came
+    // after the reply was out.
+    expect(replyOutAtSlice.length).toBeGreaterThan(2);
+    expect(replyOutAtSlice.slice(0, 2)).toEqual([false, true]);
   });
 
   it('reports the acks of invocations completed before the snapshot ahead of the barrier, also when they completed since its last turn', async () => {
