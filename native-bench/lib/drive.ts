@@ -179,3 +179,44 @@ export async function pacedClosedLoop(request: (i: number) => Promise<unknown>, 
   lat.sort();
   return { requests: total, sortedMicros: lat };
 }
+
+/**
+ * Light load for several systems in turn: `rounds` rounds, in each of which every system, in
+ * order, runs {@link pacedClosedLoop} for `durationMs / rounds` (after `settleMs[0]` unmeasured in
+ * the first round, `settleMs[1]` in the others). A stall of the machine lasting seconds then
+ * falls into one slice of each system's run instead of into all of one system's, so the systems'
+ * figures compare the same minutes. Returns each system's latencies, pooled.
+ */
+export async function interleavedPaced(
+  requests: ReadonlyArray<(i: number) => Promise<unknown>>,
+  intervalMs: number,
+  durationMs: number,
+  rounds: number,
+  settleMs: readonly [first: number, others: number],
+): Promise<PacedRun[]> {
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`rounds must be a positive integer (got ${String(rounds)})`);
+  const slices: PacedRun[][] = requests.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < requests.length; k++) {
+      const request = requests[k] as (i: number) => Promise<unknown>;
+      const settle = settleMs[round === 0 ? 0 : 1];
+      if (settle > 0) await pacedClosedLoop(request, intervalMs, settle);
+      (slices[k] as PacedRun[]).push(await pacedClosedLoop(request, intervalMs, durationMs / rounds));
+    }
+  }
+  return slices.map(pooled);
+}
+
+/** `runs` as one: every latency, ascending. */
+export function pooled(runs: readonly PacedRun[]): PacedRun {
+  let total = 0;
+  for (const r of runs) total += r.requests;
+  const lat = new Float64Array(total);
+  let at = 0;
+  for (const r of runs) {
+    lat.set(r.sortedMicros, at);
+    at += r.requests;
+  }
+  lat.sort();
+  return { requests: total, sortedMicros: lat };
+}

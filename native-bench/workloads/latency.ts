@@ -20,7 +20,7 @@ import type { Address } from '../../src/index.js';
 import { baselines } from '../lib/baselines.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { forkResult } from '../lib/child.js';
-import { maxRequestRate, openLoop, pacedClosedLoop, type LatencyRun, type PacedRun } from '../lib/drive.js';
+import { interleavedPaced, maxRequestRate, openLoop, type LatencyRun, type PacedRun } from '../lib/drive.js';
 import { pausesBetween, shardPauses, startEngine, type ShardPauses } from '../lib/engine.js';
 import type { SendLoopResult } from '../send-loop.js';
 import { load1 } from '../lib/machine.js';
@@ -218,20 +218,20 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     const w = weftRuns.at(-1) as Summary;
     ctx.log(`(c) ${level * 100}%: ${Math.round(rate)} req/s offered, weft p50 ${w.p50.toFixed(0)} p99 ${w.p99.toFixed(0)} p999 ${w.p999.toFixed(0)} us (generator lag up to ${w.maxIssueLagMicros.toFixed(0)} us)` + (ringRuns.length === 0 ? '' : `; ring p99 ${(ringRuns.at(-1) as Summary).p99.toFixed(0)}, post p99 ${(postRuns.at(-1) as Summary).p99.toFixed(0)} us`));
   }
-  // Light load, after the levels (a service gone quiet after busier times): first unmeasured for
-  // lightSettleMs, then measured. 10 s at one request per 5 ms: p99 rests on ~20 samples (with
-  // 3 s it rested on ~6, and three runs of the same build gave p99s 2-3x apart).
+  // Light load, after the levels (a service gone quiet after busier times): 10 s per system at
+  // one request per 5 ms, so p99 rests on ~20 samples (with 3 s it rested on ~6, and three runs
+  // of the same build gave p99s 2-3x apart). The systems take turns, a second each: measured one
+  // after the other, 10 s each, a few seconds of machine stalls landed in one system's run and
+  // swung its ratio (weft ÷ postMessage 5.88 and 1.19 in two runs of nearly the same code).
   const lightMs = ctx.quick ? 1000 : 10_000;
+  const lightRounds = ctx.quick ? 2 : 10;
   const lightSettleMs = ctx.quick ? 250 : 1000;
-  const light = async (request: (i: number) => Promise<unknown>): Promise<LightSummary> => {
-    await pacedClosedLoop(request, LIGHT_INTERVAL_MS, lightSettleMs);
-    return summarizeLight(await pacedClosedLoop(request, LIGHT_INTERVAL_MS, lightMs));
-  };
+  const lightSliceSettleMs = 100;
   const lp0 = shardPauses(weft);
-  const weftLight = await light(weftRequest);
+  const lightSystems = ringRequest === undefined || postRequest === undefined ? [weftRequest] : [weftRequest, ringRequest, postRequest];
+  const lightRuns = await interleavedPaced(lightSystems, LIGHT_INTERVAL_MS, lightMs, lightRounds, [lightSettleMs, lightSliceSettleMs]);
   const lp1 = shardPauses(weft);
-  const ringLight = ringRequest === undefined ? undefined : await light(ringRequest);
-  const postLight = postRequest === undefined ? undefined : await light(postRequest);
+  const [weftLight, ringLight, postLight] = lightRuns.map(summarizeLight) as [LightSummary, LightSummary | undefined, LightSummary | undefined];
   ctx.log(`(c) light load (1 request / ${LIGHT_INTERVAL_MS} ms): weft p50 ${weftLight.p50.toFixed(0)} p99 ${weftLight.p99.toFixed(0)} max ${weftLight.max.toFixed(0)} us` + (postLight === undefined ? '' : `; post p99 ${postLight.p99.toFixed(0)}, ring p99 ${(ringLight as LightSummary).p99.toFixed(0)} us`));
   const m = weft.metrics();
   await engine.close();
@@ -320,7 +320,7 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     id: 'c',
     title: 'request() latency, open loop at 10/50/90% of max rate',
     figures,
-    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then each system warms up unmeasured (${warmMs} ms at the 10% rate, ${warmMs} ms at the 50% rate); then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, thread by thread, ms on a core per s and ms runnable but waiting for one (main includes the load generator's spinning; shard and ring-worker: both threads together; other threads: every untagged thread, i.e. V8's GC helpers and compilers and libuv's pool, shared by weft and the baselines, whose engine or threads stay open but idle while the other runs); light load: ${lightSettleMs} ms unmeasured then ${lightMs} ms measured, latency from issue, after the levels; send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
+    setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then each system warms up unmeasured (${warmMs} ms at the 10% rate, ${warmMs} ms at the 50% rate); then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, thread by thread, ms on a core per s and ms runnable but waiting for one (main includes the load generator's spinning; shard and ring-worker: both threads together; other threads: every untagged thread, i.e. V8's GC helpers and compilers and libuv's pool, shared by weft and the baselines, whose engine or threads stay open but idle while the other runs); light load, after the levels: the systems take turns, ${lightRounds} rounds of ${lightMs / lightRounds} ms measured each (after ${lightSettleMs} ms unmeasured in the first round, ${lightSliceSettleMs} ms in the others), pooled, latency from issue (weft's shard pauses over the whole phase); send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
     notMeasured: "durable replies (durable: true waits for the commit), request timeouts, loads above 90%, the generator's CPU apart from main's (it spins the main event loop between due times and competes with the shards for the 2 cores; the thread-group figures count it in main)",
     load: [load0, load1()],
     extra: { threadTimes, weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1) }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
