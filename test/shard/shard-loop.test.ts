@@ -307,6 +307,30 @@ afterEach(async () => {
   gate = quietDeferred<void>();
 });
 
+/** Sends main's messages that change `n` counters (`k0`...), 500 to a frame. */
+function sendCounterChanges(rig: Rig, n: number): void {
+  for (let i = 0; i < n; i += 500) rig.send(MAIN, Array.from({ length: Math.min(500, n - i) }, (_, k) => msg('test/counter', `k${i + k}`, 1)));
+}
+
+/**
+ * Watches the slices in which the loop's turns encode a snapshot (InstanceCache.captureSome with
+ * a deadline; finishCapture's call, without one, is not a turn's slice): before slice k it reads
+ * main's ring and records in `replyOut[k]` whether a reply has reached it, then calls `atSlice(k)`.
+ * `short`: every slice ends at its first look at the clock, so a capture takes many turns.
+ */
+function watchSlices(rig: Rig, options: { short?: boolean; atSlice?: (k: number) => void } = {}): { replyOut: boolean[]; restore(): void } {
+  const replyOut: boolean[] = [];
+  const captureSome = InstanceCache.prototype.captureSome;
+  const spy = vi.spyOn(InstanceCache.prototype, 'captureSome').mockImplementation(function (this: InstanceCache, deadline: number) {
+    if (deadline === Number.POSITIVE_INFINITY) return captureSome.call(this, deadline);
+    rig.drain();
+    replyOut.push(rig.records(MAIN, Kind.Reply).length === 1);
+    options.atSlice?.(replyOut.length - 1);
+    return captureSome.call(this, options.short === true ? performance.now() - 1 : deadline);
+  });
+  return { replyOut, restore: () => spy.mockRestore() };
+}
+
 /** A message as main sends it: the value encoded with the module's default type. */
 function msg(targetType: string, targetId: string, value: unknown, opts: { replyTo?: number; hseq?: number; caller?: [string, string] } = {}): Envelope {
   const [typename, payload] = encodeMessage(module, value, undefined, 'test', 1 << 20);
@@ -509,32 +533,22 @@ describe('ShardLoop: checkpoint barriers', () => {
     const rig = await Rig.start({ intoRingBytes: 1 << 22 });
     // 5,000 changed counters: the snapshot at the barrier encodes them in slices, one per turn.
     const changed = 5000;
-    for (let i = 0; i < changed; i += 500) rig.send(MAIN, Array.from({ length: 500 }, (_, k) => msg('test/counter', `k${i + k}`, 1)));
+    sendCounterChanges(rig, changed);
     await rig.until('every counter changed', () => rig.metric('invocations') === changed);
     await rig.idle();
     rig.drain();
-    // At each slice a turn encodes: whether the request's reply has reached main's ring yet.
-    const replyOutAtSlice: boolean[] = [];
-    const captureSome = InstanceCache.prototype.captureSome;
-    const spy = vi.spyOn(InstanceCache.prototype, 'captureSome').mockImplementation(function (this: InstanceCache, deadline: number) {
-      // (finishCapture encodes all that is left, with no deadline: not a turn's slice.)
-      if (deadline !== Number.POSITIVE_INFINITY) {
-        rig.drain();
-        replyOutAtSlice.push(rig.records(MAIN, Kind.Reply).length === 1);
-      }
-      return captureSome.call(this, deadline);
-    });
+    const slices = watchSlices(rig);
     try {
       // The barrier starts the snapshot; the request behind it runs in the same turn, before
       // that turn's slice.
       rig.send(MAIN, [[Kind.Barrier, 1], msg('test/counter', 'asked', 5, { replyTo: 7 })]);
       await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
     } finally {
-      spy.mockRestore();
+      slices.restore();
     }
     expect(replyValue(rig.records(MAIN, Kind.Reply)[0]!)).toBe(5);
-    expect(replyOutAtSlice.length).toBeGreaterThan(0);
-    expect(replyOutAtSlice[0]).toBe(true);
+    expect(slices.replyOut.length).toBeGreaterThan(0);
+    expect(slices.replyOut[0]).toBe(true);
     // The request came after the barrier: its change belongs to the next epoch.
     expect(rig.records(MAIN, Kind.Done)[0]![2]).toMatchObject({ states: changed });
   });
@@ -542,33 +556,25 @@ describe('ShardLoop: checkpoint barriers', () => {
   it('publishes the reply of an async invocation settled between two turns before the next slice of the snapshot', async () => {
     const rig = await Rig.start({ intoRingBytes: 1 << 22 });
     const changed = 5000;
-    for (let i = 0; i < changed; i += 500) rig.send(MAIN, Array.from({ length: 500 }, (_, k) => msg('test/counter', `k${i + k}`, 1)));
+    sendCounterChanges(rig, changed);
     rig.send(MAIN, [msg('test/gated-echo', 'e', 'echo', { replyTo: 9 })]);
     await rig.until('the counters ran and the echo waits', () => rig.metric('invocations') === changed + 1 && rig.metric('parkedInvocations') === 1);
     await rig.idle();
     rig.drain();
-    const replyOutAtSlice: boolean[] = [];
-    const captureSome = InstanceCache.prototype.captureSome;
-    const spy = vi.spyOn(InstanceCache.prototype, 'captureSome').mockImplementation(function (this: InstanceCache, deadline: number) {
-      if (deadline === Number.POSITIVE_INFINITY) return captureSome.call(this, deadline);
-      rig.drain();
-      replyOutAtSlice.push(rig.records(MAIN, Kind.Reply).length === 1);
-      // The echo settles after this turn (in its microtasks), before the next one; and the
-      // slices are made short, so that the capture takes many turns.
-      if (replyOutAtSlice.length === 1) gate.resolve();
-      return captureSome.call(this, performance.now() - 1);
-    });
+    // The echo settles after the first slice's turn (in its microtasks), before the next turn;
+    // and the slices are made short, so that the capture takes many turns.
+    const slices = watchSlices(rig, { short: true, atSlice: (k) => k === 0 && gate.resolve() });
     try {
       rig.send(MAIN, [[Kind.Barrier, 1]]);
       await rig.until('DONE(1)', () => rig.records(MAIN, Kind.Done).length === 1);
     } finally {
-      spy.mockRestore();
+      slices.restore();
     }
     expect(replyValue(rig.records(MAIN, Kind.Reply)[0]!)).toBe('echo');
     // The turn after the echo settled neither drained nor ran anything: its slice still came
     // after the reply was out.
-    expect(replyOutAtSlice.length).toBeGreaterThan(2);
-    expect(replyOutAtSlice.slice(0, 2)).toEqual([false, true]);
+    expect(slices.replyOut.length).toBeGreaterThan(2);
+    expect(slices.replyOut.slice(0, 2)).toEqual([false, true]);
   });
 
   it('reports the acks of invocations completed before the snapshot ahead of the barrier, also when they completed since its last turn', async () => {
