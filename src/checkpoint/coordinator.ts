@@ -27,6 +27,15 @@
  *      not wake them: they read it at their next wake, at the latest with the next BARRIER or when
  *      the coordinator's next tick finds nothing to checkpoint (hooks.idleTick), one interval
  *      later. One that a checkpoint() call awaits wakes them.
+ *   5a. A periodic checkpoint falls between requests when it can. When one is due while nothing
+ *      the host waits for depends on it (no send, durable request or egress record waits for a
+ *      commit, no send waits for room) and at most one request is in flight, it is HELD until the
+ *      last request in flight gets its reply ({@link Coordinator.quiet}), for at most one more
+ *      interval. A service that sends its next request a while after the last reply (a closed
+ *      loop, a quiet service) then meets no checkpoint's work: the barrier's wake-ups, the
+ *      snapshot, the PENDING writes and DONE all happen in the gap, and the COMMITTED of such an
+ *      epoch wakes the shards when no request is in flight, so that they read it (and fold) in the
+ *      gap too rather than at the next request. A checkpoint that others wait for never waits.
  *   6. Recovery (a restart, or a shard worker dying): every shard folds PENDING ≤ E (the last
  *      committed epoch) and drops PENDING > E, replays the mailboxes of E before new input, and
  *      re-arms its timers; main re-sends the host messages it accepted after BARRIER(E) (it
@@ -62,8 +71,22 @@ export interface CoordinatorHooks {
   quiescent(): boolean;
   /** A periodic tick found nothing to checkpoint: no BARRIER follows what the shards were sent. */
   idleTick(): void;
+  /**
+   * A periodic checkpoint is due: may it be held for a quiet moment (step 5a)? Yes when nothing
+   * the host waits for depends on it and at most one request is in flight.
+   */
+  mayHold(): boolean;
+  /** No request is in flight. */
+  idle(): boolean;
   failed(err: unknown): void;
 }
+
+/**
+ * How an epoch starts: `forced` (a checkpoint() call, a retry), `periodic` (the interval's timer:
+ * skipped when quiescent, maybe held), or the end of a hold: `quiet` (the last request in flight
+ * got its reply) or `limit` (one more interval passed without that).
+ */
+type Start = 'forced' | 'periodic' | 'quiet' | 'limit';
 
 interface Waiter {
   resolve(epoch: number): void;
@@ -93,6 +116,14 @@ export class Coordinator {
   #halted = false;
   /** The COMMITTED write in progress, if any. */
   #committing: Promise<void> | undefined;
+  /** A periodic checkpoint held for a quiet moment (step 5a): the timer of its limit. */
+  #hold: NodeJS.Timeout | undefined;
+  /** The quiet moment came: the held checkpoint starts once the host has reacted to the reply. */
+  #quietSoon = false;
+  /** The epoch in flight started at a quiet moment. */
+  #startedQuiet = false;
+  #held = 0;
+  #heldToLimit = 0;
 
   constructor(shards: number, committed: number, intervalMs: number, hooks: CoordinatorHooks) {
     this.#shards = shards;
@@ -115,6 +146,11 @@ export class Coordinator {
     return this.#inFlight;
   }
 
+  /** Periodic checkpoints held for a quiet moment (step 5a), and those of them that started at their limit. */
+  get holds(): { held: number; heldToLimit: number } {
+    return { held: this.#held, heldToLimit: this.#heldToLimit };
+  }
+
   start(): void {
     this.#arm();
   }
@@ -123,7 +159,7 @@ export class Coordinator {
     if (this.#stopped || this.#intervalMs === 0 || this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#trigger(false);
+      this.#trigger('periodic');
     }, this.#intervalMs);
     this.#timer.unref();
   }
@@ -141,21 +177,57 @@ export class Coordinator {
         return;
       }
       this.#current.push({ resolve, reject });
-      this.#trigger(true);
+      this.#trigger('forced');
     });
   }
 
-  #trigger(forced: boolean): void {
+  /**
+   * The last request in flight got its reply: a held periodic checkpoint (step 5a) starts, once
+   * the host's reaction to that reply has run (its promise's callbacks: they may answer a client).
+   */
+  quiet(): void {
+    if (this.#hold === undefined || this.#quietSoon) return;
+    this.#quietSoon = true;
+    setImmediate(() => {
+      this.#quietSoon = false;
+      // A checkpoint() that started an epoch meanwhile, a halt or a stop cleared the hold.
+      if (this.#hold === undefined) return;
+      this.#clearHold();
+      this.#trigger('quiet');
+    }).unref();
+  }
+
+  #clearHold(): void {
+    if (this.#hold === undefined) return;
+    clearTimeout(this.#hold);
+    this.#hold = undefined;
+  }
+
+  #trigger(start: Start): void {
     if (this.#stopped || this.#halted || this.#inFlight !== 0) return;
-    if (!forced && this.#current.length === 0 && this.#hooks.quiescent()) {
-      this.#hooks.idleTick();
-      this.#arm();
-      return;
+    if (start === 'periodic' && this.#current.length === 0) {
+      if (this.#hooks.quiescent()) {
+        this.#hooks.idleTick();
+        this.#arm();
+        return;
+      }
+      if (this.#hooks.mayHold()) {
+        this.#held++;
+        this.#hold = setTimeout(() => {
+          this.#hold = undefined;
+          this.#heldToLimit++;
+          this.#trigger('limit');
+        }, this.#intervalMs);
+        this.#hold.unref();
+        return;
+      }
     }
+    this.#clearHold();
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
+    this.#startedQuiet = start === 'quiet';
     const epoch = this.#next++;
     this.#inFlight = epoch;
     this.#started = performance.now();
@@ -182,14 +254,20 @@ export class Coordinator {
         this.#committed = epoch;
         this.#inFlight = 0;
         const waiters = this.#current;
-        this.#hooks.committed(epoch, waiters.length > 0 || this.#intervalMs === 0 || this.#intervalMs > LATE_COMMITTED_MAX_INTERVAL_MS);
+        const wake =
+          waiters.length > 0 ||
+          this.#intervalMs === 0 ||
+          this.#intervalMs > LATE_COMMITTED_MAX_INTERVAL_MS ||
+          // An epoch started at a quiet moment: the shards read its commit in the same gap (step 5a).
+          (this.#startedQuiet && this.#hooks.idle());
+        this.#hooks.committed(epoch, wake);
         this.#current = this.#queued;
         this.#queued = [];
         for (const w of waiters) w.resolve(epoch);
         if (this.#halted) return;
         if (this.#forced || this.#current.length > 0) {
           this.#forced = false;
-          this.#trigger(true);
+          this.#trigger('forced');
         } else this.#arm();
       },
       (err: unknown) => {
@@ -206,6 +284,7 @@ export class Coordinator {
    */
   async halt(): Promise<void> {
     this.#halted = true;
+    this.#clearHold();
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -226,7 +305,7 @@ export class Coordinator {
     this.#queued = [];
     // The queued requests ride the retried epoch now: none is left to force another one.
     this.#forced = false;
-    if (retry) this.#trigger(true);
+    if (retry) this.#trigger('forced');
     else this.#arm();
   }
 
@@ -236,6 +315,7 @@ export class Coordinator {
     this.#stopReason = err;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#clearHold();
     for (const w of [...this.#current, ...this.#queued]) w.reject(err);
     this.#current = [];
     this.#queued = [];

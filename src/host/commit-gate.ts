@@ -84,6 +84,17 @@ export class CommitGate {
     }
   }
 
+  /**
+   * The host waits for the next commit: a send's acknowledgement, an egress record or a durable
+   * reply reported since the last barrier, or a send group not resolved yet.
+   */
+  hostWaits(): boolean {
+    for (const link of this.#links) {
+      if (link.ackGroups.length > 0 || link.egressSince.length > 0 || link.replySince.length > 0) return true;
+    }
+    return false;
+  }
+
   /** BARRIER(epoch) from a shard: what it reported since its previous barrier belongs to `epoch`. */
   onBarrier(link: ShardLink, epoch: number): void {
     const shards = this.#links.length;

@@ -81,9 +81,12 @@ export class Requests {
     p.reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${p.to.type}/${p.to.id} got no reply within ${p.timeoutMs} ms`));
   });
   readonly #queries = new Map<number, PendingQuery>();
+  /** Called when a reply leaves no request waiting (a held checkpoint may start: coordinator.ts, step 5a). */
+  readonly #onQuiet: () => void;
 
-  constructor(module: RuntimeModule) {
+  constructor(module: RuntimeModule, onQuiet: () => void = noop) {
     this.#module = module;
+    this.#onQuiet = onQuiet;
   }
 
   /** A new request (or query) id. */
@@ -94,6 +97,16 @@ export class Requests {
   /** `weft.request` calls waiting for their reply. */
   get size(): number {
     return this.#requests.size;
+  }
+
+  /**
+   * At most one request waits for its reply, and it is not durable (a durable one waits for a
+   * commit): a periodic checkpoint may then wait for that reply (coordinator.ts, step 5a).
+   */
+  atMostOneUndurable(): boolean {
+    if (this.#requests.size > 1) return false;
+    for (const [, r] of this.#requests.entries()) if (r.durable) return false;
+    return true;
   }
 
   /** Registers `pending`: returns its promise, rejected with ERR_WEFT_TIMEOUT after its timeout. */
@@ -160,6 +173,7 @@ export class Requests {
     if (req === undefined) return undefined;
     this.#requests.delete(requestId);
     this.#timeouts.remove(req);
+    if (this.#requests.size === 0) this.#onQuiet();
     return req;
   }
 

@@ -148,7 +148,7 @@ export class Weft {
     this.#links = Array.from({ length: n }, (_, s) => new ShardLink(s, slabs, dir.info.committedEpoch + 1));
     this.#partitioner = new Partitioner(n, dir.info.keyGroups);
     this.#router = new Router(this.#partitioner, this.#links, opts, () => this.#resolveIdle(), () => this.#refusal('send'));
-    this.#requests = new Requests(module);
+    this.#requests = new Requests(module, () => this.#coordinator.quiet());
     this.#gate = new CommitGate(this.#links, this.#requests, {
       channel: (name) => this.#egresses.channel(name),
       deadLetterCommitted: (typename, payload) => this.#onDeadLetterCommitted(typename, payload),
@@ -175,6 +175,8 @@ export class Weft {
       // host sends may be waiting for exactly that checkpoint, see Router.dirtyOver).
       quiescent: () => this.#currentActivity() === this.#activityAtLastCheckpoint && this.#pool.control.alive() === 0 && !this.#router.dirtyOver(0),
       idleTick: () => this.#router.nudge(),
+      mayHold: () => this.#requests.atMostOneUndurable() && this.#router.waiting === 0 && !this.#gate.hostWaits(),
+      idle: () => this.#requests.size === 0,
       failed: (err) => this.#fail(err),
     });
     this.#inbound = new Inbound(this.#links, this.#gate, this.#requests, this.#coordinator, this.#compute, this.#names);
@@ -712,6 +714,8 @@ export class Weft {
       egressOverBacklog: this.#router.egressOverBacklog,
       committedEpoch: this.#coordinator.committedEpoch,
       checkpointsCommitted: this.#checkpointsCommitted,
+      checkpointsHeld: this.#coordinator.holds.held,
+      checkpointsHeldToLimit: this.#coordinator.holds.heldToLimit,
       lastCheckpoint: this.#lastCheckpoint,
       recoveries: this.#recoveries,
       ...this.#supervisor.figures,

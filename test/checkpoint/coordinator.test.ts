@@ -28,6 +28,10 @@ class Host {
   /** What `quiescent()` answers (periodic checkpoints only). */
   quiet = false;
   quiescentAsked = 0;
+  /** What `mayHold()` answers (a periodic checkpoint nothing waits for; step 5a). */
+  mayHold = false;
+  /** What `idle()` answers (no request in flight). */
+  idle = true;
   /** Every hook call, in order, for ordering assertions. */
   readonly log: string[] = [];
   readonly coordinator: Coordinator;
@@ -57,6 +61,8 @@ class Host {
         this.quiescentAsked++;
         return this.quiet;
       },
+      mayHold: () => this.mayHold,
+      idle: () => this.idle,
       failed: (err) => {
         this.failures.push(err);
         this.log.push('failed');
@@ -372,6 +378,142 @@ describe('Coordinator: periodic checkpoints', () => {
     vi.advanceTimersByTime(60_000);
     expect(h.quiescentAsked).toBe(0);
     expect(h.injected).toEqual([]);
+  });
+});
+
+describe('Coordinator: periodic checkpoints held for a quiet moment (step 5a)', () => {
+  // Ticks this far apart leave a periodic commit to be read late (step 5), unless it is a quiet one.
+  const INTERVAL = LATE_COMMITTED_MAX_INTERVAL_MS;
+
+  /** A coordinator whose first periodic tick was held. */
+  function held(): Host {
+    vi.useFakeTimers();
+    const h = new Host(1, 0, INTERVAL);
+    h.mayHold = true;
+    h.coordinator.start();
+    vi.advanceTimersByTime(INTERVAL);
+    expect(h.injected).toEqual([]);
+    expect(h.coordinator.holds).toEqual({ held: 1, heldToLimit: 0 });
+    return h;
+  }
+
+  async function commit(h: Host, epoch: number): Promise<void> {
+    h.coordinator.onDone(0, epoch, { bytes: 1, states: 1 });
+    h.lastCommit.write.resolve();
+    await vi.advanceTimersByTimeAsync(0);
+  }
+
+  it('starts a held checkpoint when the last request in flight got its reply, after the host reacted to it', async () => {
+    const h = held();
+    const c = h.coordinator;
+    vi.advanceTimersByTime(INTERVAL - 1);
+    expect(h.injected).toEqual([]);
+    let reacted = false;
+    c.quiet();
+    // The reply's promise callbacks run first.
+    queueMicrotask(() => {
+      reacted = true;
+      expect(h.injected).toEqual([]);
+    });
+    // A second reply before the start changes nothing.
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(reacted).toBe(true);
+    expect(h.injected).toEqual([1]);
+    // Its limit was cancelled.
+    vi.advanceTimersByTime(4 * INTERVAL);
+    expect(h.injected).toEqual([1]);
+    expect(c.holds).toEqual({ held: 1, heldToLimit: 0 });
+    // No request in flight at its commit: the shards are woken to read it in the same gap.
+    h.idle = true;
+    await commit(h, 1);
+    expect(h.wake).toEqual([true]);
+    c.stop(new Error('test over'));
+  });
+
+  it('leaves the commit of a quiet epoch to be read late when a request is in flight by then', async () => {
+    const h = held();
+    h.coordinator.quiet();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.injected).toEqual([1]);
+    h.idle = false;
+    await commit(h, 1);
+    expect(h.wake).toEqual([false]);
+    h.coordinator.stop(new Error('test over'));
+  });
+
+  it('starts a held checkpoint after one more interval without a quiet moment, and leaves its commit to be read late', async () => {
+    const h = held();
+    const c = h.coordinator;
+    vi.advanceTimersByTime(INTERVAL - 1);
+    expect(h.injected).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(h.injected).toEqual([1]);
+    expect(c.holds).toEqual({ held: 1, heldToLimit: 1 });
+    // A reply now starts nothing: one epoch at a time, and no hold is left.
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.injected).toEqual([1]);
+    await commit(h, 1);
+    expect(h.wake).toEqual([false]);
+    // The period goes on from the commit, held again (the host still waits for nothing).
+    await vi.advanceTimersByTimeAsync(INTERVAL);
+    expect(c.holds).toEqual({ held: 2, heldToLimit: 1 });
+    c.stop(new Error('test over'));
+  });
+
+  it('never holds a checkpoint the host waits for, nor a quiescent period', () => {
+    vi.useFakeTimers();
+    const h = new Host(1, 0, 100);
+    const c = h.coordinator;
+    h.mayHold = true;
+    h.quiet = true;
+    c.start();
+    vi.advanceTimersByTime(100);
+    expect(h.idleTicks).toBe(1);
+    expect(c.holds.held).toBe(0);
+    h.quiet = false;
+    h.mayHold = false;
+    vi.advanceTimersByTime(100);
+    expect(h.injected).toEqual([1]);
+    expect(c.holds.held).toBe(0);
+    c.stop(new Error('test over'));
+  });
+
+  it('runs a checkpoint() asked during a hold at once; the hold ends with it', async () => {
+    const h = held();
+    const c = h.coordinator;
+    const forced = track(c.checkpoint());
+    expect(h.injected).toEqual([1]);
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(4 * INTERVAL);
+    expect(h.injected).toEqual([1]);
+    await commit(h, 1);
+    expect(forced.value).toBe(1);
+    expect(c.holds).toEqual({ held: 1, heldToLimit: 0 });
+    c.stop(new Error('test over'));
+  });
+
+  it('starts nothing from a hold once a recovery halted it or the coordinator stopped, and a reply without a hold starts nothing', async () => {
+    const h = held();
+    const c = h.coordinator;
+    await c.halt();
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(4 * INTERVAL);
+    expect(h.injected).toEqual([]);
+    // Resumed with nothing in flight: the period starts again.
+    c.resume();
+    await vi.advanceTimersByTimeAsync(INTERVAL);
+    expect(c.holds.held).toBe(2);
+    c.stop(new Error('test over'));
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(4 * INTERVAL);
+    expect(h.injected).toEqual([]);
+
+    const idle = new Host(1, 0, 100);
+    idle.coordinator.quiet();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(idle.injected).toEqual([]);
   });
 });
 

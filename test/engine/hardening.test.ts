@@ -134,7 +134,7 @@ describe('observability', () => {
       const gauges = ['mailbox_backlog', 'parked_invocations', 'pending_timers', 'cache_instances', 'dirty_instances', 'ring_spill_depth', 'inbound_ring_fill', 'last_checkpoint_seconds', 'last_checkpoint_bytes', 'host_messages_pending', 'remote_paused', 'gc_pause_max_seconds', 'loop_gap_max_seconds'];
       for (const c of counters) expect(byName.get(`weft_shard_${c}_total`)?.type, c).toBe('COUNTER');
       for (const g of gauges) expect(byName.get(`weft_shard_${g}`)?.type, g).toBe('GAUGE');
-      const engineCounters = ['host_messages_sent', 'egress_dropped', 'egress_redelivered', 'egress_over_backlog', 'checkpoints_committed', 'recoveries', 'unexplained_failures', 'poison_messages', 'stalled_shards', 'late_context_calls', 'uncaught_errors', 'main_wakeups'];
+      const engineCounters = ['host_messages_sent', 'egress_dropped', 'egress_redelivered', 'egress_over_backlog', 'checkpoints_committed', 'checkpoints_held', 'checkpoints_held_to_limit', 'recoveries', 'unexplained_failures', 'poison_messages', 'stalled_shards', 'late_context_calls', 'uncaught_errors', 'main_wakeups'];
       for (const c of engineCounters) expect(byName.get(`weft_${c}_total`)?.type, c).toBe('COUNTER');
       const engineGauges = ['host_messages_uncommitted', 'requests_pending', 'egress_buffered', 'egress_full', 'committed_epoch', 'messages_alive', 'ingress_waiting', 'ingress_spilled_frames'];
       for (const g of engineGauges) expect(byName.get(`weft_${g}`)?.type, g).toBe('GAUGE');

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Weft, type WeftOptions } from '../../src/index.js';
-import { within } from '../helpers/index.js';
+import { until, within } from '../helpers/index.js';
 
-export { within };
+export { until, within };
 
 /** A compiled fixture module (npm test builds test/fixtures into dist/test/fixtures). */
 export function fixture(name: string): URL {

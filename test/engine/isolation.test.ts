@@ -9,16 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { ControlBlock, fingerprintOf, keyHash, originHash, payloadHash } from '../../src/contract/control-block.js';
 import { messageFingerprint } from '../../src/shard/dispatcher.js';
 import { envelope } from '../../src/contract/envelope.js';
-import { fixture, startEngine, within } from './helpers.js';
+import { fixture, startEngine, within, until } from './helpers.js';
 
 /** Waits until `cond()` holds, polling every 20 ms, at most `ms`. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('message fingerprints and the running record', () => {
   it('tell apart messages between functions by typename and caller, and the shard records the same string as the dispatcher', () => {

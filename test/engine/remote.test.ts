@@ -11,7 +11,7 @@ import { Weft, WeftError, type } from '../../src/index.js';
 import type { WeftOptions } from '../../src/contract/options.js';
 import { sdk, sdkDecodeToFunction } from '../fixtures/statefun-sdk.js';
 import { listen, type Listening } from '../fixtures/statefun-http.js';
-import { fixture, removeDir, tempDir, within, takeValues } from './helpers.js';
+import { fixture, removeDir, tempDir, within, takeValues, until } from './helpers.js';
 
 const { StateFun, messageBuilder, egressMessageBuilder } = sdk;
 
@@ -139,13 +139,6 @@ class Front {
 }
 
 /** Polls `cond` every 10 ms until true; fails naming `what` after `ms`. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const sum = (weft: Weft, name: 'remotePaused' | 'remoteRetries' | 'deadLetters' | 'mailboxBacklog'): number => weft.metrics().shards.reduce((a, s) => a + s[name], 0);
 const str = { type: type.string() };

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Weft, type DeadLetter, type WeftError } from '../../src/index.js';
 import { Partitioner } from '../../src/contract/partitioner.js';
-import { fixture, removeDir, startEngine, takeValues, tempDir, within } from './helpers.js';
+import { fixture, removeDir, startEngine, takeValues, tempDir, within, until } from './helpers.js';
 
 const cell = (id: string) => ({ type: 'uc/cell', id });
 
@@ -26,13 +26,6 @@ function idsOn(shard: number, shards: number, n: number, prefix: string): string
 }
 
 /** Waits (bounded) until `cond` holds, polling: for counters published by other threads. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function counts(weft: Weft, ids: string[]): Promise<Array<number | undefined>> {
   return Promise.all(ids.map(async (id) => (await weft.query(cell(id)))?.n as number | undefined));

@@ -46,3 +46,12 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     }),
   ]).finally(() => clearTimeout(timer));
 }
+
+/** Waits until `cond()` holds, checking every `everyMs`; rejects after `ms` (a bound on a wait, not a timing assertion). */
+export async function until(cond: () => boolean, ms: number, what: string, everyMs = 10): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
