@@ -228,9 +228,16 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
   const lightSettleMs = ctx.quick ? 250 : 1000;
   const lightSliceSettleMs = 100;
   const lp0 = shardPauses(weft);
+  const lc0 = weft.metrics();
   const lightSystems = ringRequest === undefined || postRequest === undefined ? [weftRequest] : [weftRequest, ringRequest, postRequest];
   const lightRuns = await interleavedPaced(lightSystems, LIGHT_INTERVAL_MS, lightMs, lightRounds, [lightSettleMs, lightSliceSettleMs]);
   const lp1 = shardPauses(weft);
+  const lc1 = weft.metrics();
+  const lightCheckpoints = {
+    committed: lc1.checkpointsCommitted - lc0.checkpointsCommitted,
+    held: lc1.checkpointsHeld - lc0.checkpointsHeld,
+    heldToLimit: lc1.checkpointsHeldToLimit - lc0.checkpointsHeldToLimit,
+  };
   const [weftLight, ringLight, postLight] = lightRuns.map(summarizeLight) as [LightSummary, LightSummary | undefined, LightSummary | undefined];
   ctx.log(`(c) light load (1 request / ${LIGHT_INTERVAL_MS} ms): weft p50 ${weftLight.p50.toFixed(0)} p99 ${weftLight.p99.toFixed(0)} max ${weftLight.max.toFixed(0)} us` + (postLight === undefined ? '' : `; post p99 ${postLight.p99.toFixed(0)}, ring p99 ${(ringLight as LightSummary).p99.toFixed(0)} us`));
   const m = weft.metrics();
@@ -309,6 +316,12 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     );
   }
   figures.push(...pauseFigures('c.light', 'under light load', lp0, lp1, false));
+  figures.push({
+    key: 'c.light.checkpointsHeld',
+    label: `  weft checkpoints under light load held until no request was in flight (of ${lightCheckpoints.committed} committed; ${lightCheckpoints.heldToLimit} started at their limit instead)`,
+    value: lightCheckpoints.held,
+    unit: 'held',
+  });
   const mib = (b: number): number => b / 2 ** 20;
   figures.push(
     { key: 'c.send.yield', label: `weft host send loop, ${sendN} sends yielding every 4096, processed`, value: yielding.processedRate, unit: 'msg/s' },
@@ -323,6 +336,6 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
     setup: `max rate: closed loop with ${CONCURRENCY} in flight for ${maxMs} ms after a 300 ms warm-up; then each system warms up unmeasured (${warmMs} ms at the 10% rate, ${warmMs} ms at the 50% rate); then per level ${settleMs} ms unmeasured and ${levelMs} ms measured; latency from each request's scheduled time (no coordinated omission); weft: 2 shards, checkpointIntervalMs 50, durability 'process'; ratios are weft / baseline at the same absolute rate; shard pauses from weft.metrics() (counts during the level; the longest since the shard started, 'new' when reached during it); main event-loop delay at ${ELD_LEVEL * 100}% over the measured level (monitorEventLoopDelay, resolution 1 ms); CPU per thread group over each measured level from Linux's /proc/self/task/*/schedstat, thread by thread, ms on a core per s and ms runnable but waiting for one (main includes the load generator's spinning; shard and ring-worker: both threads together; other threads: every untagged thread, i.e. V8's GC helpers and compilers and libuv's pool, shared by weft and the baselines, whose engine or threads stay open but idle while the other runs); light load, after the levels: the systems take turns, ${lightRounds} rounds of ${lightMs / lightRounds} ms measured each (after ${lightSettleMs} ms unmeasured in the first round, ${lightSliceSettleMs} ms in the others), pooled, latency from issue (weft's shard pauses over the whole phase); send loops: ${sendN} sends to ${FIRE_IDS} counters after a warm-up of a tenth of that, each in a fresh child process, peak RSS = its maxRSS`,
     notMeasured: "durable replies (durable: true waits for the commit), request timeouts, loads above 90%, the generator's CPU apart from main's (it spins the main event loop between due times and competes with the shards for the 2 cores; the thread-group figures count it in main)",
     load: [load0, load1()],
-    extra: { threadTimes, weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1) }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
+    extra: { threadTimes, weft: weftRuns, rawRing: ringRuns, postMessage: postRuns, shardPauses: levelPauses.map(([a, b]) => pausesBetween(a, b)), loopDelayAt50: delays, light: { weft: weftLight, rawRing: ringLight, postMessage: postLight, shardPauses: pausesBetween(lp0, lp1), checkpoints: lightCheckpoints }, sendLoop: { yielding, tight }, invocationLatencyP50Micros: m.shards.map((s) => s.latencyP50Micros), invocationLatencyP99Micros: m.shards.map((s) => s.latencyP99Micros) },
   };
 }

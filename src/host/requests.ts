@@ -76,8 +76,10 @@ export class Requests {
   readonly #module: RuntimeModule;
   #seq = 0;
   readonly #requests = new IdTable<PendingRequest>();
+  /** Durable requests among {@link #requests}. */
+  #durable = 0;
   readonly #timeouts = new RequestTimeouts<PendingRequest>((p) => {
-    this.#requests.delete(p.requestId);
+    this.#forget(p);
     p.reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${p.to.type}/${p.to.id} got no reply within ${p.timeoutMs} ms`));
   });
   readonly #queries = new Map<number, PendingQuery>();
@@ -104,9 +106,13 @@ export class Requests {
    * commit): a periodic checkpoint may then wait for that reply (coordinator.ts, step 5a).
    */
   atMostOneUndurable(): boolean {
-    if (this.#requests.size > 1) return false;
-    for (const [, r] of this.#requests.entries()) if (r.durable) return false;
-    return true;
+    return this.#requests.size <= 1 && this.#durable === 0;
+  }
+
+  #forget(p: PendingRequest): void {
+    if (this.#requests.get(p.requestId) !== p) return;
+    this.#requests.delete(p.requestId);
+    if (p.durable) this.#durable--;
   }
 
   /** Registers `pending`: returns its promise, rejected with ERR_WEFT_TIMEOUT after its timeout. */
@@ -116,13 +122,14 @@ export class Requests {
     capturing = undefined;
     this.#timeouts.add(pending, pending.timeoutMs);
     this.#requests.set(pending.requestId, pending);
+    if (pending.durable) this.#durable++;
     return promise;
   }
 
   /** `pending`'s message was refused: it is rejected with `err`. */
   refuse(pending: PendingRequest, err: unknown): void {
     this.#timeouts.remove(pending);
-    this.#requests.delete(pending.requestId);
+    this.#forget(pending);
     pending.reject(err);
   }
 
@@ -171,7 +178,7 @@ export class Requests {
   #take(requestId: number): PendingRequest | undefined {
     const req = this.#requests.get(requestId);
     if (req === undefined) return undefined;
-    this.#requests.delete(requestId);
+    this.#forget(req);
     this.#timeouts.remove(req);
     if (this.#requests.size === 0) this.#onQuiet();
     return req;
@@ -214,6 +221,7 @@ export class Requests {
       } else r.reject(err);
     }
     this.#requests.clear();
+    this.#durable = 0;
     for (const [, q] of this.#queries) q.reject(err);
     this.#queries.clear();
   }
