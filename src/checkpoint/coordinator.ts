@@ -29,13 +29,16 @@
  *      later. One that a checkpoint() call awaits wakes them.
  *   5a. A periodic checkpoint falls between requests when it can. When one is due while nothing
  *      the host waits for depends on it (no send, durable request or egress record waits for a
- *      commit, no send waits for room) and at most one request is in flight, it is HELD until the
- *      last request in flight gets its reply ({@link Coordinator.quiet}), for at most one more
- *      interval. A service that sends its next request a while after the last reply (a closed
- *      loop, a quiet service) then meets no checkpoint's work: the barrier's wake-ups, the
- *      snapshot, the PENDING writes and DONE all happen in the gap, and the COMMITTED of such an
- *      epoch wakes the shards when no request is in flight, so that they read it (and fold) in the
- *      gap too rather than at the next request. A checkpoint that others wait for never waits.
+ *      commit, no send waits for room) and one request is in flight, or none but a reply came
+ *      since the last tick, it is HELD until a reply leaves no request in flight
+ *      ({@link Coordinator.quiet}), for at most one more interval; as soon as the host starts
+ *      waiting for a commit (a send, a durable request, an egress record or a durable reply
+ *      reported: {@link Coordinator.wanted}) it starts instead. A service that sends its next
+ *      request a while after the last reply (a closed loop, a quiet service) then rarely meets a
+ *      checkpoint's work: the barrier's wake-ups, the snapshot, the PENDING writes and DONE happen
+ *      in the gap, and the COMMITTED of such an epoch wakes the shards when no request is in
+ *      flight, so that they read it (and fold) in the gap too rather than at the next request.
+ *      Work without requests (messages between functions, timers) is never held.
  *   6. Recovery (a restart, or a shard worker dying): every shard folds PENDING ≤ E (the last
  *      committed epoch) and drops PENDING > E, replays the mailboxes of E before new input, and
  *      re-arms its timers; main re-sends the host messages it accepted after BARRIER(E) (it
@@ -73,20 +76,20 @@ export interface CoordinatorHooks {
   idleTick(): void;
   /**
    * A periodic checkpoint is due: may it be held for a quiet moment (step 5a)? Yes when nothing
-   * the host waits for depends on it and at most one request is in flight.
+   * the host waits for depends on it and at most one request is in flight (and not durable).
    */
   mayHold(): boolean;
-  /** No request is in flight. */
+  /** No request is in flight (none waits for its reply). */
   idle(): boolean;
   failed(err: unknown): void;
 }
 
 /**
  * How an epoch starts: `forced` (a checkpoint() call, a retry), `periodic` (the interval's timer:
- * skipped when quiescent, maybe held), or the end of a hold: `quiet` (the last request in flight
- * got its reply) or `limit` (one more interval passed without that).
+ * skipped when quiescent, maybe held), or the end of a hold: `quiet` (a reply left no request in
+ * flight), `wanted` (the host began waiting for a commit) or `limit` (one more interval passed).
  */
-type Start = 'forced' | 'periodic' | 'quiet' | 'limit';
+type Start = 'forced' | 'periodic' | 'quiet' | 'wanted' | 'limit';
 
 interface Waiter {
   resolve(epoch: number): void;
@@ -118,8 +121,10 @@ export class Coordinator {
   #committing: Promise<void> | undefined;
   /** A periodic checkpoint held for a quiet moment (step 5a): the timer of its limit. */
   #hold: NodeJS.Timeout | undefined;
-  /** The quiet moment came: the held checkpoint starts once the host has reacted to the reply. */
+  /** The hold ended: the held checkpoint starts once the host has reacted (setImmediate). */
   #quietSoon = false;
+  /** A reply left no request in flight since the last periodic tick. */
+  #replied = false;
   /** The epoch in flight started at a quiet moment. */
   #startedQuiet = false;
   #held = 0;
@@ -186,6 +191,19 @@ export class Coordinator {
    * the host's reaction to that reply has run (its promise's callbacks: they may answer a client).
    */
   quiet(): void {
+    this.#replied = true;
+    this.#endHold('quiet');
+  }
+
+  /**
+   * The host began waiting for the next commit (a send, a durable request, an egress record or a
+   * durable reply reported): a held periodic checkpoint (step 5a) starts.
+   */
+  wanted(): void {
+    this.#endHold('wanted');
+  }
+
+  #endHold(start: 'quiet' | 'wanted'): void {
     if (this.#hold === undefined || this.#quietSoon) return;
     this.#quietSoon = true;
     setImmediate(() => {
@@ -193,7 +211,7 @@ export class Coordinator {
       // A checkpoint() that started an epoch meanwhile, a halt or a stop cleared the hold.
       if (this.#hold === undefined) return;
       this.#clearHold();
-      this.#trigger('quiet');
+      this.#trigger(start);
     }).unref();
   }
 
@@ -206,12 +224,15 @@ export class Coordinator {
   #trigger(start: Start): void {
     if (this.#stopped || this.#halted || this.#inFlight !== 0) return;
     if (start === 'periodic' && this.#current.length === 0) {
+      const replied = this.#replied;
+      this.#replied = false;
       if (this.#hooks.quiescent()) {
         this.#hooks.idleTick();
         this.#arm();
         return;
       }
-      if (this.#hooks.mayHold()) {
+      // With no request in flight, only a load of requests has a reply to wait for.
+      if (this.#hooks.mayHold() && (replied || !this.#hooks.idle())) {
         this.#held++;
         this.#hold = setTimeout(() => {
           this.#hold = undefined;

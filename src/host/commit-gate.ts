@@ -21,6 +21,8 @@ export interface CommitGateHooks {
   channel(name: string): EgressChannel;
   /** A dead letter is committed (before it is handed to its egress). */
   deadLetterCommitted(typename: string, payload: Uint8Array): void;
+  /** The host now waits for the next commit: an egress record or a durable reply was reported. */
+  wanted(): void;
 }
 
 export class CommitGate {
@@ -48,6 +50,7 @@ export class CommitGate {
   onEgress(link: ShardLink, name: string, typename: string, payload: Uint8Array): void {
     this.activity++;
     link.egressSince.push([name, typename, payload]);
+    this.#hooks.wanted();
   }
 
   /** A reply to a durable request: held until the epoch holding the replying invocation commits. */
@@ -55,6 +58,7 @@ export class CommitGate {
     // Activity, for the same reason as an ack.
     link.replySince.push([requestId, typename, payload]);
     this.activity++;
+    this.#hooks.wanted();
   }
 
   /** A shard's acknowledgement watermark `wm` and the host messages below it it still holds (`reported`). */

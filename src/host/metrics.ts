@@ -37,9 +37,9 @@ export interface WeftMetrics {
   committedEpoch: number;
   checkpointsCommitted: number;
   /**
-   * Periodic checkpoints held until the last request in flight got its reply, so that their work
-   * falls between requests (nothing the host waited for depended on them), and those of them that
-   * started after one more interval without such a moment.
+   * Periodic checkpoints held for a request's reply, so that their work falls between requests
+   * (nothing the host waited for depended on them), and those of them that started after one more
+   * interval without a reply that left no request in flight.
    */
   checkpointsHeld: number;
   checkpointsHeldToLimit: number;
@@ -148,8 +148,8 @@ function engineFigures(m: WeftMetrics): Array<readonly ['counter' | 'gauge', str
     ['counter', 'weft_egress_over_backlog_total', 'Times host sends waited egressFullWaitMs for a full egress and went on (that egress may then hold more than egressMaxBacklog records).', m.egressOverBacklog],
     ['gauge', 'weft_committed_epoch', 'Epoch of the last committed checkpoint.', m.committedEpoch],
     ['counter', 'weft_checkpoints_committed_total', 'Checkpoints committed since start.', m.checkpointsCommitted],
-    ['counter', 'weft_checkpoints_held_total', 'Periodic checkpoints held until no request was in flight (nothing the host waited for depended on them).', m.checkpointsHeld],
-    ['counter', 'weft_checkpoints_held_to_limit_total', 'Held periodic checkpoints that started after one more interval without a moment with no request in flight.', m.checkpointsHeldToLimit],
+    ['counter', 'weft_checkpoints_held_total', "Periodic checkpoints held for a request's reply (nothing the host waited for depended on them).", m.checkpointsHeld],
+    ['counter', 'weft_checkpoints_held_to_limit_total', 'Held periodic checkpoints that started after one more interval without a reply that left no request in flight.', m.checkpointsHeldToLimit],
     ['counter', 'weft_recoveries_total', 'In-process recoveries since start.', m.recoveries],
     ['counter', 'weft_unexplained_failures_total', 'Recoveries no message explains (they count against the restart budget).', m.unexplainedFailures],
     ['counter', 'weft_poison_messages_total', 'Messages isolated because their invocation ended or stalled its shard.', m.poisonMessages],

@@ -83,7 +83,7 @@ export class Requests {
     p.reject(new WeftError('ERR_WEFT_TIMEOUT', `weft.request to ${p.to.type}/${p.to.id} got no reply within ${p.timeoutMs} ms`));
   });
   readonly #queries = new Map<number, PendingQuery>();
-  /** Called when a reply leaves no request waiting (a held checkpoint may start: coordinator.ts, step 5a). */
+  /** Called when a request leaving (its reply, a timeout, a refusal) leaves none waiting (a held checkpoint may start: coordinator.ts, step 5a). */
   readonly #onQuiet: () => void;
 
   constructor(module: RuntimeModule, onQuiet: () => void = noop) {
@@ -113,6 +113,7 @@ export class Requests {
     if (this.#requests.get(p.requestId) !== p) return;
     this.#requests.delete(p.requestId);
     if (p.durable) this.#durable--;
+    if (this.#requests.size === 0) this.#onQuiet();
   }
 
   /** Registers `pending`: returns its promise, rejected with ERR_WEFT_TIMEOUT after its timeout. */
@@ -180,7 +181,6 @@ export class Requests {
     if (req === undefined) return undefined;
     this.#forget(req);
     this.#timeouts.remove(req);
-    if (this.#requests.size === 0) this.#onQuiet();
     return req;
   }
 

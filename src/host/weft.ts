@@ -152,6 +152,7 @@ export class Weft {
     this.#gate = new CommitGate(this.#links, this.#requests, {
       channel: (name) => this.#egresses.channel(name),
       deadLetterCommitted: (typename, payload) => this.#onDeadLetterCommitted(typename, payload),
+      wanted: () => this.#coordinator.wanted(),
     });
     const computeFile = module.definition.compute;
     this.#compute = new ComputeBridge(computeFile !== undefined && opts.computeThreads > 0 ? new ComputePool(computeFile.href, opts.computeThreads) : undefined, this.#router, this.#life);
@@ -305,6 +306,8 @@ export class Weft {
       const typename = t.typename;
       const payload = encodeSharedPayload(t, value, 'weft.send value', this.#opts.maxMessageBytes);
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.send');
+      // The send waits for a commit: a checkpoint held for a request's reply starts now.
+      this.#coordinator.wanted();
       // Waiting for room: no closure or promise per send (see wait-queue.ts); refused at release
       // if the engine closed or failed meanwhile (#refusal).
       if (this.#router.throttled()) return this.#router.wait(a.type, a.id, typename, payload, key);
@@ -355,7 +358,11 @@ export class Weft {
       const key = opts === undefined ? undefined : checkIdempotencyKey(opts.idempotencyKey, 'weft.request');
       const pending = new PendingRequest(this.#requests.nextId(), durable, a, typename, payload, key, timeoutMs);
       const promise = this.#requests.add(pending);
-      if (this.#router.throttled()) this.#router.waitThen(this.#sendWaited, pending);
+      const throttled = this.#router.throttled();
+      // A durable request waits for a commit, and so does a request waiting for room when a
+      // snapshot must take dirty instances: a checkpoint held for a reply starts now.
+      if (durable || throttled) this.#coordinator.wanted();
+      if (throttled) this.#router.waitThen(this.#sendWaited, pending);
       else this.#sendRequest(pending);
       return promise;
     } catch (err) {

@@ -385,11 +385,12 @@ describe('Coordinator: periodic checkpoints held for a quiet moment (step 5a)', 
   // Ticks this far apart leave a periodic commit to be read late (step 5), unless it is a quiet one.
   const INTERVAL = LATE_COMMITTED_MAX_INTERVAL_MS;
 
-  /** A coordinator whose first periodic tick was held. */
+  /** A coordinator whose first periodic tick was held (a request in flight). */
   function held(): Host {
     vi.useFakeTimers();
     const h = new Host(1, 0, INTERVAL);
     h.mayHold = true;
+    h.idle = false;
     h.coordinator.start();
     vi.advanceTimersByTime(INTERVAL);
     expect(h.injected).toEqual([]);
@@ -459,6 +460,63 @@ describe('Coordinator: periodic checkpoints held for a quiet moment (step 5a)', 
     // The period goes on from the commit, held again (the host still waits for nothing).
     await vi.advanceTimersByTimeAsync(INTERVAL);
     expect(c.holds).toEqual({ held: 2, heldToLimit: 1 });
+    c.stop(new Error('test over'));
+  });
+
+  it('holds with no request in flight only when a reply came since the last tick', async () => {
+    vi.useFakeTimers();
+    const h = new Host(1, 0, INTERVAL);
+    const c = h.coordinator;
+    h.mayHold = true;
+    h.idle = true;
+    c.start();
+    // Messages between functions, timers: no request, nothing to wait for.
+    vi.advanceTimersByTime(INTERVAL);
+    expect(h.injected).toEqual([1]);
+    expect(c.holds.held).toBe(0);
+    // A reply left no request in flight (no hold to end): the next tick waits for the next one.
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.injected).toEqual([1]);
+    await commit(h, 1);
+    vi.advanceTimersByTime(INTERVAL);
+    expect(h.injected).toEqual([1]);
+    expect(c.holds.held).toBe(1);
+    c.quiet();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.injected).toEqual([1, 2]);
+    await commit(h, 2);
+    // The reply that ended that hold came since the tick: the next one is held too, and with no
+    // reply it starts at its limit.
+    vi.advanceTimersByTime(INTERVAL);
+    expect(c.holds.held).toBe(2);
+    vi.advanceTimersByTime(INTERVAL);
+    expect(h.injected).toEqual([1, 2, 3]);
+    expect(c.holds).toEqual({ held: 2, heldToLimit: 1 });
+    await commit(h, 3);
+    // No reply since the last tick: the next is not held.
+    vi.advanceTimersByTime(INTERVAL);
+    expect(h.injected).toEqual([1, 2, 3, 4]);
+    expect(c.holds.held).toBe(2);
+    c.stop(new Error('test over'));
+  });
+
+  it('starts a held checkpoint as soon as the host waits for a commit', async () => {
+    const h = held();
+    const c = h.coordinator;
+    c.wanted();
+    expect(h.injected).toEqual([]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.injected).toEqual([1]);
+    expect(c.holds).toEqual({ held: 1, heldToLimit: 0 });
+    // It did not start at a quiet moment: its commit is left to be read late.
+    h.idle = true;
+    await commit(h, 1);
+    expect(h.wake).toEqual([false]);
+    // Without a hold, wanting a commit starts nothing.
+    c.wanted();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.injected).toEqual([1]);
     c.stop(new Error('test over'));
   });
 

@@ -1,8 +1,9 @@
 /**
  * A periodic checkpoint nothing the host waits for depends on is held until the last request in
- * flight got its reply (coordinator.ts, step 5a), so that its work falls between requests; one the
- * host waits for (a send, a durable request) is not, and neither is one due while more than one
- * request is in flight. Real worker threads and LMDB files. A request stays in flight for as long
+ * flight got its reply (coordinator.ts, step 5a), so that its work falls between requests, and
+ * starts at once when the host begins to wait for a commit (a send); one the host waits for (a
+ * send, a durable request) is not held, and neither is one due while more than one request is in
+ * flight. Real worker threads and LMDB files. A request stays in flight for as long
  * as the test wants: its function waits, without holding its shard, until a file exists. Ordered
  * by what the engine reports, not timed.
  *
@@ -49,9 +50,11 @@ describe('periodic checkpoints held for a quiet moment', () => {
     engine = undefined;
   });
 
+  /** One more interval is a hold's limit: 4 s leaves what ends a hold that long to arrive. */
+  const INTERVAL = 4000;
+
   it('waits for the reply of the request in flight, then starts at once', async () => {
-    // One more interval is the hold's limit: 2 s leaves the reply that long to arrive.
-    engine = await startEngine({ module: fixture('pauses'), shards: 2, checkpointIntervalMs: 2000 });
+    engine = await startEngine({ module: fixture('pauses'), shards: 2, checkpointIntervalMs: INTERVAL });
     const { weft, dir } = engine;
     const before = weft.metrics();
     const g = gated(weft, dir, 'g');
@@ -66,6 +69,19 @@ describe('periodic checkpoints held for a quiet moment', () => {
     expect(after.checkpointsHeld - before.checkpointsHeld).toBe(1);
     // It started at the reply, not at its limit.
     expect(after.checkpointsHeldToLimit).toBe(before.checkpointsHeldToLimit);
+  });
+
+  it('starts a held checkpoint as soon as the host sends (a send waits for a commit)', async () => {
+    engine = await startEngine({ module: fixture('pauses'), shards: 2, checkpointIntervalMs: INTERVAL });
+    const { weft, dir } = engine;
+    const before = weft.metrics();
+    const g = gated(weft, dir, 'g');
+    await until(() => weft.metrics().checkpointsHeld > before.checkpointsHeld, 15_000, 'the held checkpoint');
+    void weft.send(at('s'), { op: 'inc' });
+    // It commits while the gated request still waits, and not at its limit.
+    await until(() => weft.metrics().checkpointsCommitted > before.checkpointsCommitted, 10_000, 'the checkpoint the send started');
+    expect(g.replied()).toBe(false);
+    expect(weft.metrics().checkpointsHeldToLimit).toBe(before.checkpointsHeldToLimit);
   });
 
   /** Each case sets up what waits when the first periodic checkpoint is due, and returns its gated requests. */

@@ -23,11 +23,13 @@ function setup(shards = 2) {
   const requests = { releaseDurable: (id: number, typename: string) => void released.push([id, typename]) } as unknown as Requests;
   const egress = new Map<string, Committed>();
   const deadLetters: string[] = [];
+  const wanted = { count: 0 };
   const gate = new CommitGate(links, requests, {
     channel: (name) => ({ committed: (list: Committed) => egress.set(name, [...(egress.get(name) ?? []), ...list]) }) as unknown as EgressChannel,
     deadLetterCommitted: (typename) => void deadLetters.push(typename),
+    wanted: () => void wanted.count++,
   });
-  return { gate, links, released, egress, deadLetters };
+  return { gate, links, released, egress, deadLetters, wanted };
 }
 
 /** An ack group of host messages `first`..`last`, as the router opens them. */
@@ -93,11 +95,15 @@ describe('CommitGate', () => {
   });
 
   it('files egress records and durable replies under the barrier that follows them, and hands them over at its commit', () => {
-    const { gate, links, released, egress, deadLetters } = setup();
+    const { gate, links, released, egress, deadLetters, wanted } = setup();
     const [l0, l1] = links as [ShardLink, ShardLink];
+    expect(gate.hostWaits()).toBe(false);
     gate.onEgress(l0, 'out', 't', bytes(1));
     gate.onEgress(l1, 'weft/dead-letters', 'dl', bytes(2));
     gate.holdReply(l1, 7, 'r', bytes(3));
+    // The host waits for the next commit now: a checkpoint held for a reply must start.
+    expect(wanted.count).toBe(3);
+    expect(gate.hostWaits()).toBe(true);
     gate.onBarrier(l0, 1);
     gate.onBarrier(l1, 1);
     gate.onEgress(l0, 'out', 't', bytes(4));
@@ -119,6 +125,8 @@ describe('CommitGate', () => {
       [7, 'r'],
       [8, 'r2'],
     ]);
+    // Everything reported went into a barrier's epoch: nothing waits for a later commit.
+    expect(gate.hostWaits()).toBe(false);
   });
 
   it('voids at a rollback what the shards reported after the committed epoch', () => {
