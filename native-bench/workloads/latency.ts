@@ -318,7 +318,7 @@ export async function runLatency(ctx: BenchContext): Promise<WorkloadResult> {
   figures.push(...pauseFigures('c.light', 'under light load', lp0, lp1, false));
   figures.push({
     key: 'c.light.checkpointsHeld',
-    label: `  weft checkpoints under light load held until no request was in flight (of ${lightCheckpoints.committed} committed; ${lightCheckpoints.heldToLimit} started at their limit instead)`,
+    label: `  weft checkpoints under light load held for a request's reply (of ${lightCheckpoints.committed} committed; ${lightCheckpoints.heldToLimit} started at their limit instead)`,
     value: lightCheckpoints.held,
     unit: 'held',
   });
