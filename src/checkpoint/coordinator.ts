@@ -187,8 +187,9 @@ export class Coordinator {
   }
 
   /**
-   * The last request in flight got its reply: a held periodic checkpoint (step 5a) starts, once
-   * the host's reaction to that reply has run (its promise's callbacks: they may answer a client).
+   * A request left the pending table empty (its reply, a timeout, a refusal): a held periodic
+   * checkpoint (step 5a) starts, once the host's reaction to that reply has run (its promise's
+   * callbacks: they may answer a client).
    */
   quiet(): void {
     this.#replied = true;
