@@ -711,6 +711,7 @@ export class Weft {
     if (format !== undefined && format !== 'prometheus') {
       throw new WeftError('ERR_WEFT_INVALID_ARG', `weft.metrics format must be 'prometheus' or omitted (got ${describe(format)})`);
     }
+    const holds = this.#coordinator.holds;
     const m: WeftMetrics = {
       shards: readShardMetrics(this.#pool.control, this.#opts.shards),
       hostMessagesSent: this.#router.hseq,
@@ -721,8 +722,8 @@ export class Weft {
       egressOverBacklog: this.#router.egressOverBacklog,
       committedEpoch: this.#coordinator.committedEpoch,
       checkpointsCommitted: this.#checkpointsCommitted,
-      checkpointsHeld: this.#coordinator.holds.held,
-      checkpointsHeldToLimit: this.#coordinator.holds.heldToLimit,
+      checkpointsHeld: holds.held,
+      checkpointsHeldToLimit: holds.heldToLimit,
       lastCheckpoint: this.#lastCheckpoint,
       recoveries: this.#recoveries,
       ...this.#supervisor.figures,

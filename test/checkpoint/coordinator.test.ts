@@ -399,7 +399,7 @@ describe('Coordinator: periodic checkpoints held for a quiet moment (step 5a)', 
   }
 
   async function commit(h: Host, epoch: number): Promise<void> {
-    h.coordinator.onDone(0, epoch, { bytes: 1, states: 1 });
+    h.allDone(1, epoch);
     h.lastCommit.write.resolve();
     await vi.advanceTimersByTimeAsync(0);
   }
