@@ -17,9 +17,18 @@
  *    request is due more than 3 ms ahead: then the gap counts from when the timer should have
  *    fired) and turns over 0.5 ms, split into those a GC of main covers at least 30% of and the
  *    others;
- *  - each shard's GC pauses and loop gaps over 2 ms (weft.metrics()).
+ *  - each shard's GC pauses and loop gaps over 2 ms (weft.metrics());
+ *  - on Linux, each group of threads' time on a CPU and waiting for one, per second of the window
+ *    (lib/threads.ts: main, which includes the generator's spinning; the shards; every other
+ *    thread: V8's GC helpers and compilers, libuv's pool with LMDB's commits), and the shards'
+ *    CPU per request.
  *
- * Options: --rate N (requests/s, default 49000: bench (c)'s 10% on the 2-core machine),
+ * `--system ring` runs the same open loop against bench (c)'s raw-ring baseline instead (as many
+ * worker threads as --shards, a counter per id, no checkpoints, no state): the same figures at
+ * the same fixed rate, except the split of the slowest requests (its reply carries no clock) and
+ * the shards' metrics, so that weft and the transport alone compare thread by thread.
+ *
+ * Options: --system weft|ring (default weft), --rate N (requests/s, default 49000: bench (c)'s 10% on the 2-core machine),
  * --seconds S (measured, default 6), --warmup S (unmeasured first, default 3; 0: none), --ids N
  * (counters, default 10000), --shards N (default 2), --checkpoint-ms N (default 50), --json (one
  * JSON line).
@@ -27,9 +36,11 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { Address } from '../src/index.js';
+import { RingActors } from './baselines/ring.js';
 import { openLoop, type LatencyRun } from './lib/drive.js';
 import { startEngine } from './lib/engine.js';
 import { percentile } from './lib/stats.js';
+import { describeShare, listenForThreads, sampleRoles, settle, stopListening, threadShare } from './lib/threads.js';
 import { classifyGaps, leastParts, performanceToMonotonic, splitSlowest, within, type RequestTimes, type Span } from './lib/tail.js';
 import { STAMP } from './modules/stamp.js';
 
@@ -44,6 +55,7 @@ const BOTH_WAYS_MS = 1;
 
 const { values } = parseArgs({
   options: {
+    system: { type: 'string', default: 'weft' },
     rate: { type: 'string', default: '49000' },
     seconds: { type: 'string', default: '6' },
     warmup: { type: 'string', default: '3' },
@@ -71,10 +83,25 @@ const idCount = option('ids', values.ids, true);
 const shards = option('shards', values.shards, true);
 const checkpointMs = option('checkpoint-ms', values['checkpoint-ms'], true);
 
+const system = values.system;
+if (system !== 'weft' && system !== 'ring') {
+  console.error(`tail-probe: --system must be weft or ring (got ${JSON.stringify(system)})`);
+  process.exit(2);
+}
+
+// Worker threads announce their Linux thread ids (modules/thread-tag.ts) for the thread figures.
+listenForThreads();
 const addresses: Address[] = Array.from({ length: idCount }, (_, i) => ({ type: STAMP, id: `c${i}` }));
-const engine = await startEngine('tail-probe', { module: 'stamp', shards, checkpointIntervalMs: checkpointMs });
-const weft = engine.weft;
-const request = (i: number): Promise<unknown> => weft.request(addresses[i % idCount] as Address, 1);
+const ids = addresses.map((a) => a.id);
+const engine = system === 'weft' ? await startEngine('tail-probe', { module: 'stamp', shards, checkpointIntervalMs: checkpointMs }) : undefined;
+const ring = system === 'ring' ? await RingActors.start(shards) : undefined;
+await settle();
+const weft = engine?.weft;
+// The raw ring's reply is a count, not the shard's clock: its requests have no split (NaN).
+const request =
+  weft !== undefined
+    ? (i: number): Promise<unknown> => weft.request(addresses[i % idCount] as Address, 1)
+    : (i: number): Promise<unknown> => (ring as RingActors).request(ids[i % idCount] as string).then(() => Number.NaN);
 
 // Main's times on the monotonic clock the shards stamp replies with: the generator's and the GC
 // entries' (both this thread's performance.now()) moved by one offset.
@@ -131,20 +158,28 @@ async function openWindow(ms: number): Promise<Window> {
 }
 
 if (warmup > 0) await openWindow(warmup * 1000);
-const m0 = weft.metrics();
+const m0 = weft?.metrics();
+const r0 = sampleRoles();
+const t0 = performance.now();
 const window = await openWindow(seconds * 1000);
-const m1 = weft.metrics();
+const windowMs = performance.now() - t0;
+const threads = threadShare(r0, sampleRoles(), windowMs);
+const m1 = weft?.metrics();
 // Let the window's last GC entries arrive.
 for (let i = 0; i < 4; i++) await new Promise((resolve) => setImmediate(resolve));
 observer.disconnect();
 
 const n = window.run.requests;
 const sorted = window.run.sortedMicros;
-const split = splitSlowest(times, n, SLOWEST, BOTH_WAYS_MS);
-const least = leastParts(times, n);
+const split = weft === undefined ? null : splitSlowest(times, n, SLOWEST, BOTH_WAYS_MS);
+const least = weft === undefined ? null : leastParts(times, n);
 const mainGc = within(gcs, window.from, window.to);
 const stalls = classifyGaps(window.gaps, mainGc, GC_SHARE);
+// The worker threads (weft's shards, the ring's workers): CPU per request over the window.
+const workers = threads.groups.filter((g) => g.role === 'shard' || g.role === 'ring-worker');
+const workerCpu = workers.reduce((a, g) => a + g.cpu, 0);
 const result = {
+  system,
   rate,
   seconds,
   requests: n,
@@ -152,10 +187,14 @@ const result = {
   slowest: split,
   leastMs: least,
   mainBusy: { overMs: GAP_MS, gcShare: GC_SHARE, ...stalls, gcs: mainGc.length, gcMs: mainGc.reduce((s, [a, b]) => s + b - a, 0) },
-  shards: m1.shards.map((s, i) => ({
-    gcPausesOver2Ms: s.gcPausesOver2Ms - (m0.shards[i]?.gcPausesOver2Ms ?? 0),
-    loopGapsOver2Ms: s.loopGapsOver2Ms - (m0.shards[i]?.loopGapsOver2Ms ?? 0),
+  shards: (m1?.shards ?? []).map((s, i) => ({
+    gcPausesOver2Ms: s.gcPausesOver2Ms - (m0?.shards[i]?.gcPausesOver2Ms ?? 0),
+    loopGapsOver2Ms: s.loopGapsOver2Ms - (m0?.shards[i]?.loopGapsOver2Ms ?? 0),
   })),
+  /** Per thread group, ms on a CPU and ms waiting for one, per second of the window (Linux; empty elsewhere). */
+  threads,
+  /** The worker threads' CPU per request, µs (NaN without thread figures). */
+  workerCpuMicrosPerRequest: workers.length === 0 ? Number.NaN : (workerCpu * windowMs) / n,
 };
 
 if (values.json) {
@@ -163,11 +202,19 @@ if (values.json) {
 } else {
   const ms = (x: number): string => x.toFixed(2);
   const us = result.micros;
-  console.log(`tail probe: ${rate} req/s for ${seconds} s (${n} requests, ${shards} shards, checkpoints every ${checkpointMs} ms, after ${warmup} s unmeasured)`);
+  const setup = system === 'weft' ? `${shards} shards, checkpoints every ${checkpointMs} ms` : `the raw ring, ${shards} workers`;
+  console.log(`tail probe: ${rate} req/s for ${seconds} s (${n} requests, ${setup}, after ${warmup} s unmeasured)`);
   console.log(`  latency from due: p50 ${us.p50.toFixed(0)} µs, p99 ${us.p99.toFixed(0)} µs, p999 ${us.p999.toFixed(0)} µs, max ${us.max.toFixed(0)} µs`);
-  console.log(`  slowest 1% (${split.requests}), mean ms: generator late ${ms(split.lagMs)}, to the shard's invocation ${ms(split.toShardMs)}, from it to main ${ms(split.backMs)}; over ${BOTH_WAYS_MS} ms both ways: ${split.slowBothWays} (least of all requests: ${ms(least.toShardMs)} / ${ms(least.backMs)} ms)`);
+  if (split !== null && least !== null) {
+    console.log(`  slowest 1% (${split.requests}), mean ms: generator late ${ms(split.lagMs)}, to the shard's invocation ${ms(split.toShardMs)}, from it to main ${ms(split.backMs)}; over ${BOTH_WAYS_MS} ms both ways: ${split.slowBothWays} (least of all requests: ${ms(least.toShardMs)} / ${ms(least.backMs)} ms)`);
+  }
   console.log(`  main busy over ${GAP_MS} ms: ${stalls.withGc.gaps} times with a GC (${ms(stalls.withGc.ms)} ms), ${stalls.without.gaps} without (${ms(stalls.without.ms)} ms; longest ${stalls.without.longestMs.map(ms).join(', ') || '-'}); main's GCs ${result.mainBusy.gcs} (${ms(result.mainBusy.gcMs)} ms)`);
   result.shards.forEach((s, i) => console.log(`  shard ${i}: GC pauses over 2 ms ${s.gcPausesOver2Ms}, loop gaps over 2 ms ${s.loopGapsOver2Ms}`));
+  if (threads.groups.length > 0) {
+    console.log(`  threads, ms on a CPU per s (waiting for one): ${describeShare(threads)}; the ${system === 'weft' ? 'shards' : "ring's workers"} ${result.workerCpuMicrosPerRequest.toFixed(1)} µs of CPU per request`);
+  }
 }
-await engine.close();
+await engine?.close();
+await ring?.close();
+stopListening();
 process.exit(0);

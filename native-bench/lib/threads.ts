@@ -88,6 +88,29 @@ export function rolesBetween(before: ThreadSample, after: ThreadSample): RoleTim
   return out;
 }
 
+/** Each role's CPU and run-queue wait over a stretch of wall time, in ms per s. */
+export interface ThreadShare {
+  groups: Array<{ role: string; cpu: number; wait: number }>;
+  /** CPU of the threads nobody tagged (GC helpers, compilers, libuv's pool), ms per s. */
+  other: number;
+}
+
+/** {@link ThreadShare} between two samples `ms` milliseconds of wall time apart. */
+export function threadShare(before: ThreadSample, after: ThreadSample, ms: number): ThreadShare {
+  const groups: ThreadShare['groups'] = [];
+  let other = 0;
+  for (const [role, t] of Object.entries(rolesBetween(before, after))) {
+    const cpu = t.cpuNs / 1e6 / (ms / 1000);
+    const wait = t.waitNs / 1e6 / (ms / 1000);
+    groups.push({ role, cpu, wait });
+    if (role === OTHER_THREADS) other = cpu;
+  }
+  return { groups, other };
+}
+
+/** "role cpu (wait)" for each role of `t` that used at least half a millisecond per second (and main). */
+export const describeShare = (t: ThreadShare): string => t.groups.filter((g) => g.cpu >= 0.5 || g.role === 'main').map((g) => `${g.role} ${g.cpu.toFixed(0)} (${g.wait.toFixed(0)})`).join(', ');
+
 /** Per-role CPU and wait between two samples, in ns per message. */
 export function perMessage(before: ThreadSample, after: ThreadSample, messages: number): Record<string, { cpuNs: number; waitNs: number }> {
   const out: Record<string, { cpuNs: number; waitNs: number }> = {};

@@ -24,7 +24,7 @@ import { interleavedPaced, maxRequestRate, openLoop, type LatencyRun, type Paced
 import { pausesBetween, shardPauses, startEngine, type ShardPauses } from '../lib/engine.js';
 import type { SendLoopResult } from '../send-loop.js';
 import { load1 } from '../lib/machine.js';
-import { OTHER_THREADS, rolesBetween, sampleRoles, type ThreadSample } from '../lib/threads.js';
+import { describeShare, sampleRoles, threadShare, type ThreadShare } from '../lib/threads.js';
 import type { BenchContext, Figure, WorkloadResult } from '../lib/report.js';
 import { percentile } from '../lib/stats.js';
 import { INCREMENT_AND_REPLY } from '../modules/counter.js';
@@ -94,26 +94,6 @@ function pauseFigures(key: string, phase: string, before: readonly ShardPauses[]
 }
 
 /** CPU and run-queue time of each thread group over a level, ms per second of it. */
-interface ThreadShare {
-  groups: Array<{ role: string; cpu: number; wait: number }>;
-  /** CPU of the threads nobody tagged (GC helpers, compilers, libuv's pool), ms per s. */
-  other: number;
-}
-
-function threadShare(before: ThreadSample, after: ThreadSample, ms: number): ThreadShare {
-  const groups: ThreadShare['groups'] = [];
-  let other = 0;
-  for (const [role, t] of Object.entries(rolesBetween(before, after))) {
-    const cpu = t.cpuNs / 1e6 / (ms / 1000);
-    const wait = t.waitNs / 1e6 / (ms / 1000);
-    groups.push({ role, cpu, wait });
-    if (role === OTHER_THREADS) other = cpu;
-  }
-  return { groups, other };
-}
-
-const describeShare = (t: ThreadShare): string => t.groups.filter((g) => g.cpu >= 0.5 || g.role === 'main').map((g) => `${g.role} ${g.cpu.toFixed(0)} (${g.wait.toFixed(0)})`).join(', ');
-
 interface Summary {
   rate: number;
   requests: number;

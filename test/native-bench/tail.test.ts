@@ -133,8 +133,7 @@ describe('the tail probe: which stalls of main a GC explains', () => {
 
 describe('the tail probe, run', () => {
   it('measures a short fixed-rate run against real shards and reports consistent figures', async () => {
-    const script = fileURLToPath(new URL('../../dist/native-bench/tail-probe.js', import.meta.url));
-    const { stdout } = await promisify(execFile)(process.execPath, [script, '--rate', '2000', '--seconds', '1', '--warmup', '0.5', '--ids', '100', '--json'], { timeout: 60_000 });
+    const { stdout } = await promisify(execFile)(process.execPath, [probe, '--rate', '2000', '--seconds', '1', '--warmup', '0.5', '--ids', '100', '--json'], { timeout: 60_000 });
     const r = JSON.parse(stdout.trim()) as {
       requests: number;
       micros: { p50: number; p99: number; p999: number; max: number };
@@ -142,6 +141,8 @@ describe('the tail probe, run', () => {
       leastMs: { toShardMs: number; backMs: number };
       mainBusy: { withGc: { gaps: number; ms: number }; without: { gaps: number; ms: number; longestMs: number[] }; gcs: number; gcMs: number };
       shards: Array<{ gcPausesOver2Ms: number; loopGapsOver2Ms: number }>;
+      threads: ThreadFigures;
+      workerCpuMicrosPerRequest: number;
     };
     expect(r.requests).toBe(2000);
     expect(r.micros.p50).toBeGreaterThan(0);
@@ -163,5 +164,49 @@ describe('the tail probe, run', () => {
     expect(r.mainBusy.gcMs).toBeGreaterThanOrEqual(0);
     expect(r.shards).toHaveLength(2);
     for (const s of r.shards) expect(s.gcPausesOver2Ms).toBeGreaterThanOrEqual(0);
+    expectThreadFigures(r, 'shard');
   }, 90_000);
+
+  it('runs the same open loop against the raw ring (--system ring): latency and thread figures, no split and no shards', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [probe, '--system', 'ring', '--rate', '2000', '--seconds', '1', '--warmup', '0.5', '--ids', '100', '--json'], { timeout: 60_000 });
+    const r = JSON.parse(stdout.trim()) as { system: string; requests: number; micros: { p50: number; p99: number }; slowest: unknown; leastMs: unknown; shards: unknown[]; threads: ThreadFigures; workerCpuMicrosPerRequest: number };
+    expect(r.system).toBe('ring');
+    expect(r.requests).toBe(2000);
+    expect(r.micros.p50).toBeGreaterThan(0);
+    expect(r.micros.p50).toBeLessThanOrEqual(r.micros.p99);
+    // Its replies carry no shard clock: nothing to split.
+    expect(r.slowest).toBeNull();
+    expect(r.leastMs).toBeNull();
+    expect(r.shards).toEqual([]);
+    expectThreadFigures(r, 'ring-worker');
+  }, 90_000);
+
+  it('refuses a --system it does not know, naming it', async () => {
+    const run = promisify(execFile)(process.execPath, [probe, '--system', 'postMessage', '--seconds', '1'], { timeout: 30_000 });
+    await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--system must be weft or ring (got "postMessage")') as string });
+  });
 });
+
+const probe = fileURLToPath(new URL('../../dist/native-bench/tail-probe.js', import.meta.url));
+
+interface ThreadFigures {
+  groups: Array<{ role: string; cpu: number; wait: number }>;
+  other: number;
+}
+
+/** On Linux: main and the worker role ran (ms on a CPU per s), and the workers' CPU per request is a positive figure. Elsewhere: none. */
+function expectThreadFigures(r: { threads: ThreadFigures; workerCpuMicrosPerRequest: number }, worker: string): void {
+  if (process.platform !== 'linux') {
+    expect(r.threads.groups).toEqual([]);
+    return;
+  }
+  const roles = new Map(r.threads.groups.map((g) => [g.role, g]));
+  expect(roles.get('main')?.cpu).toBeGreaterThan(0);
+  expect(roles.get(worker)?.cpu).toBeGreaterThan(0);
+  for (const g of r.threads.groups) {
+    expect(g.cpu).toBeGreaterThanOrEqual(0);
+    expect(g.wait).toBeGreaterThanOrEqual(0);
+  }
+  expect(Number.isFinite(r.workerCpuMicrosPerRequest)).toBe(true);
+  expect(r.workerCpuMicrosPerRequest).toBeGreaterThan(0);
+}
