@@ -24,9 +24,10 @@
  *    CPU per request.
  *
  * `--system ring` runs the same open loop against bench (c)'s raw-ring baseline instead (as many
- * worker threads as --shards, a counter per id, no checkpoints, no state): the same figures at
- * the same fixed rate, except the split of the slowest requests (its reply carries no clock) and
- * the shards' metrics, so that weft and the transport alone compare thread by thread.
+ * worker threads as --shards, a counter per id in memory, nothing persisted; --checkpoint-ms does
+ * not apply): the same figures at the same fixed rate, except the split of the slowest requests
+ * (its reply carries no clock) and the shards' metrics, so that weft and the transport alone
+ * compare thread by thread.
  *
  * Options: --system weft|ring (default weft), --rate N (requests/s, default 49000: bench (c)'s 10% on the 2-core machine),
  * --seconds S (measured, default 6), --warmup S (unmeasured first, default 3; 0: none), --ids N
@@ -97,11 +98,11 @@ const engine = system === 'weft' ? await startEngine('tail-probe', { module: 'st
 const ring = system === 'ring' ? await RingActors.start(shards) : undefined;
 await settle();
 const weft = engine?.weft;
-// The raw ring's reply is a count, not the shard's clock: its requests have no split (NaN).
+// The raw ring's reply is a count, not the shard's clock: its requests have no split.
 const request =
   weft !== undefined
     ? (i: number): Promise<unknown> => weft.request(addresses[i % idCount] as Address, 1)
-    : (i: number): Promise<unknown> => (ring as RingActors).request(ids[i % idCount] as string).then(() => Number.NaN);
+    : (i: number): Promise<unknown> => (ring as RingActors).request(ids[i % idCount] as string);
 
 // Main's times on the monotonic clock the shards stamp replies with: the generator's and the GC
 // entries' (both this thread's performance.now()) moved by one offset.
@@ -142,7 +143,7 @@ async function openWindow(ms: number): Promise<Window> {
     },
     done(i, value, at) {
       times.done[i] = toMonotonic + at;
-      times.invoked[i] = value as number;
+      times.invoked[i] = weft === undefined ? Number.NaN : (value as number);
     },
     turn(start, end, due) {
       const s = toMonotonic + start;
@@ -193,8 +194,8 @@ const result = {
   })),
   /** Per thread group, ms on a CPU and ms waiting for one, per second of the window (Linux; empty elsewhere). */
   threads,
-  /** The worker threads' CPU per request, µs (NaN without thread figures). */
-  workerCpuMicrosPerRequest: workers.length === 0 ? Number.NaN : (workerCpu * windowMs) / n,
+  /** The worker threads' CPU per request, µs (null without thread figures). */
+  workerCpuMicrosPerRequest: workers.length === 0 ? null : (workerCpu * windowMs) / n,
 };
 
 if (values.json) {
@@ -211,7 +212,8 @@ if (values.json) {
   console.log(`  main busy over ${GAP_MS} ms: ${stalls.withGc.gaps} times with a GC (${ms(stalls.withGc.ms)} ms), ${stalls.without.gaps} without (${ms(stalls.without.ms)} ms; longest ${stalls.without.longestMs.map(ms).join(', ') || '-'}); main's GCs ${result.mainBusy.gcs} (${ms(result.mainBusy.gcMs)} ms)`);
   result.shards.forEach((s, i) => console.log(`  shard ${i}: GC pauses over 2 ms ${s.gcPausesOver2Ms}, loop gaps over 2 ms ${s.loopGapsOver2Ms}`));
   if (threads.groups.length > 0) {
-    console.log(`  threads, ms on a CPU per s (waiting for one): ${describeShare(threads)}; the ${system === 'weft' ? 'shards' : "ring's workers"} ${result.workerCpuMicrosPerRequest.toFixed(1)} µs of CPU per request`);
+    const perRequest = result.workerCpuMicrosPerRequest === null ? 'no worker thread announced itself' : `the ${system === 'weft' ? 'shards' : "ring's workers"} ${result.workerCpuMicrosPerRequest.toFixed(1)} µs of CPU per request`;
+    console.log(`  threads, ms on a CPU per s (waiting for one): ${describeShare(threads)}; ${perRequest}`);
   }
 }
 await engine?.close();

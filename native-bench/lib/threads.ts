@@ -69,8 +69,8 @@ export function sampleRoles(): ThreadSample {
   return out;
 }
 
-/** CPU and run-queue time per role between two samples. */
-export type RoleTimes = Record<string, Sched>;
+/** CPU and run-queue time per role between two samples, and how many threads of the role were alive at the second. */
+export type RoleTimes = Record<string, Sched & { threads: number }>;
 
 /**
  * Per role, what its threads used between `before` and `after`: thread by thread, so a thread
@@ -81,7 +81,8 @@ export function rolesBetween(before: ThreadSample, after: ThreadSample): RoleTim
   const out: RoleTimes = {};
   for (const [tid, a] of after) {
     const b = before.get(tid);
-    const r = (out[a.role] ??= { cpuNs: 0, waitNs: 0 });
+    const r = (out[a.role] ??= { cpuNs: 0, waitNs: 0, threads: 0 });
+    r.threads++;
     r.cpuNs += a.cpuNs - (b?.cpuNs ?? 0);
     r.waitNs += a.waitNs - (b?.waitNs ?? 0);
   }
@@ -90,7 +91,8 @@ export function rolesBetween(before: ThreadSample, after: ThreadSample): RoleTim
 
 /** Each role's CPU and run-queue wait over a stretch of wall time, in ms per s. */
 export interface ThreadShare {
-  groups: Array<{ role: string; cpu: number; wait: number }>;
+  /** Per role: ms on a CPU and ms waiting for one per s, and its threads alive at the end. */
+  groups: Array<{ role: string; cpu: number; wait: number; threads: number }>;
   /** CPU of the threads nobody tagged (GC helpers, compilers, libuv's pool), ms per s. */
   other: number;
 }
@@ -102,7 +104,7 @@ export function threadShare(before: ThreadSample, after: ThreadSample, ms: numbe
   for (const [role, t] of Object.entries(rolesBetween(before, after))) {
     const cpu = t.cpuNs / 1e6 / (ms / 1000);
     const wait = t.waitNs / 1e6 / (ms / 1000);
-    groups.push({ role, cpu, wait });
+    groups.push({ role, cpu, wait, threads: t.threads });
     if (role === OTHER_THREADS) other = cpu;
   }
   return { groups, other };

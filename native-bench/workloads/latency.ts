@@ -93,7 +93,6 @@ function pauseFigures(key: string, phase: string, before: readonly ShardPauses[]
   ];
 }
 
-/** CPU and run-queue time of each thread group over a level, ms per second of it. */
 interface Summary {
   rate: number;
   requests: number;
