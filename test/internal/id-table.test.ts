@@ -25,6 +25,7 @@ describe('IdTable', () => {
         const t = new IdTable<string>(initial, max);
         const model = new Map<number, string>();
         let next = 0;
+        let peak = 0;
         for (const o of ops) {
           switch (o.op) {
             case 'add':
@@ -60,7 +61,10 @@ describe('IdTable', () => {
               break;
           }
           expect(t.size).toBe(model.size);
-          expect(t.capacity).toBeLessThanOrEqual(max);
+          peak = Math.max(peak, model.size);
+          // Past maxSlots the window grows only while half its slots are in use.
+          expect(t.capacity).toBeLessThanOrEqual(Math.max(max, 4 * peak));
+          if (o.op === 'clear') expect(t.capacity).toBeLessThanOrEqual(max);
         }
         const entries = [...t.entries()];
         expect(new Map(entries)).toEqual(model);
@@ -95,6 +99,48 @@ describe('IdTable', () => {
     expect(t.capacity).toBe(128);
     expect(t.stragglers).toBe(0);
     for (let id = 1; id <= 100; id++) expect(t.get(id)).toBe(id);
+  });
+
+  it('grows past maxSlots for a backlog every id of which waits, and shrinks back as it is answered', () => {
+    const t = new IdTable<number>(4, 16);
+    for (let id = 1; id <= 1000; id++) t.set(id, id);
+    expect(t.capacity).toBe(1024);
+    expect(t.stragglers).toBe(0);
+    for (let id = 1; id <= 1000; id++) expect(t.get(id)).toBe(id);
+    for (let id = 1; id <= 600; id++) expect(t.delete(id)).toBe(true);
+    // 400 ids in use span under half of the 1024 slots, not yet a quarter.
+    expect(t.capacity).toBe(1024);
+    for (let id = 601; id <= 997; id++) expect(t.delete(id)).toBe(true);
+    expect(t.capacity).toBe(16);
+    expect([...t.entries()]).toEqual([
+      [998, 998],
+      [999, 999],
+      [1000, 1000],
+    ]);
+    for (let id = 998; id <= 1000; id++) t.delete(id);
+    expect(t.size).toBe(0);
+    expect(t.capacity).toBe(16);
+  });
+
+  it('keeps a sparse window at maxSlots: an old entry among later ones becomes a straggler, a backlog after it grows the window', () => {
+    const t = new IdTable<number>(4, 16);
+    t.set(1, 1);
+    // Every other id answered at once: a quarter of a window of 16 or more is in use.
+    for (let id = 2; id <= 200; id++) {
+      t.set(id, id);
+      if (id % 2 === 0 || id < 190) t.delete(id);
+    }
+    expect(t.capacity).toBe(16);
+    expect(t.stragglers).toBe(1);
+    for (let id = 201; id <= 300; id++) t.set(id, id);
+    expect(t.capacity).toBe(128);
+    expect(t.stragglers).toBe(1);
+    expect(t.size).toBe(1 + 5 + 100);
+    expect(t.get(1)).toBe(1);
+    expect(t.get(191)).toBe(191);
+    t.clear();
+    expect(t.capacity).toBe(16);
+    expect(t.size).toBe(0);
   });
 
   it('holds an id once when it is set again below an emptied window (found by a review)', () => {
