@@ -900,6 +900,60 @@ export function fixedWriterOf(encode: (value: unknown) => Uint8Array): FixedWrit
   return fixedByEncoder.get(encode);
 }
 
+/**
+ * A number's msgpack bytes when it takes more than one: those msgpackr writes (its `useFloat32`
+ * off) — uint 8/16/32, int 8/16/32, else float64 — without its per-call setup and the copy out of
+ * its shared buffer. A reply or message carrying a number is common, and msgpackr cost ~190 ns
+ * and a few hundred bytes of garbage for one.
+ */
+function packNumber(v: number): Uint8Array {
+  if (v >>> 0 === v) {
+    if (v < 0x100) return Uint8Array.of(0xcc, v);
+    if (v < 0x10000) return Uint8Array.of(0xcd, v >>> 8, v & 0xff);
+    return Uint8Array.of(0xce, v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+  }
+  if (v >> 0 === v) {
+    if (v >= -0x80) return Uint8Array.of(0xd0, v & 0xff);
+    if (v >= -0x8000) return Uint8Array.of(0xd1, (v >> 8) & 0xff, v & 0xff);
+    return Uint8Array.of(0xd2, (v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+  }
+  scratch.setFloat64(0, v, false);
+  const out = new Uint8Array(9);
+  out[0] = 0xcb;
+  for (let i = 0; i < 8; i++) out[i + 1] = scratchBytes[i] as number;
+  return out;
+}
+
+/**
+ * The number `bytes` hold when they are exactly one msgpack uint 8/16/32, int 8/16/32 or float64
+ * (what {@link packNumber} writes), else undefined: decoded without msgpackr, whose `unpack` makes
+ * a DataView (and adds a property) for every new array it is given — every payload is one.
+ */
+function unpackNumber(bytes: Uint8Array): number | undefined {
+  const b = bytes[0] as number;
+  switch (bytes.length) {
+    case 2:
+      if (b === 0xcc) return bytes[1] as number;
+      if (b === 0xd0) return ((bytes[1] as number) << 24) >> 24;
+      return undefined;
+    case 3:
+      if (b === 0xcd) return ((bytes[1] as number) << 8) | (bytes[2] as number);
+      if (b === 0xd1) return ((((bytes[1] as number) << 8) | (bytes[2] as number)) << 16) >> 16;
+      return undefined;
+    case 5: {
+      if (b !== 0xce && b !== 0xd2) return undefined;
+      const v = ((bytes[1] as number) << 24) | ((bytes[2] as number) << 16) | ((bytes[3] as number) << 8) | (bytes[4] as number);
+      return b === 0xce ? v >>> 0 : v;
+    }
+    case 9:
+      if (b !== 0xcb) return undefined;
+      for (let i = 0; i < 8; i++) scratchBytes[i] = bytes[i + 1] as number;
+      return scratch.getFloat64(0, false);
+    default:
+      return undefined;
+  }
+}
+
 let sharedOneBytes: Uint8Array[] | undefined;
 
 /**
@@ -951,6 +1005,7 @@ function makeMsgpack(typename: string): ValueType<unknown> {
       // per-call setup. A fresh array each time: payloads are handed to user code (msg.payload).
       const one = oneByte(value);
       if (one >= 0) return Uint8Array.of(one);
+      if (typeof value === 'number') return packNumber(value);
       check(value, path);
       let packed: Uint8Array;
       try {
@@ -974,6 +1029,9 @@ function makeMsgpack(typename: string): ValueType<unknown> {
         if (b === 0xc0) return null;
         if (b === 0xc2) return false;
         if (b === 0xc3) return true;
+      } else {
+        const n = unpackNumber(bytes);
+        if (n !== undefined) return n;
       }
       // msgpackr's native decoder rejects views of a SharedArrayBuffer: copy those.
       const src = bytes.buffer instanceof SharedArrayBuffer ? copyBytes(bytes) : bytes;

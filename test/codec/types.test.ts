@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { Packr } from 'msgpackr';
 import { LIMITS } from '../../src/core/address.js';
 import { WeftError } from '../../src/core/errors.js';
 import { BUILTIN_TYPES, DEFAULT_TYPE, TYPENAMES, boundEncoder, fixedWriter, fixedWriterOf, isValueType, sharedOneBytePayload, type, type ValueType } from '../../src/codec/types.js';
@@ -582,6 +583,29 @@ describe('msgpack', () => {
     const bin = t.encode({ bin: new Uint8Array([1, 2, 3]) });
     const decoded = t.decode(bin) as { bin: Uint8Array };
     expect(decoded.bin.buffer).not.toBe(bin.buffer);
+  });
+
+  it('writes and reads numbers as msgpackr does, without it', () => {
+    // The options weft's msgpack type gives msgpackr (src/codec/types.ts).
+    const reference = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true, int64AsType: 'bigint', copyBuffers: true, moreTypes: false });
+    const edges = [127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1, 0.1, -2.5, 2 ** 53, Number.MAX_VALUE, Number.MIN_VALUE, NaN, Infinity, -Infinity];
+    const check = (v: number): void => {
+      const bytes = t.encode(v);
+      expect([...bytes]).toEqual([...reference.pack(v)]);
+      const back = t.decode(bytes) as number;
+      expect(Object.is(back, v === 0 ? 0 : v)).toBe(true);
+      // In place in shared memory (a ring), at an offset.
+      const shared = new Uint8Array(new SharedArrayBuffer(bytes.length + 7));
+      shared.set(bytes, 7);
+      expect(Object.is(t.decode(shared.subarray(7)), back)).toBe(true);
+    };
+    for (const v of edges) check(v);
+    fc.assert(fc.property(fc.oneof(fc.double(), fc.integer({ min: -(2 ** 31) - 10, max: 2 ** 32 + 10 }), fc.maxSafeInteger()), check), { numRuns: 2_000 });
+    // What another writer may use for a number still decodes (by msgpackr): float32, uint64.
+    expect(t.decode(Uint8Array.of(0xca, 0x3f, 0xc0, 0x00, 0x00))).toBe(1.5);
+    expect(t.decode(Uint8Array.of(0xcf, 0, 0, 0, 1, 0, 0, 0, 0))).toBe(2n ** 32n);
+    // A number's first byte with the wrong length is msgpackr's to refuse.
+    expect(() => t.decode(Uint8Array.of(0xcb, 1, 2))).toThrow(WeftError);
   });
 
   it('normalizes -0 to 0 (msgpack has no negative zero integer)', () => {
