@@ -202,15 +202,37 @@ export class StatesReader {
     return this.#left;
   }
 
+  /** Where the next change {@link next} reads starts: a position for {@link readAt}. */
+  get position(): number {
+    return this.#at;
+  }
+
+  /**
+   * Reads the change that starts at `position` (one {@link position} gave before a {@link next})
+   * into the fields again, as {@link next} did then. For a reader done with {@link next}: the
+   * count of changes {@link next} has left does not move.
+   */
+  readAt(position: number): void {
+    if (!(Number.isInteger(position) && position >= 0 && position < this.#b.byteLength)) {
+      throw new RangeError(`pending state change position ${position} is outside the value's ${this.#b.byteLength} bytes`);
+    }
+    this.#at = position;
+    this.#change();
+  }
+
   next(): boolean {
     if (this.#left === 0) return false;
     this.#left--;
+    this.#change();
+    return true;
+  }
+
+  #change(): void {
     if (this.#arrayLength() !== 4) throw new TypeError('a pending state change is not [kg, type, id, record]');
     this.kg = this.#uint();
     this.type = this.#str(true);
     this.id = this.#str(false);
     this.record = this.#binOrNil();
-    return true;
   }
 
   #byte(): number {

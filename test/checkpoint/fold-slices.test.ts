@@ -3,15 +3,16 @@
  * snapshot's mailbox encoding run on the shard's thread between loop turns: they must come in
  * slices, never one long step. Here a
  * real Participant over a real LMDB partition folds 16 epochs of 1,000 changes each (4,000
- * distinct instances): every write of the fold records at most 32 state records, the event loop
- * runs between the slices, and the base ends with each instance's latest record, the PENDING
- * entries gone and the folded epoch in the metadata.
+ * distinct instances): every write of the fold records at most FOLD_SLICE state records, in
+ * key-group order over the whole fold, the event loop runs between the slices, and the base ends
+ * with each instance's latest record, the PENDING entries gone and the folded epoch in the
+ * metadata.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FOLD_EVERY, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
+import { FOLD_EVERY, FOLD_SLICE, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
 import { META_FOLDED_EPOCH, PendingKind, StatesCapture, decodeEnvelopes } from '../../src/state/checkpoint-format.js';
 import { E_PAYLOAD, E_TARGET_ID, envelope, type Envelope } from '../../src/contract/envelope.js';
 import { Partition, type WriteOps } from '../../src/state/partition.js';
@@ -187,11 +188,13 @@ describe('staggered folds', () => {
 });
 
 describe('checkpoint work in slices', () => {
-  it('writes in slices of at most 32 records, lets the event loop run between them, and leaves the latest records', async () => {
+  it('writes in slices of at most FOLD_SLICE records, in key-group order, lets the event loop run between them, and leaves the latest records', async () => {
     const partition = await Partition.open(join(root, 'p'), { durability: 'process' });
     try {
-      // Every write() the participant makes: how many state records it put.
+      // Every write() the participant makes: how many state records it put; and the key group
+      // of every state record put, in order.
       const statePuts: number[] = [];
+      const keyGroups: number[] = [];
       const write = partition.write.bind(partition);
       partition.write = (build: (ops: WriteOps) => void): Promise<void> =>
         write((ops) => {
@@ -201,7 +204,10 @@ describe('checkpoint work in slices', () => {
               const v = Reflect.get(target, prop, receiver) as unknown;
               if (typeof v !== 'function') return v;
               return (...args: unknown[]) => {
-                if (prop === 'putState' || prop === 'deleteState') n++;
+                if (prop === 'putState' || prop === 'deleteState') {
+                  n++;
+                  keyGroups.push(args[0] as number);
+                }
                 return (v as (...a: unknown[]) => unknown).apply(target, args);
               };
             },
@@ -216,6 +222,7 @@ describe('checkpoint work in slices', () => {
       await until(() => reports.done === EPOCHS, reports);
       expect(reports.done).toBe(EPOCHS);
       const pendingWrites = statePuts.length;
+      const pendingPuts = keyGroups.length;
 
       // Count event-loop turns (macrotasks) while the fold runs.
       let ticks = 0;
@@ -232,10 +239,15 @@ describe('checkpoint work in slices', () => {
       expect(reports.fatal).toEqual([]);
       expect(reports.folds).toEqual([EPOCHS]);
       const foldWrites = statePuts.slice(pendingWrites);
-      // 4,000 distinct instances: at least 125 slices, none over 32 records, each record once.
-      expect(Math.max(...foldWrites)).toBeLessThanOrEqual(32);
+      // 4,000 distinct instances: none over FOLD_SLICE records, each record once.
+      expect(Math.max(...foldWrites)).toBeLessThanOrEqual(FOLD_SLICE);
       expect(foldWrites.reduce((a, b) => a + b, 0)).toBe(INSTANCES);
-      expect(foldWrites.length).toBeGreaterThanOrEqual(INSTANCES / 32);
+      expect(foldWrites.length).toBeGreaterThanOrEqual(INSTANCES / FOLD_SLICE);
+      // In key-group order over the whole fold, all 128 groups (the epochs change them in turn).
+      const foldGroups = keyGroups.slice(pendingPuts);
+      expect(foldGroups).toHaveLength(INSTANCES);
+      expect(foldGroups).toEqual([...foldGroups].sort((a, b) => a - b));
+      expect(new Set(foldGroups).size).toBe(128);
       // The event loop ran between the slices (the fold yields after each).
       expect(ticks).toBeGreaterThanOrEqual(foldWrites.length - 1);
 
