@@ -398,7 +398,7 @@ export function foldPhase(shard: number, shards: number): number {
  * together with the next ones (FOLD_INFLIGHT). Since the records go in key-group order, a write's
  * records share a few B-tree pages, so a larger write copies few more pages than a small one:
  * at 49k requests/s (two shards, 10,000 counters) 128 records took the shard 0.03-0.05 ms at the
- * median and 0.11-0.23 ms at p90 (32: 0.01 and 0.04 ms), and the other threads' CPU (the
+ * median and 0.08-0.23 ms at p90 (32: 0.01 and 0.02-0.05 ms), and the other threads' CPU (the
  * commits) fell from 51-61 to 36-47 ms/s against 32 (six alternating pairs). A fold written in
  * the order the instances changed, 32 records to a write, each on a page of its own, cost the
  * other threads 70-77 ms/s. Few records per write also keep few dirty pages in process memory
