@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FOLD_EVERY, FOLD_SLICE, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
+import fc from 'fast-check';
+import { FOLD_EVERY, FOLD_SLICE, FoldPicks, Participant, foldPhase, type Snapshot } from '../../src/checkpoint/participant.js';
 import { META_FOLDED_EPOCH, PendingKind, StatesCapture, decodeEnvelopes } from '../../src/state/checkpoint-format.js';
 import { E_PAYLOAD, E_TARGET_ID, envelope, type Envelope } from '../../src/contract/envelope.js';
 import { Partition, type WriteOps } from '../../src/state/partition.js';
@@ -257,6 +258,74 @@ describe('checkpoint work in slices', () => {
       for (const [n, e] of latest) expect([...(partition.getState(n % 128, 'fold/t', `i${n}`) ?? [])]).toEqual([e, n & 0xff]);
       expect(partition.countPending()).toBe(0);
       expect(partition.getMeta(META_FOLDED_EPOCH)).toBe(EPOCHS);
+    } finally {
+      await partition.close();
+    }
+  }, 60_000);
+
+  it('sorts a fold\'s picks by key group (stable, each once), able to yield at every pick in both passes', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 32_767 }), { maxLength: 3000 }), fc.integer({ min: 0, max: 200 }), async (kgs, spread) => {
+        const picks = new FoldPicks();
+        kgs.forEach((kg, i) => picks.add(i % 7, i * 3, spread === 0 ? kg : kg % spread));
+        // A yielder that is always over: the sort yields wherever it may.
+        let yields = 0;
+        const order = await picks.byKeyGroup({ over: () => true, yield: async () => void yields++ });
+        const kgOf = (i: number): number => (spread === 0 ? kgs[i]! : kgs[i]! % spread);
+        expect([...order].sort((a, b) => a - b)).toEqual(kgs.map((_, i) => i));
+        for (let k = 1; k < order.length; k++) {
+          const a = order[k - 1]!;
+          const b = order[k]!;
+          expect(kgOf(a) < kgOf(b) || (kgOf(a) === kgOf(b) && a < b)).toBe(true);
+        }
+        for (const i of order) {
+          expect(picks.snapshot(i)).toBe(i % 7);
+          expect(picks.position(i)).toBe(i * 3);
+        }
+        // Both passes over the picks (counting, placing) can let the event loop run at each one.
+        expect(yields).toBe(2 * kgs.length);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('folds deletions and epochs that changed nothing: each instance ends as its latest change left it', async () => {
+    const partition = await Partition.open(join(root, 'deletions'), { durability: 'process' });
+    try {
+      // Epoch e (1..12): nothing when e is a multiple of 3; else instances 0..299 stepping by e,
+      // each put with the epoch, or deleted when (n + e) is a multiple of 5.
+      const latest = new Map<number, number | null>();
+      const capture = (epoch: number): StatesCapture => {
+        const out = new StatesCapture();
+        if (epoch % 3 !== 0) {
+          for (let n = 0; n < 300; n += epoch) {
+            const gone = (n + epoch) % 5 === 0;
+            out.add(n % 128, 'fold/d', `d${n}`, gone ? null : Uint8Array.of(epoch, n & 0xff));
+            latest.set(n, gone ? null : epoch);
+          }
+        }
+        out.finish();
+        return out;
+      };
+      // Instances 0..299 exist in the base before the fold.
+      await partition.write((ops) => {
+        for (let n = 0; n < 300; n++) ops.putState(n % 128, 'fold/d', `d${n}`, Uint8Array.of(0, n & 0xff));
+      });
+      const { participant, reports } = participantOn(partition, (epoch) => ({ states: capture(epoch), mailbox: [] }));
+      for (let e = 1; e <= 12; e++) participant.onBarrier(0, e, [true]);
+      await until(() => reports.done === 12, reports);
+      for (let e = 1; e <= 12; e++) participant.onCommitted(e);
+      participant.foldNow();
+      await participant.whenFolded();
+      expect(reports.fatal).toEqual([]);
+      expect(reports.folds.at(-1)).toBe(12);
+      for (let n = 0; n < 300; n++) {
+        const got = partition.getState(n % 128, 'fold/d', `d${n}`);
+        const e = latest.has(n) ? latest.get(n)! : 0;
+        if (e === null) expect(got).toBeUndefined();
+        else expect([...(got ?? [])]).toEqual([e, n & 0xff]);
+      }
+      expect(partition.countPending()).toBe(0);
     } finally {
       await partition.close();
     }
