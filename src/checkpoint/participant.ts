@@ -468,10 +468,6 @@ export class FoldPicks {
   #minKg = Number.POSITIVE_INFINITY;
   #maxKg = -1;
 
-  get count(): number {
-    return this.#count;
-  }
-
   add(snapshot: number, position: number, kg: number): void {
     const n = this.#count;
     if (n === this.#kg.length) {
