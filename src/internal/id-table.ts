@@ -18,7 +18,7 @@
  *
  * (A window that stopped at `maxSlots` under a backlog sent every request past it to the `Map`:
  * a cold engine given 150k requests/s kept 218k there, and 300k requests sent at once took
- * 1.07-1.44 s to be answered against 0.86-0.96 s with the window let grow, issue 13.)
+ * 0.94-1.02 s to be answered against 0.82-0.88 s with the window let grow, issue 13.)
  */
 export class IdTable<T> {
   #slots: Array<T | undefined>;
