@@ -320,7 +320,7 @@ export class Participant {
         readers[s] = reader;
         for (;;) {
           const at = reader.position;
-          if (!reader.next()) break;
+          if (!reader.nextKey()) break;
           if (slice.over()) await slice.yield();
           if (picked !== null) {
             let ids = picked.get(reader.type);

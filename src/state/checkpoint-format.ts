@@ -227,12 +227,30 @@ export class StatesReader {
     return true;
   }
 
+  /**
+   * {@link next} for a reader that needs the keys only: `kg`, `type` and `id` are read, the
+   * record is stepped over (`record` is null: no view made). A fold reads every change of its
+   * epochs to find each instance's latest, and writes only those (read again with {@link readAt}).
+   */
+  nextKey(): boolean {
+    if (this.#left === 0) return false;
+    this.#left--;
+    this.#key();
+    this.#skipRecord();
+    this.record = null;
+    return true;
+  }
+
   #change(): void {
+    this.#key();
+    this.record = this.#binOrNil();
+  }
+
+  #key(): void {
     if (this.#arrayLength() !== 4) throw new TypeError('a pending state change is not [kg, type, id, record]');
     this.kg = this.#uint();
     this.type = this.#str(true);
     this.id = this.#str(false);
-    this.record = this.#binOrNil();
   }
 
   #byte(): number {
@@ -304,14 +322,26 @@ export class StatesReader {
   #lastLength = -1;
 
   #binOrNil(): Uint8Array | null {
-    const t = this.#byte();
-    if (t === 0xc0) return null;
-    const n = t === 0xc4 ? this.#be(1) : t === 0xc5 ? this.#be(2) : t === 0xc6 ? this.#be(4) : -1;
-    if (n < 0) throw new TypeError(`pending state changes: expected a record, found byte 0x${t.toString(16)}`);
+    const n = this.#recordLength();
+    if (n < 0) return null;
     const at = this.#at;
-    if (at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
     this.#at = at + n;
     return new Uint8Array(this.#b.buffer, this.#b.byteOffset + at, n);
+  }
+
+  #skipRecord(): void {
+    const n = this.#recordLength();
+    if (n > 0) this.#at += n;
+  }
+
+  /** The length of the record that starts here (its header read), checked to fit; -1 for nil. */
+  #recordLength(): number {
+    const t = this.#byte();
+    if (t === 0xc0) return -1;
+    const n = t === 0xc4 ? this.#be(1) : t === 0xc5 ? this.#be(2) : t === 0xc6 ? this.#be(4) : -1;
+    if (n < 0) throw new TypeError(`pending state changes: expected a record, found byte 0x${t.toString(16)}`);
+    if (this.#at + n > this.#b.byteLength) throw new TypeError('pending state changes end early');
+    return n;
   }
 }
 

@@ -74,6 +74,33 @@ describe('StatesCapture and StatesReader', () => {
     }
   });
 
+  it('reads keys only (nextKey), then any change again at its position (readAt), in any order', () => {
+    const source = encodeStates(changes);
+    const keys = new StatesReader(source);
+    const positions: number[] = [];
+    const read: unknown[] = [];
+    for (;;) {
+      positions.push(keys.position);
+      if (!keys.nextKey()) break;
+      expect(keys.record).toBeNull();
+      read.push([keys.kg, keys.type, keys.id]);
+    }
+    positions.pop();
+    expect(read).toEqual(changes.map(([kg, t, id]) => [kg, t, id]));
+    expect(keys.remaining).toBe(0);
+    // Backwards, so the type read last is rarely the one asked for (the reader compares bytes).
+    const again = new StatesReader(source);
+    for (let i = positions.length - 1; i >= 0; i--) {
+      again.readAt(positions[i]!);
+      expect(plainChanges([[again.kg, again.type, again.id, again.record]])).toEqual(plainChanges([changes[i]!]));
+    }
+    expect(() => again.readAt(source.length)).toThrow(/outside the value's/);
+    expect(() => again.readAt(-1)).toThrow(/outside the value's/);
+    // A truncated record is refused by nextKey as by next.
+    const truncated = new StatesReader(encodeStates(changes.slice(0, 1)).subarray(0, 22));
+    expect(() => truncated.nextKey()).toThrow(/end early/);
+  });
+
   it('a change added from an encoder (addWritten) is the same bytes as one added as an array (add)', () => {
     const record = new FrameEncoder();
     const writeRecord = (bytes: Uint8Array): FrameEncoder => {
