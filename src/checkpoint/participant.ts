@@ -479,8 +479,10 @@ export class FoldPicks {
     this.#position[n] = position;
     this.#kg[n] = kg;
     this.#count = n + 1;
-    if (kg < this.#minKg) this.#minKg = kg;
-    if (kg > this.#maxKg) this.#maxKg = kg;
+    // The bounds of what is stored (an unsigned 32-bit value), which the sort indexes by.
+    const stored = this.#kg[n] as number;
+    if (stored < this.#minKg) this.#minKg = stored;
+    if (stored > this.#maxKg) this.#maxKg = stored;
   }
 
   snapshot(i: number): number {
