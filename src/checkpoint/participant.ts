@@ -469,6 +469,7 @@ export class FoldPicks {
   #maxKg = -1;
 
   add(snapshot: number, position: number, kg: number): void {
+    if (kg >>> 0 !== kg) throw new RangeError(`a fold's key group must be an unsigned 32-bit integer (got ${kg})`);
     const n = this.#count;
     if (n === this.#kg.length) {
       this.#snapshot = grown(this.#snapshot);
@@ -479,10 +480,8 @@ export class FoldPicks {
     this.#position[n] = position;
     this.#kg[n] = kg;
     this.#count = n + 1;
-    // The bounds of what is stored (an unsigned 32-bit value), which the sort indexes by.
-    const stored = this.#kg[n] as number;
-    if (stored < this.#minKg) this.#minKg = stored;
-    if (stored > this.#maxKg) this.#maxKg = stored;
+    if (kg < this.#minKg) this.#minKg = kg;
+    if (kg > this.#maxKg) this.#maxKg = kg;
   }
 
   snapshot(i: number): number {

@@ -287,6 +287,9 @@ describe('checkpoint work in slices', () => {
       }),
       { numRuns: 200 },
     );
+    // What a typed array would not store as given is refused, naming it.
+    const picks = new FoldPicks();
+    for (const bad of [-1, 1.5, 2 ** 32, Number.NaN]) expect(() => picks.add(0, 0, bad)).toThrow(new RangeError(`a fold's key group must be an unsigned 32-bit integer (got ${bad})`));
   });
 
   it('folds deletions and epochs that changed nothing: each instance ends as its latest change left it', async () => {
