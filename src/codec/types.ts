@@ -36,6 +36,7 @@
 import { Packr } from 'msgpackr';
 import { LIMITS, isWellFormed, validateTypename } from '../core/address.js';
 import { WeftError, describe } from '../core/errors.js';
+import { MSGPACK_NUMBER_MAX_BYTES, readFloat64BE, writeMsgpackNumber } from './msgpack-number.js';
 import { ProtoReader, ProtoWriter, WireType, decodeUtf8, type WireTypeValue } from './protobuf.js';
 
 /**
@@ -901,32 +902,19 @@ export function fixedWriterOf(encode: (value: unknown) => Uint8Array): FixedWrit
 }
 
 /**
- * A number's msgpack bytes when it takes more than one: those msgpackr writes (its `useFloat32`
- * off) — uint 8/16/32, int 8/16/32, else float64 — without its per-call setup and the copy out of
- * its shared buffer. A reply or message carrying a number is common, and msgpackr cost ~190 ns
- * and a few hundred bytes of garbage for one.
+ * A number's msgpack bytes (the bytes msgpackr writes: codec/msgpack-number.ts), without its
+ * per-call setup and the copy out of its shared buffer. A reply or message carrying a number is
+ * common, and msgpackr cost ~190 ns and a few hundred bytes of garbage for one.
  */
 function packNumber(v: number): Uint8Array {
-  if (v >>> 0 === v) {
-    if (v < 0x100) return Uint8Array.of(0xcc, v);
-    if (v < 0x10000) return Uint8Array.of(0xcd, v >>> 8, v & 0xff);
-    return Uint8Array.of(0xce, v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-  }
-  if (v >> 0 === v) {
-    if (v >= -0x80) return Uint8Array.of(0xd0, v & 0xff);
-    if (v >= -0x8000) return Uint8Array.of(0xd1, (v >> 8) & 0xff, v & 0xff);
-    return Uint8Array.of(0xd2, (v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-  }
-  scratch.setFloat64(0, v, false);
-  const out = new Uint8Array(9);
-  out[0] = 0xcb;
-  for (let i = 0; i < 8; i++) out[i + 1] = scratchBytes[i] as number;
-  return out;
+  return numberScratch.slice(0, writeMsgpackNumber(v, numberScratch, numberView, 0));
 }
+const numberScratch = new Uint8Array(MSGPACK_NUMBER_MAX_BYTES);
+const numberView = new DataView(numberScratch.buffer);
 
 /**
  * The number `bytes` hold when they are exactly one msgpack uint 8/16/32, int 8/16/32 or float64
- * (what {@link packNumber} writes), else undefined: decoded without msgpackr, whose `unpack` makes
+ * (what {@link packNumber} writes for a number of more than one byte), else undefined: decoded without msgpackr, whose `unpack` makes
  * a DataView (and adds a property) for every new array it is given — every payload is one.
  */
 function unpackNumber(bytes: Uint8Array): number | undefined {
@@ -946,9 +934,7 @@ function unpackNumber(bytes: Uint8Array): number | undefined {
       return b === 0xce ? v >>> 0 : v;
     }
     case 9:
-      if (b !== 0xcb) return undefined;
-      for (let i = 0; i < 8; i++) scratchBytes[i] = bytes[i + 1] as number;
-      return scratch.getFloat64(0, false);
+      return b === 0xcb ? readFloat64BE(bytes, 1) : undefined;
     default:
       return undefined;
   }

@@ -32,6 +32,7 @@
  * latter: a payload kept alive keeps its whole frame (at most the ring capacity) alive; copy a
  * payload (`payload.slice()`) before storing it for long.
  */
+import { MSGPACK_NUMBER_MAX_BYTES, readFloat64BE, writeMsgpackNumber } from '../codec/msgpack-number.js';
 import type { FixedWriter } from '../codec/types.js';
 import { Packr, Unpackr } from 'msgpackr';
 import { WeftError, describe } from '../core/errors.js';
@@ -299,44 +300,10 @@ export class FrameEncoder {
   }
 
   #number(n: number): void {
-    this.#ensure(9);
-    const buf = this.#buf;
-    if (n >>> 0 === n) {
-      if (n < 0x80) {
-        buf[this.#pos++] = n;
-      } else if (n < 0x100) {
-        buf[this.#pos++] = 0xcc;
-        buf[this.#pos++] = n;
-      } else if (n < 0x10000) {
-        buf[this.#pos++] = 0xcd;
-        buf[this.#pos++] = n >> 8;
-        buf[this.#pos++] = n & 0xff;
-      } else {
-        buf[this.#pos++] = 0xce;
-        this.#view.setUint32(this.#pos, n);
-        this.#pos += 4;
-      }
-    } else if (n >> 0 === n) {
-      if (n >= -0x20) {
-        buf[this.#pos++] = n & 0xff;
-      } else if (n >= -0x80) {
-        buf[this.#pos++] = 0xd0;
-        buf[this.#pos++] = n & 0xff;
-      } else if (n >= -0x8000) {
-        buf[this.#pos++] = 0xd1;
-        this.#view.setInt16(this.#pos, n);
-        this.#pos += 2;
-      } else {
-        buf[this.#pos++] = 0xd2;
-        this.#view.setInt32(this.#pos, n);
-        this.#pos += 4;
-      }
-    } else {
-      buf[this.#pos++] = 0xcb;
-      this.#view.setFloat64(this.#pos, n);
-      this.#pos += 8;
-    }
+    this.#ensure(MSGPACK_NUMBER_MAX_BYTES);
+    this.#pos += writeMsgpackNumber(n, this.#buf, this.#view, this.#pos);
   }
+
 
   #string(s: string): void {
     const length = s.length;
@@ -647,10 +614,7 @@ export class FrameDecoder {
     const p = this.#pos;
     if (p + 8 > this.#end) throw new RangeError('frame ends early');
     this.#pos = p + 8;
-    const f = FLOAT_BYTES;
-    if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) f[7 - i] = src[p + i] as number;
-    else for (let i = 0; i < 8; i++) f[i] = src[p + i] as number;
-    return FLOAT[0] as number;
+    return readFloat64BE(src, p);
   }
 
   #bin(length: number): Uint8Array {
@@ -746,9 +710,6 @@ function shortAscii(src: Uint8Array, p: number, length: number): string | null {
 /** Thrown inside FrameDecoder for a value (or bytes) it leaves to msgpackr. */
 const OTHER = new Error('decoded by msgpackr');
 const EMPTY = new Uint8Array(0);
-const FLOAT = new Float64Array(1);
-const FLOAT_BYTES = new Uint8Array(FLOAT.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Frames up to this size are read in place, their payloads copied; larger ones go to msgpackr (see FrameDecoder). */
 export const SMALL_FRAME_BYTES = 1024;
